@@ -1,0 +1,376 @@
+"""Analysis configuration: YAML files in ``config/`` validated into frozen dataclasses.
+
+Every key is checked: an unknown key, a wrong type, a value outside its range or a reference to
+a process that does not exist raises :class:`ConfigError` with one message naming the file and
+the key, e.g. ``config/tth_bb.yaml: processes.tth.cross_section.value = -1: must be >= 0 pb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from analysis.errors import ConfigError
+
+__all__ = [
+    "CONFIG_DIR",
+    "AnalysisConfig",
+    "CrossSection",
+    "Dataset",
+    "GeneratorSettings",
+    "Process",
+    "load_config",
+    "resolve_config_path",
+]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def _check(minimum: float | None = None, exclusive: bool = False, unit: str = "") -> dict[str, Any]:
+    return {"minimum": minimum, "exclusive": exclusive, "unit": unit}
+
+
+@dataclass(frozen=True)
+class CrossSection:
+    """Cross section times branching ratio of the generated final state."""
+
+    value: float = field(metadata=_check(0.0, unit="pb"))
+    source: str
+    uncertainty: float = field(default=0.0, metadata=_check(0.0))  # relative, for the normsys
+
+
+@dataclass(frozen=True)
+class Process:
+    """A physics process: one truth class of the analysis."""
+
+    label: str
+    color: str
+    role: Literal["signal", "background"]
+    cross_section: CrossSection
+    # CMS genTtbarId % 100 categories that belong to this process; empty: all events of a dataset
+    gen_ttbar_id: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratorFilter:
+    """Parton-level filter on b quarks not from top decays, before hadronisation."""
+
+    min_extra_b: int = field(metadata=_check(1))
+    pt_min: float = field(default=15.0, metadata=_check(0.0, unit="GeV"))
+    abs_eta_max: float = field(default=2.6, metadata=_check(0.0, exclusive=True))
+    invert: bool = False  # keep the events that fail: the complement sample
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """Pythia 8 settings of one generated dataset."""
+
+    process: Literal["tth_bb", "ttbar_ljets"]
+    n_events: int = field(metadata=_check(1))
+    chunk_size: int = field(metadata=_check(1))
+    seed: int = field(metadata=_check(1))
+    filter: GeneratorFilter | None = None
+    pythia: tuple[str, ...] = ()  # extra Pythia settings, e.g. tunes
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Events of one or more processes: generated with Pythia, or NanoAOD files."""
+
+    processes: tuple[str, ...]
+    generator: GeneratorSettings | None = None
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Luminosity:
+    """Integrated luminosity and its relative uncertainty."""
+
+    value: float = field(metadata=_check(0.0, exclusive=True, unit="fb-1"))
+    uncertainty: float = field(default=0.0, metadata=_check(0.0))
+
+
+@dataclass(frozen=True)
+class JetDefinition:
+    """Jet selection and b-tag working points (DeepJet-like discriminant)."""
+
+    pt_min: float = field(metadata=_check(0.0, exclusive=True, unit="GeV"))
+    abs_eta_max: float = field(metadata=_check(0.0, exclusive=True))
+    btag_loose: float = field(metadata=_check(0.0))
+    btag_medium: float = field(metadata=_check(0.0))
+    btag_tight: float = field(metadata=_check(0.0))
+    lepton_clean_dr: float = field(default=0.4, metadata=_check(0.0))
+
+
+@dataclass(frozen=True)
+class LeptonDefinition:
+    """Tight lepton definition; ``id_min`` is the NanoAOD ID level (cutBased for electrons)."""
+
+    pt_min: float = field(metadata=_check(0.0, exclusive=True, unit="GeV"))
+    abs_eta_max: float = field(metadata=_check(0.0, exclusive=True))
+    iso_max: float = field(metadata=_check(0.0, exclusive=True))
+    id_min: int = field(default=1, metadata=_check(0))
+
+
+@dataclass(frozen=True)
+class Objects:
+    """Object definitions of the skim."""
+
+    jets: JetDefinition
+    muons: LeptonDefinition
+    electrons: LeptonDefinition
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Single-lepton preselection."""
+
+    n_tight_leptons: int = field(metadata=_check(0))
+    n_jets_min: int = field(metadata=_check(0))
+    n_btag_min: int = field(metadata=_check(0))
+    btag_working_point: Literal["loose", "medium", "tight"] = "loose"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Event-level features to keep, and the padding of the object-level arrays."""
+
+    event: tuple[str, ...]
+    n_jets_max: int = field(metadata=_check(1))
+
+
+@dataclass(frozen=True)
+class BTagEfficiency:
+    """Tag efficiency at the loose, medium and tight working points for one flavour."""
+
+    loose: float = field(metadata=_check(0.0))
+    medium: float = field(metadata=_check(0.0))
+    tight: float = field(metadata=_check(0.0))
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Parametric detector response of the generated events (see docs/detector.md)."""
+
+    jet_resolution_noise: float = field(metadata=_check(0.0, unit="GeV"))
+    jet_resolution_stochastic: float = field(metadata=_check(0.0, unit="sqrt(GeV)"))
+    jet_resolution_constant: float = field(metadata=_check(0.0))
+    btag_b: BTagEfficiency
+    btag_c: BTagEfficiency
+    btag_light: BTagEfficiency
+    muon_efficiency: float = field(metadata=_check(0.0))
+    electron_efficiency: float = field(metadata=_check(0.0))
+    met_resolution: float = field(metadata=_check(0.0, unit="sqrt(GeV)"))
+
+
+@dataclass(frozen=True)
+class Systematics:
+    """Sizes of the systematic variations (relative)."""
+
+    jes: float = field(metadata=_check(0.0))  # jet energy scale, relative shift
+    jer: float = field(metadata=_check(0.0))  # jet energy resolution scale factor offset
+    btag_sf_heavy: float = field(metadata=_check(0.0))  # b/c-jet tag scale factor uncertainty
+    btag_sf_light: float = field(metadata=_check(0.0))
+    ps_isr: bool = True  # PSWeight ISR variations
+    ps_fsr: bool = True
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """One analysis: processes, datasets, luminosity, objects, selection, features, systematics."""
+
+    name: str
+    sqrt_s: float = field(metadata=_check(0.0, exclusive=True, unit="GeV"))
+    luminosity: Luminosity
+    processes: dict[str, Process]
+    datasets: dict[str, Dataset]
+    objects: Objects
+    selection: Selection
+    features: Features
+    detector: Detector
+    systematics: Systematics
+    description: str = ""
+    source: str = ""  # the file this was read from (filled by load_config)
+    digest: str = ""  # sha256 of the file's content, the config hash of the provenance
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        """Process names in file order; a process's index is its truth label."""
+        return tuple(self.processes)
+
+    def label_of(self, process: str) -> int:
+        """Integer truth label of ``process`` (its position in ``processes``)."""
+        return self.process_names.index(process)
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """Path of a config given by name (``tth_bb`` -> ``config/tth_bb.yaml``) or path.
+
+    Raises:
+        ConfigError: if no such file exists.
+    """
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        return candidate.resolve()
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if named.exists():
+        return named
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"{name_or_path}: no such config file or name (known names: {known})")
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(path: str, mtime_ns: int) -> AnalysisConfig:
+    text = Path(path).read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    config = _build(AnalysisConfig, raw, path, "")
+    _check_references(config, path)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return dataclasses.replace(config, source=path, digest=digest)
+
+
+def load_config(name_or_path: str) -> AnalysisConfig:
+    """Read and validate an analysis config (cached per file and modification time).
+
+    Args:
+        name_or_path: a name in ``config/`` (``tth_bb``) or a path to a YAML file.
+
+    Returns:
+        The validated, frozen configuration.
+
+    Raises:
+        ConfigError: naming the file and the key for anything invalid.
+    """
+    path = resolve_config_path(name_or_path)
+    return _load_cached(str(path), path.stat().st_mtime_ns)
+
+
+def _fail(path: str, key: str, value: Any, why: str) -> typing.NoReturn:
+    raise ConfigError(f"{path}: {key} = {json.dumps(value, default=str)}: {why}")
+
+
+def _build(cls: type, data: Any, path: str, key: str) -> Any:
+    if not isinstance(data, dict):
+        _fail(path, key or "<top>", data, f"expected a mapping for {cls.__name__}")
+    hints = typing.get_type_hints(cls)
+    derived = ("source", "digest") if cls is AnalysisConfig else ()  # filled by load_config
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in derived}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        _fail(path, _join(key, unknown[0]), data[unknown[0]],
+              f"unknown key (expected one of: {', '.join(fields)})")
+    values = {}
+    for name, spec in fields.items():
+        sub = _join(key, name)
+        if name not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                _fail(path, sub, None, "required key is missing")
+            continue
+        values[name] = _convert(hints[name], data[name], path, sub)
+        _check_range(spec, values[name], path, sub)
+    return cls(**values)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _convert(hint: Any, value: Any, path: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path, key)
+    if origin is Literal:
+        if value not in args:
+            _fail(path, key, value, f"must be one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            _fail(path, key, value, "expected a list")
+        return tuple(_convert(args[0], v, path, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not value:
+            _fail(path, key, value, "expected a non-empty mapping")
+        return {str(k): _convert(args[1], v, path, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, key)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(path, key, value, "expected a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(path, key, value, "expected an integer")
+        return value
+    if not isinstance(value, hint):
+        _fail(path, key, value, f"expected {hint.__name__}")
+    return value
+
+
+def _check_range(spec: dataclasses.Field[Any], value: Any, path: str, key: str) -> None:
+    minimum = spec.metadata.get("minimum")
+    if minimum is None or value is None:
+        return
+    unit = f" {spec.metadata['unit']}" if spec.metadata.get("unit") else ""
+    if spec.metadata["exclusive"] and value <= minimum:
+        _fail(path, key, value, f"must be > {minimum:g}{unit}")
+    if value < minimum:
+        _fail(path, key, value, f"must be >= {minimum:g}{unit}")
+
+
+def _check_references(config: AnalysisConfig, path: str) -> None:
+    for name, dataset in config.datasets.items():
+        key = f"datasets.{name}"
+        for i, process in enumerate(dataset.processes):
+            if process not in config.processes:
+                _fail(path, f"{key}.processes[{i}]", process,
+                      f"no such process (defined: {', '.join(config.processes)})")
+        if (dataset.generator is None) == (not dataset.files):
+            _fail(path, key, None, "needs exactly one of 'generator' and 'files'")
+        if not dataset.processes:
+            _fail(path, f"{key}.processes", [], "needs at least one process")
+        if len(dataset.processes) > 1:
+            for process in dataset.processes:
+                if not config.processes[process].gen_ttbar_id:
+                    _fail(path, f"processes.{process}.gen_ttbar_id", [],
+                          f"needed to split dataset {name} into several processes")
+        if dataset.generator and dataset.generator.chunk_size > dataset.generator.n_events:
+            _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
+                  f"must be <= n_events ({dataset.generator.n_events})")
+    for name in config.features.event:
+        if name not in EVENT_FEATURES:
+            _fail(path, "features.event", name,
+                  f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+    signals = [p for p, spec in config.processes.items() if spec.role == "signal"]
+    if len(signals) != 1:
+        _fail(path, "processes", signals, "exactly one process must have role: signal")
+    for level in ("loose", "medium", "tight"):
+        for flavour in ("btag_b", "btag_c", "btag_light"):
+            eff = getattr(getattr(config.detector, flavour), level)
+            if eff > 1:
+                _fail(path, f"detector.{flavour}.{level}", eff, "an efficiency must be <= 1")
+
+
+# Names of the event-level features the skim can compute (analysis.skim.features).
+EVENT_FEATURES = (
+    "ht", "n_jets", "n_btag", "lepton_pt", "lepton_eta", "met_pt", "met_phi", "mt_w",
+    "jet1_pt", "jet1_eta", "jet2_pt", "jet2_eta", "jet3_pt", "jet4_pt",
+    "mbb_closest", "drbb_closest", "mbb_max", "centrality", "aplanarity",
+)

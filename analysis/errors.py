@@ -1,0 +1,34 @@
+"""One hierarchy of errors, so a task or a user can catch what diffana raises."""
+
+__all__ = [
+    "DiffanaError",
+    "ConfigError",
+    "InputDataError",
+    "EmptySelectionError",
+    "FitError",
+    "ResourceError",
+]
+
+
+class DiffanaError(Exception):
+    """Base of every error raised on purpose by diffana."""
+
+
+class ConfigError(DiffanaError):
+    """An analysis configuration is invalid; the message names the file and the key."""
+
+
+class InputDataError(DiffanaError):
+    """Input data is unreadable or inconsistent; the message names the file and branch."""
+
+
+class EmptySelectionError(InputDataError):
+    """No event passed a selection."""
+
+
+class FitError(DiffanaError):
+    """A statistical fit did not converge or the model is ill-defined."""
+
+
+class ResourceError(DiffanaError):
+    """An impossible resource request (GPU share, memory, CPUs)."""

@@ -1,0 +1,1 @@
+"""Event generation: Pythia 8, FastJet, a parametric detector response, NanoAOD writing."""

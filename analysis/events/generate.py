@@ -1,0 +1,80 @@
+"""One chunk of a generated dataset: Pythia -> jets and detector response -> NanoAOD file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from analysis.config import AnalysisConfig, Dataset
+from analysis.errors import ConfigError
+from analysis.events.nanoaod import build_nanoaod, write_nanoaod
+from analysis.events.pythia import generate_hadron_level
+
+__all__ = ["chunk_event_counts", "chunk_seed", "generate_chunk"]
+
+log = logging.getLogger(__name__)
+_SEED_STRIDE = 10_000  # chunks per dataset seed; seeds stay below Pythia's 9e8
+
+
+def chunk_event_counts(dataset: Dataset) -> list[int]:
+    """Events per chunk of a generated dataset: full chunks, then the remainder.
+
+    Example:
+        >>> from analysis.config import GeneratorSettings
+        >>> chunk_event_counts(Dataset(("p",), GeneratorSettings("tth_bb", 250, 100, 1)))
+        [100, 100, 50]
+    """
+    if dataset.generator is None:
+        raise ConfigError(f"dataset with files {dataset.files[:1]}... is not generated")
+    total, size = dataset.generator.n_events, dataset.generator.chunk_size
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+def chunk_seed(dataset: Dataset, chunk: int) -> int:
+    """Pythia seed of one chunk: distinct per dataset seed and chunk, stable across runs."""
+    assert dataset.generator is not None  # checked by chunk_event_counts before
+    return (dataset.generator.seed % 90_000) * _SEED_STRIDE + chunk + 1
+
+
+def generate_chunk(config: AnalysisConfig, dataset_name: str, chunk: int,
+                   path: str | os.PathLike[str],
+                   progress: Callable[[int], None] | None = None) -> dict[str, float]:
+    """Generate chunk ``chunk`` of dataset ``dataset_name`` into a NanoAOD file at ``path``.
+
+    Args:
+        config: the analysis (sqrt(s), detector response, b-tag working points).
+        dataset_name: key in ``config.datasets``; must have a ``generator`` section.
+        chunk: chunk index, 0-based; fixes the seed and the event numbers.
+        path: output ``.root`` file, written atomically.
+        progress: called with the number of events generated so far.
+
+    Returns:
+        The ``Runs`` summary written to the file (counts, sum of weights, filter counts).
+    """
+    dataset = config.datasets[dataset_name]
+    counts = chunk_event_counts(dataset)
+    assert dataset.generator is not None
+    seed = chunk_seed(dataset, chunk)
+    start = time.perf_counter()
+    hadron_level = generate_hadron_level(dataset.generator, config.sqrt_s, counts[chunk], seed,
+                                         progress)
+    rng = np.random.default_rng([seed, 1])  # detector response, independent of Pythia's stream
+    first_event = sum(counts[:chunk]) + 1
+    branches = build_nanoaod(hadron_level, config.detector, config.objects.jets, rng,
+                             first_event, chunk + 1)
+    runs = {
+        "genEventCount": hadron_level.n_accepted,
+        "genEventSumw": float(np.sum(branches["genWeight"])),
+        "genFilterTried": hadron_level.n_tried,
+        "genFilterPassed": hadron_level.n_passed,
+        "pythiaSigmaGen_pb": hadron_level.sigma_gen_pb,
+        "seed": seed,
+    }
+    write_nanoaod(path, branches, runs)
+    log.info("%s: %d events (%d tried) in %.1f s", os.path.basename(path),
+             hadron_level.n_accepted, hadron_level.n_tried, time.perf_counter() - start)
+    return runs

@@ -1,0 +1,192 @@
+"""Generated events in CMS NanoAOD naming, written with uproot.
+
+Branches of the ``Events`` tree: ``run``, ``luminosityBlock``, ``event``, ``genWeight``,
+``PSWeight`` (4), ``genTtbarId``, ``Jet_*`` (pt, eta, phi, mass, btagDeepFlavB, hadronFlavour,
+jetId, genJetIdx), ``GenJet_*`` (pt, eta, phi, mass, hadronFlavour), ``Muon_*`` (pt, eta, phi,
+mass, charge, pdgId, tightId, pfRelIso04_all), ``Electron_*`` (pt, eta, phi, mass, charge,
+pdgId, cutBased, pfRelIso03_all), ``MET_pt``, ``MET_phi``. The ``Runs`` tree carries
+``genEventCount``, ``genEventSumw`` and the generator-filter counts ``genFilterTried`` and
+``genFilterPassed``, as NanoAOD does for its sums of weights.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from analysis.config import Detector, JetDefinition
+from analysis.events import detector as response
+from analysis.events import truth
+from analysis.events.pythia import HadronLevelEvents
+
+__all__ = ["build_nanoaod", "write_nanoaod"]
+
+MUON_MASS = 0.10566  # GeV
+ELECTRON_MASS = 0.000511  # GeV
+LEPTON_PT_MIN = 10.0  # GeV, reconstruction threshold
+LEPTON_ABS_ETA_MAX = 2.5
+RECO_JET_ABS_ETA_MAX = 4.7
+MUON_SCALE_RESOLUTION = 0.01
+ELECTRON_SCALE_RESOLUTION = 0.02
+ELECTRON_ID_TIGHT, ELECTRON_ID_VETO = 4, 1  # NanoAOD cutBased levels
+
+
+def _flavour(n_b: ak.Array, n_c: ak.Array) -> ak.Array:
+    return ak.where(n_b > 0, 5, ak.where(n_c > 0, 4, 0))
+
+
+def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefinition,
+                  rng: np.random.Generator, first_event: int, lumi_block: int) -> dict[str, object]:
+    """Apply the detector response and assemble NanoAOD branches for one chunk.
+
+    Args:
+        events: hadron-level events from ``generate_hadron_level``.
+        detector: parametric response (resolutions, efficiencies).
+        jet_wp: b-tag working points that define the discriminant's efficiency steps.
+        rng: random generator of this chunk (seeded per branch).
+        first_event: event number of the first event (event numbers are unique per dataset).
+        lumi_block: luminosity-block number of this chunk.
+
+    Returns:
+        ``{branch or collection name: array}``, ready for ``write_nanoaod``.
+    """
+    n_events = len(events.particles)
+    gen_jets = response.cluster_generator_jets(events.particles)
+    gen_flavour = _flavour(gen_jets.n_b_extra + gen_jets.n_b_top,
+                           gen_jets.n_c_extra + gen_jets.n_c_other)
+    ttbar_id = np.array([
+        truth.gen_ttbar_id(*(ak.to_numpy(gen_jets[field][i]) for field in
+                             ("pt", "eta", "n_b_extra", "n_b_top", "n_c_extra")))
+        for i in range(n_events)], dtype=np.int32)
+
+    counts = ak.num(gen_jets)
+    flat = ak.flatten(gen_jets)
+    pt_reco = response.smear_jet_pt(ak.to_numpy(flat.pt), detector, rng)
+    flavour = ak.to_numpy(ak.flatten(gen_flavour))
+    btag = response.draw_btag_discriminant(flavour, np.abs(ak.to_numpy(flat.eta)), detector,
+                                           jet_wp, rng)
+    reco = ak.unflatten(ak.zip({
+        "pt": pt_reco, "eta": flat.eta, "phi": flat.phi,
+        "mass": flat.mass * pt_reco / ak.to_numpy(flat.pt),
+        "btagDeepFlavB": btag, "hadronFlavour": flavour,
+        "jetId": np.full(len(pt_reco), 6, np.int32),  # tight + tight-lepton-veto
+        "genJetIdx": ak.to_numpy(ak.flatten(ak.local_index(gen_jets))),
+        "pt_gen": flat.pt,
+    }), counts)
+    reco = reco[(reco.pt > response.RECO_JET_PT_MIN) & (np.abs(reco.eta) < RECO_JET_ABS_ETA_MAX)]
+    reco = reco[ak.argsort(reco.pt, axis=-1, ascending=False)]
+
+    muons, electrons, met_pt, met_phi = _leptons_and_met(events, reco, detector, rng)
+    jet_fields = ["pt", "eta", "phi", "mass", "btagDeepFlavB", "hadronFlavour", "jetId", "genJetIdx"]
+    return {
+        "run": np.ones(n_events, np.uint32),
+        "luminosityBlock": np.full(n_events, lumi_block, np.uint32),
+        "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
+        "genWeight": np.ones(n_events, np.float32),
+        "PSWeight": np.asarray(events.ps_weights, np.float32).reshape(n_events, 4),
+        "genTtbarId": ttbar_id,
+        "Jet": ak.zip({f: _typed(reco[f]) for f in jet_fields}),
+        "GenJet": ak.zip({"pt": _typed(gen_jets.pt), "eta": _typed(gen_jets.eta),
+                          "phi": _typed(gen_jets.phi), "mass": _typed(gen_jets.mass),
+                          "hadronFlavour": ak.values_astype(gen_flavour, np.int32)}),
+        "Muon": muons,
+        "Electron": electrons,
+        "MET_pt": met_pt.astype(np.float32),
+        "MET_phi": met_phi.astype(np.float32),
+    }
+
+
+def _typed(array: ak.Array) -> ak.Array:
+    """NanoAOD stores floats as float32 and indices as int32."""
+    kind = ak.to_numpy(ak.flatten(array)).dtype.kind
+    return ak.values_astype(array, np.float32 if kind == "f" else np.int32)
+
+
+def _leptons_and_met(events: HadronLevelEvents, jets: ak.Array, detector: Detector,
+                     rng: np.random.Generator) -> tuple[ak.Array, ak.Array, np.ndarray, np.ndarray]:
+    muons: list[list[tuple[float, ...]]] = []
+    electrons: list[list[tuple[float, ...]]] = []
+    met = np.zeros((len(events.particles), 2))
+    sum_et = np.zeros(len(events.particles))
+    jet_shift = np.stack([
+        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.cos(jets.phi), axis=-1)),
+        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.sin(jets.phi), axis=-1))], axis=1)
+    for i, (particles, leptons) in enumerate(zip(events.particles, events.leptons)):
+        real = particles[particles[:, 4] == truth.PARTICLE]
+        visible = np.vstack([real[:, :4], leptons[:, :4]])
+        pt = np.hypot(visible[:, 0], visible[:, 1])
+        central = np.abs(np.arcsinh(visible[:, 2] / np.maximum(pt, 1e-9))) < RECO_JET_ABS_ETA_MAX
+        met[i] = -visible[central, :2].sum(axis=0) - jet_shift[i]
+        sum_et[i] = pt[central].sum()
+        muons.append([])
+        electrons.append([])
+        for lepton in leptons:
+            record = _reconstruct_lepton(lepton, particles, detector, rng)
+            if record is None:
+                continue
+            (muons if abs(lepton[4]) == 13 else electrons)[-1].append(record[:-2])
+            met[i] -= record[-2:]  # lepton smearing moves the MET the other way
+    noise = detector.met_resolution * np.sqrt(sum_et)[:, None] * rng.standard_normal(met.shape)
+    met += noise
+    mu_fields = ("pt", "eta", "phi", "mass", "charge", "pdgId", "tightId", "pfRelIso04_all")
+    el_fields = ("pt", "eta", "phi", "mass", "charge", "pdgId", "cutBased", "pfRelIso03_all")
+    return (_collection(muons, mu_fields), _collection(electrons, el_fields),
+            np.hypot(met[:, 0], met[:, 1]), np.arctan2(met[:, 1], met[:, 0]))
+
+
+def _reconstruct_lepton(lepton: np.ndarray, particles: np.ndarray, detector: Detector,
+                        rng: np.random.Generator) -> tuple[float, ...] | None:
+    pt_gen = float(np.hypot(lepton[0], lepton[1]))
+    eta = float(np.arcsinh(lepton[2] / pt_gen))
+    if pt_gen < LEPTON_PT_MIN or abs(eta) > LEPTON_ABS_ETA_MAX:
+        return None
+    phi = float(np.arctan2(lepton[1], lepton[0]))
+    pdg_id = int(lepton[4])
+    charge = -1 if pdg_id > 0 else 1
+    is_muon = abs(pdg_id) == 13
+    scale = MUON_SCALE_RESOLUTION if is_muon else ELECTRON_SCALE_RESOLUTION
+    pt = pt_gen * (1.0 + scale * rng.standard_normal())
+    identified = rng.random() < (detector.muon_efficiency if is_muon else detector.electron_efficiency)
+    iso = response.lepton_isolation(lepton[:4], particles, 0.4 if is_muon else 0.3)
+    shift = ((pt - pt_gen) * np.cos(phi), (pt - pt_gen) * np.sin(phi))
+    if is_muon:
+        return (pt, eta, phi, MUON_MASS, charge, pdg_id, identified, iso, *shift)
+    level = ELECTRON_ID_TIGHT if identified else ELECTRON_ID_VETO
+    return (pt, eta, phi, ELECTRON_MASS, charge, pdg_id, level, iso, *shift)
+
+
+def _collection(rows: list[list[tuple[float, ...]]], fields: tuple[str, ...]) -> ak.Array:
+    counts = np.array([len(r) for r in rows])
+    flat = [value for event in rows for value in event]
+    columns = np.array(flat, dtype=np.float64).reshape(-1, len(fields))
+    dtypes = {"charge": np.int32, "pdgId": np.int32, "cutBased": np.int32, "tightId": np.bool_}
+    return ak.unflatten(ak.zip({f: columns[:, k].astype(dtypes.get(f, np.float32))
+                                for k, f in enumerate(fields)}), counts)
+
+
+def write_nanoaod(path: str | os.PathLike[str], branches: dict[str, object],
+                  runs: dict[str, float | int]) -> None:
+    """Write an ``Events`` and a ``Runs`` tree atomically (temporary file, then rename).
+
+    The ROOT file's UUID is derived from the event content, so the same events give the same
+    bytes apart from ROOT's own modification times.
+
+    Args:
+        path: destination ``.root`` file.
+        branches: output of ``build_nanoaod``.
+        runs: ``genEventCount``, ``genEventSumw``, ``genFilterTried``, ``genFilterPassed``, ...
+    """
+    import uproot
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}:{runs}")
+    with uproot.recreate(tmp, uuid_function=lambda: digest) as file:
+        file.mktree("Events", branches, counter_name=lambda name: f"n{name}",
+                    field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
+        file["Runs"] = {key: np.array([value]) for key, value in {"run": 1, **runs}.items()}
+    os.replace(tmp, path)

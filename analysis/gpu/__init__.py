@@ -1,0 +1,1 @@
+"""GPU shares, MPS control and energy/throughput measurement."""

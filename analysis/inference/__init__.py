@@ -1,0 +1,1 @@
+"""pyhf workspaces, fits, limits, scans and impacts."""

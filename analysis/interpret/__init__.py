@@ -1,0 +1,1 @@
+"""Interpretation of trained networks (Taylor coefficients)."""

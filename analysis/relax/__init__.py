@@ -1,0 +1,1 @@
+"""Differentiable pieces: cuts, histograms, HistFactory likelihood, Fisher information."""

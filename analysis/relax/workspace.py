@@ -1,0 +1,459 @@
+"""Binned HistFactory model in torch tensors, its parameter layout, and its pyhf JSON workspace.
+
+One description serves both the differentiable likelihood (:mod:`analysis.relax.likelihood`) and
+pyhf: :func:`to_pyhf_workspace` writes the same histograms as a pyhf JSON workspace, and
+:func:`parameters_from_pyhf` / :func:`data_from_pyhf` translate pyhf's parameter and data vectors
+into this module's order. Modifier semantics follow HistFactory (CERN-OPEN-2012-016, Sec. 4) as
+implemented by pyhf 0.7 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Protocol
+
+import torch
+
+from analysis.errors import InputDataError
+
+__all__ = [
+    "MODIFIER_KINDS",
+    "Modifier",
+    "Sample",
+    "Channel",
+    "BinnedModel",
+    "ParameterSet",
+    "PyhfConfig",
+    "nominal_parameters",
+    "to_pyhf_workspace",
+    "parameters_from_pyhf",
+    "data_from_pyhf",
+]
+
+MODIFIER_KINDS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi")
+#: Constraint of each kind's parameters: Gaussian, Poisson, or none (free).
+CONSTRAINTS: dict[str, str | None] = {"normfactor": None, "normsys": "normal", "histosys": "normal",
+                                      "staterror": "normal", "lumi": "normal", "shapesys": "poisson"}
+#: Nominal value of each kind's parameters (pyhf's suggested init).
+NOMINAL_VALUES = {"normfactor": 1.0, "normsys": 0.0, "histosys": 0.0, "staterror": 1.0,
+                  "shapesys": 1.0, "lumi": 1.0}
+LUMI_BOUND_SIGMAS = 5.0  # pyhf bounds of the lumi parameter: 1 ± this many sigmas
+PYHF_SCHEMA_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True, eq=False)
+class Modifier:
+    """One modifier of one sample, as an entry of a pyhf sample's ``modifiers`` list.
+
+    Attributes:
+        kind: one of :data:`MODIFIER_KINDS`.
+        name: parameter name; modifiers with equal names share one parameter (set).
+        hi: normsys: up factor (scalar, > 0); histosys: ``(n_bins,)`` up template in events.
+        lo: normsys: down factor (scalar, > 0); histosys: ``(n_bins,)`` down template in events.
+        uncertainty: staterror, shapesys: ``(n_bins,)`` absolute uncertainty in events
+            (for staterror the square root of the sum of squared weights).
+    """
+
+    kind: str
+    name: str
+    hi: torch.Tensor | float | None = None
+    lo: torch.Tensor | float | None = None
+    uncertainty: torch.Tensor | None = None
+
+    @classmethod
+    def normfactor(cls, name: str = "mu") -> Modifier:
+        """Free multiplicative normalisation, e.g. the signal strength."""
+        return cls("normfactor", name)
+
+    @classmethod
+    def normsys(cls, name: str, hi: torch.Tensor | float, lo: torch.Tensor | float) -> Modifier:
+        """Normalisation uncertainty: factors ``hi``/``lo`` at ``alpha = ±1`` (code 4)."""
+        return cls("normsys", name, hi=hi, lo=lo)
+
+    @classmethod
+    def histosys(cls, name: str, hi: torch.Tensor, lo: torch.Tensor) -> Modifier:
+        """Shape uncertainty: ``(n_bins,)`` templates at ``alpha = ±1`` (code 4p)."""
+        return cls("histosys", name, hi=hi, lo=lo)
+
+    @classmethod
+    def staterror(cls, name: str, uncertainty: torch.Tensor) -> Modifier:
+        """Barlow-Beeston-lite MC statistical uncertainty, ``(n_bins,)`` events, shared per bin."""
+        return cls("staterror", name, uncertainty=uncertainty)
+
+    @classmethod
+    def shapesys(cls, name: str, uncertainty: torch.Tensor) -> Modifier:
+        """Uncorrelated per-bin uncertainty with a Poisson constraint, ``(n_bins,)`` events."""
+        return cls("shapesys", name, uncertainty=uncertainty)
+
+    @classmethod
+    def lumi(cls, name: str = "lumi") -> Modifier:
+        """Luminosity factor; its width is :attr:`BinnedModel.lumi_sigma`."""
+        return cls("lumi", name)
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """A process in one channel: ``nominal`` is ``(n_bins,)`` expected events, >= 0."""
+
+    name: str
+    nominal: torch.Tensor
+    modifiers: tuple[Modifier, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Channel:
+    """A histogram (region) with its samples; all samples have the channel's number of bins."""
+
+    name: str
+    samples: tuple[Sample, ...]
+
+    @property
+    def n_bins(self) -> int:
+        """Number of bins of the channel."""
+        return int(self.samples[0].nominal.shape[0])
+
+
+@dataclass(frozen=True)
+class ParameterSet:
+    """A named parameter (set) and where it lives in the parameter and auxiliary-data vectors.
+
+    Attributes:
+        name: parameter name, as in pyhf.
+        kind: modifier kind that defines it.
+        index: slice into the ``(n_parameters,)`` vector.
+        aux_index: slice into the ``(n_aux,)`` auxiliary data; ``None`` when unconstrained.
+        channel: the channel whose bins a staterror or shapesys set covers, else ``None``.
+    """
+
+    name: str
+    kind: str
+    index: slice
+    aux_index: slice | None
+    channel: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class BinnedModel:
+    """A binned HistFactory model whose histograms are torch tensors (possibly with gradients).
+
+    Parameters are ordered: the POI first, then all other names alphabetically; main data are
+    the channels' bins in the order of :attr:`channels`; auxiliary data follow the parameter order.
+    Validated on construction.
+
+    Attributes:
+        channels: the channels, in the order of the main-data vector.
+        poi: name of the normfactor that is the parameter of interest (signal strength).
+        lumi_sigma: relative luminosity uncertainty (auxdata 1.0); required with a lumi modifier.
+
+    Raises:
+        InputDataError: on negative or non-finite yields, mismatched bin counts, unknown modifier
+            kinds, or inconsistent modifiers; the message names the channel and sample.
+    """
+
+    channels: tuple[Channel, ...]
+    poi: str = "mu"
+    lumi_sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of all histograms."""
+        return self.channels[0].samples[0].nominal.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of all histograms."""
+        return self.channels[0].samples[0].nominal.device
+
+    @cached_property
+    def parameters(self) -> tuple[ParameterSet, ...]:
+        """Parameter sets in vector order (POI first, then by name)."""
+        kinds, channels = _parameter_kinds(self)
+        names = [self.poi] + sorted(n for n in kinds if n != self.poi)
+        sets, start, aux_start = [], 0, 0
+        for name in names:
+            channel = channels.get(name)
+            size = 1 if channel is None else self.channel(channel).n_bins
+            aux = None
+            if CONSTRAINTS[kinds[name]] is not None:
+                aux, aux_start = slice(aux_start, aux_start + size), aux_start + size
+            sets.append(ParameterSet(name, kinds[name], slice(start, start + size), aux, channel))
+            start += size
+        return tuple(sets)
+
+    @property
+    def n_parameters(self) -> int:
+        """Length of the parameter vector."""
+        return self.parameters[-1].index.stop
+
+    @property
+    def n_main(self) -> int:
+        """Number of main-measurement bins, all channels."""
+        return sum(c.n_bins for c in self.channels)
+
+    @property
+    def n_aux(self) -> int:
+        """Number of auxiliary-data entries."""
+        return sum(p.aux_index.stop - p.aux_index.start for p in self.parameters if p.aux_index)
+
+    def parameter(self, name: str) -> ParameterSet:
+        """The parameter set called ``name``; InputDataError if there is none."""
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise InputDataError(f"BinnedModel: no parameter {name!r}")
+
+    def channel(self, name: str) -> Channel:
+        """The channel called ``name``; InputDataError if there is none."""
+        for c in self.channels:
+            if c.name == name:
+                return c
+        raise InputDataError(f"BinnedModel: no channel {name!r}")
+
+
+def nominal_parameters(model: BinnedModel) -> torch.Tensor:
+    """``(n_parameters,)`` nominal point: normfactors and gammas 1, alphas 0, lumi 1."""
+    pars = torch.empty(model.n_parameters, dtype=model.dtype, device=model.device)
+    for p in model.parameters:
+        pars[p.index] = NOMINAL_VALUES[p.kind]
+    return pars
+
+
+def _where(channel: Channel, sample: Sample) -> str:
+    return f"channel {channel.name!r}, sample {sample.name!r}"
+
+
+def _check_hist(x: object, where: str, what: str, n_bins: int | None, positive: bool) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 1 or not x.is_floating_point():
+        raise InputDataError(f"{where}: {what} must be a 1-d floating torch.Tensor")
+    if n_bins is not None and x.shape[0] != n_bins:
+        raise InputDataError(f"{where}: {what} has {x.shape[0]} bins, the channel has {n_bins}")
+    values = x.detach()
+    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()) or (
+            positive and bool((values <= 0).any())):
+        raise InputDataError(f"{where}: {what} must be finite and {'> 0' if positive else '>= 0'}"
+                             f" in every bin, got {values.tolist()}")
+
+
+def _check_modifier(m: Modifier, where: str, n_bins: int) -> None:
+    if m.kind not in MODIFIER_KINDS:
+        raise InputDataError(f"{where}: unknown modifier type {m.kind!r} ({m.name!r}); "
+                             f"expected one of {MODIFIER_KINDS}")
+    where = f"{where}, {m.kind} {m.name!r}"
+    if m.kind == "normsys":
+        for label, f in (("hi", m.hi), ("lo", m.lo)):
+            value = torch.as_tensor(f).detach() if f is not None else None
+            if value is None or value.numel() != 1 or not 0 < float(value) < float("inf"):
+                raise InputDataError(f"{where}: {label} must be a finite factor > 0, got {f}")
+    elif m.kind == "histosys":
+        _check_hist(m.hi, where, "hi template", n_bins, positive=False)
+        _check_hist(m.lo, where, "lo template", n_bins, positive=False)
+    elif m.kind in ("staterror", "shapesys"):
+        _check_hist(m.uncertainty, where, "uncertainty", n_bins, positive=m.kind == "shapesys")
+
+
+def _parameter_kinds(model: BinnedModel) -> tuple[dict[str, str], dict[str, str]]:
+    """Kind of each parameter name, and the channel of each per-bin (staterror/shapesys) set."""
+    kinds: dict[str, str] = {}
+    channels: dict[str, str] = {}
+    for c in model.channels:
+        for s in c.samples:
+            for m in s.modifiers:
+                kinds[m.name] = m.kind
+                if m.kind in ("staterror", "shapesys"):
+                    channels[m.name] = c.name
+    return kinds, channels
+
+
+def _validate(model: BinnedModel) -> None:
+    if not model.channels:
+        raise InputDataError("BinnedModel: needs at least one channel")
+    kinds: dict[str, str] = {}
+    owner: dict[str, str] = {}  # staterror name -> channel; shapesys name -> channel/sample
+    ref = model.channels[0].samples[0].nominal if model.channels[0].samples else None
+    for c in model.channels:
+        if not c.samples or len({s.name for s in c.samples}) != len(c.samples):
+            raise InputDataError(f"channel {c.name!r}: needs samples with distinct names")
+        for s in c.samples:
+            where = _where(c, s)
+            n_bins = None if s is c.samples[0] else c.n_bins  # the first sample sets n_bins
+            _check_hist(s.nominal, where, "nominal", n_bins, positive=False)
+            tensors = [s.nominal] + [t for m in s.modifiers for t in (m.hi, m.lo, m.uncertainty)
+                                     if isinstance(t, torch.Tensor)]
+            if ref is None or any(t.dtype != ref.dtype or t.device != ref.device for t in tensors):
+                raise InputDataError(f"{where}: all tensors must have dtype {ref and ref.dtype} "
+                                     f"and device {ref and ref.device}")
+            if len({(m.kind, m.name) for m in s.modifiers}) != len(s.modifiers):
+                raise InputDataError(f"{where}: a modifier is listed twice")
+            for m in s.modifiers:
+                _check_modifier(m, where, c.n_bins)
+                if kinds.setdefault(m.name, m.kind) != m.kind:
+                    raise InputDataError(f"{where}: modifier {m.name!r} is both {kinds[m.name]} "
+                                         f"and {m.kind}; use distinct names")
+                key = c.name if m.kind == "staterror" else f"{c.name}/{s.name}"
+                if m.kind in ("staterror", "shapesys") and owner.setdefault(m.name, key) != key:
+                    raise InputDataError(f"{where}: {m.kind} {m.name!r} is also used in "
+                                         f"{owner[m.name]!r}; pyhf needs one name per "
+                                         f"{'channel' if m.kind == 'staterror' else 'sample'}")
+                if m.kind == "shapesys":
+                    _check_hist(s.nominal, where, "nominal (with shapesys)", None, positive=True)
+    _validate_model_level(model, kinds)
+
+
+def _validate_model_level(model: BinnedModel, kinds: dict[str, str]) -> None:
+    if kinds.get(model.poi) != "normfactor":
+        raise InputDataError(f"BinnedModel: the POI {model.poi!r} must be a normfactor")
+    lumis = {n for n, k in kinds.items() if k == "lumi"}
+    if len(lumis) > 1:
+        raise InputDataError(f"BinnedModel: one lumi parameter allowed, got {sorted(lumis)}")
+    if lumis and not (model.lumi_sigma is not None and model.lumi_sigma > 0):
+        raise InputDataError(f"BinnedModel: lumi modifier {lumis.pop()!r} needs lumi_sigma > 0, "
+                             f"got {model.lumi_sigma}")
+    for c in model.channels:
+        for name in {m.name for s in c.samples for m in s.modifiers if m.kind == "staterror"}:
+            samples = [s for s in c.samples if any(m.name == name for m in s.modifiers)]
+            unc = sum(m.uncertainty.detach() ** 2 for s in samples for m in s.modifiers
+                      if m.name == name and m.uncertainty is not None)
+            total = sum(s.nominal.detach() for s in samples)
+            if not (bool((torch.as_tensor(unc) > 0).all()) and bool((total > 0).all())):
+                raise InputDataError(f"channel {c.name!r}, staterror {name!r}: every bin needs a "
+                                     f"positive total yield and uncertainty (pyhf would fix it)")
+
+
+def _floats(x: torch.Tensor | float | None) -> Any:
+    """JSON numbers of a tensor or a number, without a detour through torch's float32 default."""
+    return x.detach().cpu().tolist() if isinstance(x, torch.Tensor) else float(x or 0.0)
+
+
+def _modifier_spec(m: Modifier) -> dict[str, Any]:
+    data: Any = None
+    if m.kind == "normsys":
+        data = {"hi": float(_floats(m.hi)), "lo": float(_floats(m.lo))}
+    elif m.kind == "histosys":
+        data = {"hi_data": _floats(m.hi), "lo_data": _floats(m.lo)}
+    elif m.kind in ("staterror", "shapesys"):
+        data = _floats(m.uncertainty)
+    return {"name": m.name, "type": m.kind, "data": data}
+
+
+def to_pyhf_workspace(model: BinnedModel, observations: torch.Tensor | None = None,
+                      measurement: str = "diffana",
+                      poi_bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+    """pyhf JSON workspace (schema 1.0.0) of ``model``; ``pyhf.Workspace(spec)`` accepts it.
+
+    Args:
+        model: the binned model.
+        observations: ``(n_main,)`` observed events in the order of ``model.channels``; default
+            the Asimov data at the nominal parameters (the sum of the samples' nominals).
+        measurement: name of the single measurement.
+        poi_bounds: ``(low, high)`` bounds of the POI; default pyhf's ``(0, 10)``.
+
+    Returns:
+        JSON-serialisable dict with ``channels``, ``observations``, ``measurements``, ``version``.
+
+    Raises:
+        InputDataError: if ``observations`` is not ``(n_main,)``.
+
+    Example:
+        >>> model = BinnedModel((Channel("sr", (Sample("s", torch.tensor([1.0, 2.0]),
+        ...     (Modifier.normfactor("mu"),)), Sample("b", torch.tensor([5.0, 5.0])))),))
+        >>> to_pyhf_workspace(model)["observations"]
+        [{'name': 'sr', 'data': [6.0, 7.0]}]
+    """
+    if observations is None:
+        main = [_floats(sum(s.nominal.detach() for s in c.samples)) for c in model.channels]
+    elif tuple(observations.shape) == (model.n_main,):
+        main = [_floats(t) for t in torch.split(observations.detach(),
+                                                [c.n_bins for c in model.channels])]
+    else:
+        raise InputDataError(f"to_pyhf_workspace: observations must have shape ({model.n_main},),"
+                             f" got {tuple(observations.shape)}")
+    parameters: list[dict[str, Any]] = []
+    if poi_bounds is not None:
+        parameters.append({"name": model.poi, "bounds": [list(map(float, poi_bounds))]})
+    for p in model.parameters:
+        if p.kind == "lumi" and model.lumi_sigma is not None:
+            width = LUMI_BOUND_SIGMAS * model.lumi_sigma
+            parameters.append({"name": p.name, "auxdata": [1.0], "sigmas": [model.lumi_sigma],
+                               "inits": [1.0], "bounds": [[max(1.0 - width, 1e-10), 1.0 + width]]})
+    channels = [{"name": c.name, "samples": [
+        {"name": s.name, "data": _floats(s.nominal),
+         "modifiers": [_modifier_spec(m) for m in s.modifiers]} for s in c.samples]}
+        for c in model.channels]
+    return {"channels": channels,
+            "observations": [{"name": c.name, "data": d} for c, d in zip(model.channels, main)],
+            "measurements": [{"name": measurement,
+                              "config": {"poi": model.poi, "parameters": parameters}}],
+            "version": PYHF_SCHEMA_VERSION}
+
+
+class PyhfConfig(Protocol):
+    """The parts of ``pyhf.Model.config`` that the converters read."""
+
+    channels: Sequence[str]
+    channel_nbins: dict[str, int]
+    par_order: Sequence[str]
+    auxdata_order: Sequence[str]
+
+    def par_slice(self, name: str) -> slice: ...
+
+
+def parameters_from_pyhf(model: BinnedModel, pars: Sequence[float] | Any,
+                         config: PyhfConfig) -> torch.Tensor:
+    """Reorder a pyhf parameter vector (``config.par_order``) into ``model``'s order.
+
+    Args:
+        model: the binned model that ``to_pyhf_workspace`` turned into the pyhf model.
+        pars: ``(n_parameters,)`` pyhf parameter values.
+        config: ``pyhf_model.config``.
+
+    Returns:
+        ``(n_parameters,)`` tensor with the model's dtype and device.
+
+    Raises:
+        InputDataError: if the two models do not have the same parameter sets.
+    """
+    if sorted(config.par_order) != sorted(p.name for p in model.parameters):
+        raise InputDataError(f"parameters_from_pyhf: pyhf parameters {sorted(config.par_order)} "
+                             f"differ from {sorted(p.name for p in model.parameters)}")
+    values = torch.as_tensor(pars, dtype=model.dtype, device=model.device)
+    return torch.cat([values[config.par_slice(p.name)] for p in model.parameters])
+
+
+def data_from_pyhf(model: BinnedModel, data: Sequence[float] | Any,
+                   config: PyhfConfig) -> torch.Tensor:
+    """Reorder pyhf's main + auxiliary data vector into ``model``'s order.
+
+    pyhf orders main bins by sorted channel name and auxiliary data by ``config.auxdata_order``.
+
+    Args:
+        model: the binned model that ``to_pyhf_workspace`` turned into the pyhf model.
+        data: ``(n_main + n_aux,)`` pyhf data, e.g. ``pyhf_model.expected_data(pars)``.
+        config: ``pyhf_model.config``.
+
+    Returns:
+        ``(n_main + n_aux,)`` tensor with the model's dtype and device.
+
+    Raises:
+        InputDataError: if ``data`` has the wrong length or the models differ in parameters.
+    """
+    values = torch.as_tensor(data, dtype=model.dtype, device=model.device)
+    if tuple(values.shape) != (model.n_main + model.n_aux,):
+        raise InputDataError(f"data_from_pyhf: expected ({model.n_main + model.n_aux},) values, "
+                             f"got {tuple(values.shape)}")
+    starts, start = {}, 0
+    for name in config.channels:
+        starts[name], start = start, start + config.channel_nbins[name]
+    aux = {}
+    for name in config.auxdata_order:
+        sl = config.par_slice(name)
+        aux[name], start = values[start:start + sl.stop - sl.start], start + sl.stop - sl.start
+    main = [values[starts[c.name]:starts[c.name] + c.n_bins] for c in model.channels]
+    try:
+        return torch.cat(main + [aux[p.name] for p in model.parameters if p.aux_index])
+    except KeyError as err:
+        raise InputDataError(f"data_from_pyhf: pyhf has no auxiliary data for {err}") from err

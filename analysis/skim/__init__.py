@@ -1,0 +1,1 @@
+"""coffea skim: objects, selection, features and systematic variations."""

@@ -1,0 +1,1 @@
+"""law tasks of diffana: thin wrappers around analysis/."""
