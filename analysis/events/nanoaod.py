@@ -87,7 +87,9 @@ def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefi
         "luminosityBlock": np.full(n_events, lumi_block, np.uint32),
         "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
         "genWeight": np.ones(n_events, np.float32),
-        "PSWeight": np.asarray(events.ps_weights, np.float32).reshape(n_events, 4),
+        # jagged with its counter nPSWeight, as in NanoAOD
+        "PSWeight": ak.unflatten(np.asarray(events.ps_weights, np.float32).reshape(-1),
+                                 np.full(n_events, 4)),
         "genTtbarId": ttbar_id,
         "Jet": ak.zip({f: _typed(reco[f]) for f in jet_fields}),
         "GenJet": ak.zip({"pt": _typed(gen_jets.pt), "eta": _typed(gen_jets.eta),

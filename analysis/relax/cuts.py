@@ -20,9 +20,8 @@ Two failure modes are handled:
    penalty is exactly 0 at ``t_0`` at every point of the schedule). A loss with a real preference
    still moves the cuts against a finite ``anchor_strength``; a yield-blind direction is pinned.
 
-Errors: an unknown ``direction`` or ``relaxation`` string and inconsistent feature specifications
-raise :class:`~analysis.errors.ConfigError`; bad shapes, NaN, non-positive slopes or scales and
-quantiles outside ``(0, 1)`` raise :class:`~analysis.errors.InputDataError`.
+Errors: unknown ``direction``/``relaxation`` strings or feature specs raise ``ConfigError``; bad
+shapes, NaN, slopes or scales <= 0, quantiles outside (0, 1) raise ``InputDataError``.
 """
 
 from __future__ import annotations
@@ -36,13 +35,7 @@ from torch import nn
 
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 
-__all__ = [
-    "DIRECTIONS",
-    "RELAXATIONS",
-    "LearnableCuts",
-    "slope_schedule",
-    "soft_cut_weight",
-]
+__all__ = ["DIRECTIONS", "RELAXATIONS", "LearnableCuts", "slope_schedule", "soft_cut_weight"]
 
 DIRECTIONS: tuple[str, ...] = (">", "<")
 """``">"`` keeps events above the threshold, ``"<"`` below it (strictly, in the hard limit)."""
@@ -70,8 +63,7 @@ def _check_options(name: str, direction: str, relaxation: str) -> None:
 
 def _check_slope(name: str, slope: float) -> float:
     """Return ``slope`` as a float; raise InputDataError unless finite and > 0."""
-    value = float(slope)
-    if not (math.isfinite(value) and value > 0):
+    if not (math.isfinite(value := float(slope)) and value > 0):
         raise InputDataError(f"{name}: slope = {slope}: must be finite and > 0 (per unit of scale)")
     return value
 
@@ -137,10 +129,10 @@ def soft_cut_weight(values: torch.Tensor, threshold: torch.Tensor | float, slope
     problem = (f"{name}: threshold {tuple(threshold_t.shape)} and scale {tuple(scale_t.shape)} "
                f"do not broadcast to values {tuple(values.shape)}")
     try:
-        shape = torch.broadcast_shapes(values.shape, threshold_t.shape, scale_t.shape)
-    except RuntimeError as err:
+        shape = np.broadcast_shapes(values.shape, threshold_t.shape, scale_t.shape)
+    except ValueError as err:
         raise InputDataError(problem) from err
-    if shape != values.shape:
+    if shape != tuple(values.shape):
         raise InputDataError(problem)
     if not bool((scale_t > 0).all()):
         raise InputDataError(f"{name}: scale must be > 0 (feature units)")
@@ -175,9 +167,8 @@ class LearnableCuts(nn.Module):
     :func:`slope_schedule` during training; :meth:`hard` is the final selection.
 
     Anti-drift (module docstring, failure mode 2): ``scales`` stay as :meth:`init_from_quantiles`
-    set them, and :meth:`anchor_penalty` (0 if ``anchor_strength`` is 0), added to a yield-blind
-    loss, pins the efficiency to that of ``anchor_thresholds``. Adam moves a threshold by about
-    ``lr`` feature units per step: scale ``lr`` with ``scales`` when units differ.
+    set them; :meth:`anchor_penalty`, added to a yield-blind loss, pins the efficiency to that of
+    ``anchor_thresholds``. Adam moves a threshold ~``lr`` feature units a step: scale ``lr``.
 
     Args:
         features: columns of ``x`` to cut on, as indices, or as names when ``columns`` is given.
@@ -212,27 +203,29 @@ class LearnableCuts(nn.Module):
                  slope: float = 1.0, anchor_strength: float = 0.0) -> None:
         super().__init__()
         name = "LearnableCuts"
-        features = list(features)
-        if not features:
+        feature_list: list[int | str] = list(features)
+        if not feature_list:
             raise ConfigError(f"{name}: features is empty: need at least one cut")
         if isinstance(directions, str):
-            directions = [directions] * len(features)
+            directions = [directions] * len(feature_list)
         directions = list(directions)
-        if len(directions) != len(features):
-            raise ConfigError(f"{name}: {len(features)} features but {len(directions)} directions")
+        if len(directions) != len(feature_list):
+            raise ConfigError(f"{name}: {len(feature_list)} features, {len(directions)} directions")
         for direction in directions:
             _check_options(name, direction, relaxation)
         self.columns = list(columns) if columns is not None else None
-        self.feature_names = [str(f) for f in features]
+        self.feature_names = [str(f) for f in feature_list]
         self.relaxation = relaxation
         self.directions = directions
         self.slope = slope
         if not (math.isfinite(anchor_strength) and anchor_strength >= 0):
             raise InputDataError(f"{name}: anchor_strength = {anchor_strength}: must be >= 0")
         self.anchor_strength = float(anchor_strength)
-        n_cuts = len(features)
+        n_cuts = len(feature_list)
         self.thresholds = nn.Parameter(torch.zeros(n_cuts))
-        self.register_buffer("feature_index", torch.tensor(self._resolve(features)))
+        index = self._resolve(feature_list)
+        self._n_columns_needed = max(index) + 1
+        self.register_buffer("feature_index", torch.tensor(index))
         self.register_buffer("signs", torch.tensor([1.0 if d == ">" else -1.0 for d in directions]))
         self.register_buffer("scales", torch.ones(n_cuts))
         self.register_buffer("anchor_thresholds", torch.full((n_cuts,), float("nan")))
@@ -274,15 +267,14 @@ class LearnableCuts(nn.Module):
         if self.columns is not None and x.shape[1] != len(self.columns):
             raise InputDataError(f"LearnableCuts.{name}: x has {x.shape[1]} feature columns, "
                                  f"expected exactly {len(self.columns)} ({self.columns})")
-        n_needed = int(self.feature_index.max()) + 1
-        if x.shape[1] < n_needed:
+        if x.shape[1] < self._n_columns_needed:
             raise InputDataError(f"LearnableCuts.{name}: x has {x.shape[1]} feature columns, "
-                                 f"expected at least {n_needed}")
+                                 f"expected at least {self._n_columns_needed}")
         return x[:, self.feature_index.to(x.device)]
 
-    def _event_weights(self, x: torch.Tensor, weights: torch.Tensor | None,
-                       name: str) -> torch.Tensor:
-        """Validated ``(n_events,)`` weights in the dtype of ``x``; ones if ``weights`` is None."""
+    def _event_weights(self, x: torch.Tensor, weights: torch.Tensor | None, name: str
+                       ) -> torch.Tensor:
+        """Return ``(n_events,)`` weights in the dtype of ``x``, checked; ones if None."""
         if weights is None:
             return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         if not isinstance(weights, torch.Tensor) or weights.shape != (x.shape[0],):
@@ -332,11 +324,10 @@ class LearnableCuts(nn.Module):
         name = "init_from_quantiles"
         values = self._cut_values(x, name)
         w = self._event_weights(x, weights, name)
-        if x.shape[0] == 0 or bool(torch.isnan(values).any()) or not bool(torch.isfinite(w).all()):
-            raise InputDataError(f"LearnableCuts.{name}: need events with no NaN feature and "
-                                 f"finite weights")
-        if not float(w.sum()) > 0:
-            raise InputDataError(f"LearnableCuts.{name}: weights sum to {float(w.sum())}: need > 0")
+        total = float(w.sum())  # 0 without events, non-finite with a non-finite weight
+        if bool(torch.isnan(values).any()) or not (math.isfinite(total) and total > 0):
+            raise InputDataError(f"LearnableCuts.{name}: need NaN-free features and finite "
+                                 f"weights with a positive sum, got sum {total}")
         n_cuts = self.thresholds.numel()
         if isinstance(quantile, (int, float)):
             quantile = [quantile] * n_cuts
@@ -344,21 +335,23 @@ class LearnableCuts(nn.Module):
         if len(q_list) != n_cuts or not all(0 < q < 1 for q in q_list):
             raise InputDataError(f"LearnableCuts.{name}: quantile = {quantile}: need one value, or "
                                  f"{n_cuts}, each in (0, 1)")
-        for k, q in enumerate(q_list):
+        thresholds, scales = torch.empty_like(values[0]), torch.empty_like(values[0])
+        for k, q in enumerate(q_list):  # into locals first: an error leaves the module unchanged
             quantiles = torch.tensor([q, 0.25, 0.75], dtype=x.dtype, device=x.device)
-            threshold, low, high = _weighted_quantiles(values[:, k], w.abs(), quantiles)
+            thresholds[k], low, high = _weighted_quantiles(values[:, k], w.abs(), quantiles)
             mean = (w.abs() * values[:, k]).sum() / w.abs().sum()
             std = ((w.abs() * (values[:, k] - mean) ** 2).sum() / w.abs().sum()).sqrt()
-            scale = high - low if float(high - low) > 0 else std  # IQR, else std
-            if not float(scale) > 0:
+            scales[k] = high - low if float(high - low) > 0 else std  # IQR, else std
+            if not float(scales[k]) > 0:
                 raise InputDataError(f"LearnableCuts.{name}: feature {self.feature_names[k]!r} "
                                      f"is constant: cannot cut on it or set its scale")
-            self.thresholds[k], self.scales[k] = threshold, scale
-        efficiency = (w * self.hard(x)).sum() / w.sum()
-        if not float(efficiency) > 0:
+        passed = (self.signs.to(x) * (values - thresholds) > 0).all(dim=1)
+        if not float((w * passed).sum()) > 0:
             raise EmptySelectionError(f"LearnableCuts.{name}: no weight passes the initial cuts "
                                       f"at quantiles {q_list}")
-        self.anchor_thresholds.copy_(self.thresholds)
+        self.thresholds.copy_(thresholds)
+        self.scales.copy_(scales)
+        self.anchor_thresholds.copy_(thresholds)
 
     def anchor_penalty(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Anti-drift penalty ``anchor_strength * (eff(t) / eff(t_0) - 1)**2``.
@@ -397,5 +390,6 @@ class LearnableCuts(nn.Module):
 
     def extra_repr(self) -> str:
         """One-line summary for ``repr``: the cuts, relaxation and slope."""
-        cuts = ", ".join(f"{f} {d}" for f, d in zip(self.feature_names, self.directions))
+        cuts = ", ".join(f"{f} {d}" for f, d in zip(self.feature_names, self.directions,
+                                                    strict=True))
         return f"cuts=[{cuts}], relaxation={self.relaxation!r}, slope={self.slope:g}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
@@ -53,7 +54,7 @@ _KERNEL_CDF: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 def _validate(name: str, values: torch.Tensor, weights: torch.Tensor,
-              edges: torch.Tensor | Sequence[float], flow: str,
+              edges: torch.Tensor | np.ndarray | Sequence[float], flow: str,
               bandwidth: float | None = None, kernel: str | None = None) -> torch.Tensor:
     """Check the arguments of a histogram function; return ``edges`` as ``values``' dtype/device."""
     if flow not in FLOWS:
@@ -83,7 +84,7 @@ def _validate(name: str, values: torch.Tensor, weights: torch.Tensor,
     ]).tolist()  # one host sync for all data checks
     problems = ["values contain NaN", "weights are not all finite", "edges are not all finite",
                 "edges are not strictly increasing"]
-    found = [problem for problem, flag in zip(problems, flags) if flag]
+    found = [problem for problem, flag in zip(problems, flags, strict=True) if flag]
     if found:
         raise InputDataError(f"{name}: {'; '.join(found)}")
     return edge_tensor.contiguous()
@@ -115,7 +116,8 @@ def _hard_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tenso
 
 
 def hard_histogram(values: torch.Tensor, weights: torch.Tensor,
-                   edges: torch.Tensor | Sequence[float], flow: str = "drop") -> torch.Tensor:
+                   edges: torch.Tensor | np.ndarray | Sequence[float],
+                   flow: str = "drop") -> torch.Tensor:
     """Exact weighted histogram, ``numpy.histogram`` for ``flow="drop"``; not differentiable.
 
     Args:
@@ -144,7 +146,7 @@ def hard_histogram(values: torch.Tensor, weights: torch.Tensor,
 
 
 def soft_histogram(values: torch.Tensor, weights: torch.Tensor,
-                   edges: torch.Tensor | Sequence[float], bandwidth: float,
+                   edges: torch.Tensor | np.ndarray | Sequence[float], bandwidth: float,
                    kernel: str = "sigmoid", flow: str = "drop") -> torch.Tensor:
     """Kernel-smoothed weighted histogram, differentiable in ``values``, ``weights`` and ``edges``.
 
@@ -183,7 +185,7 @@ def soft_histogram(values: torch.Tensor, weights: torch.Tensor,
 
 
 def straight_through_histogram(values: torch.Tensor, weights: torch.Tensor,
-                               edges: torch.Tensor | Sequence[float], bandwidth: float,
+                               edges: torch.Tensor | np.ndarray | Sequence[float], bandwidth: float,
                                kernel: str = "sigmoid", flow: str = "drop") -> torch.Tensor:
     """Exact weighted histogram forward, gradient of :func:`soft_histogram` backward.
 

@@ -17,9 +17,10 @@ import math
 import torch
 
 from analysis.errors import FitError, InputDataError
-from analysis.relax.workspace import BinnedModel, Modifier, ParameterSet, nominal_parameters
+from analysis.relax.workspace import BinnedModel, Modifier, ParameterSet
 
 __all__ = [
+    "nominal_parameters",
     "interpolate_code4",
     "interpolate_code4p",
     "expected_data",
@@ -43,6 +44,17 @@ _CODE4_A_INVERSE = (
 )
 _SQRT_2 = math.sqrt(2.0)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+#: Nominal value of each kind's parameters (pyhf's suggested init; lumi's auxdata is 1).
+NOMINAL_VALUES = {"normfactor": 1.0, "normsys": 0.0, "histosys": 0.0, "staterror": 1.0,
+                  "shapesys": 1.0, "lumi": 1.0}
+
+
+def nominal_parameters(model: BinnedModel) -> torch.Tensor:
+    """``(n_parameters,)`` nominal point: normfactors (mu) and gammas 1, alphas 0, lumi 1."""
+    pars = torch.empty(model.n_parameters, dtype=model.dtype, device=model.device)
+    for p in model.parameters:
+        pars[p.index] = NOMINAL_VALUES[p.kind]
+    return pars
 
 
 def interpolate_code4(alpha: torch.Tensor, hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
@@ -175,7 +187,8 @@ def _constraint_widths(model: BinnedModel) -> dict[str, torch.Tensor]:
     return widths
 
 
-def _expected_aux(p: ParameterSet, pars: torch.Tensor, widths: dict[str, torch.Tensor]) -> torch.Tensor:
+def _expected_aux(p: ParameterSet, pars: torch.Tensor,
+                  widths: dict[str, torch.Tensor]) -> torch.Tensor:
     value = pars[p.index]
     return value * widths[p.name] if p.kind == "shapesys" else value
 
@@ -267,7 +280,7 @@ def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
     pars = nominal_parameters(model) if pars is None else pars
     data = asimov_data(model, pars)
     hessian = torch.autograd.functional.hessian(lambda p: nll(model, p, data), pars,
-                                                create_graph=create_graph)
+                                                create_graph=create_graph, vectorize=True)
     if not isinstance(hessian, torch.Tensor):  # hessian() returns a Tensor for one input
         raise FitError("fisher_information: unexpected Hessian structure")
     return hessian

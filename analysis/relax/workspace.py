@@ -1,10 +1,9 @@
 """Binned HistFactory model in torch tensors, its parameter layout, and its pyhf JSON workspace.
 
-One description serves both the differentiable likelihood (:mod:`analysis.relax.likelihood`) and
-pyhf: :func:`to_pyhf_workspace` writes the same histograms as a pyhf JSON workspace, and
-:func:`parameters_from_pyhf` / :func:`data_from_pyhf` translate pyhf's parameter and data vectors
-into this module's order. Modifier semantics follow HistFactory (CERN-OPEN-2012-016, Sec. 4) as
-implemented by pyhf 0.7 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
+One description serves the differentiable likelihood (:mod:`analysis.relax.likelihood`) and pyhf
+(:func:`to_pyhf_workspace`; :func:`parameters_from_pyhf`, :func:`data_from_pyhf` reorder pyhf's
+vectors). Modifiers follow HistFactory (CERN-OPEN-2012-016, Sec. 4) as implemented in pyhf 0.7
+(https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
 """
 
 from __future__ import annotations
@@ -18,27 +17,13 @@ import torch
 
 from analysis.errors import InputDataError
 
-__all__ = [
-    "MODIFIER_KINDS",
-    "Modifier",
-    "Sample",
-    "Channel",
-    "BinnedModel",
-    "ParameterSet",
-    "PyhfConfig",
-    "nominal_parameters",
-    "to_pyhf_workspace",
-    "parameters_from_pyhf",
-    "data_from_pyhf",
-]
+__all__ = ["MODIFIER_KINDS", "Modifier", "Sample", "Channel", "BinnedModel", "ParameterSet",
+           "PyhfConfig", "to_pyhf_workspace", "parameters_from_pyhf", "data_from_pyhf"]
 
 MODIFIER_KINDS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi")
-#: Constraint of each kind's parameters: Gaussian, Poisson, or none (free).
-CONSTRAINTS: dict[str, str | None] = {"normfactor": None, "normsys": "normal", "histosys": "normal",
-                                      "staterror": "normal", "lumi": "normal", "shapesys": "poisson"}
-#: Nominal value of each kind's parameters (pyhf's suggested init).
-NOMINAL_VALUES = {"normfactor": 1.0, "normsys": 0.0, "histosys": 0.0, "staterror": 1.0,
-                  "shapesys": 1.0, "lumi": 1.0}
+#: Kinds with a constraint term (auxiliary data): Gaussian, but Poisson for shapesys.
+CONSTRAINED_KINDS = frozenset(MODIFIER_KINDS) - {"normfactor"}
+PER_BIN_KINDS = ("staterror", "shapesys")  # one parameter per bin of the channel
 LUMI_BOUND_SIGMAS = 5.0  # pyhf bounds of the lumi parameter: 1 ± this many sigmas
 PYHF_SCHEMA_VERSION = "1.0.0"
 
@@ -172,15 +157,16 @@ class BinnedModel:
     @cached_property
     def parameters(self) -> tuple[ParameterSet, ...]:
         """Parameter sets in vector order (POI first, then by name)."""
-        kinds, channels = _parameter_kinds(self)
-        names = [self.poi] + sorted(n for n in kinds if n != self.poi)
+        kinds = {m.name: m.kind for c in self.channels for s in c.samples for m in s.modifiers}
+        bins = {m.name: c for c in self.channels for s in c.samples for m in s.modifiers
+                if m.kind in PER_BIN_KINDS}
         sets, start, aux_start = [], 0, 0
-        for name in names:
-            channel = channels.get(name)
-            size = 1 if channel is None else self.channel(channel).n_bins
+        for name in [self.poi] + sorted(n for n in kinds if n != self.poi):
+            size = bins[name].n_bins if name in bins else 1
             aux = None
-            if CONSTRAINTS[kinds[name]] is not None:
+            if kinds[name] in CONSTRAINED_KINDS:
                 aux, aux_start = slice(aux_start, aux_start + size), aux_start + size
+            channel = bins[name].name if name in bins else None
             sets.append(ParameterSet(name, kinds[name], slice(start, start + size), aux, channel))
             start += size
         return tuple(sets)
@@ -200,31 +186,16 @@ class BinnedModel:
         """Number of auxiliary-data entries."""
         return sum(p.aux_index.stop - p.aux_index.start for p in self.parameters if p.aux_index)
 
+    @cached_property
+    def _parameters_by_name(self) -> dict[str, ParameterSet]:
+        return {p.name: p for p in self.parameters}
+
     def parameter(self, name: str) -> ParameterSet:
         """The parameter set called ``name``; InputDataError if there is none."""
-        for p in self.parameters:
-            if p.name == name:
-                return p
-        raise InputDataError(f"BinnedModel: no parameter {name!r}")
-
-    def channel(self, name: str) -> Channel:
-        """The channel called ``name``; InputDataError if there is none."""
-        for c in self.channels:
-            if c.name == name:
-                return c
-        raise InputDataError(f"BinnedModel: no channel {name!r}")
-
-
-def nominal_parameters(model: BinnedModel) -> torch.Tensor:
-    """``(n_parameters,)`` nominal point: normfactors and gammas 1, alphas 0, lumi 1."""
-    pars = torch.empty(model.n_parameters, dtype=model.dtype, device=model.device)
-    for p in model.parameters:
-        pars[p.index] = NOMINAL_VALUES[p.kind]
-    return pars
-
-
-def _where(channel: Channel, sample: Sample) -> str:
-    return f"channel {channel.name!r}, sample {sample.name!r}"
+        try:
+            return self._parameters_by_name[name]
+        except KeyError as err:
+            raise InputDataError(f"BinnedModel: no parameter {name!r}") from err
 
 
 def _check_hist(x: object, where: str, what: str, n_bins: int | None, positive: bool) -> None:
@@ -245,28 +216,15 @@ def _check_modifier(m: Modifier, where: str, n_bins: int) -> None:
                              f"expected one of {MODIFIER_KINDS}")
     where = f"{where}, {m.kind} {m.name!r}"
     if m.kind == "normsys":
-        for label, f in (("hi", m.hi), ("lo", m.lo)):
-            value = torch.as_tensor(f).detach() if f is not None else None
-            if value is None or value.numel() != 1 or not 0 < float(value) < float("inf"):
-                raise InputDataError(f"{where}: {label} must be a finite factor > 0, got {f}")
+        for f in (m.hi, m.lo):
+            value = torch.as_tensor(torch.nan if f is None else f, dtype=torch.float64).detach()
+            if value.numel() != 1 or not 0 < float(value) < float("inf"):
+                raise InputDataError(f"{where}: hi and lo must be finite factors > 0, got {f}")
     elif m.kind == "histosys":
         _check_hist(m.hi, where, "hi template", n_bins, positive=False)
         _check_hist(m.lo, where, "lo template", n_bins, positive=False)
-    elif m.kind in ("staterror", "shapesys"):
+    elif m.kind in PER_BIN_KINDS:
         _check_hist(m.uncertainty, where, "uncertainty", n_bins, positive=m.kind == "shapesys")
-
-
-def _parameter_kinds(model: BinnedModel) -> tuple[dict[str, str], dict[str, str]]:
-    """Kind of each parameter name, and the channel of each per-bin (staterror/shapesys) set."""
-    kinds: dict[str, str] = {}
-    channels: dict[str, str] = {}
-    for c in model.channels:
-        for s in c.samples:
-            for m in s.modifiers:
-                kinds[m.name] = m.kind
-                if m.kind in ("staterror", "shapesys"):
-                    channels[m.name] = c.name
-    return kinds, channels
 
 
 def _validate(model: BinnedModel) -> None:
@@ -274,19 +232,18 @@ def _validate(model: BinnedModel) -> None:
         raise InputDataError("BinnedModel: needs at least one channel")
     kinds: dict[str, str] = {}
     owner: dict[str, str] = {}  # staterror name -> channel; shapesys name -> channel/sample
-    ref = model.channels[0].samples[0].nominal if model.channels[0].samples else None
     for c in model.channels:
         if not c.samples or len({s.name for s in c.samples}) != len(c.samples):
             raise InputDataError(f"channel {c.name!r}: needs samples with distinct names")
         for s in c.samples:
-            where = _where(c, s)
+            where = f"channel {c.name!r}, sample {s.name!r}"
             n_bins = None if s is c.samples[0] else c.n_bins  # the first sample sets n_bins
             _check_hist(s.nominal, where, "nominal", n_bins, positive=False)
             tensors = [s.nominal] + [t for m in s.modifiers for t in (m.hi, m.lo, m.uncertainty)
                                      if isinstance(t, torch.Tensor)]
-            if ref is None or any(t.dtype != ref.dtype or t.device != ref.device for t in tensors):
-                raise InputDataError(f"{where}: all tensors must have dtype {ref and ref.dtype} "
-                                     f"and device {ref and ref.device}")
+            if any(t.dtype != model.dtype or t.device != model.device for t in tensors):
+                raise InputDataError(f"{where}: all tensors must have the model's dtype "
+                                     f"{model.dtype} and device {model.device}")
             if len({(m.kind, m.name) for m in s.modifiers}) != len(s.modifiers):
                 raise InputDataError(f"{where}: a modifier is listed twice")
             for m in s.modifiers:
@@ -295,7 +252,7 @@ def _validate(model: BinnedModel) -> None:
                     raise InputDataError(f"{where}: modifier {m.name!r} is both {kinds[m.name]} "
                                          f"and {m.kind}; use distinct names")
                 key = c.name if m.kind == "staterror" else f"{c.name}/{s.name}"
-                if m.kind in ("staterror", "shapesys") and owner.setdefault(m.name, key) != key:
+                if m.kind in PER_BIN_KINDS and owner.setdefault(m.name, key) != key:
                     raise InputDataError(f"{where}: {m.kind} {m.name!r} is also used in "
                                          f"{owner[m.name]!r}; pyhf needs one name per "
                                          f"{'channel' if m.kind == 'staterror' else 'sample'}")
@@ -315,11 +272,9 @@ def _validate_model_level(model: BinnedModel, kinds: dict[str, str]) -> None:
                              f"got {model.lumi_sigma}")
     for c in model.channels:
         for name in {m.name for s in c.samples for m in s.modifiers if m.kind == "staterror"}:
-            samples = [s for s in c.samples if any(m.name == name for m in s.modifiers)]
-            unc = sum(m.uncertainty.detach() ** 2 for s in samples for m in s.modifiers
-                      if m.name == name and m.uncertainty is not None)
-            total = sum(s.nominal.detach() for s in samples)
-            if not (bool((torch.as_tensor(unc) > 0).all()) and bool((total > 0).all())):
+            pairs = [(s.nominal.detach(), m.uncertainty.detach()) for s in c.samples
+                     for m in s.modifiers if m.name == name and m.uncertainty is not None]
+            if not all(bool((sum(p[i] for p in pairs) > 0).all()) for i in (0, 1)):
                 raise InputDataError(f"channel {c.name!r}, staterror {name!r}: every bin needs a "
                                      f"positive total yield and uncertainty (pyhf would fix it)")
 
@@ -335,7 +290,7 @@ def _modifier_spec(m: Modifier) -> dict[str, Any]:
         data = {"hi": float(_floats(m.hi)), "lo": float(_floats(m.lo))}
     elif m.kind == "histosys":
         data = {"hi_data": _floats(m.hi), "lo_data": _floats(m.lo)}
-    elif m.kind in ("staterror", "shapesys"):
+    elif m.kind in PER_BIN_KINDS:
         data = _floats(m.uncertainty)
     return {"name": m.name, "type": m.kind, "data": data}
 
@@ -407,7 +362,7 @@ def parameters_from_pyhf(model: BinnedModel, pars: Sequence[float] | Any,
     """Reorder a pyhf parameter vector (``config.par_order``) into ``model``'s order.
 
     Args:
-        model: the binned model that ``to_pyhf_workspace`` turned into the pyhf model.
+        model: the model that :func:`to_pyhf_workspace` turned into the pyhf model.
         pars: ``(n_parameters,)`` pyhf parameter values.
         config: ``pyhf_model.config``.
 
@@ -415,7 +370,7 @@ def parameters_from_pyhf(model: BinnedModel, pars: Sequence[float] | Any,
         ``(n_parameters,)`` tensor with the model's dtype and device.
 
     Raises:
-        InputDataError: if the two models do not have the same parameter sets.
+        InputDataError: if the two models have different parameter sets.
     """
     if sorted(config.par_order) != sorted(p.name for p in model.parameters):
         raise InputDataError(f"parameters_from_pyhf: pyhf parameters {sorted(config.par_order)} "
@@ -426,12 +381,10 @@ def parameters_from_pyhf(model: BinnedModel, pars: Sequence[float] | Any,
 
 def data_from_pyhf(model: BinnedModel, data: Sequence[float] | Any,
                    config: PyhfConfig) -> torch.Tensor:
-    """Reorder pyhf's main + auxiliary data vector into ``model``'s order.
-
-    pyhf orders main bins by sorted channel name and auxiliary data by ``config.auxdata_order``.
+    """Reorder pyhf's main + auxiliary data (channels sorted, ``auxdata_order``) into ours.
 
     Args:
-        model: the binned model that ``to_pyhf_workspace`` turned into the pyhf model.
+        model: the model that :func:`to_pyhf_workspace` turned into the pyhf model.
         data: ``(n_main + n_aux,)`` pyhf data, e.g. ``pyhf_model.expected_data(pars)``.
         config: ``pyhf_model.config``.
 

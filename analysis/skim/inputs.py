@@ -1,0 +1,90 @@
+"""Checks of NanoAOD input files, so bad input stops with one message naming file and branch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from analysis.errors import InputDataError
+
+__all__ = ["REQUIRED_BRANCHES", "check_nanoaod_files", "filter_efficiency"]
+
+REQUIRED_BRANCHES = (
+    "run", "luminosityBlock", "event", "genWeight", "nPSWeight", "PSWeight",
+    "nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB", "Jet_hadronFlavour",
+    "Jet_jetId", "Jet_genJetIdx", "nGenJet", "GenJet_pt",
+    "nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_tightId", "Muon_pfRelIso04_all",
+    "nElectron", "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass",
+    "Electron_cutBased", "Electron_pfRelIso03_all", "MET_pt", "MET_phi",
+)
+
+
+def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)
+    import uproot
+
+    if not os.path.exists(path):
+        raise InputDataError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise InputDataError(f"{path}: empty file (0 bytes)")
+    try:
+        file = uproot.open(path)
+    except Exception as err:  # uproot raises several types for non-ROOT or truncated data
+        raise InputDataError(f"{path}: not a readable ROOT file ({type(err).__name__}: {err})") from err
+    if "Events" not in file:
+        raise InputDataError(f"{path}: no 'Events' tree (keys: {', '.join(file.keys()) or 'none'})")
+    return file["Events"]
+
+
+def check_nanoaod_files(files: Sequence[str], needs_ttbar_id: bool = False) -> int:
+    """Open every file, check the ``Events`` tree and its branches, and read its last entry.
+
+    Args:
+        files: NanoAOD file paths.
+        needs_ttbar_id: also require ``genTtbarId`` (datasets split into tt+X processes).
+
+    Returns:
+        The total number of events.
+
+    Raises:
+        InputDataError: naming the file, and the branch where one is missing or unreadable.
+    """
+    if not files:
+        raise InputDataError("no input files given")
+    required = REQUIRED_BRANCHES + (("genTtbarId",) if needs_ttbar_id else ())
+    total = 0
+    for path in files:
+        tree = _open_events(path)
+        missing = [b for b in required if b not in tree]
+        if missing:
+            raise InputDataError(f"{path}: Events tree lacks branch {missing[0]}"
+                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        n_entries = tree.num_entries
+        for branch in required:  # the last entry lies in the last basket: catches truncation
+            try:
+                tree[branch].array(entry_start=max(n_entries - 1, 0), library="np")
+            except Exception as err:
+                raise InputDataError(f"{path}: branch {branch} unreadable "
+                                     f"({type(err).__name__}: {err})") from err
+        total += n_entries
+    return total
+
+
+def filter_efficiency(files: Sequence[str]) -> float:
+    """Generator-filter efficiency from the ``Runs`` trees (1 when the files carry none).
+
+    Returns:
+        ``sum(genFilterPassed) / sum(genFilterTried)`` over the files.
+    """
+    import uproot
+
+    tried = passed = 0.0
+    for path in files:
+        with uproot.open(path) as file:
+            if "Runs" not in file or "genFilterTried" not in file["Runs"]:
+                return 1.0
+            runs = file["Runs"].arrays(["genFilterTried", "genFilterPassed"], library="np")
+            tried += float(runs["genFilterTried"].sum())
+            passed += float(runs["genFilterPassed"].sum())
+    if tried <= 0:
+        raise InputDataError(f"{files[0]}: Runs tree has genFilterTried = 0")
+    return passed / tried

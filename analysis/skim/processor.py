@@ -1,0 +1,196 @@
+"""The coffea skim: a stateless processor over NanoAOD, run with coffea's executors.
+
+Per dataset and shift (``nominal``, ``jes_up/down``, ``jer_up/down``) it returns one table of
+selected events with the truth label, the event weights and their variations, and the event-
+and object-level features, plus a cutflow. Weights are
+``genWeight * sigma * L * filter efficiency / sum(genWeight)``, the sum running over all events
+of the dataset before any selection; variations (``weight_btag_up`` ...) are full weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
+
+from analysis.config import AnalysisConfig
+from analysis.errors import EmptySelectionError, InputDataError
+from analysis.skim import objects as obj
+from analysis.skim.features import event_features, object_features
+from analysis.skim.inputs import check_nanoaod_files, filter_efficiency
+
+__all__ = ["SkimResult", "SkimProcessor", "run_skim"]
+
+log = logging.getLogger(__name__)
+PB_PER_INVERSE_FB = 1000.0
+WEIGHT_VARIATIONS = ("btag_up", "btag_down", "isr_up", "isr_down", "fsr_up", "fsr_down")
+_PS_INDEX = {"isr_up": 0, "fsr_up": 1, "isr_down": 2, "fsr_down": 3}  # CMS's PSWeight order
+
+
+class QuietNanoAODSchema(NanoAODSchema):
+    """NanoAODSchema without the warnings about cross-references our files need not carry."""
+
+    def __init__(self, base_form: dict, *args: object, **kwargs: object) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                    message=r"(Missing cross-reference|Branch .* already exists)")
+            super().__init__(base_form, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SkimResult:
+    """Tables per shift, each sorted by (luminosityBlock, event), and the cutflows."""
+
+    tables: dict[str, ak.Array]
+    cutflow: dict[str, dict[str, float]]
+    sum_gen_weight: float
+    n_events: int
+
+
+class SkimProcessor(processor.ProcessorABC):
+    """Selection, features and systematic variations of one dataset (stateless).
+
+    Args:
+        config: the analysis; only objects, selection, features, systematics, detector,
+            luminosity and processes are read.
+        processes: the dataset's processes; several are told apart by ``genTtbarId % 100``.
+        efficiency: generator-filter efficiency of the dataset (1 without a filter).
+    """
+
+    def __init__(self, config: AnalysisConfig, processes: Sequence[str], efficiency: float) -> None:
+        self.config = config
+        self.processes = tuple(processes)
+        self.efficiency = efficiency
+
+    def process(self, events: ak.Array) -> dict:
+        """Skim one chunk; returns raw (un-normalised) tables and cutflow counts."""
+        label, xsec = self._truth(events)
+        base_weight = (ak.to_numpy(events.genWeight).astype(np.float64) * xsec * self.efficiency
+                       * self.config.luminosity.value * PB_PER_INVERSE_FB)
+        ps = ak.to_numpy(ak.fill_none(ak.pad_none(events.PSWeight, 4, clip=True), 1.0))
+        ps = np.where(ak.to_numpy(ak.num(events.PSWeight))[:, None] == 4, ps, 1.0)
+        muons = obj.tight_muons(events.Muon, self.config.objects.muons)
+        electrons = obj.tight_electrons(events.Electron, self.config.objects.electrons)
+        n_leptons = ak.num(muons) + ak.num(electrons)
+        leptons = ak.concatenate([muons[["pt", "eta", "phi", "mass"]],
+                                  electrons[["pt", "eta", "phi", "mass"]]], axis=-1)
+        lepton = ak.firsts(leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)])
+        result = {"sumw": float(ak.sum(events.genWeight)), "n_events": len(events), "shifts": {}}
+        for shift in obj.OBJECT_SHIFTS:
+            jets, met_pt, met_phi = obj.shifted_jets_and_met(
+                events.Jet, events.GenJet, events.MET.pt, events.MET.phi, shift,
+                self.config.systematics)
+            jets = obj.good_jets(jets, lepton, self.config.objects.jets)
+            mask, steps = obj.select_events(n_leptons, jets, self.config.objects,
+                                            self.config.selection)
+            mask &= label >= 0
+            cutflow = {"all": float(len(events)), "all_weighted": float(base_weight.sum())}
+            for step, step_mask in steps.items():
+                cutflow[step] = float(step_mask.sum())
+                cutflow[f"{step}_weighted"] = float(base_weight[step_mask].sum())
+            table = self._table(events[mask], jets[mask], lepton[mask], met_pt[mask],
+                                met_phi[mask], label[mask], base_weight[mask], ps[mask])
+            result["shifts"][shift] = {"tables": [table], "cutflow": cutflow}
+        return result
+
+    def _truth(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
+        label = np.full(len(events), -1, dtype=np.int64)
+        xsec = np.zeros(len(events))
+        if len(self.processes) == 1:
+            label[:] = self.config.label_of(self.processes[0])
+            xsec[:] = self.config.processes[self.processes[0]].cross_section.value
+            return label, xsec
+        category = ak.to_numpy(events.genTtbarId) % 100
+        for name in self.processes:
+            spec = self.config.processes[name]
+            match = np.isin(category, spec.gen_ttbar_id)
+            label[match] = self.config.label_of(name)
+            xsec[match] = spec.cross_section.value
+        return label, xsec
+
+    def _table(self, events: ak.Array, jets: ak.Array, lepton: ak.Array, met_pt: ak.Array,
+               met_phi: ak.Array, label: np.ndarray, weight: np.ndarray, ps: np.ndarray) -> ak.Array:
+        cfg = self.config
+        columns: dict[str, np.ndarray] = {
+            "luminosityBlock": ak.to_numpy(events.luminosityBlock).astype(np.int64),
+            "event": ak.to_numpy(events.event).astype(np.int64),
+            "label": label,
+            "weight": weight,
+        }
+        for variation, index in _PS_INDEX.items():
+            columns[f"weight_{variation}"] = weight * ps[:, index]
+        for direction, name in ((1, "btag_up"), (-1, "btag_down")):
+            columns[f"weight_{name}"] = weight * obj.btag_scale_factor_weight(
+                jets, cfg.objects, cfg.selection, cfg.detector, cfg.systematics, direction)
+        features = event_features(jets, lepton, ak.to_numpy(met_pt), ak.to_numpy(met_phi),
+                                  cfg.objects.jets.btag_medium)
+        columns.update({name: features[name] for name in cfg.features.event})
+        columns["lepton_phi"], columns["met_phi"] = ak.to_numpy(lepton.phi), features["met_phi"]
+        columns.update(object_features(jets, cfg.features.n_jets_max))
+        return ak.Array({name: np.asarray(value) for name, value in columns.items()})
+
+    def postprocess(self, accumulator: dict) -> dict:
+        """Nothing to do: normalisation needs the whole dataset (``run_skim``)."""
+        return accumulator
+
+
+def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], workers: int = 1,
+             dask_client: object | None = None, chunksize: int = 100_000) -> SkimResult:
+    """Skim all files of one dataset with coffea.
+
+    Args:
+        config: the analysis.
+        dataset_name: key in ``config.datasets``.
+        files: NanoAOD files of the dataset (each with an ``Events`` tree).
+        workers: processes for coffea's futures executor (1: run in this process).
+        dask_client: a ``distributed.Client``; when given, coffea's Dask executor runs the chunks.
+        chunksize: events per chunk.
+
+    Returns:
+        Normalised tables per shift, cutflows, and the sum of generator weights.
+
+    Raises:
+        InputDataError: naming the file (and branch) for unreadable or incomplete input.
+        EmptySelectionError: if no event of the dataset passes the nominal selection.
+    """
+    processes = config.datasets[dataset_name].processes
+    check_nanoaod_files(files, needs_ttbar_id=len(processes) > 1)
+    efficiency = filter_efficiency(files)
+    if dask_client is not None:
+        executor = processor.DaskExecutor(client=dask_client, status=False)
+    elif workers > 1:
+        executor = processor.FuturesExecutor(workers=workers, status=False)
+    else:
+        executor = processor.IterativeExecutor(status=False)
+    runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
+                              schema=QuietNanoAODSchema, chunksize=chunksize)
+    start = time.perf_counter()
+    try:
+        output = runner({dataset_name: {"files": {f: "Events" for f in files}}},
+                        SkimProcessor(config, processes, efficiency))
+    except InputDataError:
+        raise
+    except Exception as err:  # coffea wraps reader errors; name the files for the user
+        raise InputDataError(f"{', '.join(files)}: skim failed: {err}") from err
+    tables, cutflow = {}, {}
+    for shift, part in output["shifts"].items():
+        table = ak.concatenate(part["tables"])
+        table = table[np.lexsort((ak.to_numpy(table.event), ak.to_numpy(table.luminosityBlock)))]
+        for column in ("weight", *(f"weight_{v}" for v in WEIGHT_VARIATIONS)):
+            table[column] = table[column] / output["sumw"]
+        tables[shift] = table
+        cutflow[shift] = {step: value / output["sumw"] if step.endswith("_weighted") else value
+                          for step, value in part["cutflow"].items()}
+    if len(tables["nominal"]) == 0:
+        raise EmptySelectionError(f"{', '.join(files)}: no event of dataset {dataset_name} passes "
+                                  f"the selection ({cutflow['nominal']})")
+    log.info("%s: %d -> %d events in %.1f s", dataset_name, output["n_events"],
+             len(tables["nominal"]), time.perf_counter() - start)
+    return SkimResult(tables, cutflow, output["sumw"], output["n_events"])

@@ -1,0 +1,78 @@
+"""Base of every diffana task: one store, a required version, the analysis config, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import law
+import luigi
+
+from analysis.config import AnalysisConfig, load_config
+
+__all__ = ["DiffanaTask", "write_json_atomic"]
+
+_VERSIONED_PACKAGES = ("diffana", "law", "luigi", "coffea", "uproot", "awkward", "numpy",
+                       "pythia8mc", "fastjet", "torch", "pyhf")
+
+
+def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as stream:
+        json.dump(payload, stream, indent=2, sort_keys=True)
+        stream.write("\n")
+    os.replace(tmp, path)
+
+
+class DiffanaTask(law.Task):
+    """Base of every task: one store, a required version, the analysis config."""
+
+    config = luigi.Parameter(default="tth_bb", description="config/<name>.yaml, or a path; "
+                             "default: tth_bb")
+    version = luigi.Parameter(description="output version, e.g. v1 (required)")
+
+    @property
+    def analysis_config(self) -> AnalysisConfig:
+        """The validated config (cached per file); ConfigError names the file and key."""
+        return load_config(self.config)
+
+    def store_parts(self) -> tuple[str, ...]:
+        return (self.analysis_config.name, self.task_family, self.version)
+
+    def target(self, *path: str) -> law.LocalFileTarget:
+        store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
+            "diffana", "store", default="data/store")
+        return law.LocalFileTarget(os.path.join(store, *self.store_parts(), *path))
+
+    def provenance(self, seed: int | None = None) -> dict[str, Any]:
+        """Config hash, package versions and seed: carried by every output with numbers."""
+        versions = {}
+        for name in _VERSIONED_PACKAGES:
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+        return {"config": self.analysis_config.name, "config_sha256": self.analysis_config.digest,
+                "task": self.task_family, "version": self.version, "seed": seed,
+                "python": platform.python_version(), "packages": versions}
+
+    def progress(self, total: int, description: str) -> Callable[[int], None]:
+        """A callback ``f(n_done)`` that draws a terminal bar and publishes law's progress."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=description, unit="ev", leave=False, mininterval=1.0)
+        step = max(total // 100, 1)
+
+        def update(done: int) -> None:
+            bar.update(done - bar.n)
+            if done % step == 0 or done == total:
+                self.publish_progress(100.0 * done / total)
+            if done >= total:
+                bar.close()
+
+        return update

@@ -1,0 +1,57 @@
+"""GenerateEvents: Pythia 8 events in NanoAOD format, one branch per dataset x chunk."""
+
+from __future__ import annotations
+
+import law
+import luigi
+
+from analysis.events.generate import chunk_event_counts, chunk_seed, generate_chunk
+from tasks.base import DiffanaTask, write_json_atomic
+
+__all__ = ["GenerateEvents", "ExternalDataset"]
+
+
+class GenerateEvents(DiffanaTask, law.LocalWorkflow):
+    """Generated datasets of the config, chunk by chunk; reruns are bit-identical per branch."""
+
+    def create_branch_map(self) -> dict[int, tuple[str, int]]:
+        branches = []
+        for name, dataset in self.analysis_config.datasets.items():
+            if dataset.generator is not None:
+                branches += [(name, chunk) for chunk in range(len(chunk_event_counts(dataset)))]
+        return dict(enumerate(branches))
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        dataset, chunk = self.branch_data
+        return {"events": self.target(dataset, f"events_{chunk}.root"),
+                "summary": self.target(dataset, f"events_{chunk}.json")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        dataset, chunk = self.branch_data
+        outputs = self.output()
+        outputs["events"].parent.touch()
+        n_events = chunk_event_counts(self.analysis_config.datasets[dataset])[chunk]
+        runs = generate_chunk(self.analysis_config, dataset, chunk, outputs["events"].abspath,
+                              progress=self.progress(n_events, f"{dataset}[{chunk}]"))
+        seed = chunk_seed(self.analysis_config.datasets[dataset], chunk)
+        write_json_atomic(outputs["summary"].abspath,
+                          {"runs": runs, "provenance": self.provenance(seed)})
+        self.publish_message(f"{dataset}[{chunk}]: {runs['genEventCount']} events, filter "
+                             f"{runs['genFilterPassed']}/{runs['genFilterTried']}")
+
+
+class ExternalDataset(DiffanaTask, law.ExternalTask):
+    """NanoAOD files that a dataset of the config lists (local paths, relative to the config)."""
+
+    dataset = luigi.Parameter(description="dataset name from the config")
+
+    def output(self) -> list[law.LocalFileTarget]:
+        return [law.LocalFileTarget(path) for path in self.files()]
+
+    def files(self) -> list[str]:
+        import os
+
+        base = os.path.dirname(self.analysis_config.source)
+        return [os.path.normpath(os.path.join(base, os.path.expandvars(f)))
+                for f in self.analysis_config.datasets[self.dataset].files]

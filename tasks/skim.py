@@ -1,0 +1,79 @@
+"""Skim: the coffea processor over each dataset, per shift a Parquet table and a cutflow."""
+
+from __future__ import annotations
+
+import os
+
+import awkward as ak
+import law
+import luigi
+
+from analysis.skim.objects import OBJECT_SHIFTS
+from analysis.skim.processor import run_skim
+from tasks.base import DiffanaTask, write_json_atomic
+from tasks.generate import ExternalDataset, GenerateEvents
+
+__all__ = ["Skim"]
+
+
+class Skim(DiffanaTask, law.LocalWorkflow):
+    """Selected events with features and systematic variations, one branch per dataset."""
+
+    skim_workers = luigi.IntParameter(default=law.NO_INT, significant=False,
+                                      description="processes for coffea's futures executor "
+                                      "within a branch; default: law.cfg [diffana] skim_workers")
+
+    def create_branch_map(self) -> dict[int, str]:
+        return dict(enumerate(self.analysis_config.datasets))
+
+    def workflow_requires(self) -> dict[str, law.Task]:
+        reqs = super().workflow_requires()
+        if any(d.generator for d in self.analysis_config.datasets.values()):
+            reqs["events"] = GenerateEvents.req(self)
+        return reqs
+
+    def requires(self) -> list[law.Task] | law.Task:
+        dataset = self.branch_data
+        if self.analysis_config.datasets[dataset].files:
+            return ExternalDataset.req(self, dataset=dataset)
+        generate = GenerateEvents.req(self, branch=0)
+        return [GenerateEvents.req(self, branch=b) for b, (name, _) in
+                generate.get_branch_map().items() if name == dataset]
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        dataset = self.branch_data
+        outputs = {shift: self.target(dataset, f"{shift}.parquet") for shift in OBJECT_SHIFTS}
+        outputs["cutflow"] = self.target(dataset, "cutflow.json")
+        return outputs
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        inputs = self.input()
+        files = ([t.abspath for t in inputs] if isinstance(inputs, list) and inputs
+                 and not isinstance(inputs[0], dict) else [t["events"].abspath for t in inputs])
+        result = run_skim(self.analysis_config, self.branch_data, files, self._workers(),
+                          dask_client=self._dask_client())
+        outputs = self.output()
+        outputs["cutflow"].parent.touch()
+        for shift, table in result.tables.items():
+            tmp = f"{outputs[shift].abspath}.tmp{os.getpid()}"
+            ak.to_parquet(table, tmp)
+            os.replace(tmp, outputs[shift].abspath)
+        write_json_atomic(outputs["cutflow"].abspath, {
+            "cutflow": result.cutflow, "sum_gen_weight": result.sum_gen_weight,
+            "n_events": result.n_events, "files": files, "provenance": self.provenance()})
+        self.publish_message(f"{self.branch_data}: {result.n_events} -> "
+                             f"{len(result.tables['nominal'])} events")
+
+    def _workers(self) -> int:
+        if self.skim_workers != law.NO_INT:
+            return self.skim_workers
+        return law.config.get_expanded_int("diffana", "skim_workers", default=1)
+
+    def _dask_client(self) -> object | None:
+        address = law.config.get_expanded("diffana", "dask_scheduler", default="")
+        if not address:
+            return None
+        from distributed import Client
+
+        return Client(address)
