@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import awkward as ak
@@ -51,8 +52,9 @@ class Skim(DiffanaTask, law.LocalWorkflow):
         inputs = self.input()
         files = ([t.abspath for t in inputs] if isinstance(inputs, list) and inputs
                  and not isinstance(inputs[0], dict) else [t["events"].abspath for t in inputs])
-        result = run_skim(self.analysis_config, self.branch_data, files, self._workers(),
-                          dask_client=self._dask_client())
+        with self._dask_client() as client:
+            result = run_skim(self.analysis_config, self.branch_data, files, self._workers(),
+                              dask_client=client)
         outputs = self.output()
         outputs["cutflow"].parent.touch()
         for shift, table in result.tables.items():
@@ -70,10 +72,11 @@ class Skim(DiffanaTask, law.LocalWorkflow):
             return self.skim_workers
         return law.config.get_expanded_int("diffana", "skim_workers", default=1)
 
-    def _dask_client(self) -> object | None:
+    def _dask_client(self) -> contextlib.AbstractContextManager:
+        """A client of the Dask scheduler named in law.cfg, closed after use; else nothing."""
         address = law.config.get_expanded("diffana", "dask_scheduler", default="")
         if not address:
-            return None
+            return contextlib.nullcontext()
         from distributed import Client
 
         return Client(address)

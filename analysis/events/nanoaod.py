@@ -74,7 +74,7 @@ def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefi
         "mass": flat.mass * pt_reco / ak.to_numpy(flat.pt),
         "btagDeepFlavB": btag, "hadronFlavour": flavour,
         "jetId": np.full(len(pt_reco), 6, np.int32),  # tight + tight-lepton-veto
-        "genJetIdx": ak.to_numpy(ak.flatten(ak.local_index(gen_jets))),
+        "genJetIdx": ak.to_numpy(ak.flatten(ak.local_index(gen_jets.pt, axis=-1))),
         "pt_gen": flat.pt,
     }), counts)
     reco = reco[(reco.pt > response.RECO_JET_PT_MIN) & (np.abs(reco.eta) < RECO_JET_ABS_ETA_MAX)]

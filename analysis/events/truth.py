@@ -88,12 +88,14 @@ def extra_b_quark_count(event, pt_min: float, abs_eta_max: float) -> int:  # noq
 
 
 def _string_quark(event, hadron_index: int, quark: int) -> int:  # noqa: ANN001
-    """Index of the quark of flavour ``quark`` in the string that made the hadron (closest in dR)."""
+    """Index of the quark of flavour ``quark`` in the string that made the hadron (closest in dR).
+
+    A primary hadron's ``mother1..mother2`` is the range of partons of its string or cluster.
+    """
     index = hadron_index
     while event[event[index].mother1()].isHadron():  # excited states, B* -> B gamma
         index = event[index].mother1()
-    string = event[index].mother1()
-    first, last = event[string].mother1(), event[string].mother2()
+    first, last = event[index].mother1(), event[index].mother2()
     candidates = [i for i in range(first, max(first, last) + 1) if event[i].idAbs() == quark]
     if not candidates:
         return -1

@@ -1,13 +1,13 @@
 """Binned HistFactory likelihood in torch: expected rates, NLL, Fisher information and sigma_mu.
 
-The likelihood is HistFactory's (CERN-OPEN-2012-016, Eq. 6) in pyhf's convention
+The likelihood is HistFactory's (CERN-OPEN-2012-016, Sec. 2.2) in pyhf's convention
 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html): Poisson terms for the main bins, Gaussian
 constraints for normsys, histosys, staterror and lumi, Poisson constraints for shapesys, all with
 their constants (continuous Poisson, ``n! = Gamma(n + 1)``), so that :func:`nll` equals
 ``-pyhf.Model.logpdf``. normsys interpolates with pyhf's code 4, histosys with code 4p. Everything
 is differentiable in the parameters and in the histograms of the :class:`BinnedModel`, so the
 expected uncertainty :func:`sigma_mu` from the inverse Fisher information (Asimov data) can be a
-training loss (Wunsch et al., arXiv:2003.07186, Eq. 4-6).
+training loss (Wunsch et al., arXiv:2003.07186).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _sample_rate(model: BinnedModel, nominal: torch.Tensor, modifiers: tuple[Mod
 
 
 def expected_data(model: BinnedModel, pars: torch.Tensor) -> torch.Tensor:
-    """Expected main-measurement events, HistFactory Eq. 2 in pyhf's convention.
+    """Expected main-measurement events (CERN-OPEN-2012-016 Sec. 2.2, pyhf's convention).
 
     Args:
         model: the binned model.
@@ -164,7 +164,7 @@ def _constraint_widths(model: BinnedModel) -> dict[str, torch.Tensor]:
     """Per parameter set: Gaussian sigma, or for shapesys the Poisson scale tau = (nom / unc)^2.
 
     staterror sigma is ``sqrt(sum_s unc_s^2) / sum_s nom_s`` over the samples that carry it
-    (Barlow-Beeston lite, CERN-OPEN-2012-016 Sec. 4.2); it depends on the histograms.
+    (Barlow-Beeston lite, CERN-OPEN-2012-016 Sec. 2.2.1); it depends on the histograms.
     """
     ref = model.channels[0].samples[0].nominal
     widths: dict[str, torch.Tensor] = {}
@@ -183,7 +183,8 @@ def _constraint_widths(model: BinnedModel) -> dict[str, torch.Tensor]:
         if p.kind in ("normsys", "histosys"):
             widths[p.name] = torch.ones(1, dtype=ref.dtype, device=ref.device)
         elif p.kind == "lumi":
-            widths[p.name] = _as_tensor([model.lumi_sigma], ref)
+            widths[p.name] = torch.full((1,), float(model.lumi_sigma or 0.0), dtype=ref.dtype,
+                                        device=ref.device)
     return widths
 
 
@@ -267,7 +268,7 @@ def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
                        create_graph: bool = True) -> torch.Tensor:
     """Fisher information: autograd Hessian of the NLL on the Asimov data at ``pars``.
 
-    Wunsch et al., arXiv:2003.07186, Eq. 4: ``I_ij = d^2 NLL / dtheta_i dtheta_j`` on Asimov data.
+    ``I_ij = d^2 NLL / dtheta_i dtheta_j`` on Asimov data, as in Wunsch et al., arXiv:2003.07186.
 
     Args:
         model: the binned model.
@@ -279,8 +280,8 @@ def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
     """
     pars = nominal_parameters(model) if pars is None else pars
     data = asimov_data(model, pars)
-    hessian = torch.autograd.functional.hessian(lambda p: nll(model, p, data), pars,
-                                                create_graph=create_graph, vectorize=True)
+    hessian = torch.autograd.functional.hessian(  # type: ignore[no-untyped-call]
+        lambda p: nll(model, p, data), pars, create_graph=create_graph, vectorize=True)
     if not isinstance(hessian, torch.Tensor):  # hessian() returns a Tensor for one input
         raise FitError("fisher_information: unexpected Hessian structure")
     return hessian

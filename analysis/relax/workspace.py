@@ -1,9 +1,8 @@
 """Binned HistFactory model in torch tensors, its parameter layout, and its pyhf JSON workspace.
 
-One description serves the differentiable likelihood (:mod:`analysis.relax.likelihood`) and pyhf
-(:func:`to_pyhf_workspace`; :func:`parameters_from_pyhf`, :func:`data_from_pyhf` reorder pyhf's
-vectors). Modifiers follow HistFactory (CERN-OPEN-2012-016, Sec. 4) as implemented in pyhf 0.7
-(https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
+One description serves the likelihood (:mod:`analysis.relax.likelihood`) and pyhf (the JSON and
+the vector converters here). Modifiers follow HistFactory (CERN-OPEN-2012-016, Secs. 2.2, 4) as
+implemented in pyhf 0.7 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
 """
 
 from __future__ import annotations
@@ -109,14 +108,12 @@ class ParameterSet:
         kind: modifier kind that defines it.
         index: slice into the ``(n_parameters,)`` vector.
         aux_index: slice into the ``(n_aux,)`` auxiliary data; ``None`` when unconstrained.
-        channel: the channel whose bins a staterror or shapesys set covers, else ``None``.
     """
 
     name: str
     kind: str
     index: slice
     aux_index: slice | None
-    channel: str | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +122,6 @@ class BinnedModel:
 
     Parameters are ordered: the POI first, then all other names alphabetically; main data are
     the channels' bins in the order of :attr:`channels`; auxiliary data follow the parameter order.
-    Validated on construction.
 
     Attributes:
         channels: the channels, in the order of the main-data vector.
@@ -133,8 +129,8 @@ class BinnedModel:
         lumi_sigma: relative luminosity uncertainty (auxdata 1.0); required with a lumi modifier.
 
     Raises:
-        InputDataError: on negative or non-finite yields, mismatched bin counts, unknown modifier
-            kinds, or inconsistent modifiers; the message names the channel and sample.
+        InputDataError: on construction, for negative or non-finite yields, mismatched bin counts,
+            unknown modifier kinds or inconsistent modifiers, naming the channel and sample.
     """
 
     channels: tuple[Channel, ...]
@@ -157,24 +153,22 @@ class BinnedModel:
     @cached_property
     def parameters(self) -> tuple[ParameterSet, ...]:
         """Parameter sets in vector order (POI first, then by name)."""
-        kinds = {m.name: m.kind for c in self.channels for s in c.samples for m in s.modifiers}
-        bins = {m.name: c for c in self.channels for s in c.samples for m in s.modifiers
-                if m.kind in PER_BIN_KINDS}
+        mods = [(c, m) for c in self.channels for s in c.samples for m in s.modifiers]
+        kinds = {m.name: m.kind for _, m in mods}
+        bins = {m.name: c.n_bins for c, m in mods if m.kind in PER_BIN_KINDS}
         sets, start, aux_start = [], 0, 0
         for name in [self.poi] + sorted(n for n in kinds if n != self.poi):
-            size = bins[name].n_bins if name in bins else 1
-            aux = None
-            if kinds[name] in CONSTRAINED_KINDS:
-                aux, aux_start = slice(aux_start, aux_start + size), aux_start + size
-            channel = bins[name].name if name in bins else None
-            sets.append(ParameterSet(name, kinds[name], slice(start, start + size), aux, channel))
+            size = bins.get(name, 1)
+            aux = slice(aux_start, aux_start + size) if kinds[name] in CONSTRAINED_KINDS else None
+            aux_start += size if aux else 0
+            sets.append(ParameterSet(name, kinds[name], slice(start, start + size), aux))
             start += size
         return tuple(sets)
 
     @property
     def n_parameters(self) -> int:
         """Length of the parameter vector."""
-        return self.parameters[-1].index.stop
+        return int(self.parameters[-1].index.stop)
 
     @property
     def n_main(self) -> int:
@@ -186,16 +180,12 @@ class BinnedModel:
         """Number of auxiliary-data entries."""
         return sum(p.aux_index.stop - p.aux_index.start for p in self.parameters if p.aux_index)
 
-    @cached_property
-    def _parameters_by_name(self) -> dict[str, ParameterSet]:
-        return {p.name: p for p in self.parameters}
-
     def parameter(self, name: str) -> ParameterSet:
         """The parameter set called ``name``; InputDataError if there is none."""
-        try:
-            return self._parameters_by_name[name]
-        except KeyError as err:
-            raise InputDataError(f"BinnedModel: no parameter {name!r}") from err
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise InputDataError(f"BinnedModel: no parameter {name!r}")
 
 
 def _check_hist(x: object, where: str, what: str, n_bins: int | None, positive: bool) -> None:
@@ -204,8 +194,8 @@ def _check_hist(x: object, where: str, what: str, n_bins: int | None, positive: 
     if n_bins is not None and x.shape[0] != n_bins:
         raise InputDataError(f"{where}: {what} has {x.shape[0]} bins, the channel has {n_bins}")
     values = x.detach()
-    if not bool(torch.isfinite(values).all()) or bool((values < 0).any()) or (
-            positive and bool((values <= 0).any())):
+    is_bad = values <= 0 if positive else values < 0
+    if not bool(torch.isfinite(values).all()) or bool(is_bad.any()):
         raise InputDataError(f"{where}: {what} must be finite and {'> 0' if positive else '>= 0'}"
                              f" in every bin, got {values.tolist()}")
 
@@ -242,8 +232,7 @@ def _validate(model: BinnedModel) -> None:
             tensors = [s.nominal] + [t for m in s.modifiers for t in (m.hi, m.lo, m.uncertainty)
                                      if isinstance(t, torch.Tensor)]
             if any(t.dtype != model.dtype or t.device != model.device for t in tensors):
-                raise InputDataError(f"{where}: all tensors must have the model's dtype "
-                                     f"{model.dtype} and device {model.device}")
+                raise InputDataError(f"{where}: tensors must be {model.dtype} on {model.device}")
             if len({(m.kind, m.name) for m in s.modifiers}) != len(s.modifiers):
                 raise InputDataError(f"{where}: a modifier is listed twice")
             for m in s.modifiers:
@@ -264,17 +253,16 @@ def _validate(model: BinnedModel) -> None:
 def _validate_model_level(model: BinnedModel, kinds: dict[str, str]) -> None:
     if kinds.get(model.poi) != "normfactor":
         raise InputDataError(f"BinnedModel: the POI {model.poi!r} must be a normfactor")
-    lumis = {n for n, k in kinds.items() if k == "lumi"}
-    if len(lumis) > 1:
-        raise InputDataError(f"BinnedModel: one lumi parameter allowed, got {sorted(lumis)}")
-    if lumis and not (model.lumi_sigma is not None and model.lumi_sigma > 0):
-        raise InputDataError(f"BinnedModel: lumi modifier {lumis.pop()!r} needs lumi_sigma > 0, "
-                             f"got {model.lumi_sigma}")
+    lumis = sorted(n for n, k in kinds.items() if k == "lumi")
+    if len(lumis) > 1 or (lumis and not (model.lumi_sigma or 0.0) > 0):
+        raise InputDataError(f"BinnedModel: lumi modifiers {lumis} need one common name and "
+                             f"lumi_sigma > 0, got {model.lumi_sigma}")
     for c in model.channels:
         for name in {m.name for s in c.samples for m in s.modifiers if m.kind == "staterror"}:
-            pairs = [(s.nominal.detach(), m.uncertainty.detach()) for s in c.samples
-                     for m in s.modifiers if m.name == name and m.uncertainty is not None]
-            if not all(bool((sum(p[i] for p in pairs) > 0).all()) for i in (0, 1)):
+            pairs = torch.stack([torch.stack([s.nominal, m.uncertainty]) for s in c.samples
+                                 for m in s.modifiers if m.name == name and m.kind == "staterror"
+                                 and m.uncertainty is not None])
+            if not bool((pairs.detach().sum(dim=0) > 0).all()):  # summed yields, uncertainties
                 raise InputDataError(f"channel {c.name!r}, staterror {name!r}: every bin needs a "
                                      f"positive total yield and uncertainty (pyhf would fix it)")
 
@@ -320,13 +308,12 @@ def to_pyhf_workspace(model: BinnedModel, observations: torch.Tensor | None = No
         [{'name': 'sr', 'data': [6.0, 7.0]}]
     """
     if observations is None:
-        main = [_floats(sum(s.nominal.detach() for s in c.samples)) for c in model.channels]
-    elif tuple(observations.shape) == (model.n_main,):
-        main = [_floats(t) for t in torch.split(observations.detach(),
-                                                [c.n_bins for c in model.channels])]
-    else:
+        observations = torch.cat([torch.stack([s.nominal.detach() for s in c.samples]).sum(0)
+                                  for c in model.channels])
+    if tuple(observations.shape) != (model.n_main,):
         raise InputDataError(f"to_pyhf_workspace: observations must have shape ({model.n_main},),"
                              f" got {tuple(observations.shape)}")
+    main = torch.split(observations.detach(), [c.n_bins for c in model.channels])
     parameters: list[dict[str, Any]] = []
     if poi_bounds is not None:
         parameters.append({"name": model.poi, "bounds": [list(map(float, poi_bounds))]})
@@ -340,7 +327,8 @@ def to_pyhf_workspace(model: BinnedModel, observations: torch.Tensor | None = No
          "modifiers": [_modifier_spec(m) for m in s.modifiers]} for s in c.samples]}
         for c in model.channels]
     return {"channels": channels,
-            "observations": [{"name": c.name, "data": d} for c, d in zip(model.channels, main)],
+            "observations": [{"name": c.name, "data": _floats(d)}
+                             for c, d in zip(model.channels, main)],
             "measurements": [{"name": measurement,
                               "config": {"poi": model.poi, "parameters": parameters}}],
             "version": PYHF_SCHEMA_VERSION}

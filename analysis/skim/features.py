@@ -24,6 +24,11 @@ import numpy as np
 __all__ = ["event_features", "object_features"]
 
 
+def _plain(records: ak.Array, fields: tuple[str, ...]) -> ak.Array:
+    """The named fields without coffea's behaviours (which demand e.g. a jet charge)."""
+    return ak.zip({f: ak.fill_none(ak.without_parameters(records[f]), 0.0) for f in fields})
+
+
 def _cartesian(pt: ak.Array, eta: ak.Array, phi: ak.Array, mass: ak.Array) -> tuple[ak.Array, ...]:
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
@@ -33,7 +38,7 @@ def _cartesian(pt: ak.Array, eta: ak.Array, phi: ak.Array, mass: ak.Array) -> tu
 def _b_candidates(jets: ak.Array, medium: float) -> ak.Array:
     ordered = jets[ak.argsort(jets.btagDeepFlavB, axis=-1, ascending=False)]
     n_tagged = ak.sum(ordered.btagDeepFlavB > medium, axis=-1)
-    keep = ak.local_index(ordered) < np.maximum(n_tagged, 2)
+    keep = ak.local_index(ordered.pt, axis=-1) < np.maximum(n_tagged, 2)
     return ordered[keep]
 
 
@@ -50,6 +55,8 @@ def event_features(jets: ak.Array, lepton: ak.Array, met_pt: np.ndarray, met_phi
     Returns:
         ``{name: (n_events,) float64}`` for every name in ``config.EVENT_FEATURES``.
     """
+    jets = _plain(jets, ("pt", "eta", "phi", "mass", "btagDeepFlavB"))
+    lepton = _plain(lepton, ("pt", "eta", "phi", "mass"))
     out: dict[str, ak.Array | np.ndarray] = {}
     out["ht"] = ak.sum(jets.pt, axis=-1)
     out["n_jets"] = ak.num(jets)
@@ -77,7 +84,8 @@ def event_features(jets: ak.Array, lepton: ak.Array, met_pt: np.ndarray, met_phi
     out["mbb_max"] = ak.fill_none(ak.max(mass, axis=-1), 0.0)
 
     objects = ak.concatenate([jets[["pt", "eta", "phi", "mass"]],
-                              ak.singletons(lepton[["pt", "eta", "phi", "mass"]])], axis=-1)
+                              ak.unflatten(lepton, np.ones(len(lepton), dtype=np.int64))],
+                             axis=-1)
     px, py, pz, energy = _cartesian(objects.pt, objects.eta, objects.phi, objects.mass)
     out["centrality"] = ak.sum(objects.pt, axis=-1) / ak.sum(energy, axis=-1)
     out["aplanarity"] = _aplanarity(px, py, pz)
@@ -108,6 +116,7 @@ def object_features(jets: ak.Array, n_jets_max: int) -> dict[str, np.ndarray]:
         ``{"jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask"}``, each
         ``(n_events, n_jets_max)``; pt and mass in GeV, mask 1 for a real jet.
     """
+    jets = _plain(jets, ("pt", "eta", "phi", "mass", "btagDeepFlavB"))
     padded = ak.pad_none(jets, n_jets_max, axis=-1, clip=True)
     out = {f"jet_{name}": np.asarray(ak.to_numpy(ak.fill_none(padded[field], 0.0)), np.float64)
            for name, field in (("pt", "pt"), ("eta", "eta"), ("phi", "phi"), ("mass", "mass"),

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 
 import numpy as np
-import pyhf
+import pyhf  # type: ignore[import-untyped]
 import pytest
 import torch
 
 from analysis.errors import InputDataError
-from analysis.relax.likelihood import asimov_data, covariance, nll, nominal_parameters, sigma_mu
+from analysis.relax.likelihood import (
+    asimov_data,
+    covariance,
+    fisher_information,
+    nll,
+    nominal_parameters,
+    sigma_mu,
+)
 from analysis.relax.workspace import (
     MODIFIER_KINDS,
     BinnedModel,
@@ -79,12 +87,12 @@ def _random_model(seed: int) -> BinnedModel:
 
 
 def _pyhf_model(model: BinnedModel) -> pyhf.pdf.Model:
-    spec = to_pyhf_workspace(model, poi_bounds=POI_BOUNDS)
-    return pyhf.Workspace(spec).model(modifier_settings=MODIFIER_SETTINGS)
+    spec = json.loads(json.dumps(to_pyhf_workspace(model, poi_bounds=POI_BOUNDS)))  # plain JSON
+    return pyhf.Workspace(spec).model(modifier_settings=MODIFIER_SETTINGS)  # schema-validated
 
 
 def _random_pyhf_pars(pdf: pyhf.pdf.Model, rng: np.random.Generator) -> np.ndarray:
-    """Random point: mu in [0.5, 2], alphas in [-2, 2] (both interpolation regions), gammas ±15 %."""
+    """Random point: mu in [0.5, 2], alphas in [-2, 2] (inside and outside ±1), gammas ±15 %."""
     pars = np.array(pdf.config.suggested_init(), dtype=float)
     for name in pdf.config.par_order:
         sl = pdf.config.par_slice(name)
@@ -112,9 +120,9 @@ SEEDS = list(range(N_WORKSPACES))
 def test_generator_covers_all_modifier_kinds() -> None:
     kinds = {m.kind for seed in SEEDS for c in _random_model(seed).channels
              for s in c.samples for m in s.modifiers}
-    shared = [seed for seed in SEEDS if len({c.name for c in _random_model(seed).channels}) > 1]
+    multi_channel = [seed for seed in SEEDS if len(_random_model(seed).channels) > 1]
     assert kinds == set(MODIFIER_KINDS)
-    assert len(shared) >= N_WORKSPACES // 3
+    assert len(multi_channel) >= N_WORKSPACES // 3  # names shared across channels
 
 
 @PYHF_SCHEMA_WARNING
@@ -173,6 +181,8 @@ def test_sigma_mu_gradient_matches_finite_differences(seed: int) -> None:
 def test_covariance_is_symmetric_inverse_of_fisher() -> None:
     model = _random_model(0)
     cov = covariance(model, nominal_parameters(model), create_graph=False)
+    fisher = fisher_information(model, create_graph=False)
+    torch.testing.assert_close(cov @ fisher, torch.eye(model.n_parameters, dtype=torch.float64))
     torch.testing.assert_close(cov, cov.T)
     assert bool((torch.linalg.eigvalsh(cov) > 0).all())
 
@@ -190,7 +200,7 @@ def test_bad_input_names_channel_and_sample(case: str) -> None:
     model = _random_model(1)
     bad = model.channels[0].samples[-1]
     n_bins = model.channels[0].n_bins
-    changes: dict[str, object] = {
+    changes: dict[str, dict[str, object]] = {
         "negative": {"nominal": torch.cat([-bad.nominal[:1], bad.nominal[1:]])},
         "bins": {"nominal": torch.ones(n_bins + 1, dtype=torch.float64)},
         "unknown_modifier": {"modifiers": bad.modifiers + (Modifier("shapefactor", "sf"),)},
@@ -198,10 +208,10 @@ def test_bad_input_names_channel_and_sample(case: str) -> None:
             "jes_bad", torch.ones(n_bins + 2, dtype=torch.float64),
             torch.ones(n_bins + 2, dtype=torch.float64)),)},
         "dtype": {"nominal": bad.nominal.float()},
-    }[case]
+    }
     match = f"channel '{model.channels[0].name}', sample '{bad.name}'"
     with pytest.raises(InputDataError, match=match):
-        _replace_sample(model, **changes)
+        _replace_sample(model, **changes[case])
 
 
 def test_wrong_parameter_and_data_shapes_raise() -> None:

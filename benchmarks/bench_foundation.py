@@ -1,0 +1,137 @@
+"""Speed and memory of the foundation: generation, skim vs a plain uproot read, skim memory.
+
+Usage: python benchmarks/bench_foundation.py [--events 2000] [--tile 50] [--config tth_bb]
+
+Prints a Markdown table. Generation runs on one core per process (ev/s/core). The skim input is
+a generated ttH file of ``--events`` events repeated ``--tile`` times (with distinct event numbers),
+so that memory is measured at the 100k-event scale without generating 100k events. Each
+measurement runs in its own process so that peak memory (ru_maxrss) belongs to it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+
+def _generate(args: tuple[str, str, int, str]) -> tuple[float, int]:
+    from analysis.config import load_config
+    from analysis.events.generate import generate_chunk
+
+    config_name, dataset, chunk, path = args
+    start = time.perf_counter()
+    runs = generate_chunk(load_config(config_name), dataset, chunk, path)
+    return time.perf_counter() - start, int(runs["genEventCount"])
+
+
+def _tile(source: Path, target: Path, times: int) -> int:
+    import uproot
+
+    with uproot.open(source) as file:
+        data = file["Events"].arrays()
+        runs = file["Runs"].arrays(library="np")
+    n = len(data)
+    tiled = ak.concatenate([data] * times)
+    branches: dict[str, object] = {}
+    for name in ("Jet", "GenJet", "Muon", "Electron"):
+        fields = [f for f in tiled.fields if f.startswith(f"{name}_")]
+        branches[name] = ak.zip({f[len(name) + 1:]: tiled[f] for f in fields})
+    for field in tiled.fields:
+        if "_" in field and not field.startswith("MET_"):
+            continue
+        if field.startswith("n") or field in branches:
+            continue
+        branches[field] = tiled[field]
+    branches["event"] = np.arange(1, n * times + 1, dtype=np.uint64)
+    with uproot.recreate(target) as out:
+        out.mktree("Events", branches, counter_name=lambda c: f"n{c}",
+                   field_name=lambda o, i: f"{o}_{i}" if o else i)
+        out["Runs"] = {k: v * (times if k.startswith("genEvent") else 1) for k, v in runs.items()}
+    return n * times
+
+
+def _uproot_read(path: str, queue: mp.Queue) -> None:
+    import uproot
+
+    from analysis.skim.inputs import REQUIRED_BRANCHES
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with uproot.open(path) as file:
+        arrays = file["Events"].arrays(list(REQUIRED_BRANCHES))
+    elapsed = time.perf_counter() - start
+    queue.put((elapsed, len(arrays), base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _skim(path: str, config_name: str, queue: mp.Queue) -> None:
+    from analysis.config import load_config
+    from analysis.skim.processor import run_skim
+
+    config = load_config(config_name)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    result = run_skim(config, "tth", [path], chunksize=200_000)
+    elapsed = time.perf_counter() - start
+    queue.put((elapsed, result.n_events, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _in_process(target, *args: object) -> tuple:  # noqa: ANN001
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="tth_bb")
+    parser.add_argument("--events", type=int, default=2000, help="generated ttH events for the skim")
+    parser.add_argument("--tile", type=int, default=50, help="repeat the file this often")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        from analysis.config import load_config
+
+        config = load_config(args.config)
+        for dataset in config.datasets:
+            if config.datasets[dataset].generator is None:
+                continue
+            elapsed, n = _generate((args.config, dataset, 0, f"{tmp}/{dataset}.root"))
+            rows.append((f"GenerateEvents {dataset} (chunk 0)", f"{n / elapsed:.1f} ev/s/core",
+                         f"{n} events in {elapsed:.1f} s"))
+        source = Path(tmp) / "tth.root"
+        big = Path(tmp) / "tth_tiled.root"
+        n_big = _tile(source, big, args.tile)
+        t_read, n_read, base_read, peak_read = _in_process(_uproot_read, str(big))
+        t_skim, n_skim, base_skim, peak_skim = _in_process(_skim, str(big), args.config)
+        assert n_read == n_skim == n_big
+        rows.append(("uproot read of the skim's branches", f"{n_read / t_read:,.0f} ev/s",
+                     f"{n_read} events in {t_read:.2f} s"))
+        rows.append(("Skim (5 shifts, features, weights)", f"{n_skim / t_skim:,.0f} ev/s",
+                     f"{n_skim} events in {t_skim:.2f} s"))
+        rows.append(("Skim / uproot read", f"{(n_skim / t_skim) / (n_read / t_read):.2f}",
+                     "throughput ratio, same file, same run"))
+        per_100k = 1e5 / n_big / 1024  # ru_maxrss is in KiB
+        rows.append(("uproot read peak memory per 100k events",
+                     f"{(peak_read - base_read) * per_100k:.0f} MiB",
+                     f"process peak {peak_read / 1024:.0f} MiB"))
+        rows.append(("Skim peak memory per 100k events",
+                     f"{(peak_skim - base_skim) * per_100k:.0f} MiB",
+                     f"process peak {peak_skim / 1024:.0f} MiB"))
+    print("| measurement | value | detail |\n| --- | --- | --- |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

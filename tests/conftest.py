@@ -1,0 +1,74 @@
+"""Shared fixtures: a seeded rng, the tiny config, generated NanoAOD files, a temporary store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.config import AnalysisConfig, load_config
+from analysis.events.generate import generate_chunk
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cms-nanoaod"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu`` tests without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261123)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> AnalysisConfig:
+    return load_config("tth_bb_tiny")
+
+
+@pytest.fixture(scope="session")
+def nano_file(tmp_path_factory: pytest.TempPathFactory, tiny_config: AnalysisConfig) -> Path:
+    """One generated ttH chunk (60 events) in NanoAOD format."""
+    path = tmp_path_factory.mktemp("nano") / "tth_0.root"
+    generate_chunk(tiny_config, "tth", 0, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ttbar_file(tmp_path_factory: pytest.TempPathFactory, tiny_config: AnalysisConfig) -> Path:
+    """One generated tt chunk of the filtered complement sample (60 events)."""
+    path = tmp_path_factory.mktemp("nano") / "tt_rest_0.root"
+    generate_chunk(tiny_config, "tt_rest", 0, path)
+    return path
+
+
+@pytest.fixture
+def cms_file() -> Path:
+    path = SHARED_DATA / "nano_tt_v12.root"
+    if not path.exists():
+        pytest.fail(f"real CMS NanoAOD file missing: {path} (shared/ must sit beside the repo)")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty store for law tasks (``$DIFFANA_STORE``)."""
+    path = tmp_path / "store"
+    monkeypatch.setenv("DIFFANA_STORE", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _law_config() -> None:
+    """Run law from the repository root so that law.cfg is found."""
+    os.environ.setdefault("LAW_CONFIG_FILE", str(Path(__file__).resolve().parents[1] / "law.cfg"))

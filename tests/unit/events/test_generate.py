@@ -1,0 +1,73 @@
+"""Pythia generation into NanoAOD: naming, content, weights, filter and bit-identical reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from analysis.config import AnalysisConfig
+from analysis.events.generate import chunk_event_counts, chunk_seed, generate_chunk
+
+NANOAOD_BRANCHES = {
+    "run", "luminosityBlock", "event", "genWeight", "nPSWeight", "PSWeight", "genTtbarId",
+    "nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB", "Jet_hadronFlavour",
+    "nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_tightId", "Muon_pfRelIso04_all",
+    "nElectron", "Electron_pt", "Electron_cutBased", "Electron_pfRelIso03_all",
+    "MET_pt", "MET_phi", "nGenJet", "GenJet_pt",
+}
+
+
+def test_nanoaod_naming_and_content(nano_file: Path) -> None:
+    with uproot.open(nano_file) as file:
+        events = file["Events"]
+        assert NANOAOD_BRANCHES <= set(events.keys())
+        data = events.arrays(library="ak")
+        runs = file["Runs"].arrays(library="np")
+    assert len(data) == 60 and runs["genEventCount"][0] == 60
+    assert np.all(data.event == np.arange(1, 61)) and np.all(data.nPSWeight == 4)
+    assert runs["genEventSumw"][0] == pytest.approx(float(ak.sum(data.genWeight)))
+    assert runs["genFilterTried"][0] == runs["genFilterPassed"][0] == 60  # no filter on ttH
+    # ttH(bb) in l+jets: many jets, b jets among them, one prompt lepton in most events
+    assert float(ak.mean(data.nJet)) > 5
+    assert float(ak.mean(ak.sum(data.Jet_hadronFlavour == 5, axis=1))) > 1.5
+    prompt = ak.sum(data.Muon_pfRelIso04_all < 0.15, axis=1) + ak.sum(
+        data.Electron_pfRelIso03_all < 0.15, axis=1)
+    assert float(ak.mean(prompt >= 1)) > 0.6
+    assert ak.all(ak.argsort(data.Jet_pt, axis=1, ascending=False) == ak.local_index(data.Jet_pt))
+    # PS weights are ratios to the nominal weight, spread around 1
+    ps = ak.to_numpy(data.PSWeight)
+    assert np.all(ps > 0) and 0.5 < float(np.median(ps)) < 1.5
+    assert float(ak.mean(data.MET_pt)) > 20
+
+
+def test_rerun_is_bit_identical(tmp_path: Path, tiny_config: AnalysisConfig, nano_file: Path) -> None:
+    again = tmp_path / "again.root"
+    generate_chunk(tiny_config, "tth", 0, again)
+    with uproot.open(nano_file) as first, uproot.open(again) as second:
+        for tree in ("Events", "Runs"):
+            a = first[tree].arrays(library="np")
+            b = second[tree].arrays(library="np")
+            assert a.keys() == b.keys()
+            for key in a:
+                assert np.array_equal(np.concatenate(a[key]) if a[key].dtype == object else a[key],
+                                      np.concatenate(b[key]) if b[key].dtype == object else b[key])
+
+
+def test_chunks_differ_and_count_events(tiny_config: AnalysisConfig) -> None:
+    dataset = tiny_config.datasets["tth"]
+    assert chunk_event_counts(dataset) == [60, 60]
+    assert chunk_seed(dataset, 0) != chunk_seed(dataset, 1)
+
+
+def test_filtered_sample_records_efficiency(ttbar_file: Path) -> None:
+    with uproot.open(ttbar_file) as file:
+        runs = file["Runs"].arrays(library="np")
+        ttbar_id = file["Events"]["genTtbarId"].array(library="np") % 100
+    tried, passed = runs["genFilterTried"][0], runs["genFilterPassed"][0]
+    # the complement of "an extra b quark with pt > 15 GeV" keeps most tt events (~96 %)
+    assert passed == 60 and 0.8 < passed / tried <= 1.0
+    assert np.mean(ttbar_id == 0) > 0.5  # mostly tt+light

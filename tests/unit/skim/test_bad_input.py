@@ -1,0 +1,79 @@
+"""Every kind of bad input stops with one message naming the file (and branch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from analysis.config import AnalysisConfig
+from analysis.errors import EmptySelectionError, InputDataError
+from analysis.skim.processor import run_skim
+
+
+def _copy_without(source: Path, target: Path, drop: str | None = None, tree: str = "Events") -> Path:
+    with uproot.open(source) as file:
+        arrays = file["Events"].arrays(library="np")
+    branches = {k: v for k, v in arrays.items() if k != drop and not k.startswith("n")}
+    # rebuild jagged collections from the flat arrays uproot gave us
+    import awkward as ak
+
+    with uproot.open(source) as file:
+        data = file["Events"].arrays()
+    collections = {}
+    for name in ("Jet", "GenJet", "Muon", "Electron"):
+        fields = {f[len(name) + 1:]: data[f] for f in data.fields
+                  if f.startswith(f"{name}_") and f != drop}
+        collections[name] = ak.zip(fields)
+    flat = {k: v for k, v in branches.items() if "_" not in k or k.startswith("MET_")}
+    flat["PSWeight"] = data["PSWeight"]
+    with uproot.recreate(target) as out:
+        out.mktree(tree, {**flat, **collections}, counter_name=lambda n: f"n{n}",
+                   field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
+    return target
+
+
+@pytest.mark.parametrize("case", ["empty", "not_root", "truncated", "no_events_tree",
+                                  "missing_branch", "missing_file"])
+def test_bad_file_is_named(case: str, tmp_path: Path, nano_file: Path,
+                           tiny_config: AnalysisConfig) -> None:
+    path = tmp_path / f"{case}.root"
+    expected = str(path)
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "not_root":
+        path.write_text("run,event\n1,2\n")
+    elif case == "truncated":
+        content = nano_file.read_bytes()
+        path.write_bytes(content[: len(content) * 2 // 3])
+    elif case == "no_events_tree":
+        _copy_without(nano_file, path, tree="Other")
+    elif case == "missing_branch":
+        _copy_without(nano_file, path, drop="Jet_btagDeepFlavB")
+        expected = f"{path}: Events tree lacks branch Jet_btagDeepFlavB"
+    with pytest.raises(InputDataError) as info:
+        run_skim(tiny_config, "tth", [str(path)])
+    assert expected in str(info.value)
+    assert not isinstance(info.value, EmptySelectionError)
+
+
+def test_no_event_passing_is_an_empty_selection(tmp_path: Path, nano_file: Path,
+                                                tiny_config: AnalysisConfig) -> None:
+    import dataclasses
+
+    impossible = dataclasses.replace(
+        tiny_config, selection=dataclasses.replace(tiny_config.selection, n_jets_min=50))
+    with pytest.raises(EmptySelectionError, match=str(nano_file)):
+        run_skim(impossible, "tth", [str(nano_file)])
+
+
+def test_copy_helper_keeps_good_files_good(tmp_path: Path, nano_file: Path,
+                                           tiny_config: AnalysisConfig) -> None:
+    """The broken inputs above differ from a good file only by what each test removes."""
+    copy = _copy_without(nano_file, tmp_path / "copy.root")
+    original = run_skim(tiny_config, "tth", [str(nano_file)]).tables["nominal"]
+    copied = run_skim(tiny_config, "tth", [str(copy)]).tables["nominal"]
+    assert len(copied) == len(original)
+    np.testing.assert_array_equal(np.asarray(copied.ht), np.asarray(original.ht))

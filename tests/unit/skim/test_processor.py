@@ -1,0 +1,79 @@
+"""The coffea skim on generated and on real CMS NanoAOD: selection, features, shifts, weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from analysis.config import AnalysisConfig, load_config
+from analysis.skim.processor import run_skim
+
+
+@pytest.fixture(scope="module")
+def tth_skim(nano_file: Path, tiny_config: AnalysisConfig):  # noqa: ANN201
+    return run_skim(tiny_config, "tth", [str(nano_file)])
+
+
+def test_selection_and_cutflow(tth_skim, tiny_config: AnalysisConfig) -> None:  # noqa: ANN001
+    table, flow = tth_skim.tables["nominal"], tth_skim.cutflow["nominal"]
+    assert flow["all"] == 60 >= flow["lepton"] >= flow["jets"] >= flow["btag"] == len(table) > 0
+    assert np.all(table.n_jets >= tiny_config.selection.n_jets_min)
+    assert np.all(table.jet4_pt > tiny_config.objects.jets.pt_min)
+    loose = np.sum(ak.to_numpy(table.jet_btag) > tiny_config.objects.jets.btag_loose, axis=1)
+    assert np.all(loose >= 2)  # >= 2 loose b tags (all jets fit in the padding here or more)
+    assert np.all(table.label == tiny_config.label_of("tth_bb"))
+
+
+def test_weights_normalise_to_cross_section(tth_skim, tiny_config: AnalysisConfig) -> None:  # noqa: ANN001
+    table, flow = tth_skim.tables["nominal"], tth_skim.cutflow["nominal"]
+    expected_total = (tiny_config.processes["tth_bb"].cross_section.value
+                      * tiny_config.luminosity.value * 1000.0)  # pb x pb^-1
+    assert flow["all_weighted"] == pytest.approx(expected_total)
+    assert float(np.sum(table.weight)) == pytest.approx(expected_total * flow["btag"] / 60)
+    for variation in ("btag_up", "btag_down", "isr_up", "isr_down", "fsr_up", "fsr_down"):
+        ratio = ak.to_numpy(table[f"weight_{variation}"] / table.weight)
+        assert np.all(ratio > 0) and not np.allclose(ratio, 1.0)
+    # each jet's factor is 1 + delta * a or 1 - delta * a: up and down move opposite ways
+    up = ak.to_numpy(table.weight_btag_up / table.weight) - 1
+    down = ak.to_numpy(table.weight_btag_down / table.weight) - 1
+    assert np.all(up * down < 0)
+
+
+def test_features_follow_their_definitions(tth_skim) -> None:  # noqa: ANN001
+    table = tth_skim.tables["nominal"]
+    jet_pt = ak.to_numpy(table.jet_pt) * ak.to_numpy(table.jet_mask)
+    exact = ak.to_numpy(table.n_jets) <= jet_pt.shape[1]
+    np.testing.assert_allclose(ak.to_numpy(table.ht)[exact], jet_pt[exact].sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(table.jet1_pt, jet_pt[:, 0], rtol=1e-6)
+    assert np.all((table.aplanarity >= 0) & (table.aplanarity <= 0.5))
+    assert np.all((table.centrality > 0) & (table.centrality <= 1))
+    assert np.all(table.drbb_closest > 0) and np.all(table.mbb_max >= table.mbb_closest)
+    assert np.all(table.mt_w >= 0)
+
+
+def test_jes_shift_scales_jets_and_reruns_selection(tth_skim, tiny_config: AnalysisConfig) -> None:  # noqa: ANN001
+    nominal, up = tth_skim.tables["nominal"], tth_skim.tables["jes_up"]
+    common, i_nom, i_up = np.intersect1d(ak.to_numpy(nominal.event), ak.to_numpy(up.event),
+                                         return_indices=True)
+    assert len(common) > 0 and len(up) >= len(nominal)  # jets move up across the threshold
+    np.testing.assert_allclose(ak.to_numpy(up.jet1_pt)[i_up],
+                               ak.to_numpy(nominal.jet1_pt)[i_nom] * (1 + tiny_config.systematics.jes),
+                               rtol=1e-5)
+    jer_up = tth_skim.tables["jer_up"]
+    assert not np.allclose(ak.to_numpy(jer_up.ht)[:5], ak.to_numpy(nominal.ht)[:5])
+
+
+def test_real_cms_nanoaod_runs_unchanged(cms_file: Path) -> None:
+    config = load_config("cms_tt")
+    result = run_skim(config, "cms_tt", [str(cms_file)])
+    table = result.tables["nominal"]
+    assert result.n_events == 200 and len(table) > 10
+    labels = set(np.unique(ak.to_numpy(table.label)))
+    assert labels <= {config.label_of(p) for p in ("tt_bb", "tt_b", "tt_cc", "tt_lf")}
+    assert config.label_of("tt_lf") in labels
+    # genWeight of this sample is not 1: normalisation uses the sum over all its events
+    assert result.cutflow["nominal"]["all_weighted"] == pytest.approx(
+        config.processes["tt_lf"].cross_section.value * config.luminosity.value * 1000.0)

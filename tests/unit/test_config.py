@@ -1,0 +1,70 @@
+"""Config loading and validation: every error names the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from analysis.config import load_config, resolve_config_path
+from analysis.errors import ConfigError
+
+
+def _write_variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
+    raw = yaml.safe_load(resolve_config_path("tth_bb_tiny").read_text())
+    edit(raw)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_demo_and_tiny_configs_load() -> None:
+    demo, tiny = load_config("tth_bb"), load_config("tth_bb_tiny")
+    assert demo.process_names == tiny.process_names == ("tth_bb", "tt_bb", "tt_b", "tt_cc", "tt_lf")
+    assert demo.processes["tth_bb"].role == "signal"
+    assert tiny.datasets["tth"].generator.n_events < demo.datasets["tth"].generator.n_events
+    assert demo.label_of("tt_b") == 2
+    assert len(demo.digest) == 64 and demo.digest != tiny.digest
+
+
+def test_config_by_path_equals_by_name() -> None:
+    by_path = load_config(str(resolve_config_path("tth_bb_tiny")))
+    assert by_path == load_config("tth_bb_tiny")
+
+
+@pytest.mark.parametrize(("edit", "key", "why"), [
+    (lambda c: c["processes"]["tth_bb"].update(colour="red"), "processes.tth_bb.colour",
+     "unknown key"),
+    (lambda c: c["luminosity"].update(value="a lot"), "luminosity.value", "expected a number"),
+    (lambda c: c["processes"]["tt_b"]["cross_section"].update(value=-1.0),
+     "processes.tt_b.cross_section.value", "must be >= 0 pb"),
+    (lambda c: c["datasets"]["tth"].update(processes=["tth_cc"]), "datasets.tth.processes[0]",
+     "no such process"),
+    (lambda c: c["objects"]["jets"].pop("pt_min"), "objects.jets.pt_min", "required key"),
+    (lambda c: c["selection"].update(btag_working_point="extreme"),
+     "selection.btag_working_point", "must be one of"),
+    (lambda c: c["datasets"]["tth"]["generator"].update(n_events=2.5),
+     "datasets.tth.generator.n_events", "expected an integer"),
+    (lambda c: c["features"].update(event=["ht", "magic"]), "features.event", "unknown feature"),
+    (lambda c: c["detector"]["btag_b"].update(medium=1.5), "detector.btag_b.medium", "<= 1"),
+    (lambda c: c["processes"]["tt_lf"].update(role="signal"), "processes", "exactly one"),
+])
+def test_invalid_config_names_file_and_key(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
+    path = _write_variant(tmp_path, edit)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key} = ") and why in message
+    assert message.count("\n") == 0
+
+
+def test_unknown_config_name_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="tth_bb_tiny"):
+        load_config("no_such_analysis")
+
+
+def test_external_dataset_config_points_at_real_file(cms_file: Path) -> None:
+    config = load_config("cms_tt")
+    (relative,) = config.datasets["cms_tt"].files
+    assert (Path(config.source).parent / relative).resolve() == cms_file.resolve()
