@@ -1,9 +1,9 @@
 """Speed and memory of the foundation: generation, skim vs a plain uproot read, skim memory.
 
-Usage: python benchmarks/bench_foundation.py [--events 2000] [--tile 50] [--config tth_bb]
+Usage: python benchmarks/bench_foundation.py [--tile 100] [--config tth_bb]
 
 Prints a Markdown table. Generation runs on one core per process (ev/s/core). The skim input is
-a generated ttH file of ``--events`` events repeated ``--tile`` times (with distinct event numbers),
+the first generated ttH chunk (1000 events in the demo) repeated ``--tile`` times (with distinct event numbers),
 so that memory is measured at the 100k-event scale without generating 100k events. Each
 measurement runs in its own process so that peak memory (ru_maxrss) belongs to it alone.
 """
@@ -95,8 +95,7 @@ def _in_process(target, *args: object) -> tuple:  # noqa: ANN001
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tth_bb")
-    parser.add_argument("--events", type=int, default=2000, help="generated ttH events for the skim")
-    parser.add_argument("--tile", type=int, default=50, help="repeat the file this often")
+    parser.add_argument("--tile", type=int, default=100, help="repeat the ttH file this often")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

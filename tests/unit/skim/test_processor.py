@@ -77,3 +77,14 @@ def test_real_cms_nanoaod_runs_unchanged(cms_file: Path) -> None:
     # genWeight of this sample is not 1: normalisation uses the sum over all its events
     assert result.cutflow["nominal"]["all_weighted"] == pytest.approx(
         config.processes["tt_lf"].cross_section.value * config.luminosity.value * 1000.0)
+
+
+def test_futures_executor_gives_the_same_tables(nano_file: Path, tiny_config: AnalysisConfig,
+                                                tth_skim) -> None:  # noqa: ANN001
+    parallel = run_skim(tiny_config, "tth", [str(nano_file)], workers=2, chunksize=20)
+    for shift, table in tth_skim.tables.items():
+        other = parallel.tables[shift]
+        np.testing.assert_array_equal(ak.to_numpy(other.event), ak.to_numpy(table.event))
+        np.testing.assert_allclose(ak.to_numpy(other.weight), ak.to_numpy(table.weight), rtol=1e-12)
+        np.testing.assert_allclose(ak.to_numpy(other.ht), ak.to_numpy(table.ht), rtol=1e-12)
+    assert parallel.cutflow == tth_skim.cutflow
