@@ -159,7 +159,7 @@ class BTagEfficiency:
 
 @dataclass(frozen=True)
 class Detector:
-    """Parametric detector response of the generated events (see docs/detector.md)."""
+    """Parametric detector response of the generated events (see docs/generation.md)."""
 
     jet_resolution_noise: float = field(metadata=_check(0.0, unit="GeV"))
     jet_resolution_stochastic: float = field(metadata=_check(0.0, unit="sqrt(GeV)"))
@@ -180,8 +180,6 @@ class Systematics:
     jer: float = field(metadata=_check(0.0))  # jet energy resolution scale factor offset
     btag_sf_heavy: float = field(metadata=_check(0.0))  # b/c-jet tag scale factor uncertainty
     btag_sf_light: float = field(metadata=_check(0.0))
-    ps_isr: bool = True  # PSWeight ISR variations
-    ps_fsr: bool = True
 
 
 @dataclass(frozen=True)

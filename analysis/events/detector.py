@@ -1,6 +1,6 @@
 """Jet clustering and a small parametric detector response for generated events.
 
-The response (``config.Detector``; ``docs/detector.md`` gives the numbers and their reasons):
+The response (``config.Detector``; ``docs/generation.md`` gives the numbers and their reasons):
 
 - jets: anti-kT R = 0.4 generator jets (FastJet) on visible final-state particles without the
   prompt lepton; reconstructed transverse momentum ``pt_gen * (1 + r * N(0, 1))`` with
@@ -47,7 +47,7 @@ def cluster_generator_jets(particles: list[np.ndarray]) -> ak.Array:
 
     Returns:
         Jagged record array (events x jets, pt > 10 GeV, pt-ordered) with fields pt, eta, phi,
-        mass (GeV), ``n_b_extra``, ``n_b_top``, ``n_c_extra``, ``n_c_other``.
+        mass (GeV), ``n_b_extra``, ``n_b_top``, ``n_b_other``, ``n_c_extra``, ``n_c_other``.
     """
     import fastjet  # the C++ extension is needed only here
 
@@ -74,6 +74,7 @@ def cluster_generator_jets(particles: list[np.ndarray]) -> ak.Array:
         "n_b_top": ak.sum(members == truth.GHOST_B_TOP, axis=-1),
         "n_c_extra": ak.sum(members == truth.GHOST_C_EXTRA, axis=-1),
         "n_c_other": ak.sum(members == truth.GHOST_C_OTHER, axis=-1),
+        "n_b_other": ak.sum(members == truth.GHOST_B_OTHER, axis=-1),
     })
     return out[ak.argsort(out.pt, axis=-1, ascending=False)]
 

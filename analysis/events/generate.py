@@ -36,7 +36,8 @@ def chunk_event_counts(dataset: Dataset) -> list[int]:
 
 def chunk_seed(dataset: Dataset, chunk: int) -> int:
     """Pythia seed of one chunk: distinct per dataset seed and chunk, stable across runs."""
-    assert dataset.generator is not None  # checked by chunk_event_counts before
+    if dataset.generator is None:
+        raise ConfigError(f"dataset with files {dataset.files[:1]}... is not generated")
     return (dataset.generator.seed % 90_000) * _SEED_STRIDE + chunk + 1
 
 
@@ -56,12 +57,13 @@ def generate_chunk(config: AnalysisConfig, dataset_name: str, chunk: int,
         The ``Runs`` summary written to the file (counts, sum of weights, filter counts).
     """
     dataset = config.datasets[dataset_name]
-    counts = chunk_event_counts(dataset)
-    assert dataset.generator is not None
+    counts = chunk_event_counts(dataset)  # raises ConfigError for a dataset of files
     seed = chunk_seed(dataset, chunk)
     start = time.perf_counter()
-    hadron_level = generate_hadron_level(dataset.generator, config.sqrt_s, counts[chunk], seed,
-                                         progress)
+    generator = dataset.generator
+    if generator is None:  # unreachable after chunk_event_counts; narrows the type
+        raise ConfigError(f"dataset {dataset_name} is not generated")
+    hadron_level = generate_hadron_level(generator, config.sqrt_s, counts[chunk], seed, progress)
     rng = np.random.default_rng([seed, 1])  # detector response, independent of Pythia's stream
     first_event = sum(counts[:chunk]) + 1
     branches = build_nanoaod(hadron_level, config.detector, config.objects.jets, rng,

@@ -56,7 +56,7 @@ def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefi
     """
     n_events = len(events.particles)
     gen_jets = response.cluster_generator_jets(events.particles)
-    gen_flavour = _flavour(gen_jets.n_b_extra + gen_jets.n_b_top,
+    gen_flavour = _flavour(gen_jets.n_b_extra + gen_jets.n_b_top + gen_jets.n_b_other,
                            gen_jets.n_c_extra + gen_jets.n_c_other)
     ttbar_id = np.array([
         truth.gen_ttbar_id(*(ak.to_numpy(gen_jets[field][i]) for field in
@@ -119,7 +119,8 @@ def _leptons_and_met(events: HadronLevelEvents, jets: ak.Array, detector: Detect
         ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.sin(jets.phi), axis=-1))], axis=1)
     for i, (particles, leptons) in enumerate(zip(events.particles, events.leptons)):
         real = particles[particles[:, 4] == truth.PARTICLE]
-        visible = np.vstack([real[:, :4], leptons[:, :4]])
+        # non-prompt leptons are among the particles already; prompt ones were taken out
+        visible = np.vstack([real[:, :4], leptons[leptons[:, 5] == 1, :4]])
         pt = np.hypot(visible[:, 0], visible[:, 1])
         central = np.abs(np.arcsinh(visible[:, 2] / np.maximum(pt, 1e-9))) < RECO_JET_ABS_ETA_MAX
         met[i] = -visible[central, :2].sum(axis=0) - jet_shift[i]

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "GHOST_B_EXTRA",
+    "GHOST_B_OTHER",
     "GHOST_B_TOP",
     "GHOST_C_EXTRA",
     "GHOST_C_OTHER",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 # kind codes of the inputs to the jet clustering: real particles and ghost hadrons
-PARTICLE, GHOST_B_EXTRA, GHOST_B_TOP, GHOST_C_EXTRA, GHOST_C_OTHER = 0, 1, 2, 3, 4
+PARTICLE, GHOST_B_EXTRA, GHOST_B_TOP, GHOST_C_EXTRA, GHOST_C_OTHER, GHOST_B_OTHER = 0, 1, 2, 3, 4, 5
 
 ACCEPTANCE_PT_MIN = 20.0  # GeV, the additional-jet acceptance of CMS's categoriser
 ACCEPTANCE_ABS_ETA_MAX = 2.4
@@ -125,7 +126,7 @@ def hadron_flavour_content(event) -> list[tuple[int, int]]:  # noqa: ANN001
 
     Returns:
         ``[(particle index, kind)]`` with kind one of ``GHOST_B_EXTRA``, ``GHOST_B_TOP``,
-        ``GHOST_C_EXTRA``, ``GHOST_C_OTHER`` (c from a W decay).
+        ``GHOST_B_OTHER`` (b from a W decay), ``GHOST_C_EXTRA``, ``GHOST_C_OTHER`` (c from a W).
     """
     ghosts = []
     for index in range(event.size()):
@@ -137,8 +138,10 @@ def hadron_flavour_content(event) -> list[tuple[int, int]]:  # noqa: ANN001
             if any(is_b_hadron(event[d].id()) for d in particle.daughterList()):
                 continue  # not the last B hadron of its chain
             quark = _string_quark(event, index, _B)
-            from_top = quark >= 0 and _quark_origin(event, quark, _B) == _TOP
-            ghosts.append((index, GHOST_B_TOP if from_top else GHOST_B_EXTRA))
+            origin = _quark_origin(event, quark, _B) if quark >= 0 else 0
+            # b from W -> cb / ub decays is neither a top b nor additional (as in CMS)
+            kind = {_TOP: GHOST_B_TOP, _W: GHOST_B_OTHER}.get(origin, GHOST_B_EXTRA)
+            ghosts.append((index, kind))
         elif is_c_hadron(pdg_id):
             if any(is_c_hadron(event[d].id()) for d in particle.daughterList()):
                 continue
@@ -171,8 +174,9 @@ def gen_ttbar_id(jet_pt: np.ndarray, jet_eta: np.ndarray, n_b_extra: np.ndarray,
     """
     accepted = (jet_pt > ACCEPTANCE_PT_MIN) & (np.abs(jet_eta) < ACCEPTANCE_ABS_ETA_MAX)
     n_top_b_jets = min(int(np.sum(accepted & (n_b_top > 0))), 2)
-    extra_b = np.sort(n_b_extra[accepted & (n_b_extra > 0) & (n_b_top == 0)])[::-1]
-    extra_c = np.sort(n_c_extra[accepted & (n_c_extra > 0) & (n_b_extra + n_b_top == 0)])[::-1]
+    # jets come pt-ordered; like CMS, the leading two additional jets decide 53/54/55
+    extra_b = n_b_extra[accepted & (n_b_extra > 0) & (n_b_top == 0)]
+    extra_c = n_c_extra[accepted & (n_c_extra > 0) & (n_b_extra + n_b_top == 0)]
     category = 0
     for jets, base in ((extra_b, 50), (extra_c, 40)):
         if len(jets) == 1:

@@ -83,7 +83,8 @@ def profile_fit(model: BinnedModel, data: torch.Tensor,
     Example:
         >>> from analysis.relax.workspace import Channel, Modifier, Sample
         >>> s = Sample("s", torch.tensor([10.0], dtype=torch.float64), (Modifier.normfactor(),))
-        >>> m = BinnedModel((Channel("sr", (s, Sample("b", torch.tensor([50.0], dtype=torch.float64)))),))
+        >>> b = Sample("b", torch.tensor([50.0], dtype=torch.float64))
+        >>> m = BinnedModel((Channel("sr", (s, b)),))
         >>> round(profile_fit(m, torch.tensor([70.0], dtype=torch.float64)).item(), 6)  # (70-50)/10
         2.0
     """
@@ -157,12 +158,12 @@ def _newton_step(objective: Callable[[], torch.Tensor], u: torch.Tensor) -> torc
         hessian = torch.stack([torch.autograd.grad(g, u, retain_graph=True)[0] for g in grad])
     hessian = 0.5 * (hessian + hessian.T).detach()
     eye = torch.eye(u.shape[0], dtype=u.dtype, device=u.device)
-    damping = 0.0
+    scale, relative = float(hessian.diagonal().abs().max()), 0.0
     for _ in range(20):
-        cholesky, info = torch.linalg.cholesky_ex(hessian + damping * eye)
+        cholesky, info = torch.linalg.cholesky_ex(hessian + relative * scale * eye)
         if int(info) == 0:
             return torch.cholesky_solve(grad.detach().unsqueeze(1), cholesky).squeeze(1)
-        damping = max(1e-8, 10 * damping) * float(hessian.diagonal().abs().max())
+        relative = max(1e-8, 10 * relative)
     raise FitError("profile_fit: Hessian not positive definite even with damping")
 
 
@@ -186,10 +187,9 @@ def _profile_difference(model: BinnedModel, data: torch.Tensor,
     optima, so the gradient in histograms and data is the envelope-theorem gradient.
     """
     free = profile_fit(model, data)
-    conditional = profile_fit(model, data, fixed={model.poi: mu},
-                              init=torch.where(torch.arange(model.n_parameters) ==
-                                               model.parameter(model.poi).index.start,
-                                               torch.tensor(mu, dtype=free.dtype), free))
+    init = free.clone()
+    init[model.parameter(model.poi).index] = mu
+    conditional = profile_fit(model, data, fixed={model.poi: mu}, init=init)
     free, conditional = free.to(model.dtype), conditional.to(model.dtype)
     mu_hat = float(free[model.parameter(model.poi).index.start])
     q = 2.0 * (nll(model, conditional, data) - nll(model, free, data))
@@ -249,7 +249,8 @@ def discovery_significance(model: BinnedModel, data: torch.Tensor) -> torch.Tens
         >>> from analysis.relax.workspace import Channel, Modifier, Sample
         >>> from analysis.relax.likelihood import asimov_data
         >>> s = Sample("s", torch.tensor([10.0], dtype=torch.float64), (Modifier.normfactor(),))
-        >>> m = BinnedModel((Channel("sr", (s, Sample("b", torch.tensor([50.0], dtype=torch.float64)))),))
+        >>> b = Sample("b", torch.tensor([50.0], dtype=torch.float64))
+        >>> m = BinnedModel((Channel("sr", (s, b)),))
         >>> z = discovery_significance(m, asimov_data(m))  # sqrt(2((s+b) ln(1+s/b) - s))
         >>> round(z.item(), 6) == round(math.sqrt(2 * (60 * math.log(1.2) - 10)), 6)
         True

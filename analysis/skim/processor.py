@@ -141,6 +141,15 @@ class SkimProcessor(processor.ProcessorABC):
         return accumulator
 
 
+def _check_finite(table: ak.Array, files: Sequence[str], shift: str) -> None:
+    """NaN or infinite features (e.g. from a corrupt branch) stop the skim, naming the column."""
+    for column in table.fields:
+        values = ak.to_numpy(ak.flatten(table[column], axis=None))
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            raise InputDataError(f"{', '.join(files)}: column {column} ({shift}) has "
+                                 f"{int(np.sum(~np.isfinite(values)))} non-finite values")
+
+
 def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], workers: int = 1,
              dask_client: object | None = None, chunksize: int = 100_000) -> SkimResult:
     """Skim all files of one dataset with coffea.
@@ -185,6 +194,7 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
         table = table[np.lexsort((ak.to_numpy(table.event), ak.to_numpy(table.luminosityBlock)))]
         for column in ("weight", *(f"weight_{v}" for v in WEIGHT_VARIATIONS)):
             table[column] = table[column] / output["sumw"]
+        _check_finite(table, files, shift)
         tables[shift] = table
         cutflow[shift] = {step: value / output["sumw"] if step.endswith("_weighted") else value
                           for step, value in part["cutflow"].items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import awkward as ak
@@ -85,8 +84,8 @@ def test_skim_on_dask_cluster_equals_local(store: Path, tmp_path: Path, cms_file
 
     config_path = _external_config(tmp_path, [str(cms_file)])
     local = run_skim(load_config(str(config_path)), "cms_tt", [str(cms_file)])
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:  # the processor travels to a worker
         law.config.set("diffana", "dask_scheduler", cluster.scheduler_address)
         try:
             assert _build(Skim(version="dask", config=str(config_path)))
@@ -97,14 +96,30 @@ def test_skim_on_dask_cluster_equals_local(store: Path, tmp_path: Path, cms_file
     np.testing.assert_allclose(ak.to_numpy(table.weight), ak.to_numpy(local.tables["nominal"].weight))
 
 
-def test_bad_input_stops_task_and_leaves_nothing(store: Path, tmp_path: Path, cms_file: Path) -> None:
-    broken = tmp_path / "broken.root"
+@pytest.mark.parametrize("case", ["empty", "not_root", "truncated", "no_events_tree", "no_pass"])
+def test_bad_input_stops_task_and_leaves_nothing(case: str, store: Path, tmp_path: Path,
+                                                 cms_file: Path) -> None:
+    broken = tmp_path / f"{case}.root"
     content = cms_file.read_bytes()
-    broken.write_bytes(content[: len(content) // 2])
-    task = Skim(version="bad", config=str(_external_config(tmp_path, [str(broken)])), branch=0)
+    if case == "empty":
+        broken.write_bytes(b"")
+    elif case == "not_root":
+        broken.write_text("this is not ROOT\n")
+    elif case == "truncated":
+        broken.write_bytes(content[: len(content) // 2])
+    elif case == "no_events_tree":
+        with uproot.recreate(broken) as file:
+            file["Runs"] = {"run": np.array([1])}
+    else:
+        broken.write_bytes(content)
+    config = _external_config(tmp_path, [str(broken)])
+    if case == "no_pass":
+        raw = yaml.safe_load(config.read_text())
+        raw["selection"]["n_jets_min"] = 50
+        config.write_text(yaml.safe_dump(raw))
+    task = Skim(version="bad", config=str(config), branch=0)
     with pytest.raises(InputDataError, match=str(broken)):
         task.run()
     assert not any(t.exists() for t in task.output().values())
     assert not _build(task)
     assert not any(p.suffix in (".parquet", ".json") for p in store.rglob("*"))
-    assert os.path.exists(broken)

@@ -71,3 +71,32 @@ def test_filtered_sample_records_efficiency(ttbar_file: Path) -> None:
     # the complement of "an extra b quark with pt > 15 GeV" keeps most tt events (~96 %)
     assert passed == 60 and 0.8 < passed / tried <= 1.0
     assert np.mean(ttbar_id == 0) > 0.5  # mostly tt+light
+
+
+class _FakeInfo:
+    """Pythia's Info with its weights sorted by label, as Pythia 8.317 orders them."""
+
+    labels = ["Baseline", "fsr.murfac=0.5", "fsr.murfac=2.0", "isr.murfac=0.5", "isr.murfac=2.0"]
+
+    def nWeights(self) -> int:  # noqa: N802 (Pythia's name)
+        return len(self.labels)
+
+    def weightLabel(self, index: int) -> str:  # noqa: N802
+        return self.labels[index]
+
+
+def test_ps_weights_follow_cms_order() -> None:
+    from analysis.events.pythia import _ps_weight_indices
+
+    # CMS NanoAOD: [0] ISR up (ISR=2), [1] FSR up, [2] ISR down (ISR=0.5), [3] FSR down;
+    # "up" is more radiation: the renormalisation scale times 0.5
+    assert _ps_weight_indices(_FakeInfo()) == [3, 1, 4, 2]
+
+
+def test_nan_feature_names_the_column(tmp_path: Path) -> None:
+    from analysis.errors import InputDataError
+    from analysis.skim.processor import _check_finite
+
+    table = ak.Array({"ht": [1.0, np.nan], "label": [0, 1]})
+    with pytest.raises(InputDataError, match=r"f.root: column ht \(nominal\) has 1 non-finite"):
+        _check_finite(table, ["f.root"], "nominal")

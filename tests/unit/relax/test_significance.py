@@ -1,4 +1,4 @@
-"""Profiled q0 / Z0 against pyhf's asymptotics, envelope-theorem gradients, the neos one-bin case."""
+"""Profiled q0 / Z0 against pyhf's asymptotics, envelope-theorem gradients, neos's one-bin case."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from scipy.stats import norm  # type: ignore[import-untyped]
 
 from analysis.errors import FitError, InputDataError
-from analysis.relax.likelihood import asimov_data, nll
+from analysis.relax.likelihood import asimov_data, nll, nominal_parameters
 from analysis.relax.significance import (
     discovery_significance,
     p0,
@@ -21,8 +21,14 @@ from analysis.relax.significance import (
     q0,
     q_mu,
 )
-from analysis.relax.workspace import BinnedModel, Channel, Modifier, Sample, data_from_pyhf, \
-    to_pyhf_workspace
+from analysis.relax.workspace import (
+    BinnedModel,
+    Channel,
+    Modifier,
+    Sample,
+    data_from_pyhf,
+    to_pyhf_workspace,
+)
 
 Z0_RTOL = 0.01
 GRAD_RTOL = 1e-4
@@ -134,7 +140,9 @@ def test_q_mu_is_one_sided_and_q0_zero_for_deficit() -> None:
     assert q_mu(model, data, 0.5).item() == 0.0
     assert q_mu(model, data, 2.0).item() > 0.0
     assert q_mu(model, data, 0.0).item() == 0.0  # mu_hat = 1 > 0: no evidence against mu = 0
-    deficit = torch.cat([data[:model.n_main] * 0.9, data[model.n_main:]])
+    pars = nominal_parameters(model)
+    pars[model.parameter("mu").index] = -0.5
+    deficit = asimov_data(model, pars)  # mu_hat = -0.5
     assert q0(model, deficit).item() == 0.0
     assert q_mu(model, deficit, 0.0).item() > 0.0
     assert p_value(torch.zeros(())).item() == 0.5
@@ -150,6 +158,7 @@ def test_invalid_inputs() -> None:
         profile_fit(model, asimov_data(model) * torch.nan)
 
 
+@PYHF_SCHEMA_WARNING
 @pytest.mark.parametrize("start", [0.0, 8.0])
 def test_one_bin_optimum_is_not_s_over_sqrt_b(start: float) -> None:
     phi = torch.tensor(start, dtype=torch.float64, requires_grad=True)
