@@ -47,11 +47,13 @@ class ExternalDataset(DiffanaTask, law.ExternalTask):
     dataset = luigi.Parameter(description="dataset name from the config")
 
     def output(self) -> list[law.LocalFileTarget]:
-        return [law.LocalFileTarget(path) for path in self.files()]
+        # remote files (root://, https://) cannot be checked here; uproot opens them in Skim
+        return [law.LocalFileTarget(path) for path in self.files() if "://" not in path]
 
     def files(self) -> list[str]:
+        """Local paths resolved against the config's folder; URLs as they are."""
         import os
 
         base = os.path.dirname(self.analysis_config.source)
-        return [os.path.normpath(os.path.join(base, os.path.expandvars(f)))
+        return [f if "://" in f else os.path.normpath(os.path.join(base, os.path.expandvars(f)))
                 for f in self.analysis_config.datasets[self.dataset].files]

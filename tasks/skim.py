@@ -49,9 +49,11 @@ class Skim(DiffanaTask, law.LocalWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
-        inputs = self.input()
-        files = ([t.abspath for t in inputs] if isinstance(inputs, list) and inputs
-                 and not isinstance(inputs[0], dict) else [t["events"].abspath for t in inputs])
+        requirement = self.requires()
+        if isinstance(requirement, ExternalDataset):
+            files = requirement.files()
+        else:
+            files = [t["events"].abspath for t in self.input()]
         with self._dask_client() as client:
             result = run_skim(self.analysis_config, self.branch_data, files, self._workers(),
                               dask_client=client)

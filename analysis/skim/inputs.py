@@ -22,9 +22,10 @@ REQUIRED_BRANCHES = (
 def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)
     import uproot
 
-    if not os.path.exists(path):
+    is_local = "://" not in path  # URLs (root://, https://) go to uproot as they are
+    if is_local and not os.path.exists(path):
         raise InputDataError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
+    if is_local and os.path.getsize(path) == 0:
         raise InputDataError(f"{path}: empty file (0 bytes)")
     try:
         file = uproot.open(path)

@@ -123,3 +123,13 @@ def test_bad_input_stops_task_and_leaves_nothing(case: str, store: Path, tmp_pat
     assert not any(t.exists() for t in task.output().values())
     assert not _build(task)
     assert not any(p.suffix in (".parquet", ".json") for p in store.rglob("*"))
+
+
+def test_external_dataset_keeps_urls_and_resolves_paths(tmp_path: Path, cms_file: Path) -> None:
+    from tasks.generate import ExternalDataset
+
+    url = "root://eospublic.cern.ch//eos/opendata/cms/some/file.root"
+    config = _external_config(tmp_path, [str(cms_file), url, "relative/file.root"])
+    task = ExternalDataset(version="v", config=str(config), dataset="cms_tt")
+    assert task.files() == [str(cms_file), url, str(tmp_path / "relative" / "file.root")]
+    assert [t.abspath for t in task.output()] == [str(cms_file), str(tmp_path / "relative" / "file.root")]
