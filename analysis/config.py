@@ -359,11 +359,35 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
     signals = [p for p, spec in config.processes.items() if spec.role == "signal"]
     if len(signals) != 1:
         _fail(path, "processes", signals, "exactly one process must have role: signal")
-    for level in ("loose", "medium", "tight"):
-        for flavour in ("btag_b", "btag_c", "btag_light"):
-            eff = getattr(getattr(config.detector, flavour), level)
-            if eff > 1:
-                _fail(path, f"detector.{flavour}.{level}", eff, "an efficiency must be <= 1")
+    _check_efficiencies(config, path)
+    seen: dict[int, str] = {}
+    for name, process in config.processes.items():
+        for category in process.gen_ttbar_id:
+            if category in seen:
+                _fail(path, f"processes.{name}.gen_ttbar_id", category,
+                      f"category already belongs to process {seen[category]}")
+            seen[category] = name
+
+
+def _check_efficiencies(config: AnalysisConfig, path: str) -> None:
+    jets, detector, systematics = config.objects.jets, config.detector, config.systematics
+    points = (jets.btag_loose, jets.btag_medium, jets.btag_tight)
+    if not 0 < points[0] < points[1] < points[2] < 1:
+        _fail(path, "objects.jets.btag_medium", points[1],
+              "working points must satisfy 0 < loose < medium < tight < 1")
+    for flavour, delta in (("btag_b", systematics.btag_sf_heavy),
+                           ("btag_c", systematics.btag_sf_heavy),
+                           ("btag_light", systematics.btag_sf_light)):
+        eff = getattr(detector, flavour)
+        if not 1 > eff.loose >= eff.medium >= eff.tight:
+            _fail(path, f"detector.{flavour}", dataclasses.asdict(eff),
+                  "efficiencies must satisfy 1 > loose >= medium >= tight")
+        if eff.loose * (1 + delta) >= 1:
+            _fail(path, f"detector.{flavour}.loose", eff.loose,
+                  "efficiency x (1 + scale-factor uncertainty) must stay below 1")
+    for lepton in ("muon_efficiency", "electron_efficiency"):
+        if getattr(detector, lepton) > 1:
+            _fail(path, f"detector.{lepton}", getattr(detector, lepton), "must be <= 1")
 
 
 # Names of the event-level features the skim can compute (analysis.skim.features).

@@ -32,28 +32,14 @@ def _generate(args: tuple[str, str, int, str]) -> tuple[float, int]:
 
 
 def _tile(source: Path, target: Path, times: int) -> int:
-    import uproot
+    from analysis.events.nanoaod import read_nanoaod, write_nanoaod
 
-    with uproot.open(source) as file:
-        data = file["Events"].arrays()
-        runs = file["Runs"].arrays(library="np")
-    n = len(data)
-    tiled = ak.concatenate([data] * times)
-    branches: dict[str, object] = {}
-    for name in ("Jet", "GenJet", "Muon", "Electron"):
-        fields = [f for f in tiled.fields if f.startswith(f"{name}_")]
-        branches[name] = ak.zip({f[len(name) + 1:]: tiled[f] for f in fields})
-    for field in tiled.fields:
-        if "_" in field and not field.startswith("MET_"):
-            continue
-        if field.startswith("n") or field in branches:
-            continue
-        branches[field] = tiled[field]
-    branches["event"] = np.arange(1, n * times + 1, dtype=np.uint64)
-    with uproot.recreate(target) as out:
-        out.mktree("Events", branches, counter_name=lambda c: f"n{c}",
-                   field_name=lambda o, i: f"{o}_{i}" if o else i)
-        out["Runs"] = {k: v * (times if k.startswith("genEvent") else 1) for k, v in runs.items()}
+    branches, runs = read_nanoaod(source)
+    n = len(branches["event"])
+    tiled = {name: ak.concatenate([value] * times) for name, value in branches.items()}
+    tiled["event"] = np.arange(1, n * times + 1, dtype=np.uint64)
+    write_nanoaod(target, tiled, {k: v[0] * (times if k.startswith("genEvent") else 1)
+                                  for k, v in runs.items()})
     return n * times
 
 

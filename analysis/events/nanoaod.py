@@ -23,7 +23,7 @@ from analysis.events import detector as response
 from analysis.events import truth
 from analysis.events.pythia import HadronLevelEvents
 
-__all__ = ["build_nanoaod", "write_nanoaod"]
+__all__ = ["COLLECTIONS", "build_nanoaod", "read_nanoaod", "write_nanoaod"]
 
 MUON_MASS = 0.10566  # GeV
 ELECTRON_MASS = 0.000511  # GeV
@@ -33,6 +33,7 @@ RECO_JET_ABS_ETA_MAX = 4.7
 MUON_SCALE_RESOLUTION = 0.01
 ELECTRON_SCALE_RESOLUTION = 0.02
 ELECTRON_ID_TIGHT, ELECTRON_ID_VETO = 4, 1  # NanoAOD cutBased levels
+COLLECTIONS = ("Jet", "GenJet", "Muon", "Electron")
 
 
 def _flavour(n_b: ak.Array, n_c: ak.Array) -> ak.Array:
@@ -193,3 +194,30 @@ def write_nanoaod(path: str | os.PathLike[str], branches: dict[str, object],
                     field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
         file["Runs"] = {key: np.array([value]) for key, value in {"run": 1, **runs}.items()}
     os.replace(tmp, path)
+
+
+def read_nanoaod(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    """Read a file written by ``write_nanoaod`` back into its branches and ``Runs`` summary.
+
+    The inverse of ``write_nanoaod``: collections (``Jet``, ...) come back as zipped records
+    and counters (``nJet``, ``nPSWeight``) are dropped, so the result can be written again.
+
+    Args:
+        path: a NanoAOD file with ``Events`` and ``Runs`` trees.
+
+    Returns:
+        ``(branches, runs)``: as ``build_nanoaod`` returns, and ``{name: (1,) array}``.
+    """
+    import uproot
+
+    with uproot.open(path) as file:
+        data = file["Events"].arrays()
+        runs = file["Runs"].arrays(library="np")
+    branches: dict[str, object] = {
+        name: ak.zip({f[len(name) + 1:]: data[f] for f in data.fields if f.startswith(f"{name}_")})
+        for name in COLLECTIONS}
+    counters = {f"n{name}" for name in (*COLLECTIONS, "PSWeight")}
+    for field in data.fields:
+        if field not in counters and not field.startswith(tuple(f"{c}_" for c in COLLECTIONS)):
+            branches[field] = data[field]
+    return branches, {key: value for key, value in runs.items() if key != "run"}

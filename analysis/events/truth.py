@@ -88,16 +88,35 @@ def extra_b_quark_count(event, pt_min: float, abs_eta_max: float) -> int:  # noq
     return count
 
 
-def _string_quark(event, hadron_index: int, quark: int) -> int:  # noqa: ANN001
-    """Index of the quark of flavour ``quark`` in the string that made the hadron (closest in dR).
+def _heavy_quark_id(pdg_id: int, quark: int) -> int:
+    """Signed id of the heavy quark in a hadron (PDG numbering scheme).
 
-    A primary hadron's ``mother1..mother2`` is the range of partons of its string or cluster.
+    Baryons with a positive id hold quarks. A meson with a positive id holds the heavy quark
+    when it is up-type (c: D+ = c dbar) and the antiquark when it is down-type (b: B+ = u bbar).
+    Quarkonia (bbbar, ccbar) hold both; 0 is returned for them.
+    """
+    code = abs(pdg_id)
+    if (code // 10) % 10 == (code // 100) % 10 and not (code // 1000) % 10:
+        return 0  # quarkonium
+    sign = 1 if pdg_id > 0 else -1
+    if not (code // 1000) % 10 and quark % 2 == 1:  # meson with a down-type heavy quark
+        sign = -sign
+    return sign * quark
+
+
+def _string_quark(event, hadron_index: int, quark: int) -> int:  # noqa: ANN001
+    """Index of the heavy quark of the string that made the hadron.
+
+    A primary hadron's ``mother1..mother2`` is the range of partons of its string or cluster;
+    among them, the quark (or antiquark) the hadron carries, closest in dR, is taken.
     """
     index = hadron_index
     while event[event[index].mother1()].isHadron():  # excited states, B* -> B gamma
         index = event[index].mother1()
     first, last = event[index].mother1(), event[index].mother2()
-    candidates = [i for i in range(first, max(first, last) + 1) if event[i].idAbs() == quark]
+    wanted = _heavy_quark_id(event[hadron_index].id(), quark)
+    candidates = [i for i in range(first, max(first, last) + 1)
+                  if event[i].idAbs() == quark and wanted in (0, event[i].id())]
     if not candidates:
         return -1
     hadron = event[hadron_index]

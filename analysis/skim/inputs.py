@@ -12,7 +12,7 @@ __all__ = ["REQUIRED_BRANCHES", "check_nanoaod_files", "filter_efficiency"]
 REQUIRED_BRANCHES = (
     "run", "luminosityBlock", "event", "genWeight", "nPSWeight", "PSWeight",
     "nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB", "Jet_hadronFlavour",
-    "Jet_jetId", "Jet_genJetIdx", "nGenJet", "GenJet_pt",
+    "Jet_jetId", "Jet_genJetIdx", "nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi",
     "nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_tightId", "Muon_pfRelIso04_all",
     "nElectron", "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass",
     "Electron_cutBased", "Electron_pfRelIso03_all", "MET_pt", "MET_phi",

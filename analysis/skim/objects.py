@@ -1,7 +1,7 @@
 """Object definitions, systematic object shifts, selection and event weights of the skim.
 
-All functions take coffea ``NanoEvents`` collections (awkward arrays with vector behaviour) and
-the sub-config they need; none keeps state.
+Leptons are selected on coffea ``NanoEvents`` collections; jets, once padded into numpy arrays
+(``analysis.skim.jets``), are shifted and selected in numpy. No function keeps state.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import awkward as ak
 import numpy as np
 
 from analysis.config import Detector, JetDefinition, LeptonDefinition, Objects, Selection, Systematics
+from analysis.errors import ConfigError
+from analysis.skim.jets import PaddedJets
 
 __all__ = [
     "OBJECT_SHIFTS",
@@ -40,63 +42,71 @@ def tight_electrons(electrons: ak.Array, spec: LeptonDefinition) -> ak.Array:
     return electrons[keep]
 
 
-def shifted_jets_and_met(jets: ak.Array, gen_jets: ak.Array, met_pt: ak.Array, met_phi: ak.Array,
-                         shift: str, systematics: Systematics) -> tuple[ak.Array, ak.Array, ak.Array]:
+def shifted_jets_and_met(jets: PaddedJets, met_pt: np.ndarray, met_phi: np.ndarray, shift: str,
+                         systematics: Systematics) -> tuple[PaddedJets, np.ndarray, np.ndarray]:
     """Jets and MET under an object shift; the MET follows the jets (type-1 propagation).
 
     - ``jes_up/down``: pt and mass scaled by ``1 +- jes``;
     - ``jer_up/down``: the distance to the matched generator jet scaled by ``1 +- jer``
-      (``pt_gen + s * (pt - pt_gen)``); jets without a match keep their pt.
+      (``pt_gen + s * (pt - pt_gen)``); a match needs ``Jet_genJetIdx`` and dR < 0.2 (half the
+      jet radius, as CMS's hybrid method); jets without a match keep their pt.
 
     Args:
-        jets: events x jets with pt, eta, phi, mass, genJetIdx (GeV, rad).
-        gen_jets: events x generator jets (pt in GeV).
+        jets: all jets of the events, padded (``pad_jets``); pt and mass in GeV.
         met_pt: ``(n_events,)`` MET in GeV.
         met_phi: ``(n_events,)`` MET azimuth in rad.
         shift: one of ``OBJECT_SHIFTS``.
         systematics: sizes of the variations.
 
     Returns:
-        ``(jets, met_pt, met_phi)`` with jets re-sorted by pt.
+        ``(jets, met_pt, met_phi)``; jets in the input order (``good_jets`` re-sorts them).
     """
+    if shift not in OBJECT_SHIFTS:
+        raise ConfigError(f"shift {shift!r}: must be one of {OBJECT_SHIFTS}")
     if shift == "nominal":
         return jets, met_pt, met_phi
     kind, direction = shift.split("_")
     sign = 1.0 if direction == "up" else -1.0
     if kind == "jes":
-        factor = ak.ones_like(jets.pt) * (1.0 + sign * systematics.jes)
+        factor = np.full_like(jets.pt, 1.0 + sign * systematics.jes)
     else:
-        index = jets.genJetIdx
-        matched = (index >= 0) & (index < ak.num(gen_jets))
-        gen_pt = ak.pad_none(gen_jets.pt, 1)[ak.where(matched, index, 0)]
-        gen_pt = ak.fill_none(ak.where(matched, gen_pt, jets.pt), 0.0)
-        new_pt = gen_pt + (1.0 + sign * systematics.jer) * (jets.pt - gen_pt)
-        factor = ak.where(jets.pt > 0, np.maximum(new_pt, 0.0) / jets.pt, 1.0)
+        gen_pt = np.where(np.isnan(jets.gen_pt), jets.pt, jets.gen_pt)
+        new_pt = np.maximum(gen_pt + (1.0 + sign * systematics.jer) * (jets.pt - gen_pt), 0.0)
+        factor = np.divide(new_pt, jets.pt, out=np.ones_like(jets.pt), where=jets.pt > 0)
     new_pt = jets.pt * factor
-    met_x = met_pt * np.cos(met_phi) - ak.sum((new_pt - jets.pt) * np.cos(jets.phi), axis=-1)
-    met_y = met_pt * np.sin(met_phi) - ak.sum((new_pt - jets.pt) * np.sin(jets.phi), axis=-1)
-    shifted = ak.with_field(jets, new_pt, "pt")
-    shifted = ak.with_field(shifted, jets.mass * factor, "mass")
-    shifted = shifted[ak.argsort(shifted.pt, axis=-1, ascending=False)]
+    change = np.where(jets.mask, new_pt - jets.pt, 0.0)
+    met_x = met_pt * np.cos(met_phi) - np.sum(change * np.cos(jets.phi), axis=1)
+    met_y = met_pt * np.sin(met_phi) - np.sum(change * np.sin(jets.phi), axis=1)
+    shifted = jets.replace(pt=new_pt, mass=jets.mass * factor)
     return shifted, np.hypot(met_x, met_y), np.arctan2(met_y, met_x)
 
 
-def good_jets(jets: ak.Array, lepton: ak.Array, spec: JetDefinition) -> ak.Array:
-    """Jets passing pt, |eta| and jet ID, separated by ``lepton_clean_dr`` from the lepton."""
-    keep = (jets.pt > spec.pt_min) & (np.abs(jets.eta) < spec.abs_eta_max) & (jets.jetId >= 2)
-    far_away = 1e3  # events without a lepton: nothing to clean; avoids option types
-    deta = jets.eta - ak.fill_none(lepton.eta, far_away)
-    dphi = (jets.phi - ak.fill_none(lepton.phi, 0.0) + np.pi) % (2 * np.pi) - np.pi
-    return jets[keep & (deta**2 + dphi**2 > spec.lepton_clean_dr**2)]
+def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
+              spec: JetDefinition) -> PaddedJets:
+    """Jets passing pt, |eta| and jet ID, separated by ``lepton_clean_dr`` from the lepton.
+
+    Args:
+        jets: padded jets (GeV, rad).
+        lepton_eta: ``(n_events,)`` eta of the tight lepton; NaN without one (nothing cleaned).
+        lepton_phi: ``(n_events,)`` its azimuth in rad.
+        spec: jet definition.
+
+    Returns:
+        The passing jets, pt-ordered and packed to the left.
+    """
+    keep = (jets.pt > spec.pt_min) & (np.abs(jets.eta) < spec.abs_eta_max) & (jets.jet_id >= 2)
+    dphi = (jets.phi - lepton_phi[:, None] + np.pi) % (2 * np.pi) - np.pi
+    near = (jets.eta - lepton_eta[:, None]) ** 2 + dphi**2 < spec.lepton_clean_dr**2
+    return jets.keep(keep & ~near)  # NaN distances compare False: no lepton, nothing removed
 
 
-def select_events(n_leptons: ak.Array, jets: ak.Array, objects: Objects,
+def select_events(n_leptons: np.ndarray, jets: PaddedJets, objects: Objects,
                   selection: Selection) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Single-lepton preselection and its cutflow masks.
 
     Args:
         n_leptons: ``(n_events,)`` number of tight leptons.
-        jets: events x good jets (after lepton cleaning).
+        jets: good jets (``good_jets``).
         objects: object definitions (b-tag working points).
         selection: cut values.
 
@@ -105,43 +115,47 @@ def select_events(n_leptons: ak.Array, jets: ak.Array, objects: Objects,
         (``lepton``, ``jets``, ``btag``), all of shape ``(n_events,)``.
     """
     threshold = getattr(objects.jets, f"btag_{selection.btag_working_point}")
-    n_btag = ak.sum(jets.btagDeepFlavB > threshold, axis=-1)
+    n_btag = np.sum(jets.mask & (jets.btag > threshold), axis=1)
     steps = {}
-    mask = ak.to_numpy(n_leptons == selection.n_tight_leptons)
+    mask = n_leptons == selection.n_tight_leptons
     steps["lepton"] = mask
-    mask = mask & ak.to_numpy(ak.num(jets) >= selection.n_jets_min)
+    mask = mask & (jets.mask.sum(axis=1) >= selection.n_jets_min)
     steps["jets"] = mask
-    mask = mask & ak.to_numpy(n_btag >= selection.n_btag_min)
+    mask = mask & (n_btag >= selection.n_btag_min)
     steps["btag"] = mask
     return mask, steps
 
 
-def btag_scale_factor_weight(jets: ak.Array, objects: Objects, selection: Selection,
-                             detector: Detector, systematics: Systematics,
-                             direction: int) -> np.ndarray:
-    """Event weight of the fixed-working-point b-tag scale factors, shifted by ``direction``.
+def btag_scale_factor_weight(jets: PaddedJets, objects: Objects, detector: Detector,
+                             systematics: Systematics, direction: int) -> np.ndarray:
+    """Event weight of b-tag scale factors at all three working points, shifted by ``direction``.
 
-    ``w = prod_tagged SF * prod_untagged (1 - SF eff) / (1 - eff)`` with ``SF = 1 + direction *
-    delta`` (delta per flavour: heavy for b and c, light otherwise) and the tag efficiencies of
-    the detector model at the selection's working point; the nominal SF is 1 (weight 1).
+    The tag efficiency of a jet at every working point is scaled by ``SF = 1 + direction *
+    delta`` (delta: ``btag_sf_heavy`` for b and c jets, ``btag_sf_light`` otherwise). A jet whose
+    discriminant lies between working points k and k+1 (k = 0 below loose, 3 above tight) gets
+    ``(e'_k - e'_k+1) / (e_k - e_k+1)`` with ``e_0 = 1``, ``e_4 = 0``: the fixed-working-point
+    method applied to the loose, medium and tight points at once, so the tag counts at every
+    point and the discriminant's shape move consistently. The efficiencies are those of the
+    detector model (for real NanoAOD an approximation). Nominal (``direction = 0``): weight 1.
 
     Args:
-        jets: events x good jets with btagDeepFlavB and hadronFlavour.
-        objects: working points. selection: which working point. detector: efficiencies.
-        systematics: SF uncertainties.
+        jets: padded selected jets with discriminant, hadron flavour and mask.
+        objects: the working points. detector: efficiencies per flavour and point.
+        systematics: scale-factor uncertainties.
         direction: +1 (up), -1 (down) or 0 (nominal).
 
     Returns:
-        ``(n_events,)`` weights (unitless).
+        ``(n_events,)`` weights (unitless, > 0).
     """
-    wp = selection.btag_working_point
-    threshold = getattr(objects.jets, f"btag_{wp}")
-    flavour = jets.hadronFlavour
-    eff = ak.where(flavour == 5, getattr(detector.btag_b, wp),
-                   ak.where(flavour == 4, getattr(detector.btag_c, wp),
-                            getattr(detector.btag_light, wp)))
-    delta = ak.where(flavour >= 4, systematics.btag_sf_heavy, systematics.btag_sf_light)
-    sf = 1.0 + direction * delta
-    tagged = jets.btagDeepFlavB > threshold
-    per_jet = ak.where(tagged, sf, (1.0 - sf * eff) / (1.0 - eff))
-    return ak.to_numpy(ak.prod(per_jet, axis=-1))
+    edges = np.array([objects.jets.btag_loose, objects.jets.btag_medium, objects.jets.btag_tight])
+    interval = np.searchsorted(edges, jets.btag, side="right")  # 0..3
+    per_jet = np.ones_like(jets.btag)
+    for flavours, efficiency, delta in (((5,), detector.btag_b, systematics.btag_sf_heavy),
+                                        ((4,), detector.btag_c, systematics.btag_sf_heavy),
+                                        ((0,), detector.btag_light, systematics.btag_sf_light)):
+        above = np.array([1.0, efficiency.loose, efficiency.medium, efficiency.tight, 0.0])
+        shifted = np.concatenate([[1.0], np.clip(above[1:4] * (1 + direction * delta), 0, 1), [0.0]])
+        ratio = (shifted[:-1] - shifted[1:]) / (above[:-1] - above[1:])
+        chosen = np.isin(jets.flavour, flavours) & jets.mask
+        per_jet = np.where(chosen, ratio[interval], per_jet)
+    return np.prod(per_jet, axis=1)

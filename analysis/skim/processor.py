@@ -24,6 +24,7 @@ from analysis.config import AnalysisConfig
 from analysis.errors import EmptySelectionError, InputDataError
 from analysis.skim import objects as obj
 from analysis.skim.features import event_features, object_features
+from analysis.skim.jets import PaddedJets, pad, pad_jets
 from analysis.skim.inputs import check_nanoaod_files, filter_efficiency
 
 __all__ = ["SkimResult", "SkimProcessor", "run_skim"]
@@ -71,31 +72,37 @@ class SkimProcessor(processor.ProcessorABC):
 
     def process(self, events: ak.Array) -> dict:
         """Skim one chunk; returns raw (un-normalised) tables and cutflow counts."""
+        cfg = self.config
         label, xsec = self._truth(events)
         base_weight = (ak.to_numpy(events.genWeight).astype(np.float64) * xsec * self.efficiency
-                       * self.config.luminosity.value * PB_PER_INVERSE_FB)
-        ps = ak.to_numpy(ak.fill_none(ak.pad_none(events.PSWeight, 4, clip=True), 1.0))
+                       * cfg.luminosity.value * PB_PER_INVERSE_FB)
+        ps = pad(events.PSWeight, 4)
         ps = np.where(ak.to_numpy(ak.num(events.PSWeight))[:, None] == 4, ps, 1.0)
-        muons = obj.tight_muons(events.Muon, self.config.objects.muons)
-        electrons = obj.tight_electrons(events.Electron, self.config.objects.electrons)
-        n_leptons = ak.num(muons) + ak.num(electrons)
+        muons = obj.tight_muons(events.Muon, cfg.objects.muons)
+        electrons = obj.tight_electrons(events.Electron, cfg.objects.electrons)
+        n_leptons = ak.to_numpy(ak.num(muons) + ak.num(electrons))
         leptons = ak.concatenate([muons[["pt", "eta", "phi", "mass"]],
                                   electrons[["pt", "eta", "phi", "mass"]]], axis=-1)
-        lepton = ak.firsts(leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)])
+        leading = ak.firsts(leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)])
+        lepton = {f: np.asarray(ak.to_numpy(ak.fill_none(leading[f], np.nan)), np.float64)
+                  for f in ("pt", "eta", "phi", "mass")}  # NaN: no tight lepton
+        all_jets = pad_jets(events.Jet, events.GenJet)
+        met = (ak.to_numpy(events.MET.pt).astype(np.float64),
+               ak.to_numpy(events.MET.phi).astype(np.float64))
+        ids = {name: ak.to_numpy(events[name]).astype(np.int64)
+               for name in ("luminosityBlock", "event")}
         result = {"sumw": float(ak.sum(events.genWeight)), "n_events": len(events), "shifts": {}}
         for shift in obj.OBJECT_SHIFTS:
-            jets, met_pt, met_phi = obj.shifted_jets_and_met(
-                events.Jet, events.GenJet, events.MET.pt, events.MET.phi, shift,
-                self.config.systematics)
-            jets = obj.good_jets(jets, lepton, self.config.objects.jets)
-            mask, steps = obj.select_events(n_leptons, jets, self.config.objects,
-                                            self.config.selection)
+            jets, met_pt, met_phi = obj.shifted_jets_and_met(all_jets, *met, shift, cfg.systematics)
+            jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets)
+            mask, steps = obj.select_events(n_leptons, jets, cfg.objects, cfg.selection)
             mask &= label >= 0
             cutflow = {"all": float(len(events)), "all_weighted": float(base_weight.sum())}
             for step, step_mask in steps.items():
                 cutflow[step] = float(step_mask.sum())
                 cutflow[f"{step}_weighted"] = float(base_weight[step_mask].sum())
-            table = self._table(events[mask], jets[mask], lepton[mask], met_pt[mask],
+            table = self._table({k: v[mask] for k, v in ids.items()}, jets.rows(mask),
+                                {k: v[mask] for k, v in lepton.items()}, met_pt[mask],
                                 met_phi[mask], label[mask], base_weight[mask], ps[mask])
             result["shifts"][shift] = {"tables": [table], "cutflow": cutflow}
         return result
@@ -115,26 +122,21 @@ class SkimProcessor(processor.ProcessorABC):
             xsec[match] = spec.cross_section.value
         return label, xsec
 
-    def _table(self, events: ak.Array, jets: ak.Array, lepton: ak.Array, met_pt: ak.Array,
-               met_phi: ak.Array, label: np.ndarray, weight: np.ndarray, ps: np.ndarray) -> ak.Array:
+    def _table(self, ids: dict[str, np.ndarray], jets: PaddedJets, lepton: dict[str, np.ndarray],
+               met_pt: np.ndarray, met_phi: np.ndarray, label: np.ndarray, weight: np.ndarray,
+               ps: np.ndarray) -> ak.Array:
         cfg = self.config
-        columns: dict[str, np.ndarray] = {
-            "luminosityBlock": ak.to_numpy(events.luminosityBlock).astype(np.int64),
-            "event": ak.to_numpy(events.event).astype(np.int64),
-            "label": label,
-            "weight": weight,
-        }
+        columns: dict[str, np.ndarray] = {**ids, "label": label, "weight": weight}
         for variation, index in _PS_INDEX.items():
             columns[f"weight_{variation}"] = weight * ps[:, index]
         for direction, name in ((1, "btag_up"), (-1, "btag_down")):
             columns[f"weight_{name}"] = weight * obj.btag_scale_factor_weight(
-                jets, cfg.objects, cfg.selection, cfg.detector, cfg.systematics, direction)
-        features = event_features(jets, lepton, ak.to_numpy(met_pt), ak.to_numpy(met_phi),
-                                  cfg.objects.jets.btag_medium)
+                jets, cfg.objects, cfg.detector, cfg.systematics, direction)
+        features = event_features(jets, lepton, met_pt, met_phi, cfg.objects.jets.btag_medium)
         columns.update({name: features[name] for name in cfg.features.event})
-        columns["lepton_phi"], columns["met_phi"] = ak.to_numpy(lepton.phi), features["met_phi"]
+        columns["lepton_phi"], columns["met_phi"] = lepton["phi"], features["met_phi"]
         columns.update(object_features(jets, cfg.features.n_jets_max))
-        return ak.Array({name: np.asarray(value) for name, value in columns.items()})
+        return ak.Array(columns)
 
     def postprocess(self, accumulator: dict) -> dict:
         """Nothing to do: normalisation needs the whole dataset (``run_skim``)."""

@@ -49,19 +49,9 @@ ScoresWeights = tuple[torch.Tensor, torch.Tensor]
 UpDown = tuple[ScoresWeights, ScoresWeights]
 
 
-def _check_weights(name: str, what: str, values: torch.Tensor, weights: torch.Tensor) -> None:
-    if not isinstance(values, torch.Tensor) or not isinstance(weights, torch.Tensor):
-        raise InputDataError(f"{name}: {what}: scores and weights must be torch tensors, got "
-                             f"{type(values).__name__} and {type(weights).__name__}")
-    if values.dim() != 1 or weights.shape != values.shape:
-        raise InputDataError(f"{name}: {what}: scores and weights must both be (n_events,), got "
-                             f"{tuple(values.shape)} and {tuple(weights.shape)}")
-
-
 def _histogram(name: str, what: str, values: torch.Tensor, weights: torch.Tensor, edges: Edges,
                bandwidth: float, mode: str, kernel: str, flow: str) -> torch.Tensor:
     """``(n_bins,)`` histogram in the given mode; errors name the caller and the sample."""
-    _check_weights(name, what, values, weights)
     try:
         if mode == "soft":
             return soft_histogram(values, weights, edges, bandwidth, kernel=kernel, flow=flow)

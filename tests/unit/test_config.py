@@ -47,7 +47,15 @@ def test_config_by_path_equals_by_name() -> None:
     (lambda c: c["datasets"]["tth"]["generator"].update(n_events=2.5),
      "datasets.tth.generator.n_events", "expected an integer"),
     (lambda c: c["features"].update(event=["ht", "magic"]), "features.event", "unknown feature"),
-    (lambda c: c["detector"]["btag_b"].update(medium=1.5), "detector.btag_b.medium", "<= 1"),
+    (lambda c: c["detector"]["btag_b"].update(medium=0.95), "detector.btag_b",
+     "1 > loose >= medium >= tight"),
+    (lambda c: c["detector"]["btag_b"].update(loose=0.99), "detector.btag_b.loose",
+     "must stay below 1"),
+    (lambda c: c["objects"]["jets"].update(btag_medium=0.9), "objects.jets.btag_medium",
+     "loose < medium < tight"),
+    (lambda c: c["detector"].update(muon_efficiency=1.2), "detector.muon_efficiency", "<= 1"),
+    (lambda c: c["processes"]["tt_b"].update(gen_ttbar_id=[51, 53]), "processes.tt_bb.gen_ttbar_id",
+     "already belongs to process tt_b"),
     (lambda c: c["processes"]["tt_lf"].update(role="signal"), "processes", "exactly one"),
 ])
 def test_invalid_config_names_file_and_key(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001

@@ -39,3 +39,13 @@ def _jets(*specs: tuple[float, float, int, int, int]) -> tuple[np.ndarray, ...]:
 ])
 def test_gen_ttbar_id_categories(jets: tuple, expected: int) -> None:
     assert gen_ttbar_id(*_jets(*jets)) == expected
+
+
+@pytest.mark.parametrize(("pdg_id", "quark", "expected"), [
+    (521, 5, -5), (-521, 5, 5), (511, 5, -5), (531, 5, -5), (5122, 5, 5), (-5122, 5, -5),
+    (411, 4, 4), (-421, 4, -4), (4122, 4, 4), (553, 5, 0), (443, 4, 0),
+])
+def test_heavy_quark_sign(pdg_id: int, quark: int, expected: int) -> None:
+    from analysis.events.truth import _heavy_quark_id
+
+    assert _heavy_quark_id(pdg_id, quark) == expected

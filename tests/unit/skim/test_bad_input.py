@@ -10,28 +10,18 @@ import uproot
 
 from analysis.config import AnalysisConfig
 from analysis.errors import EmptySelectionError, InputDataError
+from analysis.events.nanoaod import read_nanoaod, write_nanoaod
 from analysis.skim.processor import run_skim
 
 
-def _copy_without(source: Path, target: Path, drop: str | None = None, tree: str = "Events") -> Path:
-    with uproot.open(source) as file:
-        arrays = file["Events"].arrays(library="np")
-    branches = {k: v for k, v in arrays.items() if k != drop and not k.startswith("n")}
-    # rebuild jagged collections from the flat arrays uproot gave us
-    import awkward as ak
-
-    with uproot.open(source) as file:
-        data = file["Events"].arrays()
-    collections = {}
-    for name in ("Jet", "GenJet", "Muon", "Electron"):
-        fields = {f[len(name) + 1:]: data[f] for f in data.fields
-                  if f.startswith(f"{name}_") and f != drop}
-        collections[name] = ak.zip(fields)
-    flat = {k: v for k, v in branches.items() if "_" not in k or k.startswith("MET_")}
-    flat["PSWeight"] = data["PSWeight"]
-    with uproot.recreate(target) as out:
-        out.mktree(tree, {**flat, **collections}, counter_name=lambda n: f"n{n}",
-                   field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
+def _copy_without(source: Path, target: Path, drop: str | None = None) -> Path:
+    """A copy of a generated file without the branch ``drop`` (``Collection_field``)."""
+    branches, runs = read_nanoaod(source)
+    if drop is not None:
+        collection, field = drop.split("_", 1)
+        branches[collection] = branches[collection][[f for f in branches[collection].fields
+                                                     if f != field]]
+    write_nanoaod(target, branches, runs)
     return target
 
 
@@ -49,7 +39,8 @@ def test_bad_file_is_named(case: str, tmp_path: Path, nano_file: Path,
         content = nano_file.read_bytes()
         path.write_bytes(content[: len(content) * 2 // 3])
     elif case == "no_events_tree":
-        _copy_without(nano_file, path, tree="Other")
+        with uproot.recreate(path) as file:
+            file["Runs"] = {"run": np.array([1])}
     elif case == "missing_branch":
         _copy_without(nano_file, path, drop="Jet_btagDeepFlavB")
         expected = f"{path}: Events tree lacks branch Jet_btagDeepFlavB"

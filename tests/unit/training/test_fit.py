@@ -1,0 +1,130 @@
+"""Tests of analysis.training.fit: the three strategies, hard-bin sigma_mu, nuisances, errors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.errors import ConfigError, InputDataError
+from analysis.training.fit import (
+    STRATEGIES,
+    Nuisance,
+    binned_model_from_classifier,
+    evaluate_sigma_mu,
+    train_classifier,
+)
+
+N_EVENTS = 120
+STEPS = 15
+SIGNAL_WEIGHT, BACKGROUND_WEIGHT = 0.5, 4.0
+SHIFT = torch.tensor([0.5, 0.0])
+WEIGHT_VARIATION = 0.1  # the weight nuisance scales the background by 1 +- 10 %
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids the spin-wait cost on a shared, busy CPU."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
+
+
+def _samples(seed: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return {"signal": (rng.normal(1.0, 1.0, (N_EVENTS, 2)), np.full(N_EVENTS, SIGNAL_WEIGHT)),
+            "background": (rng.normal(-0.5, 1.0, (N_EVENTS, 2)),
+                           np.full(N_EVENTS, BACKGROUND_WEIGHT))}
+
+
+def _nuisances() -> list[Nuisance]:
+    return [Nuisance.shift("scale", lambda x: x + SHIFT, lambda x: x - SHIFT, ["background"]),
+            Nuisance.weight("norm", lambda x, w: (1 + WEIGHT_VARIATION) * w,
+                            lambda x, w: (1 - WEIGHT_VARIATION) * w, ["background"])]
+
+
+def _model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_reduces_its_own_loss(strategy: str) -> None:
+    _, history = train_classifier(_model(), _samples(), strategy, _nuisances(), steps=STEPS,
+                                  lr=0.05, penalty_weight=2.0)
+    assert history.strategy == strategy and len(history.loss) == STEPS
+    assert all(math.isfinite(v) for v in history.loss)
+    assert history.loss[-1] < history.loss[0]
+
+
+def test_one_bin_sigma_mu_is_analytic() -> None:
+    s, b = N_EVENTS * SIGNAL_WEIGHT, N_EVENTS * BACKGROUND_WEIGHT
+    model = _model().double()  # float64 weights: 1.1 * 4.0 is exact enough in float64 only
+    result = evaluate_sigma_mu(model, _samples(), _nuisances(), [0.0, 1.0])
+    # stat only: sqrt(s + b) / s; a +-delta histosys adds delta^2 to the variance (Fisher
+    # matrix [[s^2/n, s d/n], [s d/n, d^2/n + 1]] inverted); the shift moves nothing in one bin
+    delta = WEIGHT_VARIATION * b
+    assert result.stat_only == pytest.approx(math.sqrt(s + b) / s, rel=1e-10)
+    assert result.total == pytest.approx(math.sqrt(s + b + delta**2) / s, rel=1e-10)
+    assert result.systematic == pytest.approx(delta / s, rel=1e-8)
+
+
+def test_shift_and_weight_nuisances_enter_as_histosys() -> None:
+    model = _model()
+    train_classifier(model, _samples(), "ce", steps=STEPS, lr=0.05)
+    edges = [0.0, 0.5, 1.0]
+    binned = binned_model_from_classifier(model, _samples(), _nuisances(), edges)
+    by_name = {s.name: s for s in binned.channels[0].samples}
+    background = by_name["background"]
+    assert {(m.kind, m.name) for m in background.modifiers} == {("histosys", "scale"),
+                                                                ("histosys", "norm")}
+    assert [m.kind for m in by_name["signal"].modifiers] == ["normfactor"]
+    for m in background.modifiers:
+        assert isinstance(m.hi, torch.Tensor) and isinstance(m.lo, torch.Tensor)
+        assert not torch.allclose(m.hi, background.nominal)
+        assert not torch.allclose(m.lo, background.nominal)
+    norm = next(m for m in background.modifiers if m.name == "norm")
+    assert isinstance(norm.hi, torch.Tensor)
+    assert torch.allclose(norm.hi, (1 + WEIGHT_VARIATION) * background.nominal)
+    stat = binned_model_from_classifier(model, _samples(), _nuisances(), edges,
+                                        with_systematics=False)
+    assert all(m.kind == "normfactor" for s in stat.channels[0].samples for m in s.modifiers)
+
+
+def test_invalid_strategy_raises_config_error() -> None:
+    with pytest.raises(ConfigError, match="strategy = 'mse'"):
+        train_classifier(_model(), _samples(), "mse")
+
+
+def test_nuisance_errors_name_the_nuisance() -> None:
+    bad_sample = Nuisance.weight("lumi", lambda x, w: w, lambda x, w: w, ["ttbar"])
+    with pytest.raises(ConfigError, match="'lumi'.*ttbar"):
+        train_classifier(_model(), _samples(), "penalty", [bad_sample], steps=1)
+    bad_shape = Nuisance.shift("jes", lambda x: x[:, :1], lambda x: x)
+    with pytest.raises(InputDataError, match="'jes' up on sample 'signal'"):
+        evaluate_sigma_mu(_model(), _samples(), [bad_shape], [0.0, 1.0])
+
+
+def test_seeded_training_is_deterministic() -> None:
+    def run() -> tuple[torch.nn.Module, list[float]]:
+        model, history = train_classifier(_model(seed=7), _samples(), "inference", _nuisances(),
+                                          steps=5, lr=0.05, batch_size=50,
+                                          generator=torch.Generator().manual_seed(11))
+        return model, history.loss
+
+    (first, loss_1), (second, loss_2) = run(), run()
+    assert loss_1 == loss_2
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_empty_bins_are_left_out() -> None:
+    model = _model()  # untrained: every score is near 0.5, nothing above 0.99
+    binned = binned_model_from_classifier(model, _samples(), _nuisances(), [0.0, 0.5, 0.99, 1.0])
+    assert binned.channels[0].n_bins == 2
+    for m in binned.channels[0].samples[1].modifiers:
+        assert isinstance(m.hi, torch.Tensor) and m.hi.shape == (2,)
