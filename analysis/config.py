@@ -205,6 +205,18 @@ class AnalysisConfig:
         """Process names in file order; a process's index is its truth label."""
         return tuple(self.processes)
 
+    def filter_complement(self, dataset: str) -> str | None:
+        """The dataset generated with the same filter inverted (stitched with ``dataset``)."""
+        generator = self.datasets[dataset].generator
+        if generator is None or generator.filter is None:
+            return None
+        flipped = dataclasses.replace(generator.filter, invert=not generator.filter.invert)
+        for name, other in self.datasets.items():
+            if (other.generator is not None and other.generator.filter == flipped
+                    and other.generator.process == generator.process):
+                return name
+        return None
+
     def label_of(self, process: str) -> int:
         """Integer truth label of ``process`` (its position in ``processes``)."""
         return self.process_names.index(process)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
-import awkward as ak
 import law
 import luigi
 
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
-from tasks.base import DiffanaTask, write_json_atomic
+from tasks.base import DiffanaTask, write_json_atomic, write_parquet_atomic
 from tasks.generate import ExternalDataset, GenerateEvents
 
 __all__ = ["Skim"]
@@ -33,13 +31,15 @@ class Skim(DiffanaTask, law.LocalWorkflow):
             reqs["events"] = GenerateEvents.req(self)
         return reqs
 
-    def requires(self) -> list[law.Task] | law.Task:
+    def requires(self) -> dict[str, list[law.Task]] | law.Task:
         dataset = self.branch_data
         if self.analysis_config.datasets[dataset].files:
             return ExternalDataset.req(self, dataset=dataset)
-        generate = GenerateEvents.req(self, branch=0)
-        return [GenerateEvents.req(self, branch=b) for b, (name, _) in
-                generate.get_branch_map().items() if name == dataset]
+        branches = GenerateEvents.req(self, branch=0).get_branch_map()
+        complement = self.analysis_config.filter_complement(dataset)
+        return {key: [GenerateEvents.req(self, branch=b) for b, (name, _) in branches.items()
+                      if name == wanted] for key, wanted in (("events", dataset),
+                                                             ("complement", complement))}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         dataset = self.branch_data
@@ -51,21 +51,21 @@ class Skim(DiffanaTask, law.LocalWorkflow):
     def run(self) -> None:
         requirement = self.requires()
         if isinstance(requirement, ExternalDataset):
-            files = requirement.files()
+            files, complement = requirement.files(), []
         else:
-            files = [t["events"].abspath for t in self.input()]
+            files, complement = ([t["events"].abspath for t in self.input()[key]]
+                                 for key in ("events", "complement"))
         with self._dask_client() as client:
             result = run_skim(self.analysis_config, self.branch_data, files, self._workers(),
-                              dask_client=client)
+                              dask_client=client, complement_files=complement)
         outputs = self.output()
         outputs["cutflow"].parent.touch()
+        provenance = self.provenance()
         for shift, table in result.tables.items():
-            tmp = f"{outputs[shift].abspath}.tmp{os.getpid()}"
-            ak.to_parquet(table, tmp)
-            os.replace(tmp, outputs[shift].abspath)
+            write_parquet_atomic(outputs[shift].abspath, table, provenance)
         write_json_atomic(outputs["cutflow"].abspath, {
             "cutflow": result.cutflow, "sum_gen_weight": result.sum_gen_weight,
-            "n_events": result.n_events, "files": files, "provenance": self.provenance()})
+            "n_events": result.n_events, "files": files, "provenance": provenance})
         self.publish_message(f"{self.branch_data}: {result.n_events} -> "
                              f"{len(result.tables['nominal'])} events")
 

@@ -70,22 +70,52 @@ def check_nanoaod_files(files: Sequence[str], needs_ttbar_id: bool = False) -> i
     return total
 
 
-def filter_efficiency(files: Sequence[str]) -> float:
-    """Generator-filter efficiency from the ``Runs`` trees (1 when the files carry none).
-
-    Returns:
-        ``sum(genFilterPassed) / sum(genFilterTried)`` over the files.
-    """
+def _filter_counts(files: Sequence[str]) -> tuple[float, float] | None:
+    """Summed ``(genFilterTried, genFilterPassed)``; None when no file carries them."""
     import uproot
 
-    tried = passed = 0.0
+    counts = []
     for path in files:
         with uproot.open(path) as file:
-            if "Runs" not in file or "genFilterTried" not in file["Runs"]:
-                return 1.0
-            runs = file["Runs"].arrays(["genFilterTried", "genFilterPassed"], library="np")
-            tried += float(runs["genFilterTried"].sum())
-            passed += float(runs["genFilterPassed"].sum())
+            if "Runs" in file and "genFilterTried" in file["Runs"]:
+                runs = file["Runs"].arrays(["genFilterTried", "genFilterPassed"], library="np")
+                counts.append((float(runs["genFilterTried"].sum()),
+                               float(runs["genFilterPassed"].sum())))
+    if not counts:
+        return None
+    if len(counts) != len(files):
+        raise InputDataError(f"{files[0]}...: only {len(counts)} of {len(files)} files carry "
+                             "generator-filter counts in their Runs tree")
+    tried, passed = (sum(c) for c in zip(*counts))
     if tried <= 0:
         raise InputDataError(f"{files[0]}: Runs tree has genFilterTried = 0")
+    return tried, passed
+
+
+def filter_efficiency(files: Sequence[str], complement_files: Sequence[str] = ()) -> float:
+    """Generator-filter efficiency from the ``Runs`` trees (1 when the files carry none).
+
+    When the complementary sample (the same filter, inverted) is given, both samples measure the
+    same efficiency and are pooled, ``(passed + tried_c - passed_c) / (tried + tried_c)``, so that
+    the two stitched samples' efficiencies add up to exactly 1.
+
+    Args:
+        files: the dataset's files.
+        complement_files: files of the dataset generated with the inverted filter, or none.
+
+    Returns:
+        The fraction of generated events that the dataset's filter keeps.
+
+    Raises:
+        InputDataError: if only some files carry filter counts, or none were tried.
+    """
+    own = _filter_counts(files)
+    if own is None:
+        return 1.0
+    tried, passed = own
+    if complement_files:
+        other = _filter_counts(complement_files)
+        if other is None:
+            raise InputDataError(f"{complement_files[0]}: complement sample without filter counts")
+        tried, passed = tried + other[0], passed + other[0] - other[1]
     return passed / tried

@@ -153,7 +153,8 @@ def _check_finite(table: ak.Array, files: Sequence[str], shift: str) -> None:
 
 
 def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], workers: int = 1,
-             dask_client: object | None = None, chunksize: int = 100_000) -> SkimResult:
+             dask_client: object | None = None, chunksize: int = 100_000,
+             complement_files: Sequence[str] = ()) -> SkimResult:
     """Skim all files of one dataset with coffea.
 
     Args:
@@ -163,6 +164,8 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
         workers: processes for coffea's futures executor (1: run in this process).
         dask_client: a ``distributed.Client``; when given, coffea's Dask executor runs the chunks.
         chunksize: events per chunk.
+        complement_files: files of the dataset with the inverted generator filter, whose counts
+            are pooled into the filter efficiency (``filter_efficiency``).
 
     Returns:
         Normalised tables per shift, cutflows, and the sum of generator weights.
@@ -173,7 +176,7 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
     """
     processes = config.datasets[dataset_name].processes
     check_nanoaod_files(files, needs_ttbar_id=len(processes) > 1)
-    efficiency = filter_efficiency(files)
+    efficiency = filter_efficiency(files, complement_files)
     if dask_client is not None:
         executor = processor.DaskExecutor(client=dask_client, status=False)
     elif workers > 1:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import awkward as ak
+import pyarrow.parquet as pq
 import law
 import luigi
 import numpy as np
@@ -40,8 +41,11 @@ def test_skim_from_nothing_then_nothing_to_do(store: Path) -> None:
     config = load_config("tth_bb_tiny")
     for dataset in config.datasets:
         for shift in OBJECT_SHIFTS:
-            table = ak.from_parquet(root / "Skim" / "t1" / dataset / f"{shift}.parquet")
+            path = root / "Skim" / "t1" / dataset / f"{shift}.parquet"
+            table = ak.from_parquet(path)
             assert len(table) > 0 and set(config.features.event) <= set(table.fields)
+            provenance = json.loads(pq.read_schema(path).metadata[b"diffana_provenance"])
+            assert provenance["config_sha256"] == config.digest
         summary = json.loads((root / "Skim" / "t1" / dataset / "cutflow.json").read_text())
         assert summary["provenance"]["config_sha256"] == config.digest
     n_chunks = sum(len(range(0, d.generator.n_events, d.generator.chunk_size))

@@ -1,13 +1,10 @@
 """Watts' cut toy (EPJ Web Conf. 295, 09011): learned hard cuts reach >= 98 % of a grid scan.
 
-Reuses ``benchmarks/reproduce_watts_cuts.py`` (loaded by path; ``benchmarks`` is no package) at
-full size, 10k events per class, one fixed seed. Timings live in the benchmark, not here.
+Uses ``analysis.relax.cut_toy`` (which the benchmark prints) at full size, 10k events per class,
+one fixed seed. Timings live in the benchmark, not here.
 """
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -16,7 +13,6 @@ import torch
 from analysis.errors import InputDataError
 from analysis.relax.cut_objectives import asimov_significance, s_over_sqrt_b, selected_yield
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "reproduce_watts_cuts.py"
 SEED = 20230508
 N_EVENTS = 10_000
 N_STEPS = 200
@@ -24,18 +20,11 @@ QUANTILES = (0.05, 0.25)  # 4 of the benchmark's 8 restarts, to stay well under 
 MIN_RATIO = 0.98  # the issue's criterion
 
 
-def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reproduce_watts_cuts", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load_benchmark()
+    from analysis.relax import cut_toy
+
+    return cut_toy
 
 
 def test_asimov_matches_closed_forms() -> None:

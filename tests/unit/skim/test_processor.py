@@ -88,3 +88,19 @@ def test_futures_executor_gives_the_same_tables(nano_file: Path, tiny_config: An
         np.testing.assert_allclose(ak.to_numpy(other.weight), ak.to_numpy(table.weight), rtol=1e-12)
         np.testing.assert_allclose(ak.to_numpy(other.ht), ak.to_numpy(table.ht), rtol=1e-12)
     assert parallel.cutflow == tth_skim.cutflow
+
+
+def test_stitched_filter_efficiencies_add_to_one(tiny_config: AnalysisConfig, tmp_path: Path,
+                                                 ttbar_file: Path) -> None:
+    from analysis.events.generate import generate_chunk
+    from analysis.skim.inputs import filter_efficiency
+
+    assert tiny_config.filter_complement("tt_extra_b") == "tt_rest"
+    assert tiny_config.filter_complement("tt_rest") == "tt_extra_b"
+    assert tiny_config.filter_complement("tth") is None
+    extra_b = tmp_path / "tt_extra_b_0.root"
+    generate_chunk(tiny_config, "tt_extra_b", 0, extra_b)
+    pooled_b = filter_efficiency([str(extra_b)], [str(ttbar_file)])
+    pooled_rest = filter_efficiency([str(ttbar_file)], [str(extra_b)])
+    assert pooled_b + pooled_rest == pytest.approx(1.0, abs=1e-12)
+    assert 0.01 < pooled_b < 0.1  # an extra b quark above 15 GeV in a few per cent of tt events
