@@ -8,9 +8,10 @@ Two relaxations of ``numpy.histogram(values, bins=edges, weights=weights)``:
   values, the weights and the edges, and tends to the hard histogram as ``h -> 0``.
 - :func:`straight_through_histogram` returns the exact hard counts in the forward pass and the
   gradient of :func:`soft_histogram` in the backward pass, the construction of Wunsch et al.,
-  "Reducing the dependence of the neural network function to systematic uncertainties in the input
-  space", Comput. Softw. Big Sci. 4 (2020) 5, arXiv:2003.07186 (hard bins forward, a smooth
-  surrogate for the derivative of the bin function backward).
+  "Optimal statistical inference in the presence of systematic uncertainties using neural network
+  optimization based on binned Poisson likelihoods with nuisance parameters", Comput. Softw. Big
+  Sci. 5 (2021) 4, arXiv:2003.07186 (hard bins forward, a smooth surrogate for the derivative of
+  the bin function backward).
 
 Bin convention (as ``numpy.histogram``): bins are closed on the left, ``[e_i, e_{i+1})``, and the
 last bin is closed on both sides, ``[e_{n-1}, e_n]``. Values outside ``[e_0, e_n]`` are handled by
