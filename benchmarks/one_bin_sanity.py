@@ -22,17 +22,15 @@ import torch
 
 from analysis.relax.likelihood import asimov_data
 from analysis.relax.significance import p0
-from analysis.relax.workspace import BinnedModel, Channel, Modifier, Sample
+from analysis.relax.simplemodels import uncorrelated_background
+from analysis.relax.workspace import BinnedModel
 
 PHI_RANGE = (0.0, 10.0)  # the example's range of phi
 
 
 def one_bin_model(phi: torch.Tensor) -> BinnedModel:
     """The one-bin model at ``phi`` (scalar tensor, may require grad)."""
-    return BinnedModel((Channel("singlechannel", (
-        Sample("signal", (15 + phi).reshape(1), (Modifier.normfactor("mu"),)),
-        Sample("background", (45 - 2 * phi).reshape(1),
-               (Modifier.shapesys("uncorr_bkguncrt", (0.5 + 0.1 * phi**2).reshape(1)),)))),))
+    return uncorrelated_background(15 + phi, 45 - 2 * phi, 0.5 + 0.1 * phi**2)
 
 
 def p0_ours(phi: float) -> float:

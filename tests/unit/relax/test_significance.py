@@ -13,6 +13,7 @@ from scipy.stats import norm  # type: ignore[import-untyped]
 
 from analysis.errors import FitError, InputDataError
 from analysis.relax.likelihood import asimov_data, nll, nominal_parameters
+from analysis.relax.simplemodels import uncorrelated_background
 from analysis.relax.significance import (
     discovery_significance,
     p0,
@@ -69,10 +70,7 @@ def _random_model(seed: int, signal: torch.Tensor | None = None) -> BinnedModel:
 
 def _one_bin(phi: torch.Tensor) -> BinnedModel:
     """neos example: s = 15 + phi, b = 45 - 2 phi, sigma_b = 0.5 + 0.1 phi^2 (shapesys)."""
-    return BinnedModel((Channel("singlechannel", (
-        Sample("signal", (15 + phi).reshape(1), (Modifier.normfactor("mu"),)),
-        Sample("background", (45 - 2 * phi).reshape(1),
-               (Modifier.shapesys("uncorr_bkguncrt", (0.5 + 0.1 * phi**2).reshape(1)),)))),))
+    return uncorrelated_background(15 + phi, 45 - 2 * phi, 0.5 + 0.1 * phi**2)
 
 
 def _pyhf_p0_one_bin(phi: float) -> float:
