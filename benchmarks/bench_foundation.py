@@ -5,14 +5,13 @@ Usage: python benchmarks/bench_foundation.py [--tile 100] [--config tth_bb]
 Prints a Markdown table. Generation runs on one core per process (ev/s/core). The skim input is
 the first generated ttH chunk (1000 events in the demo) repeated ``--tile`` times (with distinct event numbers),
 so that memory is measured at the 100k-event scale without generating 100k events. Each
-measurement runs in its own process so that peak memory (ru_maxrss) belongs to it alone.
+measurement runs in its own process so that peak memory (VmHWM) belongs to it alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -43,17 +42,30 @@ def _tile(source: Path, target: Path, times: int) -> int:
     return n * times
 
 
+def _peak_kib() -> int:
+    """This process's peak resident memory (VmHWM) in KiB.
+
+    ``ru_maxrss`` would carry the parent's peak over fork + exec; VmHWM belongs to this address
+    space alone.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _uproot_read(path: str, queue: mp.Queue) -> None:
     import uproot
 
     from analysis.skim.inputs import REQUIRED_BRANCHES
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_kib()
     start = time.perf_counter()
     with uproot.open(path) as file:
         arrays = file["Events"].arrays(list(REQUIRED_BRANCHES))
     elapsed = time.perf_counter() - start
-    queue.put((elapsed, len(arrays), base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((elapsed, len(arrays), base, _peak_kib()))
 
 
 def _skim(path: str, config_name: str, queue: mp.Queue) -> None:
@@ -61,11 +73,11 @@ def _skim(path: str, config_name: str, queue: mp.Queue) -> None:
     from analysis.skim.processor import run_skim
 
     config = load_config(config_name)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_kib()
     start = time.perf_counter()
     result = run_skim(config, "tth", [path], chunksize=200_000)
     elapsed = time.perf_counter() - start
-    queue.put((elapsed, result.n_events, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((elapsed, result.n_events, base, _peak_kib()))
 
 
 def _in_process(target, *args: object) -> tuple:  # noqa: ANN001
@@ -106,7 +118,7 @@ def main() -> None:
                      f"{n_skim} events in {t_skim:.2f} s"))
         rows.append(("Skim / uproot read", f"{(n_skim / t_skim) / (n_read / t_read):.2f}",
                      "throughput ratio, same file, same run"))
-        per_100k = 1e5 / n_big / 1024  # ru_maxrss is in KiB
+        per_100k = 1e5 / n_big / 1024  # VmHWM is in KiB
         rows.append(("uproot read peak memory per 100k events",
                      f"{(peak_read - base_read) * per_100k:.0f} MiB",
                      f"process peak {peak_read / 1024:.0f} MiB"))

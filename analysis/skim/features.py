@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.skim.jets import PaddedJets
+from analysis.skim.jets import PaddedJets, gather, gather_index
 
 __all__ = ["event_features", "object_features"]
 
@@ -41,15 +41,12 @@ def _b_pairs(jets: PaddedJets, momenta: tuple[np.ndarray, ...],
     order = np.argsort(np.where(jets.mask, -jets.btag, np.inf), axis=1, kind="stable")[:, :width]
     first, second = np.triu_indices(width, 1)
     valid = (first[None, :] < n_candidates[:, None]) & (second[None, :] < n_candidates[:, None])
-    a = np.take_along_axis(order, np.broadcast_to(first, (len(order), len(first))), 1)
-    b = np.take_along_axis(order, np.broadcast_to(second, (len(order), len(second))), 1)
-
-    def pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(values, index, 1)
-
-    deta = pick(jets.eta, a) - pick(jets.eta, b)
-    dphi = (pick(jets.phi, a) - pick(jets.phi, b) + np.pi) % (2 * np.pi) - np.pi
-    summed = [pick(component, a) + pick(component, b) for component in momenta]
+    index = gather_index(order)  # the candidates, (n_events, width): small, then all pairs
+    eta, phi = gather(jets.eta, index), gather(jets.phi, index)
+    deta = eta[:, first] - eta[:, second]
+    dphi = (phi[:, first] - phi[:, second] + np.pi) % (2 * np.pi) - np.pi
+    summed = [candidates[:, first] + candidates[:, second]
+              for candidates in (gather(component, index) for component in momenta)]
     mass2 = summed[3] ** 2 - summed[0] ** 2 - summed[1] ** 2 - summed[2] ** 2
     return (np.where(valid, np.sqrt(deta**2 + dphi**2), np.inf),
             np.where(valid, np.sqrt(np.maximum(mass2, 0.0)), -np.inf))

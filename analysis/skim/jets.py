@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-__all__ = ["MIN_SLOTS", "PaddedJets", "pad", "pad_jets"]
+__all__ = ["MIN_SLOTS", "PaddedJets", "gather", "gather_index", "pad", "pad_jets"]
 
 MIN_SLOTS = 4  # jet1..jet4 features always exist
 GEN_MATCH_DR = 0.2  # half the jet radius, as CMS's hybrid JER method
@@ -46,23 +46,44 @@ class PaddedJets:
         """A copy with some arrays replaced."""
         return dataclasses.replace(self, **arrays)
 
-    def keep(self, keep: np.ndarray) -> PaddedJets:
-        """Only the jets where ``keep`` is true, pt-ordered and packed to the left.
+    def keep(self, keep: np.ndarray, sort_by_pt: bool = True) -> PaddedJets:
+        """Only the jets where ``keep`` is true, packed to the left.
 
-        The width shrinks to the largest number of kept jets (at least ``MIN_SLOTS``).
+        Args:
+            keep: ``(n_events, n_slots)`` bool.
+            sort_by_pt: order the kept jets by pt; else keep their order (cheaper, for jets that
+                are pt-ordered already).
+
+        Returns:
+            Jets of width ``max(kept per event, MIN_SLOTS)``.
         """
         keep = keep & self.mask
-        order = np.argsort(np.where(keep, -self.pt, np.inf), axis=1, kind="stable")
+        if sort_by_pt:
+            order = np.argsort(np.where(keep, -self.pt, np.inf), axis=1, kind="stable")
+        else:  # a stable sort on a small integer key only packs: radix sort, no float compares
+            order = np.argsort((~keep).view(np.int8), axis=1, kind="stable")
         width = max(int(keep.sum(axis=1).max(initial=0)), MIN_SLOTS)
-        order = order[:, :width]
-        kept = np.take_along_axis(keep, order, 1)
+        index = gather_index(order[:, :width])
+        kept = gather(keep, index)
         arrays = {}
         for field in dataclasses.fields(self):
-            if field.name == "mask":
-                continue
-            values = np.take_along_axis(getattr(self, field.name), order, 1)
-            arrays[field.name] = np.where(kept, values, np.nan if field.name == "gen_pt" else 0)
+            if field.name != "mask":
+                empty = np.nan if field.name == "gen_pt" else 0.0
+                arrays[field.name] = np.where(kept, gather(getattr(self, field.name), index), empty)
         return PaddedJets(mask=kept, **arrays)
+
+
+def gather_index(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index for ``gather``: pick column ``columns[i, j]`` of row ``i`` (any number of arrays).
+
+    The same as ``np.take_along_axis`` but built once and reused for many arrays.
+    """
+    return np.arange(len(columns))[:, None], columns
+
+
+def gather(values: np.ndarray, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``values[i, columns[i, j]]`` for an index from ``gather_index``."""
+    return values[index]
 
 
 def pad(values: ak.Array, n_slots: int) -> np.ndarray:

@@ -82,7 +82,7 @@ def shifted_jets_and_met(jets: PaddedJets, met_pt: np.ndarray, met_phi: np.ndarr
 
 
 def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
-              spec: JetDefinition) -> PaddedJets:
+              spec: JetDefinition, resort: bool = True) -> PaddedJets:
     """Jets passing pt, |eta| and jet ID, separated by ``lepton_clean_dr`` from the lepton.
 
     Args:
@@ -90,6 +90,7 @@ def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
         lepton_eta: ``(n_events,)`` eta of the tight lepton; NaN without one (nothing cleaned).
         lepton_phi: ``(n_events,)`` its azimuth in rad.
         spec: jet definition.
+        resort: sort by pt; ``False`` when the jets are known to be pt-ordered.
 
     Returns:
         The passing jets, pt-ordered and packed to the left.
@@ -97,7 +98,9 @@ def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
     keep = (jets.pt > spec.pt_min) & (np.abs(jets.eta) < spec.abs_eta_max) & (jets.jet_id >= 2)
     dphi = (jets.phi - lepton_phi[:, None] + np.pi) % (2 * np.pi) - np.pi
     near = (jets.eta - lepton_eta[:, None]) ** 2 + dphi**2 < spec.lepton_clean_dr**2
-    return jets.keep(keep & ~near)  # NaN distances compare False: no lepton, nothing removed
+    # NaN distances compare False: no lepton, nothing removed. Shifts other than JER scale all
+    # jets alike and keep the pt order of the input (NanoAOD's), so they need no sort
+    return jets.keep(keep & ~near, sort_by_pt=resort)
 
 
 def select_events(n_leptons: np.ndarray, jets: PaddedJets, objects: Objects,

@@ -84,20 +84,26 @@ class SkimProcessor(processor.ProcessorABC):
         leptons = ak.concatenate([muons[["pt", "eta", "phi", "mass"]],
                                   electrons[["pt", "eta", "phi", "mass"]]], axis=-1)
         leading = ak.firsts(leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)])
-        lepton = {f: np.asarray(ak.to_numpy(ak.fill_none(leading[f], np.nan)), np.float64)
-                  for f in ("pt", "eta", "phi", "mass")}  # NaN: no tight lepton
-        all_jets = pad_jets(events.Jet, events.GenJet)
-        met = (ak.to_numpy(events.MET.pt).astype(np.float64),
-               ak.to_numpy(events.MET.phi).astype(np.float64))
-        ids = {name: ak.to_numpy(events[name]).astype(np.int64)
+        all_events = {"all": float(len(events)), "all_weighted": float(base_weight.sum())}
+        # the lepton requirement does not depend on the jet shifts: only its candidates go on
+        candidate = n_leptons == cfg.selection.n_tight_leptons
+        lepton = {f: np.asarray(ak.to_numpy(ak.fill_none(leading[f][candidate], np.nan)),
+                                np.float64) for f in ("pt", "eta", "phi", "mass")}
+        all_jets = pad_jets(events.Jet[candidate], events.GenJet[candidate])
+        met = (ak.to_numpy(events.MET.pt[candidate]).astype(np.float64),
+               ak.to_numpy(events.MET.phi[candidate]).astype(np.float64))
+        ids = {name: ak.to_numpy(events[name][candidate]).astype(np.int64)
                for name in ("luminosityBlock", "event")}
+        label, base_weight, ps, n_leptons = (a[candidate] for a in (label, base_weight, ps,
+                                                                    n_leptons))
         result = {"sumw": float(ak.sum(events.genWeight)), "n_events": len(events), "shifts": {}}
         for shift in obj.OBJECT_SHIFTS:
             jets, met_pt, met_phi = obj.shifted_jets_and_met(all_jets, *met, shift, cfg.systematics)
-            jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets)
+            jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets,
+                                 resort=shift.startswith("jer"))
             mask, steps = obj.select_events(n_leptons, jets, cfg.objects, cfg.selection)
             mask &= label >= 0
-            cutflow = {"all": float(len(events)), "all_weighted": float(base_weight.sum())}
+            cutflow = dict(all_events)
             for step, step_mask in steps.items():
                 cutflow[step] = float(step_mask.sum())
                 cutflow[f"{step}_weighted"] = float(base_weight[step_mask].sum())
@@ -124,7 +130,7 @@ class SkimProcessor(processor.ProcessorABC):
 
     def _table(self, ids: dict[str, np.ndarray], jets: PaddedJets, lepton: dict[str, np.ndarray],
                met_pt: np.ndarray, met_phi: np.ndarray, label: np.ndarray, weight: np.ndarray,
-               ps: np.ndarray) -> ak.Array:
+               ps: np.ndarray) -> dict[str, np.ndarray]:
         cfg = self.config
         columns: dict[str, np.ndarray] = {**ids, "label": label, "weight": weight}
         for variation, index in _PS_INDEX.items():
@@ -136,17 +142,16 @@ class SkimProcessor(processor.ProcessorABC):
         columns.update({name: features[name] for name in cfg.features.event})
         columns["lepton_phi"], columns["met_phi"] = lepton["phi"], features["met_phi"]
         columns.update(object_features(jets, cfg.features.n_jets_max))
-        return ak.Array(columns)
+        return columns  # numpy columns: cheap to merge across chunks
 
     def postprocess(self, accumulator: dict) -> dict:
         """Nothing to do: normalisation needs the whole dataset (``run_skim``)."""
         return accumulator
 
 
-def _check_finite(table: ak.Array, files: Sequence[str], shift: str) -> None:
+def _check_finite(columns: dict[str, np.ndarray], files: Sequence[str], shift: str) -> None:
     """NaN or infinite features (e.g. from a corrupt branch) stop the skim, naming the column."""
-    for column in table.fields:
-        values = ak.to_numpy(ak.flatten(table[column], axis=None))
+    for column, values in columns.items():
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
             raise InputDataError(f"{', '.join(files)}: column {column} ({shift}) has "
                                  f"{int(np.sum(~np.isfinite(values)))} non-finite values")
@@ -182,7 +187,7 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
     elif workers > 1:
         executor = processor.FuturesExecutor(workers=workers, status=False)
     else:
-        executor = processor.IterativeExecutor(status=False)
+        executor = processor.IterativeExecutor(status=False, compression=None)  # no pickling
     runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
                               schema=QuietNanoAODSchema, chunksize=chunksize)
     start = time.perf_counter()
@@ -195,12 +200,14 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
         raise InputDataError(f"{', '.join(files)}: skim failed: {err}") from err
     tables, cutflow = {}, {}
     for shift, part in output["shifts"].items():
-        table = ak.concatenate(part["tables"])
-        table = table[np.lexsort((ak.to_numpy(table.event), ak.to_numpy(table.luminosityBlock)))]
+        columns = {name: np.concatenate([chunk[name] for chunk in part["tables"]])
+                   for name in part["tables"][0]}
+        order = np.lexsort((columns["event"], columns["luminosityBlock"]))  # executor-independent
+        columns = {name: values[order] for name, values in columns.items()}
         for column in ("weight", *(f"weight_{v}" for v in WEIGHT_VARIATIONS)):
-            table[column] = table[column] / output["sumw"]
-        _check_finite(table, files, shift)
-        tables[shift] = table
+            columns[column] = columns[column] / output["sumw"]
+        _check_finite(columns, files, shift)
+        tables[shift] = ak.Array(columns)
         cutflow[shift] = {step: value / output["sumw"] if step.endswith("_weighted") else value
                           for step, value in part["cutflow"].items()}
     if len(tables["nominal"]) == 0:

@@ -14,15 +14,15 @@ factor). :func:`train_classifier` minimises one of three losses of
 - ``"inference"``: the expected ``sigma_mu`` of the binned likelihood of the soft-histogrammed
   signal score, every nuisance a histosys (Wunsch et al., arXiv:2003.07186, Sec. 2).
 
-:func:`evaluate_sigma_mu` then reports ``sigma_mu`` of the trained score with **hard** bins, stat
-only and with the systematics. The classifier maps ``(n_events, n_features)`` to logits: one
-column (binary, score ``sigmoid``), two columns (background, signal) or one column per sample in
-the order of ``samples``; the score is the softmax probability of the signal class.
+:func:`~analysis.training.evaluate.evaluate_sigma_mu` then reports ``sigma_mu`` of the trained
+score with **hard** bins, stat only and with the systematics. The classifier maps
+``(n_events, n_features)`` to logits: one column (binary, score ``sigmoid``), two columns
+(background, signal) or one column per sample in the order of ``samples``; the score is the
+softmax probability of the signal class.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -34,10 +34,7 @@ import numpy.typing as npt
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.relax.likelihood import sigma_mu
-from analysis.relax.workspace import BinnedModel
 from analysis.training.losses import (
-    binned_model_from_scores,
     cross_entropy_loss,
     inference_loss,
     systematic_penalty,
@@ -48,11 +45,7 @@ __all__ = [
     "NUISANCE_KINDS",
     "Nuisance",
     "TrainingHistory",
-    "SigmaMu",
     "train_classifier",
-    "classifier_scores",
-    "binned_model_from_classifier",
-    "evaluate_sigma_mu",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,8 +61,6 @@ Samples = Mapping[str, tuple[ArrayLike, ArrayLike]]
 Edges = torch.Tensor | np.ndarray | Sequence[float]
 NormSys = Mapping[str, Mapping[str, tuple[float, float]]]
 Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs or scores, weights)
-
-_UNUSED_BANDWIDTH = 1.0  # hard histograms ignore the kernel width; the signature needs one
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,24 +120,6 @@ class TrainingHistory:
     strategy: str
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class SigmaMu:
-    """Expected uncertainty of the signal strength with hard bins (Asimov data, mu = 1).
-
-    Attributes:
-        stat_only: ``sigma_mu`` without nuisance parameters (POI units).
-        total: ``sigma_mu`` with every nuisance (histosys) and normsys profiled.
-    """
-
-    stat_only: float
-    total: float
-
-    @property
-    def systematic(self) -> float:
-        """``sqrt(total^2 - stat_only^2)``, the part due to the nuisances (0 if rounding < 0)."""
-        return math.sqrt(max(self.total**2 - self.stat_only**2, 0.0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,137 +378,3 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
     log.info("train_classifier: %s, %d steps, loss %.4g -> %.4g in %.1f s", strategy, steps,
              history.loss[0], history.loss[-1], history.seconds)
     return model, history
-
-
-def classifier_scores(model: torch.nn.Module, x: ArrayLike, signal_class: int = -1
-                      ) -> torch.Tensor:
-    """Signal score ``softmax(logits)[:, signal_class]`` in ``[0, 1]``, without gradient.
-
-    Args:
-        model: the classifier (module docstring); run in eval mode, its mode is restored.
-        x: ``(n_events, n_features)`` inputs.
-        signal_class: the signal's logit column after a 1-column output became ``(0, z)``;
-            the default ``-1`` is right for 1 or 2 outputs.
-
-    Returns:
-        ``(n_events,)`` scores in the model's dtype.
-    """
-    dtype, device = _dtype_device(model)
-    x_t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return _score(model, x_t.to(dtype=dtype, device=device), signal_class)
-    finally:
-        model.train(was_training)
-
-
-def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
-                                 nuisances: Sequence[Nuisance], edges: Edges, *,
-                                 signal: str = "signal", normsys: NormSys | None = None,
-                                 with_systematics: bool = True) -> BinnedModel:
-    """Float64 :class:`~analysis.relax.workspace.BinnedModel` of the signal score, hard bins.
-
-    Built by :func:`~analysis.training.losses.binned_model_from_scores` with
-    ``histogram="hard"`` and ``flow="clip"``: one channel ``"nn"``, the signal with the POI
-    ``mu``, every nuisance a histosys (the model on the shifted inputs, or the nominal scores
-    with the varied weights), every ``normsys`` entry a normsys. ``to_pyhf_workspace`` turns it
-    into a pyhf workspace.
-
-    Args:
-        model: the trained classifier.
-        samples: as :func:`train_classifier`.
-        nuisances: as :func:`train_classifier`.
-        edges: ``(n_bins + 1,)`` strictly increasing score bin edges.
-        signal: name of the signal sample.
-        normsys: systematic -> sample -> ``(hi, lo)``.
-        with_systematics: ``False`` leaves out the nuisances and normsys (stat only).
-
-    Returns:
-        The model (no gradients). Bins with no expected events (all samples, nominal) are left
-        out: they carry no information at ``mu = 1``.
-
-    Raises:
-        ConfigError, InputDataError: as :func:`train_classifier`; InputDataError also if no
-            bin has events.
-    """
-    nuisances = nuisances if with_systematics else ()
-    normsys = normsys if with_systematics else None
-    data = _prepare(model, samples, nuisances, signal, normsys)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            scale = {name: 1.0 for name in data.x}
-            index = {name: torch.arange(x.shape[0], device=x.device)
-                     for name, x in data.x.items()}
-            scores = {s: _score(model, x, data.signal_class).double() for s, x in data.x.items()}
-            weights = {s: w.double() for s, w in data.w.items()}
-            shifted = {n: {s: ((up[0].double(), up[1].double()),
-                               (down[0].double(), down[1].double()))
-                           for s, (up, down) in per_sample.items()}
-                       for n, per_sample in _varied_scores(model, data, index, scale).items()}
-    finally:
-        model.train(was_training)
-    binned = binned_model_from_scores(scores, weights, edges, _UNUSED_BANDWIDTH, signal,
-                                      shifted=shifted,
-                                      normsys=normsys, histogram="hard")
-    return _drop_empty_bins(binned)
-
-
-def _drop_empty_bins(binned: BinnedModel) -> BinnedModel:
-    """The model without bins of zero total nominal yield (they carry no information at mu = 1).
-
-    Raises:
-        InputDataError: if no bin has events.
-    """
-    channel = binned.channels[0]
-    total = torch.stack([s.nominal for s in channel.samples]).sum(dim=0)
-    keep = total > 0
-    if bool(keep.all()):
-        return binned
-    if not bool(keep.any()):
-        raise InputDataError("binned_model_from_classifier: no events in any bin")
-    log.info("binned_model_from_classifier: dropping empty bins %s",
-             torch.nonzero(~keep).flatten().tolist())
-
-    def cut(t: torch.Tensor | float | None) -> torch.Tensor | float | None:
-        return t[keep] if isinstance(t, torch.Tensor) and t.dim() == 1 else t
-
-    samples = tuple(dataclasses.replace(s, nominal=s.nominal[keep], modifiers=tuple(
-        dataclasses.replace(m, hi=cut(m.hi), lo=cut(m.lo),
-                            uncertainty=None if m.uncertainty is None else m.uncertainty[keep])
-        for m in s.modifiers)) for s in channel.samples)
-    return dataclasses.replace(binned, channels=(dataclasses.replace(channel, samples=samples),))
-
-
-def evaluate_sigma_mu(model: torch.nn.Module, samples: Samples, nuisances: Sequence[Nuisance],
-                      edges: Edges, *, signal: str = "signal",
-                      normsys: NormSys | None = None) -> SigmaMu:
-    """``sigma_mu`` of the hard-binned signal score, stat only and with systematics.
-
-    ``sqrt((I^-1)_mu,mu)`` of the Fisher information on Asimov data at ``mu = 1``
-    (:func:`~analysis.relax.likelihood.sigma_mu`, arXiv:2003.07186, Sec. 2) for the models of
-    :func:`binned_model_from_classifier` without and with the systematics. For one bin without
-    systematics it is ``sqrt(s + b) / s``.
-
-    Args:
-        model: the trained classifier.
-        samples: as :func:`train_classifier`.
-        nuisances: as :func:`train_classifier`.
-        edges: ``(n_bins + 1,)`` strictly increasing score bin edges (the analysis binning).
-        signal: name of the signal sample.
-        normsys: systematic -> sample -> ``(hi, lo)``.
-
-    Returns:
-        :class:`SigmaMu` in POI units.
-
-    Raises:
-        ConfigError, InputDataError: as :func:`binned_model_from_classifier`.
-        FitError: if a Fisher information is not positive definite.
-    """
-    values = [float(sigma_mu(binned_model_from_classifier(
-        model, samples, nuisances, edges, signal=signal, normsys=normsys,
-        with_systematics=flag)).detach()) for flag in (False, True)]
-    return SigmaMu(stat_only=values[0], total=values[1])

@@ -25,10 +25,15 @@ density with a continuous shift, ``B b(x) (x - m_b) . delta`` (``interpolation="
 symmetric difference ``B (b_up(x) - b_down(x)) / 2`` that pyhf's histosys (codes 0, 4p) uses at
 ``theta = 0`` (``interpolation="histosys"``); the latter is the model a histosys fit describes,
 and the bound that applies to it.
+
+:func:`run` reproduces the paper's comparison on the toy with the public training API: a
+network trained with cross entropy, then (from it) on the expected ``sigma_mu`` with and without
+the background shift, each evaluated with hard bins on an independent test sample.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -36,6 +41,8 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
+from analysis.training.evaluate import evaluate_sigma_mu
+from analysis.training.fit import Nuisance, train_classifier
 
 __all__ = [
     "INTERPOLATIONS",
@@ -48,6 +55,9 @@ __all__ = [
     "background_density",
     "unbinned_fisher_information",
     "optimal_sigma_mu",
+    "Evaluation",
+    "make_network",
+    "run",
 ]
 
 INTERPOLATIONS: tuple[str, ...] = ("histosys", "shift")
@@ -176,7 +186,7 @@ def signal_density(toy: GaussianToy, x: np.ndarray) -> np.ndarray:
 
 
 def background_density(toy: GaussianToy, x: np.ndarray, theta: float = 0.0) -> np.ndarray:
-    """True background density ``b(x; theta) = N(x; m_b + theta * shift, I)``, ``(..., 2) -> (...)``.
+    """True background density ``b(x; theta) = N(x; m_b + theta * shift, I)``.
 
     Args:
         toy: the toy's parameters.
@@ -277,3 +287,99 @@ def optimal_sigma_mu(toy: GaussianToy, include_systematic: bool = True,
     """
     info = unbinned_fisher_information(toy, include_systematic, interpolation, step, half_width)
     return float(math.sqrt(np.linalg.inv(info)[0, 0]))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Hard-binned ``sigma_mu`` of one network on the test sample, with its test-sample precision.
+
+    Attributes:
+        stat_only: ``sigma_mu`` without the systematic (POI units).
+        stat_only_error: its standard error from the spread over disjoint test sub-samples.
+        with_syst: ``sigma_mu`` with the background shift profiled (histosys).
+        with_syst_error: its standard error, as ``stat_only_error``.
+    """
+
+    stat_only: float
+    stat_only_error: float
+    with_syst: float
+    with_syst_error: float
+
+
+def make_network(seed: int, n_hidden: int = 100) -> torch.nn.Module:
+    """2-``n_hidden``-1 ReLU network, one logit per event, initialised from ``seed``."""
+    with torch.random.fork_rng():  # torch.nn draws from the global generator; restored after
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(2, n_hidden), torch.nn.ReLU(),
+                                   torch.nn.Linear(n_hidden, 1))
+
+
+def _evaluate(net: torch.nn.Module, x: dict[str, torch.Tensor], w: dict[str, torch.Tensor],
+              shift: Nuisance, edges: list[float], n_splits: int) -> Evaluation:
+    """Hard-binned ``sigma_mu`` on the full sample, and its precision from ``n_splits`` parts."""
+    def sigma(k: int, n: int) -> tuple[float, float]:
+        result = evaluate_sigma_mu(net, {s: (x[s][k::n], n * w[s][k::n])
+                                         for s in ("signal", "background")}, [shift], edges)
+        return result.stat_only, result.total
+
+    full = sigma(0, 1)
+    parts = torch.tensor([sigma(k, n_splits) for k in range(n_splits)], dtype=torch.float64)
+    error = parts.std(dim=0) / math.sqrt(n_splits)
+    return Evaluation(full[0], float(error[0]), full[1], float(error[1]))
+
+
+def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int = 8,
+        n_hidden: int = 100, bandwidth: float = 0.02, ce_steps: int = 600, ce_lr: float = 3e-3,
+        sigma_mu_steps: int = 600, sigma_mu_lr: float = 1e-3, n_splits: int = 8,
+        train_stat_only: bool = True) -> dict[str, Evaluation]:
+    """Train CE and ``sigma_mu`` networks on the toy and evaluate them (arXiv:2003.07186, Sec. 4).
+
+    :func:`~analysis.training.fit.train_classifier` with ``"ce"`` (full-batch Adam, classes
+    balanced), then, from copies of that network, with ``"inference"`` on the soft histogram of
+    ``n_bins`` equal bins of the output in ``[0, 1]``, with the background shift as a
+    :meth:`~analysis.training.fit.Nuisance.shift` (and, if ``train_stat_only``, without it).
+    Each network is evaluated by :func:`~analysis.training.evaluate.evaluate_sigma_mu` on an
+    independent test sample; the precision is the spread over ``n_splits`` disjoint test
+    sub-samples (weights scaled by ``n_splits``) divided by ``sqrt(n_splits)``.
+
+    Args:
+        toy: the toy's parameters.
+        n_train: training events per process, >= 1.
+        n_test: test events per process, >= ``n_splits``.
+        seed: seed of the training data and the initialisation (test data: ``seed + 1000003``).
+        n_bins: equal bins of the network output in ``[0, 1]``, for training and evaluation.
+        n_hidden: hidden ReLU units of :func:`make_network`.
+        bandwidth: soft-histogram kernel width in score units, > 0.
+        ce_steps: full-batch Adam steps of the CE training.
+        ce_lr: its learning rate.
+        sigma_mu_steps: full-batch Adam steps of each ``sigma_mu`` training.
+        sigma_mu_lr: its learning rate.
+        n_splits: test sub-samples for the precision, >= 2.
+        train_stat_only: also train a network on ``sigma_mu`` without the systematic.
+
+    Returns:
+        ``{"cross entropy", "sigma_mu, stat. only" (if ``train_stat_only``),
+        "sigma_mu, with syst."}`` -> :class:`Evaluation`.
+
+    Raises:
+        ConfigError, InputDataError: as :func:`~analysis.training.fit.train_classifier`.
+        FitError: if a Fisher information is singular.
+    """
+    train = generate_toy(toy, n_train, torch.Generator().manual_seed(seed))
+    test = generate_toy(toy, n_test, torch.Generator().manual_seed(seed + 1_000_003))
+    w_train, w_test = event_weights(toy, n_train), event_weights(toy, n_test)
+    delta = torch.tensor(toy.shift)
+    shift = Nuisance.shift("bkg_shift", lambda x: x + delta.to(x), lambda x: x - delta.to(x),
+                           ["background"])
+    samples = {s: (train[s], w_train[s]) for s in ("signal", "background")}
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64).tolist()
+    ce, _ = train_classifier(make_network(seed, n_hidden), samples, "ce", steps=ce_steps,
+                             lr=ce_lr)
+    nets = {"cross entropy": ce}
+    for name, nuisances in (("sigma_mu, stat. only", []), ("sigma_mu, with syst.", [shift])):
+        if nuisances or train_stat_only:
+            nets[name], _ = train_classifier(copy.deepcopy(ce), samples, "inference", nuisances,
+                                             edges=edges, bandwidth=bandwidth,
+                                             steps=sigma_mu_steps, lr=sigma_mu_lr)
+    return {name: _evaluate(net, test, w_test, shift, edges, n_splits)
+            for name, net in nets.items()}

@@ -97,6 +97,6 @@ def test_nan_feature_names_the_column(tmp_path: Path) -> None:
     from analysis.errors import InputDataError
     from analysis.skim.processor import _check_finite
 
-    table = ak.Array({"ht": [1.0, np.nan], "label": [0, 1]})
+    columns = {"ht": np.array([1.0, np.nan]), "label": np.array([0, 1])}
     with pytest.raises(InputDataError, match=r"f.root: column ht \(nominal\) has 1 non-finite"):
-        _check_finite(table, ["f.root"], "nominal")
+        _check_finite(columns, ["f.root"], "nominal")

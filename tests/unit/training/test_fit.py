@@ -1,4 +1,4 @@
-"""Tests of analysis.training.fit: the three strategies, hard-bin sigma_mu, nuisances, errors."""
+"""Tests of analysis.training.fit and .evaluate: the strategies, hard-bin sigma_mu, errors."""
 
 from __future__ import annotations
 
@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.fit import (
-    STRATEGIES,
-    Nuisance,
-    binned_model_from_classifier,
-    evaluate_sigma_mu,
-    train_classifier,
-)
+from analysis.training.evaluate import binned_model_from_classifier, evaluate_sigma_mu
+from analysis.training.fit import STRATEGIES, Nuisance, train_classifier
 
 N_EVENTS = 120
 STEPS = 15

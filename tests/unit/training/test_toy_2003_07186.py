@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,23 +17,13 @@ from analysis.training.toys import (
     event_weights,
     generate_toy,
     optimal_sigma_mu,
+    run,
     signal_density,
     unbinned_fisher_information,
 )
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "reproduce_2003_07186.py"
 FAR = GaussianToy(signal_mean=(-40.0, 0.0))  # signal and background do not overlap
 N_SIGMA = 5.0  # statistical tolerance, in standard deviations, of every sampled quantity
-
-
-def _benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("reproduce_2003_07186", BENCHMARK)
-    if spec is None or spec.loader is None:
-        pytest.fail(f"cannot load {BENCHMARK}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -55,10 +41,10 @@ def test_generate_toy_means_and_shifted_copies() -> None:
     assert set(x) == {"signal", "background", "background_up", "background_down"}
     assert all(v.shape == (n, 2) for v in x.values())
     tolerance = N_SIGMA / math.sqrt(n)  # unit variance per coordinate
-    assert torch.allclose(x["signal"].mean(0), torch.tensor(PAPER_TOY.signal_mean, dtype=torch.float64),
-                          atol=tolerance)
-    assert torch.allclose(x["background"].mean(0),
-                          torch.tensor(PAPER_TOY.background_mean, dtype=torch.float64), atol=tolerance)
+    for name, mean in (("signal", PAPER_TOY.signal_mean),
+                       ("background", PAPER_TOY.background_mean)):
+        expected = torch.tensor(mean, dtype=torch.float64)
+        assert torch.allclose(x[name].mean(0), expected, atol=tolerance), name
     shift = torch.tensor(PAPER_TOY.shift, dtype=torch.float64)
     assert torch.allclose(x["background_up"] - x["background"], shift.expand(n, 2))
     assert torch.allclose(x["background"] - x["background_down"], shift.expand(n, 2))
@@ -171,13 +157,9 @@ BOUND_TOLERANCE = 0.10
 def test_sigma_mu_training_beats_cross_entropy_and_approaches_the_bound(
         one_thread: None) -> None:
     """Reduced-size reproduction: hard-binned sigma_mu on an independent test sample."""
-    bench = _benchmark()
-    train = generate_toy(PAPER_TOY, N_TRAIN, torch.Generator().manual_seed(1))
-    test = generate_toy(PAPER_TOY, N_TEST, torch.Generator().manual_seed(2))
-    w_train, w_test = event_weights(PAPER_TOY, N_TRAIN), event_weights(PAPER_TOY, N_TEST)
-    ce = bench.train_cross_entropy(train, seed=1, steps=REDUCED_STEPS)
-    inference = bench.train_sigma_mu(ce, train, w_train, with_syst=True, steps=REDUCED_STEPS)
-    e_ce, e_inf = bench.evaluate(ce, test, w_test), bench.evaluate(inference, test, w_test)
+    results = run(PAPER_TOY, N_TRAIN, N_TEST, seed=1, ce_steps=REDUCED_STEPS,
+                  sigma_mu_steps=REDUCED_STEPS, train_stat_only=False)
+    e_ce, e_inf = results["cross entropy"], results["sigma_mu, with syst."]
     error = math.hypot(e_ce.with_syst_error, e_inf.with_syst_error)
     assert e_inf.with_syst < e_ce.with_syst - N_SIGMA * error, (e_inf, e_ce)
     bound = optimal_sigma_mu(PAPER_TOY, include_systematic=True)
