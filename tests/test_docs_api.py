@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -19,15 +17,6 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread avoids the spin-wait cost on a shared, busy CPU."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
-
-
 def test_python_blocks_are_found() -> None:
     blocks = python_blocks("text\n```python\nx = 1\n```\n```text\nno\n```\n```python\ny = 2\n```\n")
     assert blocks == [(3, "x = 1\n"), (9, "y = 2\n")]
@@ -36,7 +25,6 @@ def test_python_blocks_are_found() -> None:
 # pyhf 0.7.6 validates workspaces with jsonschema's deprecated RefResolver: not ours to fix
 @pytest.mark.filterwarnings(
     "ignore:jsonschema.RefResolver is deprecated:DeprecationWarning:pyhf.schema.validator")
-@pytest.mark.usefixtures("one_thread")
 def test_api_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     blocks = python_blocks(API_DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= MIN_BLOCKS, f"{API_DOC}: found {len(blocks)} python blocks"

@@ -21,18 +21,18 @@ import torch
 from analysis.errors import InputDataError
 from analysis.relax.likelihood import sigma_mu
 from analysis.relax.workspace import BinnedModel
-from analysis.training.fit import (
+from analysis.training.losses import binned_model_from_scores
+from analysis.training.samples import (
     ArrayLike,
     Edges,
     NormSys,
     Nuisance,
     Samples,
-    _dtype_device,
-    _prepare,
-    _score,
-    _varied_scores,
+    model_dtype_device,
+    prepare_samples,
+    signal_score,
+    varied_scores,
 )
-from analysis.training.losses import binned_model_from_scores
 
 __all__ = [
     "SigmaMu",
@@ -78,13 +78,13 @@ def classifier_scores(model: torch.nn.Module, x: ArrayLike, signal_class: int = 
     Returns:
         ``(n_events,)`` scores in the model's dtype.
     """
-    dtype, device = _dtype_device(model)
+    dtype, device = model_dtype_device(model)
     x_t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return _score(model, x_t.to(dtype=dtype, device=device), signal_class)
+            return signal_score(model, x_t.to(dtype=dtype, device=device), signal_class)
     finally:
         model.train(was_training)
 
@@ -120,7 +120,7 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
     """
     nuisances = nuisances if with_systematics else ()
     normsys = normsys if with_systematics else None
-    data = _prepare(model, samples, nuisances, signal, normsys)
+    data = prepare_samples(model, samples, nuisances, signal, normsys)
     was_training = model.training
     model.eval()
     try:
@@ -128,12 +128,12 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
             scale = {name: 1.0 for name in data.x}
             index = {name: torch.arange(x.shape[0], device=x.device)
                      for name, x in data.x.items()}
-            scores = {s: _score(model, x, data.signal_class).double() for s, x in data.x.items()}
+            scores = {s: signal_score(model, x, data.signal_class).double() for s, x in data.x.items()}
             weights = {s: w.double() for s, w in data.w.items()}
             shifted = {n: {s: ((up[0].double(), up[1].double()),
                                (down[0].double(), down[1].double()))
                            for s, (up, down) in per_sample.items()}
-                       for n, per_sample in _varied_scores(model, data, index, scale).items()}
+                       for n, per_sample in varied_scores(model, data, index, scale).items()}
     finally:
         model.train(was_training)
     binned = binned_model_from_scores(scores, weights, edges, _UNUSED_BANDWIDTH, signal,

@@ -29,7 +29,7 @@ import torch
 
 from analysis.errors import ConfigError, InputDataError
 from analysis.relax.histograms import hard_histogram, soft_histogram, straight_through_histogram
-from analysis.relax.likelihood import sigma_mu
+from analysis.relax.likelihood import covariance
 from analysis.relax.workspace import BinnedModel, Channel, Modifier, Sample
 
 __all__ = [
@@ -273,7 +273,9 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
     _check_names(scores_by_sample, weights_by_sample, signal, shifted, normsys, histogram)
 
     def hist(what: str, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return _histogram(name, what, values, weights, edges, bandwidth, histogram, kernel, flow)
+        # the likelihood, its Hessian and Cholesky run in float64 whatever the network's dtype
+        return _histogram(name, what, values, weights, edges, bandwidth, histogram, kernel,
+                          flow).to(torch.float64)
 
     samples = []
     for sample, scores in scores_by_sample.items():
@@ -309,8 +311,8 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
                    bandwidth: float, signal: str,
                    normsys: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
                    staterror: bool = False, histogram: str = "soft", kernel: str = "sigmoid",
-                   flow: str = "clip") -> torch.Tensor:
-    """Expected uncertainty ``sigma_mu`` of the signal strength as a training loss.
+                   flow: str = "clip", target: str | tuple[str, str] = "mu") -> torch.Tensor:
+    """Expected uncertainty ``sigma_mu`` of the signal strength (or any covariance element).
 
     ``sigma_mu = sqrt((I^-1)_mu,mu)`` with ``I`` the Fisher information of the binned Poisson
     likelihood with nuisance parameters on Asimov data at ``mu = 1``, all nuisances nominal
@@ -331,9 +333,12 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
         histogram: ``"soft"`` (default) or ``"straight_through"``; ``"hard"`` gives no gradient.
         kernel: ``"sigmoid"`` or ``"gaussian"``.
         flow: ``"clip"`` or ``"drop"``.
+        target: a parameter name for its standard deviation ``sqrt(C_aa)`` (default ``"mu"``:
+            ``sigma_mu``), or a pair of names for the covariance element ``C_ab``; scalar
+            parameters only (``mu``, histosys and normsys names).
 
     Returns:
-        Scalar ``sigma_mu`` in units of the signal strength, differentiable in scores and weights.
+        Scalar in the parameters' units (float64), differentiable in scores and weights.
 
     Raises:
         ConfigError, InputDataError: as :func:`binned_model_from_scores`.
@@ -350,4 +355,17 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
     model = binned_model_from_scores(scores_by_sample, weights_by_sample, edges, bandwidth, signal,
                                      shifted=shifted, normsys=normsys, staterror=staterror,
                                      histogram=histogram, kernel=kernel, flow=flow)
-    return sigma_mu(model)
+    names = (target, target) if isinstance(target, str) else tuple(target)
+    index = []
+    for parameter in names:
+        try:
+            location = model.parameter(parameter).index
+        except (KeyError, InputDataError) as err:
+            raise ConfigError(f"inference_loss: target parameter {parameter!r} not in the model "
+                              f"({[p.name for p in model.parameters]})") from err
+        if location.stop - location.start != 1:
+            raise ConfigError(f"inference_loss: target {parameter!r} is a per-bin parameter; "
+                              "name a scalar one")
+        index.append(location.start)
+    element = covariance(model)[index[0], index[1]]
+    return element.sqrt() if isinstance(target, str) else element

@@ -42,7 +42,8 @@ import torch
 
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.evaluate import evaluate_sigma_mu
-from analysis.training.fit import Nuisance, train_classifier
+from analysis.training.fit import train_classifier
+from analysis.training.samples import Nuisance
 
 __all__ = [
     "INTERPOLATIONS",

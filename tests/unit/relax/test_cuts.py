@@ -154,6 +154,32 @@ def test_anchor_penalty_stops_drift_under_normalisation_blind_loss(gen: torch.Ge
     assert abs(held_shift) < 0.05 and abs(held_efficiency - 0.5) < 0.05
 
 
+def test_anchor_holds_the_yield_but_lets_a_window_slide(gen: torch.Generator) -> None:
+    """Two cuts (a window in eta): a loss that prefers positive eta moves the window while the
+    anchor pins only the overall efficiency, the yield-blind direction."""
+    x, weights = _events(gen, n=4000)
+    results = {}
+    for strength in (0.0, 100.0):
+        cuts = LearnableCuts([1, 1], [">", "<"], slope=4.0, anchor_strength=strength).double()
+        cuts.init_from_quantiles(x, weights, [0.25, 0.75])
+        start, scale = cuts.thresholds.detach().clone(), cuts.scales.detach().clone()
+        optimiser = torch.optim.Adam(cuts.parameters(), lr=0.02)
+        for _ in range(300):
+            optimiser.zero_grad()
+            selected = weights * cuts(x)
+            mean_eta = (selected * x[:, 1]).sum() / selected.sum()  # blind to the yield
+            (-mean_eta + cuts.anchor_penalty(x, weights)).backward()
+            optimiser.step()
+        moved = ((cuts.thresholds.detach() - start) / scale).tolist()
+        efficiency = ((weights * cuts.hard(x)).sum() / weights.sum()).item()
+        results[strength] = (moved, efficiency)
+    (free_lo, free_hi), free_efficiency = results[0.0]
+    (held_lo, held_hi), held_efficiency = results[100.0]
+    assert free_efficiency < 0.2  # unanchored, the window closes on the largest eta
+    assert abs(held_efficiency - 0.5) < 0.05  # anchored, the yield stays
+    assert held_lo > 0.2 and held_hi > 0.2  # ... and both edges still move towards positive eta
+
+
 def test_anchor_penalty_is_zero_at_initialisation_and_needs_an_anchor(gen: torch.Generator) -> None:
     x, weights = _events(gen)
     cuts = LearnableCuts([2], "<", slope=HARD_SLOPE, anchor_strength=1.0).double()

@@ -89,6 +89,21 @@ def numpy_backend() -> Iterator[None]:
 
 
 @PYHF_SCHEMA_WARNING
+@pytest.mark.parametrize(("seed", "mu"), [(4, 1.8), (5, 2.5), (6, 0.4)])
+def test_q_mu_matches_pyhf(seed: int, mu: float) -> None:
+    """One-sided q_mu (Cowan et al., Eq. 14) against pyhf's qmu on the same Asimov data."""
+    model = _random_model(seed)
+    spec = json.loads(json.dumps(to_pyhf_workspace(model)))
+    pdf = pyhf.Workspace(spec).model(modifier_settings=MODIFIER_SETTINGS)
+    pyhf_data = pdf.expected_data(pdf.config.suggested_init())
+    ours = q_mu(model, data_from_pyhf(model, pyhf_data, pdf.config), mu).item()
+    theirs = float(pyhf.infer.test_statistics.qmu(
+        mu, pyhf_data, pdf, pdf.config.suggested_init(), pdf.config.suggested_bounds(),
+        pdf.config.suggested_fixed()))
+    assert ours == pytest.approx(theirs, rel=Z0_RTOL, abs=1e-9)
+
+
+@PYHF_SCHEMA_WARNING
 @pytest.mark.parametrize("seed", range(4))
 def test_z0_matches_pyhf_asymptotics(seed: int) -> None:
     model = _random_model(seed)

@@ -63,7 +63,6 @@ def test_floor_and_gradients() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["S/sqrt(B)", "Z_A (10 % bkg)"])
 def test_learned_cuts_reach_grid_best(bench: ModuleType, name: str) -> None:
-    torch.set_num_threads(1)
     sample = bench.toy_sample(N_EVENTS, torch.Generator().manual_seed(SEED))
     objective = bench.OBJECTIVES[name]
     learned = bench.learn_cuts(sample, objective, N_STEPS, QUANTILES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,22 +10,14 @@ import torch
 
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.evaluate import binned_model_from_classifier, evaluate_sigma_mu
-from analysis.training.fit import STRATEGIES, Nuisance, train_classifier
+from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.training.samples import Nuisance
 
 N_EVENTS = 120
 STEPS = 15
 SIGNAL_WEIGHT, BACKGROUND_WEIGHT = 0.5, 4.0
 SHIFT = torch.tensor([0.5, 0.0])
 WEIGHT_VARIATION = 0.1  # the weight nuisance scales the background by 1 +- 10 %
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread avoids the spin-wait cost on a shared, busy CPU."""
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n_threads)
 
 
 def _samples(seed: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.relax.likelihood import sigma_mu
+from analysis.relax.likelihood import covariance, sigma_mu
 from analysis.training.losses import (
     binned_model_from_scores,
     cross_entropy_loss,
@@ -138,6 +138,32 @@ def test_histosys_and_normsys_increase_sigma_mu() -> None:
                                staterror=True)
     assert stat_only < with_shape < with_both
     assert stat_only < with_stat
+
+
+def test_inference_loss_targets_any_covariance_element() -> None:
+    scores, weights = _samples()
+    shifted = _shifted(scores, weights, 0.15)
+    model = binned_model_from_scores(scores, weights, EDGES, BANDWIDTH, "sig", shifted=shifted)
+    cov = covariance(model)
+    jes = model.parameter("jes").index.start
+    sigma_jes = inference_loss(scores, weights, shifted, EDGES, BANDWIDTH, "sig", target="jes")
+    cross = inference_loss(scores, weights, shifted, EDGES, BANDWIDTH, "sig",
+                           target=("mu", "jes"))
+    torch.testing.assert_close(sigma_jes, cov[jes, jes].sqrt())
+    torch.testing.assert_close(cross, cov[0, jes])
+    assert sigma_jes.item() < 1.0  # the data constrain the nuisance beyond its prior
+    with pytest.raises(ConfigError, match="'lumi' not in the model"):
+        inference_loss(scores, weights, shifted, EDGES, BANDWIDTH, "sig", target="lumi")
+
+
+def test_likelihood_runs_in_float64_for_float32_networks() -> None:
+    scores, weights = _samples()
+    single = {k: v.float() for k, v in scores.items()}
+    single_w = {k: v.float() for k, v in weights.items()}
+    model = binned_model_from_scores(single, single_w, EDGES, BANDWIDTH, "sig")
+    assert model.dtype == torch.float64
+    loss = inference_loss(single, single_w, None, EDGES, BANDWIDTH, "sig")
+    assert loss.dtype == torch.float64
 
 
 def test_inference_loss_gradcheck() -> None:

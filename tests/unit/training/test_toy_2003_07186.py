@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,15 +23,6 @@ from analysis.training.toys import (
 
 FAR = GaussianToy(signal_mean=(-40.0, 0.0))  # signal and background do not overlap
 N_SIGMA = 5.0  # statistical tolerance, in standard deviations, of every sampled quantity
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny networks: one intra-op thread is fastest on a shared machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_generate_toy_means_and_shifted_copies() -> None:
@@ -154,8 +144,7 @@ BOUND_TOLERANCE = 0.10
 
 
 @pytest.mark.slow
-def test_sigma_mu_training_beats_cross_entropy_and_approaches_the_bound(
-        one_thread: None) -> None:
+def test_sigma_mu_training_beats_cross_entropy_and_approaches_the_bound() -> None:
     """Reduced-size reproduction: hard-binned sigma_mu on an independent test sample."""
     results = run(PAPER_TOY, N_TRAIN, N_TEST, seed=1, ce_steps=REDUCED_STEPS,
                   sigma_mu_steps=REDUCED_STEPS, train_stat_only=False)

@@ -1,0 +1,221 @@
+"""Samples and nuisances of a classifier training: validation, tensors, scores.
+
+A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name; a nuisance
+(:class:`Nuisance`) is a pair of user functions that shift the inputs or reweight the events.
+:func:`prepare_samples` checks both and turns them into tensors of the model's dtype and device,
+with the up/down variations evaluated once; :mod:`analysis.training.fit` trains on them and
+:mod:`analysis.training.evaluate` evaluates on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from analysis.errors import ConfigError, InputDataError
+
+__all__ = [
+    "NUISANCE_KINDS",
+    "ArrayLike",
+    "Edges",
+    "NormSys",
+    "Nuisance",
+    "Pair",
+    "PreparedSamples",
+    "Samples",
+    "classifier_logits",
+    "model_dtype_device",
+    "prepare_samples",
+    "signal_score",
+    "varied_scores",
+]
+
+NUISANCE_KINDS: tuple[str, ...] = ("shift", "weight")
+"""A nuisance shifts the inputs (``x -> x'``) or reweights the events (``(x, w) -> w'``)."""
+
+ArrayLike = torch.Tensor | npt.NDArray[np.floating] | Sequence[float] | Sequence[Sequence[float]]
+Samples = Mapping[str, tuple[ArrayLike, ArrayLike]]
+Edges = torch.Tensor | np.ndarray | Sequence[float]
+NormSys = Mapping[str, Mapping[str, tuple[float, float]]]
+Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs or scores, weights)
+
+
+@dataclass(frozen=True, eq=False)
+class Nuisance:
+    """A systematic uncertainty as up/down user functions; becomes a histosys in the model.
+
+    Build it with :meth:`shift` or :meth:`weight`. The functions get the whole sample as torch
+    tensors (model dtype and device) and must return a new tensor of the same shape; they act
+    event by event (training may use any subset of events).
+
+    Attributes:
+        name: parameter name of the histosys (distinct from ``"mu"`` and other nuisances).
+        kind: one of :data:`NUISANCE_KINDS`.
+        up: ``x -> x'`` (shift) or ``(x, w) -> w'`` (weight) at ``+1 sigma``.
+        down: the same at ``-1 sigma``.
+        samples: names of the affected samples; ``None`` for all.
+    """
+
+    name: str
+    kind: str
+    up: Callable[..., torch.Tensor]
+    down: Callable[..., torch.Tensor]
+    samples: tuple[str, ...] | None = None
+
+    @classmethod
+    def shift(cls, name: str, up: Callable[[torch.Tensor], torch.Tensor],
+              down: Callable[[torch.Tensor], torch.Tensor],
+              samples: Sequence[str] | None = None) -> Nuisance:
+        """Input shift: ``up(x)``, ``down(x)`` give ``(n_events, n_features)`` shifted inputs.
+
+        Example:
+            >>> jes = Nuisance.shift("jes", lambda x: 1.05 * x, lambda x: 0.95 * x, ["bkg"])
+            >>> jes.kind, jes.samples
+            ('shift', ('bkg',))
+        """
+        return cls(name, "shift", up, down, None if samples is None else tuple(samples))
+
+    @classmethod
+    def weight(cls, name: str, up: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               down: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               samples: Sequence[str] | None = None) -> Nuisance:
+        """Reweighting: ``up(x, w)``, ``down(x, w)`` give ``(n_events,)`` varied weights."""
+        return cls(name, "weight", up, down, None if samples is None else tuple(samples))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedSamples:
+    """Samples as tensors and, per nuisance and affected sample, the up/down (inputs, weights)."""
+
+    x: dict[str, torch.Tensor]
+    w: dict[str, torch.Tensor]
+    varied: dict[str, dict[str, tuple[Pair, Pair]]]
+    classes: dict[str, int]
+    signal_class: int
+
+
+def model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
+    parameter = next(iter(model.parameters()), None)
+    if parameter is None:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return parameter.dtype, parameter.device
+
+
+def classifier_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(n_events, n_classes >= 2)``; a single output column ``z`` becomes ``(0, z)``."""
+    out = model(x)
+    if out.dim() == 1:
+        out = out[:, None]
+    if out.dim() != 2 or out.shape[0] != x.shape[0]:
+        raise InputDataError(f"classifier: expected (n_events, n_classes) logits for "
+                             f"{x.shape[0]} events, got {tuple(out.shape)}")
+    return torch.cat([torch.zeros_like(out), out], dim=1) if out.shape[1] == 1 else out
+
+
+def _classes(names: list[str], signal: str, n_classes: int) -> tuple[dict[str, int], int]:
+    """Class index of each sample and of the signal, from the number of model outputs."""
+    if n_classes == 2:
+        return {name: int(name == signal) for name in names}, 1
+    if n_classes == len(names):
+        return {name: i for i, name in enumerate(names)}, names.index(signal)
+    raise ConfigError(f"train_classifier: the model has {n_classes} outputs: need 1 or 2 "
+                      f"(signal vs background) or one per sample ({len(names)}: {names})")
+
+
+def _check_config(samples: Samples, nuisances: Sequence[Nuisance], signal: str,
+                  normsys: NormSys | None) -> list[str]:
+    names = list(samples)
+    if not names:
+        raise InputDataError("train_classifier: samples is empty")
+    if signal not in samples:
+        raise ConfigError(f"signal = {signal!r}: not among the samples {names}")
+    seen = {"mu"}
+    for nuisance in nuisances:
+        if not isinstance(nuisance, Nuisance) or nuisance.kind not in NUISANCE_KINDS:
+            raise ConfigError(f"nuisance {nuisance!r}: must be a Nuisance of kind "
+                              f"{NUISANCE_KINDS}")
+        if nuisance.name in seen:
+            raise ConfigError(f"nuisance {nuisance.name!r}: name used twice (or is the POI)")
+        seen.add(nuisance.name)
+        unknown = sorted(set(nuisance.samples or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"nuisance {nuisance.name!r}: unknown samples {unknown}; known: "
+                              f"{names}")
+    for syst in normsys or {}:
+        if syst in seen:
+            raise ConfigError(f"normsys {syst!r}: name is already a nuisance (or the POI)")
+    return names
+
+
+def _as_tensors(name: str, x: ArrayLike, w: ArrayLike, dtype: torch.dtype,
+                device: torch.device) -> Pair:
+    x_t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    w_t = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w)
+    x_t, w_t = x_t.to(dtype=dtype, device=device), w_t.to(dtype=dtype, device=device)
+    if x_t.dim() != 2 or x_t.shape[0] == 0 or w_t.shape != (x_t.shape[0],):
+        raise InputDataError(f"sample {name!r}: need inputs (n_events > 0, n_features) and "
+                             f"weights (n_events,), got {tuple(x_t.shape)} and "
+                             f"{tuple(w_t.shape)}")
+    if not bool(torch.isfinite(x_t).all()) or not bool(torch.isfinite(w_t).all()):
+        raise InputDataError(f"sample {name!r}: inputs and weights must be finite")
+    return x_t, w_t
+
+
+def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> tuple[Pair, Pair]:
+    out: list[Pair] = []
+    for direction, function in (("up", nuisance.up), ("down", nuisance.down)):
+        if nuisance.kind == "shift":
+            pair = (torch.as_tensor(function(x)).to(x), w)
+        else:
+            pair = (x, torch.as_tensor(function(x, w)).to(w))
+        if pair[0].shape != x.shape or pair[1].shape != w.shape:
+            raise InputDataError(f"nuisance {nuisance.name!r} {direction} on sample {sample!r}: "
+                                 f"returned shape {tuple(pair[0].shape)} / "
+                                 f"{tuple(pair[1].shape)}, expected {tuple(x.shape)} / "
+                                 f"{tuple(w.shape)}")
+        if not bool(torch.isfinite(pair[0]).all() & torch.isfinite(pair[1]).all()):
+            raise InputDataError(f"nuisance {nuisance.name!r} {direction} on sample {sample!r}: "
+                                 f"non-finite values")
+        out.append(pair)
+    return out[0], out[1]
+
+
+def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequence[Nuisance],
+             signal: str, normsys: NormSys | None) -> PreparedSamples:
+    names = _check_config(samples, nuisances, signal, normsys)
+    dtype, device = model_dtype_device(model)
+    x, w = {}, {}
+    for name in names:
+        pair = samples[name]
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise InputDataError(f"sample {name!r}: must be an (inputs, weights) pair")
+        x[name], w[name] = _as_tensors(name, pair[0], pair[1], dtype, device)
+    n_features = {t.shape[1] for t in x.values()}
+    if len(n_features) != 1:
+        raise InputDataError(f"samples: inputs differ in n_features: {sorted(n_features)}")
+    varied = {n.name: {s: _vary(n, s, x[s], w[s]) for s in (n.samples or names)}
+              for n in nuisances}
+    with torch.no_grad():
+        n_classes = classifier_logits(model, x[names[0]][:1]).shape[1]
+    classes, signal_class = _classes(names, signal, n_classes)
+    return PreparedSamples(x, w, varied, classes, signal_class)
+
+
+def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> torch.Tensor:
+    return torch.softmax(classifier_logits(model, x), dim=1)[:, signal_class]
+
+
+def varied_scores(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
+                   scale: dict[str, float]) -> dict[str, dict[str, tuple[Pair, Pair]]]:
+    """Nuisance -> sample -> up/down ``(scores, weights)`` of the batch ``index``."""
+    def one(sample: str, pair: Pair) -> Pair:
+        xv, wv = pair
+        return (signal_score(model, xv[index[sample]], data.signal_class),
+                wv[index[sample]] * scale[sample])
+
+    return {n: {s: (one(s, up), one(s, down)) for s, (up, down) in per_sample.items()}
+            for n, per_sample in data.varied.items()}
