@@ -13,6 +13,8 @@ factor). :func:`train_classifier` minimises one of three losses of
   arXiv:1907.11674, Sec. 2);
 - ``"inference"``: the expected ``sigma_mu`` of the binned likelihood of the soft-histogrammed
   signal score, every nuisance a histosys (Wunsch et al., arXiv:2003.07186, Sec. 2).
+- ``"significance"``: minus the Asimov discovery significance ``Z0`` of the same binned model,
+  from two profiled fits, differentiable through the envelope theorem.
 
 :func:`~analysis.training.evaluate.evaluate_sigma_mu` then reports ``sigma_mu`` of the trained
 score with **hard** bins, stat only and with the systematics. The classifier maps
@@ -43,7 +45,10 @@ from analysis.training.samples import (
     signal_score,
     varied_scores,
 )
+from analysis.relax.likelihood import asimov_data
+from analysis.relax.significance import discovery_significance
 from analysis.training.losses import (
+    binned_model_from_scores,
     cross_entropy_loss,
     inference_loss,
     systematic_penalty,
@@ -53,7 +58,7 @@ __all__ = ["STRATEGIES", "TrainingHistory", "train_classifier"]
 
 log = logging.getLogger(__name__)
 
-STRATEGIES: tuple[str, ...] = ("ce", "penalty", "inference")
+STRATEGIES: tuple[str, ...] = ("ce", "penalty", "inference", "significance")
 """Training losses of :func:`train_classifier`."""
 
 
@@ -64,7 +69,7 @@ class TrainingHistory:
     Attributes:
         strategy: the loss, one of :data:`STRATEGIES`.
         loss: loss value before each optimiser step (nats for ``"ce"``/``"penalty"``, POI units
-            for ``"inference"``).
+            for ``"inference"``, minus sigma for ``"significance"``).
         seconds: wall time of the loop.
     """
 
@@ -111,8 +116,12 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: d
                                                                   edges, bandwidth)
         return loss
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
-    return inference_loss(scores, w, varied_scores(model, data, index, scale), edges, bandwidth,
-                          signal, normsys=normsys)
+    varied = varied_scores(model, data, index, scale)
+    if strategy == "significance":
+        binned = binned_model_from_scores(scores, w, edges, bandwidth, signal, shifted=varied,
+                                          normsys=normsys)
+        return -discovery_significance(binned, asimov_data(binned))
+    return inference_loss(scores, w, varied, edges, bandwidth, signal, normsys=normsys)
 
 
 def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
@@ -131,14 +140,17 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
     up and down, summed over nuisances and affected samples (arXiv:1907.11674, Sec. 2).
     ``"inference"``: :func:`~analysis.training.losses.inference_loss`, the expected ``sigma_mu``
     with every nuisance a histosys and ``normsys`` as given (arXiv:2003.07186, Sec. 2); a CE
-    pre-training (a first call with ``"ce"``) helps, as in the paper.
+    pre-training (a first call with ``"ce"``) helps, as in the paper. ``"significance"``: minus
+    the Asimov discovery significance ``Z0`` of the same binned model from two profiled fits,
+    differentiated through the envelope theorem
+    (:func:`~analysis.relax.significance.discovery_significance`); slower (two fits a step).
 
     Args:
         model: classifier ``(n_events, n_features) -> logits`` with 1, 2 or ``len(samples)``
             columns (module docstring); its dtype and device are used for everything.
         samples: sample name -> ``(inputs (n_events, n_features), weights (n_events,))``,
             numpy arrays or tensors; weights are expected events per simulated event.
-        strategy: ``"ce"``, ``"penalty"`` or ``"inference"``.
+        strategy: one of :data:`STRATEGIES`.
         nuisances: the systematic variations (:class:`Nuisance`); ignored by ``"ce"``.
         signal: name of the signal sample (carries the POI ``mu``).
         edges: ``(n_bins + 1,)`` bin edges of the signal score in ``[0, 1]`` (penalty, inference).
@@ -149,8 +161,8 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         lr: Adam learning rate, > 0.
         batch_size: events drawn per sample and step (without replacement, weights scaled by
             ``n / batch_size``); ``None`` uses every event every step.
-        generator: seeds the batches; with the same model initialisation and seed, two runs
-            give identical models on the CPU.
+        generator: seeds the batches (default: a generator seeded with 0); with the same model
+            initialisation and seed, two runs give identical models on the CPU.
         progress: called after each step with the number of steps done.
 
     Returns:
@@ -162,7 +174,8 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
             name, a model output width that fits no labelling, or ``steps``/``lr``/
             ``penalty_weight``/``batch_size`` out of range.
         InputDataError: malformed or non-finite samples, or a nuisance returning a wrong shape.
-        FitError: ``"inference"`` only, if the Fisher information is singular.
+        FitError: ``"inference"``: the Fisher information is singular; ``"significance"``: a
+            profiled fit did not converge.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"train_classifier: strategy = {strategy!r}: must be one of "
@@ -177,11 +190,13 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         raise ConfigError(f"train_classifier: batch_size = {batch_size}: must be >= 1 or None")
     data = prepare_samples(model, samples, nuisances if strategy != "ce" else (), signal, normsys)
     history = TrainingHistory(strategy)
+    # no global random state: without a generator the batches come from a fixed seed
+    batches = generator if generator is not None else torch.Generator().manual_seed(0)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     start = time.perf_counter()
     model.train()
     for step in range(steps):
-        index, scale = _batch(data, batch_size, generator)
+        index, scale = _batch(data, batch_size, batches)
         optimiser.zero_grad()
         loss = _loss(model, data, strategy, index, scale, edges, bandwidth, penalty_weight,
                      normsys, signal)

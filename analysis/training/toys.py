@@ -332,7 +332,8 @@ def _evaluate(net: torch.nn.Module, x: dict[str, torch.Tensor], w: dict[str, tor
 def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int = 8,
         n_hidden: int = 100, bandwidth: float = 0.02, ce_steps: int = 600, ce_lr: float = 3e-3,
         sigma_mu_steps: int = 600, sigma_mu_lr: float = 1e-3, n_splits: int = 8,
-        train_stat_only: bool = True) -> dict[str, Evaluation]:
+        train_stat_only: bool = True, penalty_weight: float | None = None
+        ) -> dict[str, Evaluation]:
     """Train CE and ``sigma_mu`` networks on the toy and evaluate them (arXiv:2003.07186, Sec. 4).
 
     :func:`~analysis.training.fit.train_classifier` with ``"ce"`` (full-batch Adam, classes
@@ -357,10 +358,12 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
         sigma_mu_lr: its learning rate.
         n_splits: test sub-samples for the precision, >= 2.
         train_stat_only: also train a network on ``sigma_mu`` without the systematic.
+        penalty_weight: if given, also train (from the CE network, ``sigma_mu_steps`` steps) with
+            CE plus this ``lambda`` times the systematic penalty of arXiv:1907.11674.
 
     Returns:
-        ``{"cross entropy", "sigma_mu, stat. only" (if ``train_stat_only``),
-        "sigma_mu, with syst."}`` -> :class:`Evaluation`.
+        ``{"cross entropy", "CE + penalty" (if ``penalty_weight``), "sigma_mu, stat. only" (if
+        ``train_stat_only``), "sigma_mu, with syst."}`` -> :class:`Evaluation`.
 
     Raises:
         ConfigError, InputDataError: as :func:`~analysis.training.fit.train_classifier`.
@@ -377,6 +380,10 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
     ce, _ = train_classifier(make_network(seed, n_hidden), samples, "ce", steps=ce_steps,
                              lr=ce_lr)
     nets = {"cross entropy": ce}
+    if penalty_weight is not None:
+        nets["CE + penalty"], _ = train_classifier(
+            copy.deepcopy(ce), samples, "penalty", [shift], edges=edges, bandwidth=bandwidth,
+            penalty_weight=penalty_weight, steps=sigma_mu_steps, lr=sigma_mu_lr)
     for name, nuisances in (("sigma_mu, stat. only", []), ("sigma_mu, with syst.", [shift])):
         if nuisances or train_stat_only:
             nets[name], _ = train_classifier(copy.deepcopy(ce), samples, "inference", nuisances,
