@@ -100,7 +100,25 @@ def _aplanarity(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
     norm = np.einsum("noa,noa->n", p, p)
     if len(norm) == 0:
         return np.zeros(0)
-    return 1.5 * np.linalg.eigvalsh(tensor / norm[:, None, None])[:, 0]
+    return 1.5 * _smallest_eigenvalue(tensor / norm[:, None, None])
+
+
+def _smallest_eigenvalue(matrix: np.ndarray) -> np.ndarray:
+    """Smallest eigenvalue of symmetric ``(n, 3, 3)`` matrices, in closed form.
+
+    The trigonometric solution of the characteristic cubic (O. K. Smith, Commun. ACM 4 (1961)
+    168), several times faster than batched LAPACK for 3 x 3 matrices.
+    """
+    q = np.trace(matrix, axis1=1, axis2=2) / 3.0
+    off = matrix[:, 0, 1] ** 2 + matrix[:, 0, 2] ** 2 + matrix[:, 1, 2] ** 2
+    diag = [matrix[:, i, i] - q for i in range(3)]
+    p = np.sqrt((diag[0] ** 2 + diag[1] ** 2 + diag[2] ** 2 + 2.0 * off) / 6.0)
+    safe = np.where(p > 0, p, 1.0)
+    b = (matrix - q[:, None, None] * np.eye(3)) / safe[:, None, None]
+    half_det = np.clip(np.linalg.det(b) / 2.0, -1.0, 1.0)
+    phi = np.arccos(half_det) / 3.0
+    # eigenvalues q + 2p cos(phi + 2 pi k / 3); k = 1 gives the smallest
+    return np.where(p > 0, q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0), q)
 
 
 def object_features(jets: PaddedJets, n_jets_max: int) -> dict[str, np.ndarray]:

@@ -60,12 +60,17 @@ def check_nanoaod_files(files: Sequence[str], needs_ttbar_id: bool = False) -> i
             raise InputDataError(f"{path}: Events tree lacks branch {missing[0]}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         n_entries = tree.num_entries
-        for branch in required:  # the last entry lies in the last basket: catches truncation
-            try:
-                tree[branch].array(entry_start=max(n_entries - 1, 0), library="np")
-            except Exception as err:
-                raise InputDataError(f"{path}: branch {branch} unreadable "
-                                     f"({type(err).__name__}: {err})") from err
+        last = {"entry_start": max(n_entries - 1, 0), "library": "np"}
+        try:  # the last entry lies in the last basket: reading it catches truncation
+            tree.arrays(list(required), **last)
+        except Exception:
+            for branch in required:  # one read failed: find the branch to name it
+                try:
+                    tree[branch].array(**last)
+                except Exception as err:
+                    raise InputDataError(f"{path}: branch {branch} unreadable "
+                                         f"({type(err).__name__}: {err})") from err
+            raise
         total += n_entries
     return total
 

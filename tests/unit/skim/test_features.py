@@ -74,3 +74,13 @@ def test_btag_weights_scale_efficiency_at_every_working_point(
         assert np.sum(weight[tagged]) / n == pytest.approx(expected, abs=4e-3)
     nominal = btag_scale_factor_weight(jets, tiny_config.objects, det, sys, 0)
     np.testing.assert_allclose(nominal, 1.0)
+
+
+def test_closed_form_smallest_eigenvalue_matches_lapack(rng: np.random.Generator) -> None:
+    from analysis.skim.features import _smallest_eigenvalue
+
+    a = rng.normal(size=(1000, 3, 3))
+    symmetric = np.concatenate([a @ a.transpose(0, 2, 1), np.eye(3)[None] * 2.0,
+                                np.diag([1.0, 1.0, 0.0])[None]])  # degenerate cases too
+    np.testing.assert_allclose(_smallest_eigenvalue(symmetric),
+                               np.linalg.eigvalsh(symmetric)[:, 0], atol=1e-9)
