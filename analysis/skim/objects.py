@@ -27,7 +27,15 @@ OBJECT_SHIFTS = ("nominal", "jes_up", "jes_down", "jer_up", "jer_down")
 
 
 def tight_muons(muons: ak.Array, spec: LeptonDefinition) -> ak.Array:
-    """Muons passing pt, |eta|, ``tightId`` (when ``id_min >= 1``) and ``pfRelIso04_all``."""
+    """Muons passing pt, |eta|, ``tightId`` (when ``id_min >= 1``) and ``pfRelIso04_all``.
+
+    Args:
+        muons: events x muons (NanoAOD ``Muon``; pt in GeV).
+        spec: the tight-muon definition of the config.
+
+    Returns:
+        events x passing muons.
+    """
     keep = (muons.pt > spec.pt_min) & (np.abs(muons.eta) < spec.abs_eta_max)
     keep = keep & (muons.pfRelIso04_all < spec.iso_max)
     if spec.id_min >= 1:
@@ -36,7 +44,15 @@ def tight_muons(muons: ak.Array, spec: LeptonDefinition) -> ak.Array:
 
 
 def tight_electrons(electrons: ak.Array, spec: LeptonDefinition) -> ak.Array:
-    """Electrons passing pt, |eta|, ``cutBased >= id_min`` and ``pfRelIso03_all``."""
+    """Electrons passing pt, |eta|, ``cutBased >= id_min`` and ``pfRelIso03_all``.
+
+    Args:
+        electrons: events x electrons (NanoAOD ``Electron``; pt in GeV).
+        spec: the tight-electron definition of the config.
+
+    Returns:
+        events x passing electrons.
+    """
     keep = (electrons.pt > spec.pt_min) & (np.abs(electrons.eta) < spec.abs_eta_max)
     keep = keep & (electrons.cutBased >= spec.id_min) & (electrons.pfRelIso03_all < spec.iso_max)
     return electrons[keep]
