@@ -90,23 +90,23 @@ def test_missing_binary(tmp_path: Path) -> None:
         daemon.start()
 
 
-def test_daemon_that_does_not_come_up(tmp_path: Path) -> None:
+def _scripted_daemon(tmp_path: Path, script: str, **kwargs: float) -> MpsDaemon:
+    """A daemon whose control binary is the shell ``script``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / MPS_CONTROL).write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / MPS_CONTROL).write_text(f"#!/bin/sh\n{script}\n")
     (bin_dir / MPS_CONTROL).chmod(0o755)
-    daemon = MpsDaemon(tmp_path / "pipe", tmp_path / "log", env={"PATH": str(bin_dir)},
-                       timeout_s=0.2)
+    return MpsDaemon(tmp_path / "pipe", tmp_path / "log", env={"PATH": str(bin_dir)}, **kwargs)
+
+
+def test_daemon_that_does_not_come_up(tmp_path: Path) -> None:
+    daemon = _scripted_daemon(tmp_path, "exit 0", timeout_s=0.2)
     with pytest.raises(ResourceError, match=r"did not come up within 0.2 s \(logs in .*log\)"):
         daemon.start()
 
 
 def test_failing_command(tmp_path: Path) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / MPS_CONTROL).write_text("#!/bin/sh\necho 'no GPU' >&2\nexit 3\n")
-    (bin_dir / MPS_CONTROL).chmod(0o755)
-    daemon = MpsDaemon(tmp_path / "pipe", tmp_path / "log", env={"PATH": str(bin_dir)})
+    daemon = _scripted_daemon(tmp_path, "echo 'no GPU' >&2\nexit 3")
     with pytest.raises(ResourceError, match="-d: exit status 3: no GPU"):
         daemon.start()
 
