@@ -1,0 +1,170 @@
+"""Tests of the DNN and GNN event classifiers, their graph inputs and the parameter matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.errors import ConfigError, InputDataError
+from analysis.training.models import (
+    NODE_FEATURES,
+    EventDNN,
+    EventGNN,
+    count_parameters,
+    graph_inputs,
+    matched_sizes,
+    sized_dnn,
+    sized_gnn,
+)
+
+N_FEATURES, N_CLASSES, N_JETS = 10, 3, 6
+
+
+def _columns(rng: np.random.Generator, n_events: int = 5) -> dict[str, np.ndarray]:
+    n_real = rng.integers(2, N_JETS + 1, size=n_events)
+    mask = np.arange(N_JETS)[None, :] < n_real[:, None]
+    cols = {"jet_mask": mask.astype(float)}
+    for name, values in (("pt", rng.uniform(25, 300, (n_events, N_JETS))),
+                         ("eta", rng.uniform(-2.4, 2.4, (n_events, N_JETS))),
+                         ("phi", rng.uniform(-np.pi, np.pi, (n_events, N_JETS))),
+                         ("mass", rng.uniform(0, 30, (n_events, N_JETS))),
+                         ("btag", rng.uniform(0, 1, (n_events, N_JETS)))):
+        cols[f"jet_{name}"] = np.where(mask, values, 0.0)
+    cols.update(lepton_pt=rng.uniform(30, 100, n_events), lepton_eta=rng.uniform(-2, 2, n_events),
+                lepton_phi=rng.uniform(-np.pi, np.pi, n_events),
+                met_pt=rng.uniform(10, 150, n_events), met_phi=rng.uniform(-np.pi, np.pi, n_events))
+    return cols
+
+
+@pytest.fixture
+def gnn() -> EventGNN:
+    torch.manual_seed(3)
+    return EventGNN(len(NODE_FEATURES), hidden=16, n_layers=2, n_classes=N_CLASSES,
+                    n_global_features=2).double()
+
+
+def test_graph_inputs_on_a_hand_made_table() -> None:
+    cols = {"jet_pt": np.array([[100.0, 50.0, 0.0]]), "jet_eta": np.array([[0.5, -1.0, 0.0]]),
+            "jet_phi": np.array([[0.1, 2.0, 0.0]]), "jet_mass": np.array([[10.0, 5.0, 0.0]]),
+            "jet_btag": np.array([[0.9, 0.1, 0.0]]), "jet_mask": np.array([[1.0, 1.0, 0.0]]),
+            "lepton_pt": np.array([40.0]), "lepton_eta": np.array([1.2]),
+            "lepton_phi": np.array([-0.5]), "met_pt": np.array([60.0]), "met_phi": np.array([3.0])}
+    nodes, mask = graph_inputs(cols, dtype=torch.float64)
+    assert nodes.shape == (1, 5, len(NODE_FEATURES)) and mask.dtype == torch.bool
+    assert mask.tolist() == [[True, True, False, True, True]]
+    expected = [[np.log1p(100), 0.5, 0.1, np.log1p(10), 0.9, 1, 0, 0],
+                [np.log1p(50), -1.0, 2.0, np.log1p(5), 0.1, 1, 0, 0],
+                [0, 0, 0, 0, 0, 0, 0, 0],
+                [np.log1p(40), 1.2, -0.5, 0, 0, 0, 1, 0],
+                [np.log1p(60), 0, 3.0, 0, 0, 0, 0, 1]]
+    np.testing.assert_allclose(nodes[0].numpy(), expected, rtol=1e-12)
+
+
+def test_graph_inputs_names_missing_and_misshapen_columns(rng: np.random.Generator) -> None:
+    good = _columns(rng)
+    with pytest.raises(InputDataError, match="met_phi"):
+        graph_inputs({k: v for k, v in good.items() if k != "met_phi"})
+    with pytest.raises(InputDataError, match="jet_eta"):
+        graph_inputs({**good, "jet_eta": good["jet_eta"][:, :2]})
+    with pytest.raises(InputDataError, match="lepton_pt"):
+        graph_inputs({**good, "lepton_pt": good["lepton_pt"][:2]})
+
+
+def test_dnn_standardisation_and_shapes(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    model = EventDNN(N_FEATURES, (16, 8), N_CLASSES, dropout=0.1).eval()
+    x = torch.as_tensor(rng.normal(5.0, 3.0, (7, N_FEATURES)), dtype=torch.float32)
+    reference = model((x - 5.0) / 3.0)
+    model.set_standardisation(np.full(N_FEATURES, 5.0), np.full(N_FEATURES, 3.0))
+    assert model(x).shape == (7, N_CLASSES)
+    torch.testing.assert_close(model(x), reference)
+    assert "mean" in model.state_dict() and count_parameters(model) == (
+        N_FEATURES * 16 + 16 + 16 * 8 + 8 + 8 * N_CLASSES + N_CLASSES)
+    with pytest.raises(InputDataError, match="std > 0"):
+        model.set_standardisation(np.zeros(N_FEATURES), np.zeros(N_FEATURES))
+    with pytest.raises(InputDataError, match="shapes"):
+        model.set_standardisation(np.zeros(3), np.ones(3))
+    with pytest.raises(InputDataError, match="features"):
+        model(torch.zeros(2, N_FEATURES + 1))
+    with pytest.raises(ConfigError, match="dropout"):
+        EventDNN(N_FEATURES, (4,), N_CLASSES, dropout=1.0)
+
+
+def test_gnn_is_invariant_under_jet_permutations(rng: np.random.Generator, gnn: EventGNN) -> None:
+    nodes, mask = graph_inputs(_columns(rng), dtype=torch.float64)
+    glob = torch.as_tensor(rng.normal(size=(len(nodes), 2)))
+    out = gnn(nodes, mask, glob)
+    assert out.shape == (len(nodes), N_CLASSES) and torch.all(torch.isfinite(out))
+    perm_nodes, perm_mask = nodes.clone(), mask.clone()
+    for event in range(len(nodes)):  # shuffle the real jets, keep the padding at the end
+        n_real = int(mask[event, :N_JETS].sum())
+        order = torch.as_tensor(rng.permutation(n_real))
+        perm_nodes[event, :n_real] = nodes[event, order]
+    assert not torch.equal(perm_nodes, nodes)
+    torch.testing.assert_close(gnn(perm_nodes, perm_mask, glob), out, atol=1e-6, rtol=0)
+    # a permutation of all node slots, padding and lepton/MET included, changes nothing either
+    order = torch.as_tensor(rng.permutation(nodes.shape[1]))
+    torch.testing.assert_close(gnn(nodes[:, order], mask[:, order], glob), out, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_gnn_ignores_padded_nodes(rng: np.random.Generator, aggregation: str) -> None:
+    torch.manual_seed(4)
+    model = EventGNN(len(NODE_FEATURES), 12, 2, N_CLASSES, aggregation=aggregation).double()
+    nodes, mask = graph_inputs(_columns(rng), dtype=torch.float64)
+    out = model(nodes, mask)
+    garbage = torch.as_tensor(rng.normal(0, 1e3, (len(nodes), 4, len(NODE_FEATURES))))
+    garbage[0, 0, 0] = torch.nan
+    padded_nodes = torch.cat([nodes, garbage], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(len(nodes), 4, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(model(padded_nodes, padded_mask), out, atol=1e-6, rtol=0)
+    # the existing padded jet slots too: overwrite them with garbage
+    dirty = nodes.clone()
+    dirty[~mask] = 1e4
+    torch.testing.assert_close(model(dirty, mask), out, atol=1e-6, rtol=0)
+
+
+def test_gnn_gradients_are_finite_and_depend_on_edges(rng: np.random.Generator,
+                                                      gnn: EventGNN) -> None:
+    nodes, mask = graph_inputs(_columns(rng), dtype=torch.float64)
+    nodes.requires_grad_(True)
+    gnn(nodes, mask, torch.zeros(len(nodes), 2, dtype=torch.float64)).sum().backward()
+    assert nodes.grad is not None and torch.all(torch.isfinite(nodes.grad))
+    assert torch.all(nodes.grad[~mask] == 0)
+
+
+def test_gnn_rejects_bad_inputs(gnn: EventGNN) -> None:
+    nodes = torch.zeros(2, 4, len(NODE_FEATURES), dtype=torch.float64)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(InputDataError, match="global features"):
+        gnn(nodes, mask)
+    with pytest.raises(InputDataError, match="bool mask"):
+        gnn(nodes, mask.float(), torch.zeros(2, 2, dtype=torch.float64))
+    with pytest.raises(InputDataError, match="nodes"):
+        gnn(nodes[..., :3], mask, torch.zeros(2, 2, dtype=torch.float64))
+    with pytest.raises(ConfigError, match="aggregation"):
+        EventGNN(8, 4, 1, 3, aggregation="median")
+
+
+@pytest.mark.parametrize("target", [5_000, 20_000])
+def test_matched_sizes_land_within_five_percent(target: int) -> None:
+    sizes = matched_sizes(target, N_FEATURES, len(NODE_FEATURES), N_CLASSES, n_global_features=2)
+    for count in (sizes.dnn_parameters, sizes.gnn_parameters):
+        assert abs(count - target) <= 0.05 * target
+    dnn = sized_dnn(N_FEATURES, N_CLASSES, target)
+    gnn = sized_gnn(len(NODE_FEATURES), N_CLASSES, target, n_global_features=2)
+    assert count_parameters(dnn) == sizes.dnn_parameters and dnn.hidden == (sizes.dnn_width,) * 3
+    assert count_parameters(gnn) == sizes.gnn_parameters and gnn.hidden == sizes.gnn_width
+    # closest: one unit of width either way is no nearer to the target
+    for width in (sizes.gnn_width - 1, sizes.gnn_width + 1):
+        other = EventGNN(len(NODE_FEATURES), width, 2, N_CLASSES, n_global_features=2)
+        assert abs(count_parameters(other) - target) >= abs(sizes.gnn_parameters - target)
+
+
+def test_count_parameters_skips_frozen_ones() -> None:
+    model = EventDNN(4, (3,), 2)
+    model.net[0].weight.requires_grad_(False)
+    assert count_parameters(model) == 3 + 3 * 2 + 2
+    with pytest.raises(ConfigError, match="target"):
+        sized_dnn(4, 2, 0)
