@@ -34,8 +34,9 @@ __all__ = [
     "varied_scores",
 ]
 
-NUISANCE_KINDS: tuple[str, ...] = ("shift", "weight")
-"""A nuisance shifts the inputs (``x -> x'``) or reweights the events (``(x, w) -> w'``)."""
+NUISANCE_KINDS: tuple[str, ...] = ("shift", "weight", "precomputed")
+"""A nuisance shifts the inputs (``x -> x'``), reweights the events (``(x, w) -> w'``), or comes
+as precomputed varied samples (e.g. a skim re-run with shifted jets, other events than nominal)."""
 
 ArrayLike = torch.Tensor | npt.NDArray[np.floating] | Sequence[float] | Sequence[Sequence[float]]
 Samples = Mapping[str, tuple[ArrayLike, ArrayLike]]
@@ -48,23 +49,27 @@ Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs or scores, weights)
 class Nuisance:
     """A systematic uncertainty as up/down user functions; becomes a histosys in the model.
 
-    Build it with :meth:`shift` or :meth:`weight`. The functions get the whole sample as torch
-    tensors (model dtype and device) and must return a new tensor of the same shape; they act
-    event by event (training may use any subset of events).
+    Build it with :meth:`shift`, :meth:`weight` or :meth:`precomputed`. The functions get the
+    whole sample as torch tensors (model dtype and device) and must return a new tensor of the same
+    shape; they act event by event (training may use any subset of events). Precomputed
+    variations hold their own events, evaluated in full at every training step.
 
     Attributes:
         name: parameter name of the histosys (distinct from ``"mu"`` and other nuisances).
         kind: one of :data:`NUISANCE_KINDS`.
-        up: ``x -> x'`` (shift) or ``(x, w) -> w'`` (weight) at ``+1 sigma``.
+        up: ``x -> x'`` (shift) or ``(x, w) -> w'`` (weight) at ``+1 sigma``; None when
+            precomputed.
         down: the same at ``-1 sigma``.
         samples: names of the affected samples; ``None`` for all.
+        varied: precomputed only: sample -> ``((x_up, w_up), (x_down, w_down))``.
     """
 
     name: str
     kind: str
-    up: Callable[..., torch.Tensor]
-    down: Callable[..., torch.Tensor]
+    up: Callable[..., torch.Tensor] | None
+    down: Callable[..., torch.Tensor] | None
     samples: tuple[str, ...] | None = None
+    varied: Mapping[str, tuple[tuple[ArrayLike, ArrayLike], tuple[ArrayLike, ArrayLike]]] | None = None
 
     @classmethod
     def shift(cls, name: str, up: Callable[[torch.Tensor], torch.Tensor],
@@ -86,6 +91,17 @@ class Nuisance:
         """Reweighting: ``up(x, w)``, ``down(x, w)`` give ``(n_events,)`` varied weights."""
         return cls(name, "weight", up, down, None if samples is None else tuple(samples))
 
+    @classmethod
+    def precomputed(cls, name: str, varied: Mapping[str, tuple[tuple[ArrayLike, ArrayLike],
+                                                             tuple[ArrayLike, ArrayLike]]]
+                    ) -> Nuisance:
+        """Varied samples given as arrays: sample -> ``((x_up, w_up), (x_down, w_down))``.
+
+        For variations that change which events are selected, such as a jet energy scale shift
+        with the selection re-run: ``x_up`` is ``(n_up, n_features)``, ``w_up`` ``(n_up,)``.
+        """
+        return cls(name, "precomputed", None, None, tuple(varied), dict(varied))
+
 
 @dataclass(frozen=True, eq=False)
 class PreparedSamples:
@@ -96,6 +112,7 @@ class PreparedSamples:
     varied: dict[str, dict[str, tuple[Pair, Pair]]]
     classes: dict[str, int]
     signal_class: int
+    precomputed: frozenset[str] = frozenset()  # nuisances whose events are not the nominal ones
 
 
 def model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -167,7 +184,18 @@ def _as_tensors(name: str, x: ArrayLike, w: ArrayLike, dtype: torch.dtype,
 
 def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> tuple[Pair, Pair]:
     out: list[Pair] = []
-    for direction, function in (("up", nuisance.up), ("down", nuisance.down)):
+    for k, (direction, function) in enumerate((("up", nuisance.up), ("down", nuisance.down))):
+        if nuisance.kind == "precomputed":
+            assert nuisance.varied is not None  # set by Nuisance.precomputed
+            xv, wv = nuisance.varied[sample][k]
+            pair = _as_tensors(f"{sample} ({nuisance.name} {direction})", xv, wv, x.dtype,
+                               x.device)
+            if pair[0].shape[1] != x.shape[1]:
+                raise InputDataError(f"nuisance {nuisance.name!r} {direction} on sample "
+                                     f"{sample!r}: {pair[0].shape[1]} features, nominal has "
+                                     f"{x.shape[1]}")
+            out.append(pair)
+            continue
         if nuisance.kind == "shift":
             pair = (torch.as_tensor(function(x)).to(x), w)
         else:
@@ -202,7 +230,8 @@ def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequenc
     with torch.no_grad():
         n_classes = classifier_logits(model, x[names[0]][:1]).shape[1]
     classes, signal_class = _classes(names, signal, n_classes)
-    return PreparedSamples(x, w, varied, classes, signal_class)
+    precomputed = frozenset(n.name for n in nuisances if n.kind == "precomputed")
+    return PreparedSamples(x, w, varied, classes, signal_class, precomputed)
 
 
 def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> torch.Tensor:
@@ -212,10 +241,12 @@ def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> 
 def varied_scores(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
                    scale: dict[str, float]) -> dict[str, dict[str, tuple[Pair, Pair]]]:
     """Nuisance -> sample -> up/down ``(scores, weights)`` of the batch ``index``."""
-    def one(sample: str, pair: Pair) -> Pair:
+    def one(nuisance: str, sample: str, pair: Pair) -> Pair:
         xv, wv = pair
+        if nuisance in data.precomputed:  # other events than nominal: all of them, every step
+            return signal_score(model, xv, data.signal_class), wv
         return (signal_score(model, xv[index[sample]], data.signal_class),
                 wv[index[sample]] * scale[sample])
 
-    return {n: {s: (one(s, up), one(s, down)) for s, (up, down) in per_sample.items()}
+    return {n: {s: (one(n, s, up), one(n, s, down)) for s, (up, down) in per_sample.items()}
             for n, per_sample in data.varied.items()}

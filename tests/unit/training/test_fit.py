@@ -114,3 +114,36 @@ def test_empty_bins_are_left_out() -> None:
     assert binned.channels[0].n_bins == 2
     for m in binned.channels[0].samples[1].modifiers:
         assert isinstance(m.hi, torch.Tensor) and m.hi.shape == (2,)
+
+
+def _as_precomputed(samples: dict[str, tuple[np.ndarray, np.ndarray]]) -> Nuisance:
+    """The "scale" shift of ``_nuisances`` as precomputed varied background arrays."""
+    x, w = samples["background"]
+    shift = SHIFT.numpy()
+    return Nuisance.precomputed("scale", {"background": ((x + shift, w), (x - shift, w))})
+
+
+def test_precomputed_variation_equals_the_same_shift() -> None:
+    samples = _samples()
+    model, _ = train_classifier(_model().double(), samples, "ce", steps=STEPS, lr=0.05)
+    edges = [0.0, 0.3, 0.6, 1.0]
+    as_function = evaluate_sigma_mu(model, samples, _nuisances()[:1], edges)
+    as_arrays = evaluate_sigma_mu(model, samples, [_as_precomputed(samples)], edges)
+    assert as_arrays.total == pytest.approx(as_function.total, rel=1e-12)
+    assert as_arrays.total > as_arrays.stat_only
+
+
+def test_precomputed_variation_with_other_events_trains() -> None:
+    samples = _samples()
+    x, w = samples["background"]
+    keep = x[:, 0] > -1.5  # the variation selects other events than nominal
+    shift = SHIFT.numpy()
+    varied = Nuisance.precomputed("jes", {"background": ((x[keep] + shift, w[keep]),
+                                                         (x - shift, w))})
+    _, history = train_classifier(_model(), samples, "inference", [varied], steps=STEPS, lr=0.05,
+                                  batch_size=50)
+    assert history.loss[-1] < history.loss[0]
+    with pytest.raises(InputDataError, match="3 features, nominal has 2"):
+        bad = Nuisance.precomputed("jes", {"background": ((np.zeros((5, 3)), np.ones(5)),
+                                                          (x, w))})
+        evaluate_sigma_mu(_model(), samples, [bad], [0.0, 1.0])
