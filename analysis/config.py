@@ -28,6 +28,7 @@ __all__ = [
     "Dataset",
     "GeneratorSettings",
     "Process",
+    "Training",
     "load_config",
     "resolve_config_path",
 ]
@@ -183,6 +184,24 @@ class Systematics:
 
 
 @dataclass(frozen=True)
+class Training:
+    """Network training (TrainModel): models, strategies, folds and optimiser settings."""
+
+    models: tuple[Literal["dnn", "gnn"], ...] = ("dnn", "gnn")
+    strategies: tuple[Literal["ce", "penalty", "inference", "significance"], ...] = (
+        "ce", "penalty", "inference")
+    n_folds: int = field(default=2, metadata=_check(2))
+    target_parameters: int = field(default=5000, metadata=_check(100))  # DNN and GNN alike
+    ce_steps: int = field(default=200, metadata=_check(1))
+    strategy_steps: int = field(default=100, metadata=_check(1))
+    learning_rate: float = field(default=3e-3, metadata=_check(0.0, exclusive=True))
+    n_bins: int = field(default=8, metadata=_check(1))  # of the signal score in [0, 1]
+    bandwidth: float = field(default=0.05, metadata=_check(0.0, exclusive=True))
+    penalty_weight: float = field(default=10.0, metadata=_check(0.0))
+    seed: int = field(default=1, metadata=_check(0))
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """One analysis: processes, datasets, luminosity, objects, selection, features, systematics."""
 
@@ -196,6 +215,7 @@ class AnalysisConfig:
     features: Features
     detector: Detector
     systematics: Systematics
+    training: Training = field(default_factory=Training)
     description: str = ""
     source: str = ""  # the file this was read from (filled by load_config)
     digest: str = ""  # sha256 of the file's content, the config hash of the provenance

@@ -1,0 +1,256 @@
+"""Training samples and nuisances of the three-class classifier from the skim tables.
+
+The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nominal``,
+``jes_up/down``, ``jer_up/down``), one table of selected events with the truth ``label`` (the
+process's position in the config), the ``weight`` and its variations ``weight_<syst>_up/down``,
+the event features and the padded ``jet_*``, ``lepton_*`` and ``met_*`` columns.
+:func:`training_samples` turns them into the samples of
+:func:`~analysis.training.fit.train_classifier`: one per class of :data:`CLASSES` (ttH, tt+bb,
+tt+other), events split into folds by event number, and the JES, JER, b-tag, ISR and FSR
+variations as precomputed nuisances. A GNN is trained by the same function through
+:class:`GraphAsVector`, which reads the event graph from one flat input row per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import torch
+
+from analysis.config import AnalysisConfig
+from analysis.errors import ConfigError, EmptySelectionError, InputDataError
+from analysis.training.models import EventGNN, graph_inputs
+from analysis.training.samples import Nuisance
+
+__all__ = [
+    "CLASSES",
+    "MODEL_KINDS",
+    "SHIFT_NUISANCES",
+    "WEIGHT_NUISANCES",
+    "GraphAsVector",
+    "class_of_process",
+    "fold_mask",
+    "graph_vector",
+    "training_samples",
+]
+
+CLASSES: tuple[str, ...] = ("tth", "ttbb", "ttother")
+"""Output classes of the multi-class classifier: the signal, tt+bb, every other background."""
+
+MODEL_KINDS: tuple[str, ...] = ("dnn", "gnn")
+SHIFT_NUISANCES: tuple[str, ...] = ("jes", "jer")
+"""Nuisances from re-skimmed tables ``<name>_up/down`` (other events than nominal)."""
+WEIGHT_NUISANCES: tuple[str, ...] = ("btag", "isr", "fsr")
+"""Nuisances from the ``weight_<name>_up/down`` columns of the nominal table."""
+
+_TTBB_PROCESS = "tt_bb"
+_Table = Any  # an awkward record array or a mapping column -> array
+
+
+def class_of_process(config: AnalysisConfig, ttbb_process: str = _TTBB_PROCESS) -> dict[str, str]:
+    """Class of :data:`CLASSES` of every process of ``config``, in the config's process order.
+
+    The signal (``role: signal``) is ``"tth"``, ``ttbb_process`` is ``"ttbb"``, every other
+    background is ``"ttother"``.
+
+    Raises:
+        ConfigError: if ``ttbb_process`` is not a background process of ``config``.
+    """
+    spec = config.processes.get(ttbb_process)
+    if spec is None or spec.role != "background":
+        raise ConfigError(f"{config.source or config.name}: processes.{ttbb_process}: needed as "
+                          f"the tt+bb background of the {CLASSES} classifier")
+    return {name: ("tth" if p.role == "signal" else "ttbb" if name == ttbb_process else "ttother")
+            for name, p in config.processes.items()}
+
+
+def fold_mask(event: np.ndarray, fold: int, n_folds: int = 2) -> np.ndarray:
+    """Events of fold ``fold``: ``event % n_folds == fold`` (event-number parity for 2 folds).
+
+    A model of fold ``k`` is tested on fold ``k`` and trained on the others.
+
+    Raises:
+        ConfigError: for ``n_folds < 2`` or ``fold`` outside ``[0, n_folds)``.
+
+    Example:
+        >>> fold_mask(np.array([4, 7, 10]), 0)
+        array([ True, False,  True])
+    """
+    if n_folds < 2 or not 0 <= fold < n_folds:
+        raise ConfigError(f"fold_mask: fold = {fold}, n_folds = {n_folds}: need n_folds >= 2 "
+                          f"and 0 <= fold < n_folds")
+    return np.asarray(event) % n_folds == fold
+
+
+def _fields(table: _Table) -> set[str]:
+    return set(ak.fields(table)) if isinstance(table, ak.Array) else set(table)
+
+
+def _columns(table: _Table, names: Sequence[str], where: str) -> dict[str, np.ndarray]:
+    missing = sorted(set(names) - _fields(table))
+    if missing:
+        raise InputDataError(f"{where}: missing columns {', '.join(missing)}")
+    try:
+        return {name: np.asarray(ak.to_numpy(table[name])) for name in names}
+    except (ValueError, TypeError) as err:  # jagged where a padded column was expected
+        raise InputDataError(f"{where}: columns {list(names)} are not regular arrays: {err}") from err
+
+
+def graph_vector(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``(n_events, n_nodes * len(NODE_FEATURES) + n_nodes)`` float32 rows
+    ``concat(nodes.reshape(n, -1), mask)`` of the :func:`~analysis.training.models.graph_inputs`
+    graph; :class:`GraphAsVector` reads them back.
+
+    Raises:
+        InputDataError: naming a missing column or one of the wrong shape.
+    """
+    nodes, mask = graph_inputs(columns)
+    n_events = nodes.shape[0]
+    return torch.cat([nodes.reshape(n_events, -1), mask.to(nodes.dtype)], dim=1).numpy()
+
+
+class GraphAsVector(torch.nn.Module):
+    """An :class:`~analysis.training.models.EventGNN` fed by :func:`graph_vector` rows.
+
+    ``forward(x)`` with ``x`` ``(n_events, n_nodes * n_node_features + n_nodes)`` returns the GNN
+    logits of ``(nodes, mask > 0.5)``, so that
+    :func:`~analysis.training.fit.train_classifier` trains a GNN unchanged.
+
+    Args:
+        gnn: the wrapped model (no global features); its parameters are this module's.
+
+    Raises:
+        ConfigError: if ``gnn`` takes global features.
+    """
+
+    def __init__(self, gnn: EventGNN) -> None:
+        super().__init__()
+        if gnn.n_global_features:
+            raise ConfigError(f"GraphAsVector: the GNN takes {gnn.n_global_features} global "
+                              f"features; only graph inputs fit in the vector")
+        self.gnn = gnn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_events, n_classes)``.
+
+        Raises:
+            InputDataError: if the width of ``x`` is not a multiple of ``n_node_features + 1``.
+        """
+        width = self.gnn.n_node_features + 1
+        if x.ndim != 2 or x.shape[1] == 0 or x.shape[1] % width:
+            raise InputDataError(f"GraphAsVector: need (n_events, n_nodes * {width}) inputs, "
+                                 f"got {tuple(x.shape)}")
+        n_nodes = x.shape[1] // width
+        nodes = x[:, :n_nodes * self.gnn.n_node_features].reshape(len(x), n_nodes, -1)
+        return self.gnn(nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5)
+
+
+def _inputs(table: _Table, features: Sequence[str], model_kind: str, where: str) -> np.ndarray:
+    if model_kind == "gnn":
+        names = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask",
+                 "lepton_pt", "lepton_eta", "lepton_phi", "met_pt", "met_phi")
+        return graph_vector(_columns(table, names, where))
+    columns = _columns(table, features, where)
+    if not features:
+        return np.zeros((len(table["weight"]), 0), dtype=np.float32)
+    return np.stack([columns[name] for name in features], axis=1).astype(np.float32)
+
+
+def _class_index(labels: np.ndarray, classes: Sequence[str], where: str) -> np.ndarray:
+    labels = np.asarray(labels, dtype=np.int64)
+    bad = (labels < 0) | (labels >= len(classes))
+    if bad.any():
+        raise InputDataError(f"{where}: column label has values {sorted(set(labels[bad]))} "
+                             f"outside the {len(classes)} processes of the config")
+    return np.array([CLASSES.index(c) for c in classes], dtype=np.int64)[labels]
+
+
+def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequence[str],
+           config: AnalysisConfig, features: Sequence[str], fold: int, n_folds: int,
+           model_kind: str, train: bool) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """Per class: inputs and the named weight columns of the selected folds of one shift."""
+    process_class = tuple(class_of_process(config).values())
+    parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+    for dataset, shifts in tables.items():
+        if shift not in shifts:
+            raise InputDataError(f"dataset {dataset}: no table for shift {shift!r} "
+                                 f"(have {sorted(shifts)})")
+        where = f"dataset {dataset}, shift {shift}"
+        table = shifts[shift]
+        ids = _columns(table, ("label", "event", *weights), where)
+        keep = fold_mask(ids["event"], fold, n_folds)
+        keep = ~keep if train else keep
+        x = _inputs(table, features, model_kind, where)
+        parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
+                      {w: ids[w][keep].astype(np.float32) for w in weights}))
+    if not parts:
+        raise InputDataError("training_samples: tables has no datasets")
+    index = np.concatenate([p[0] for p in parts])
+    x_all = np.concatenate([p[1] for p in parts])
+    x, w = {}, {}
+    for k, name in enumerate(CLASSES):
+        selected = index == k
+        if not selected.any():
+            raise EmptySelectionError(f"training_samples: no {name} events in shift {shift}, "
+                                      f"{'training' if train else 'held-out'} folds of fold "
+                                      f"{fold}/{n_folds}")
+        x[name] = x_all[selected]
+        w[name] = {c: np.concatenate([p[2][c] for p in parts])[selected] for c in weights}
+    return x, w
+
+
+def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: AnalysisConfig,
+                     features: Sequence[str], fold: int, n_folds: int = 2,
+                     model_kind: str = "dnn", train: bool = True,
+                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
+    """Samples per class of :data:`CLASSES` and the systematic nuisances, from the skim tables.
+
+    Events of all datasets are pooled and assigned a class by their ``label`` (the process index
+    of ``config``, :func:`class_of_process`). ``train=True`` keeps the training folds (every fold
+    but ``fold``), ``train=False`` the held-out fold ``fold`` (:func:`fold_mask`).
+
+    Args:
+        tables: dataset -> shift (each of ``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim
+            table (awkward record array or column mapping).
+        config: the analysis config (process order and roles).
+        features: event-level feature columns of the DNN inputs; unused for ``"gnn"``.
+        fold: the held-out fold, ``0 <= fold < n_folds``.
+        n_folds: number of folds (event number modulo ``n_folds``).
+        model_kind: ``"dnn"``: ``x`` is ``(n, len(features))``; ``"gnn"``: ``x`` is the
+            :func:`graph_vector` ``(n, n_nodes * 9)`` for :class:`GraphAsVector`.
+        train: training folds (True) or the held-out fold (False).
+
+    Returns:
+        ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` and the
+        :meth:`~analysis.training.samples.Nuisance.precomputed` nuisances ``jes``, ``jer`` (the
+        shifted tables, same folds, their ``weight``) and ``btag``, ``isr``, ``fsr`` (nominal x,
+        ``weight_<name>_up/down``).
+
+    Raises:
+        ConfigError: unknown ``model_kind``, a bad fold, or a config without tt+bb process.
+        InputDataError: naming the dataset, shift and column that is missing or malformed.
+        EmptySelectionError: a class without events in the selected folds of a shift.
+    """
+    if model_kind not in MODEL_KINDS:
+        raise ConfigError(f"training_samples: model_kind = {model_kind!r}: must be one of "
+                          f"{MODEL_KINDS}")
+    fold_mask(np.zeros(0, dtype=np.int64), fold, n_folds)  # validates fold and n_folds
+    variations = [f"weight_{name}_{d}" for name in WEIGHT_NUISANCES for d in ("up", "down")]
+    args = (config, features, fold, n_folds, model_kind, train)
+    x, w = _split(tables, "nominal", ["weight", *variations], *args)
+    samples = {c: (x[c], w[c]["weight"]) for c in CLASSES}
+    nuisances = []
+    for name in SHIFT_NUISANCES:
+        up, down = (_split(tables, f"{name}_{d}", ["weight"], *args) for d in ("up", "down"))
+        nuisances.append(Nuisance.precomputed(name, {
+            c: ((up[0][c], up[1][c]["weight"]), (down[0][c], down[1][c]["weight"]))
+            for c in CLASSES}))
+    for name in WEIGHT_NUISANCES:
+        nuisances.append(Nuisance.precomputed(name, {
+            c: ((x[c], w[c][f"weight_{name}_up"]), (x[c], w[c][f"weight_{name}_down"]))
+            for c in CLASSES}))
+    return samples, nuisances
+

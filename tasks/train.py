@@ -1,0 +1,68 @@
+"""TrainModel: a DNN or GNN per fold x model x strategy, on the skims of all datasets."""
+
+from __future__ import annotations
+
+import os
+
+import law
+
+from analysis.plotting.training import plot_training_curves
+from analysis.skim.objects import OBJECT_SHIFTS
+from analysis.training.network import export_onnx, save_checkpoint, train_network
+from tasks.base import DiffanaTask, write_json_atomic
+from tasks.skim import Skim
+
+__all__ = ["TrainModel"]
+
+
+class TrainModel(DiffanaTask, law.LocalWorkflow):
+    """Train one network per fold x model x strategy (config ``training:``).
+
+    The held-out fold (``event % n_folds == fold``) is not used for training; Evaluate uses it.
+    Outputs per branch: the state dict, JSON metadata (parameter counts, features, losses,
+    provenance), an ONNX export and the training curves (PNG and PDF).
+    """
+
+    def create_branch_map(self) -> dict[int, tuple[int, str, str]]:
+        training = self.analysis_config.training
+        return dict(enumerate((fold, model, strategy) for fold in range(training.n_folds)
+                              for model in training.models for strategy in training.strategies))
+
+    def workflow_requires(self) -> dict[str, law.Task]:
+        reqs = super().workflow_requires()
+        reqs["skim"] = Skim.req(self, branch=-1)
+        return reqs
+
+    def requires(self) -> law.Task:
+        return Skim.req(self, branch=-1)  # every dataset's skim, all shifts
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        fold, model, strategy = self.branch_data
+        directory = f"{model}_{strategy}_fold{fold}"
+        return {"model": self.target(directory, "model.pt"),
+                "metadata": self.target(directory, "model.json"),
+                "onnx": self.target(directory, "model.onnx"),
+                "curves": self.target(directory, "curves.png")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        fold, model_kind, strategy = self.branch_data
+        tables = self._skim_tables()
+        result = train_network(tables, self.analysis_config, fold, model_kind, strategy)
+        outputs = self.output()
+        outputs["model"].parent.touch()
+        save_checkpoint(outputs["model"].abspath, result.model)
+        export_onnx(outputs["onnx"].abspath, result.model, result.n_inputs)
+        base = os.path.splitext(outputs["curves"].abspath)[0]
+        plot_training_curves(result.stages, f"{model_kind.upper()}, {strategy}, fold {fold}", base)
+        write_json_atomic(outputs["metadata"].abspath, {
+            **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
+        self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "
+                             f"parameters, final loss {result.stages[-1][1][-1]:.4g}")
+
+    def _skim_tables(self) -> dict[str, dict[str, str]]:
+        """dataset -> shift -> Parquet path of the skim (read by ``train_network``)."""
+        skims = self.input()["collection"].targets
+        datasets = Skim.req(self, branch=-1).get_branch_map()
+        return {datasets[b]: {shift: skims[b][shift].abspath for shift in OBJECT_SHIFTS}
+                for b in skims}
