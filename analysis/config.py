@@ -194,7 +194,9 @@ class Training:
     target_parameters: int = field(default=5000, metadata=_check(100))  # DNN and GNN alike
     ce_steps: int = field(default=200, metadata=_check(1))
     strategy_steps: int = field(default=100, metadata=_check(1))
-    learning_rate: float = field(default=3e-3, metadata=_check(0.0, exclusive=True))
+    learning_rate: float = field(default=3e-3, metadata=_check(0.0, exclusive=True))  # CE stage
+    # the systematic-aware stage starts from a trained network: smaller steps keep it stable
+    strategy_learning_rate: float = field(default=1e-3, metadata=_check(0.0, exclusive=True))
     n_bins: int = field(default=8, metadata=_check(1))  # of the signal score in [0, 1]
     bandwidth: float = field(default=0.05, metadata=_check(0.0, exclusive=True))
     penalty_weight: float = field(default=10.0, metadata=_check(0.0))

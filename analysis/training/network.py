@@ -106,7 +106,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         _, history = train_classifier(model, samples, strategy, nuisances, signal=SIGNAL_CLASS,
                                       edges=edges, bandwidth=settings.bandwidth,
                                       penalty_weight=settings.penalty_weight,
-                                      steps=settings.strategy_steps, lr=settings.learning_rate,
+                                      steps=settings.strategy_steps,
+                                      lr=settings.strategy_learning_rate,
                                       generator=generator)
         result.stages.append((strategy, history.loss))
     return result
