@@ -22,14 +22,14 @@ import awkward as ak
 import numpy as np
 
 
-def _generate(args: tuple[str, str, int, str]) -> tuple[float, int]:
+def _generate(args: tuple[str, str, int, str]) -> tuple[float, dict[str, float]]:
     from analysis.config import load_config
     from analysis.events.generate import generate_chunk
 
     config_name, dataset, chunk, path = args
     start = time.perf_counter()
     runs = generate_chunk(load_config(config_name), dataset, chunk, path)
-    return time.perf_counter() - start, int(runs["genEventCount"])
+    return time.perf_counter() - start, runs
 
 
 def _tile(source: Path, target: Path, times: int) -> int:
@@ -117,9 +117,12 @@ def main() -> None:
         for dataset in config.datasets:
             if config.datasets[dataset].generator is None:
                 continue
-            elapsed, n = _generate((args.config, dataset, 0, f"{tmp}/{dataset}.root"))
+            elapsed, runs = _generate((args.config, dataset, 0, f"{tmp}/{dataset}.root"))
+            n, tried = int(runs["genEventCount"]), int(runs["genFilterTried"])
             rows.append((f"GenerateEvents {dataset} (chunk 0)", f"{n / elapsed:.1f} ev/s/core",
-                         f"{n} events in {elapsed:.1f} s"))
+                         f"{n} events in {elapsed:.1f} s; filter kept "
+                         f"{runs['genFilterPassed'] / tried:.1%} of {tried} tried "
+                         f"({tried / elapsed:.0f} tried/s)"))
         source = Path(tmp) / "tth.root"
         big = Path(tmp) / "tth_tiled.root"
         n_big = _tile(source, big, args.tile)

@@ -27,13 +27,24 @@ def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)
         raise InputDataError(f"{path}: no such file")
     if is_local and os.path.getsize(path) == 0:
         raise InputDataError(f"{path}: empty file (0 bytes)")
+    if is_local:
+        with open(path, "rb") as stream:
+            if stream.read(4) != b"root":
+                raise InputDataError(f"{path}: not a ROOT file (no 'root' signature)")
     try:
         file = uproot.open(path)
+        if is_local and file.file.fEND > os.path.getsize(path):  # the header knows the length
+            raise InputDataError(f"{path}: truncated ROOT file ({os.path.getsize(path)} of "
+                                 f"{file.file.fEND} bytes)")
+        if "Events" not in file:
+            raise InputDataError(f"{path}: no 'Events' tree (keys: "
+                                 f"{', '.join(file.keys()) or 'none'})")
+        return file["Events"]
+    except InputDataError:
+        raise
     except Exception as err:  # uproot raises several types for non-ROOT or truncated data
-        raise InputDataError(f"{path}: not a readable ROOT file ({type(err).__name__}: {err})") from err
-    if "Events" not in file:
-        raise InputDataError(f"{path}: no 'Events' tree (keys: {', '.join(file.keys()) or 'none'})")
-    return file["Events"]
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line
+        raise InputDataError(f"{path}: not a readable ROOT file ({reason})") from err
 
 
 def check_nanoaod_files(files: Sequence[str], needs_ttbar_id: bool = False) -> int:

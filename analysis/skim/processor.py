@@ -140,7 +140,9 @@ class SkimProcessor(processor.ProcessorABC):
                 jets, cfg.objects, cfg.detector, cfg.systematics, direction)
         features = event_features(jets, lepton, met_pt, met_phi, cfg.objects.jets.btag_medium)
         columns.update({name: features[name] for name in cfg.features.event})
-        columns["lepton_phi"], columns["met_phi"] = lepton["phi"], features["met_phi"]
+        # the lepton is a graph node whatever the event features: always stored
+        columns.update({f"lepton_{name}": values for name, values in lepton.items()})
+        columns["met_phi"] = features["met_phi"]
         columns.update(object_features(jets, cfg.features.n_jets_max))
         return columns  # numpy columns: cheap to merge across chunks
 

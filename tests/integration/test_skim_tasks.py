@@ -100,7 +100,8 @@ def test_skim_on_dask_cluster_equals_local(store: Path, tmp_path: Path, cms_file
     np.testing.assert_allclose(ak.to_numpy(table.weight), ak.to_numpy(local.tables["nominal"].weight))
 
 
-@pytest.mark.parametrize("case", ["empty", "not_root", "truncated", "no_events_tree", "no_pass"])
+@pytest.mark.parametrize("case", ["empty", "not_root", "truncated", "no_events_tree",
+                                  "missing_branch", "no_pass"])
 def test_bad_input_stops_task_and_leaves_nothing(case: str, store: Path, tmp_path: Path,
                                                  cms_file: Path) -> None:
     broken = tmp_path / f"{case}.root"
@@ -114,6 +115,12 @@ def test_bad_input_stops_task_and_leaves_nothing(case: str, store: Path, tmp_pat
     elif case == "no_events_tree":
         with uproot.recreate(broken) as file:
             file["Runs"] = {"run": np.array([1])}
+    elif case == "missing_branch":
+        with uproot.open(cms_file) as source:
+            events = source["Events"].arrays(["run", "luminosityBlock", "event", "genWeight"],
+                                             library="np")
+        with uproot.recreate(broken) as file:
+            file["Events"] = events  # a NanoAOD file without jets, leptons, MET ...
     else:
         broken.write_bytes(content)
     config = _external_config(tmp_path, [str(broken)])
