@@ -58,3 +58,23 @@ def test_lepton_isolation_counts_real_particles_in_cone() -> None:
     ])
     expected = np.hypot(4.0, 0.4) / 40.0
     assert lepton_isolation(lepton, particles, 0.3) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("pdg_id", "efficiency_field", "resolution"), [
+    (13, "muon_efficiency", 0.01), (11, "electron_efficiency", 0.02)])
+def test_lepton_efficiency_and_resolution(tiny_config: AnalysisConfig, rng: np.random.Generator,
+                                          pdg_id: int, efficiency_field: str,
+                                          resolution: float) -> None:
+    from analysis.events.nanoaod import ELECTRON_ID_TIGHT, _reconstruct_lepton
+
+    lepton = np.array([50.0, 0.0, 10.0, np.hypot(50.0, 10.0), pdg_id, 1.0])
+    particles = np.array([[50.0, 0.0, 10.0, np.hypot(50.0, 10.0), PARTICLE]])  # only itself
+    records = [_reconstruct_lepton(lepton, particles, tiny_config.detector, rng)
+               for _ in range(20_000)]
+    pt = np.array([r[0] for r in records])
+    identified = np.array([r[6] is True or r[6] == ELECTRON_ID_TIGHT for r in records])
+    expected = getattr(tiny_config.detector, efficiency_field)
+    # binomial error at n = 2e4 is < 0.0026; allow 5 sigma
+    assert identified.mean() == pytest.approx(expected, abs=0.013)
+    assert np.std(pt / 50.0) == pytest.approx(resolution, rel=0.03)
+    assert all(r[7] == 0.0 for r in records)  # nothing but itself in the cone: isolated
