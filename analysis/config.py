@@ -201,6 +201,10 @@ class Training:
     bandwidth: float = field(default=0.05, metadata=_check(0.0, exclusive=True))
     penalty_weight: float = field(default=10.0, metadata=_check(0.0))
     seed: int = field(default=1, metadata=_check(0))
+    # early stopping on the validation fold: evaluate every `validate_every` steps, stop after
+    # `patience` evaluations without improvement, keep the best model
+    validate_every: int = field(default=10, metadata=_check(1))
+    patience: int = field(default=5, metadata=_check(1))
 
 
 @dataclass(frozen=True)

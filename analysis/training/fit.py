@@ -25,6 +25,8 @@ softmax probability of the signal class.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import math
 import time
@@ -71,11 +73,16 @@ class TrainingHistory:
         loss: loss value before each optimiser step (nats for ``"ce"``/``"penalty"``, POI units
             for ``"inference"``, minus sigma for ``"significance"``).
         seconds: wall time of the loop.
+        validation_loss: ``(step, loss)`` on the validation samples, when given.
+        best_step: the step whose model was kept (early stopping); the last step without
+            validation samples.
     """
 
     strategy: str
     loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    validation_loss: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int = 0
 
 
 def _batch(data: PreparedSamples, batch_size: int | None,
@@ -124,6 +131,24 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: d
     return inference_loss(scores, w, varied, edges, bandwidth, signal, normsys=normsys)
 
 
+def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, edges: Edges,
+                     bandwidth: float, penalty_weight: float, normsys: NormSys | None,
+                     signal: str) -> float:
+    """The training loss on all validation events, without gradients, in eval mode."""
+    index = {name: torch.arange(x.shape[0], device=x.device) for name, x in data.x.items()}
+    scale = {name: 1.0 for name in data.x}
+    was_training = model.training
+    model.eval()
+    # the likelihood losses differentiate internally (Hessian, profile fits): no no_grad there
+    context = torch.no_grad() if strategy in ("ce", "penalty") else contextlib.nullcontext()
+    try:
+        with context:
+            return float(_loss(model, data, strategy, index, scale, edges, bandwidth,
+                               penalty_weight, normsys, signal).detach())
+    finally:
+        model.train(was_training)
+
+
 def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
                      nuisances: Sequence[Nuisance] = (), *, signal: str = "signal",
                      edges: Edges = (0.0, 0.25, 0.5, 0.75, 1.0), bandwidth: float = 0.1,
@@ -131,6 +156,9 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
                      steps: int = 100, lr: float = 1e-2, batch_size: int | None = None,
                      generator: torch.Generator | None = None,
                      progress: Callable[[int], None] | None = None,
+                     validation: Samples | None = None,
+                     validation_nuisances: Sequence[Nuisance] | None = None, patience: int = 5,
+                     validate_every: int = 10,
                      ) -> tuple[torch.nn.Module, TrainingHistory]:
     """Train ``model`` in place with Adam on one of :data:`STRATEGIES`; return it and its history.
 
@@ -164,6 +192,14 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         generator: seeds the batches (default: a generator seeded with 0); with the same model
             initialisation and seed, two runs give identical models on the CPU.
         progress: called after each step with the number of steps done.
+        validation: samples (and the same nuisances, for the systematic-aware losses) on which
+            the loss is evaluated every ``validate_every`` steps with all events; the model of
+            the best validation loss is kept, and training stops after ``patience``
+            evaluations without improvement (early stopping).
+        validation_nuisances: the nuisances of the validation samples; default ``nuisances``
+            (right for functions; precomputed variations hold their own events and need theirs).
+        patience: evaluations without improvement before stopping, >= 1.
+        validate_every: steps between validation evaluations, >= 1.
 
     Returns:
         ``(model, history)``: the same module, trained and in eval mode, and a
@@ -188,8 +224,19 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         raise ConfigError(f"train_classifier: penalty_weight = {penalty_weight}: must be >= 0")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"train_classifier: batch_size = {batch_size}: must be >= 1 or None")
-    data = prepare_samples(model, samples, nuisances if strategy != "ce" else (), signal, normsys)
+    used = nuisances if strategy != "ce" else ()
+    data = prepare_samples(model, samples, used, signal, normsys)
+    if validation_nuisances is not None and strategy == "ce":
+        validation_nuisances = ()
+    check = (None if validation is None else prepare_samples(
+        model, validation, used if validation_nuisances is None else validation_nuisances,
+        signal, normsys))
+    if patience < 1 or validate_every < 1:
+        raise ConfigError(f"train_classifier: patience = {patience}, validate_every = "
+                          f"{validate_every}: both must be >= 1")
     history = TrainingHistory(strategy)
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    stale = 0
     # no global random state: without a generator the batches come from a fixed seed
     batches = generator if generator is not None else torch.Generator().manual_seed(0)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
@@ -205,6 +252,21 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         history.loss.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1)
+        if check is not None and ((step + 1) % validate_every == 0 or step + 1 == steps):
+            value = _validation_loss(model, check, strategy, edges, bandwidth, penalty_weight,
+                                     normsys, signal)
+            history.validation_loss.append((step + 1, value))
+            if best is None or value < best[0]:
+                best, stale = (value, copy.deepcopy(model.state_dict())), 0
+                history.best_step = step + 1
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+    if best is not None:
+        model.load_state_dict(best[1])
+    else:
+        history.best_step = len(history.loss)
     model.eval()
     history.seconds = time.perf_counter() - start
     log.info("train_classifier: %s, %d steps, loss %.4g -> %.4g in %.1f s", strategy, steps,

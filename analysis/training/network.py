@@ -42,13 +42,14 @@ class TrainingResult:
     features: tuple[str, ...]
     stages: list[tuple[str, list[float]]] = field(default_factory=list)  # (loss name, losses)
     n_train_events: dict[str, int] = field(default_factory=dict)
+    best_steps: dict[str, int] = field(default_factory=dict)  # early stopping, per stage
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
         return {"model": self.model_kind, "strategy": self.strategy, "fold": self.fold,
                 "classes": list(CLASSES), "n_inputs": self.n_inputs,
                 "n_parameters": self.n_parameters, "features": list(self.features),
-                "n_train_events": self.n_train_events,
+                "n_train_events": self.n_train_events, "best_steps": self.best_steps,
                 "losses": {name: losses for name, losses in self.stages}}
 
 
@@ -79,8 +80,12 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy {strategy!r}: must be one of {STRATEGIES}")
     features = tuple(config.features.event)
-    samples, nuisances = training_samples(_read(tables), config, features, fold,
-                                          settings.n_folds, model_kind, train=True)
+    read = _read(tables)
+    samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
+                                          model_kind, train=True)
+    # early stopping looks at the held-out fold (the "validation fold" of the issue)
+    validation, validation_nuisances = training_samples(read, config, features, fold,
+                                                        settings.n_folds, model_kind, train=False)
     n_inputs = next(iter(samples.values()))[0].shape[1]
     torch.manual_seed(settings.seed + 1000 * fold)  # the same initialisation for every strategy
     if model_kind == "dnn":
@@ -97,10 +102,13 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                             features if model_kind == "dnn" else NODE_FEATURES,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()})
     generator = torch.Generator().manual_seed(settings.seed)
+    stopping = {"patience": settings.patience, "validate_every": settings.validate_every}
     _, history = train_classifier(model, samples, "ce", signal=SIGNAL_CLASS,
                                   steps=settings.ce_steps, lr=settings.learning_rate,
-                                  generator=generator)
+                                  generator=generator, validation=validation,
+                                  validation_nuisances=validation_nuisances, **stopping)
     result.stages.append(("ce", history.loss))
+    result.best_steps["ce"] = history.best_step
     if strategy != "ce":
         edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
         _, history = train_classifier(model, samples, strategy, nuisances, signal=SIGNAL_CLASS,
@@ -108,8 +116,10 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                                       penalty_weight=settings.penalty_weight,
                                       steps=settings.strategy_steps,
                                       lr=settings.strategy_learning_rate,
-                                      generator=generator)
+                                      generator=generator, validation=validation,
+                                      validation_nuisances=validation_nuisances, **stopping)
         result.stages.append((strategy, history.loss))
+        result.best_steps[strategy] = history.best_step
     return result
 
 

@@ -33,7 +33,10 @@ def test_train_model_branches(store: Path) -> None:
         metadata = json.loads((directory / "model.json").read_text())
         assert metadata["provenance"]["config_sha256"] == config.digest
         assert list(metadata["losses"]) == ["ce", strategy]
-        assert len(metadata["losses"][strategy]) == training.strategy_steps
+        # early stopping on the held-out fold: at most the configured steps, the best one kept
+        for stage, losses in metadata["losses"].items():
+            assert 1 <= metadata["best_steps"][stage] <= len(losses)
+        assert len(metadata["losses"][strategy]) <= training.strategy_steps
         state = torch.load(directory / "model.pt", weights_only=True)
         counts[model_kind] = sum(v.numel() for k, v in state.items()
                                  if k not in ("mean", "std"))  # DNN buffers are no parameters

@@ -147,3 +147,24 @@ def test_precomputed_variation_with_other_events_trains() -> None:
         bad = Nuisance.precomputed("jes", {"background": ((np.zeros((5, 3)), np.ones(5)),
                                                           (x, w))})
         evaluate_sigma_mu(_model(), samples, [bad], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("strategy", ["ce", "inference"])
+def test_early_stopping_keeps_the_best_validation_model(strategy: str) -> None:
+    samples, validation = _samples(3), _samples(4)
+    model, history = train_classifier(_model(), samples, strategy, _nuisances(), steps=60,
+                                      lr=0.2, validation=validation, patience=2,
+                                      validate_every=5)
+    steps, values = zip(*history.validation_loss)
+    assert history.best_step == steps[int(np.argmin(values))]
+    assert len(history.loss) == steps[-1]  # stopped at an evaluation (or ran to the end)
+    if len(history.loss) < 60:  # stopped early: the last `patience` evaluations were worse
+        assert all(v >= min(values) for v in values[-2:])
+    from analysis.training.fit import _validation_loss
+    from analysis.training.samples import prepare_samples
+
+    used = _nuisances() if strategy != "ce" else []
+    check = prepare_samples(model, validation, used, "signal", None)
+    kept = _validation_loss(model, check, strategy, (0.0, 0.25, 0.5, 0.75, 1.0), 0.1, 1.0, None,
+                            "signal")
+    assert kept == pytest.approx(min(values), rel=1e-6)  # the best model is the one returned
