@@ -78,3 +78,23 @@ def test_lepton_efficiency_and_resolution(tiny_config: AnalysisConfig, rng: np.r
     assert identified.mean() == pytest.approx(expected, abs=0.013)
     assert np.std(pt / 50.0) == pytest.approx(resolution, rel=0.03)
     assert all(r[7] == 0.0 for r in records)  # nothing but itself in the cone: isolated
+
+
+def test_met_noise_follows_the_resolution(tiny_config: AnalysisConfig,
+                                          rng: np.random.Generator) -> None:
+    import awkward as ak
+
+    from analysis.events.nanoaod import _leptons_and_met
+    from analysis.events.pythia import HadronLevelEvents
+
+    # balanced events (two back-to-back 100 GeV particles, no jets, no leptons): any MET is noise
+    pair = np.array([[100.0, 0.0, 0.0, 100.0, PARTICLE], [-100.0, 0.0, 0.0, 100.0, PARTICLE]])
+    n = 20_000
+    events = HadronLevelEvents(particles=[pair] * n, leptons=[np.zeros((0, 6))] * n)
+    no_jets = ak.Array([[]] * n)
+    no_jets = ak.zip({"pt": no_jets, "pt_gen": no_jets, "phi": no_jets})
+    _, _, met_pt, met_phi = _leptons_and_met(events, no_jets, tiny_config.detector, rng)
+    sigma = tiny_config.detector.met_resolution * np.sqrt(200.0)  # per component, sum E_T = 200
+    met_x = met_pt * np.cos(met_phi)
+    assert np.std(met_x) == pytest.approx(sigma, rel=0.03)
+    assert np.mean(met_x) == pytest.approx(0.0, abs=5 * sigma / np.sqrt(n))
