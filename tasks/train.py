@@ -10,12 +10,13 @@ from analysis.plotting.training import plot_training_curves
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.training.network import export_onnx, save_checkpoint, train_network
 from tasks.base import DiffanaTask, write_json_atomic
+from tasks.gpu import GpuWorkflow
 from tasks.skim import Skim
 
 __all__ = ["TrainModel"]
 
 
-class TrainModel(DiffanaTask, law.LocalWorkflow):
+class TrainModel(DiffanaTask, GpuWorkflow):
     """Train one network per fold x model x strategy (config ``training:``).
 
     The held-out fold (``event % n_folds == fold``) is not used for training; Evaluate uses it.
