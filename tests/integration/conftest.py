@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import luigi
@@ -40,6 +45,21 @@ def train_output(store: Path, branch: int) -> dict[str, Path]:
         return {key: Path(target.abspath) for key, target in task.output().items()}
 
 
+def law_cfg_with(path: Path, sections: dict[str, dict[str, str]]) -> Path:
+    """Write the repository's law.cfg to ``path`` with ``sections`` replaced (a site's config)."""
+    parser = configparser.ConfigParser(allow_no_value=True, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep "+Attribute" case
+    parser.read(REPO / "law.cfg")
+    for name, options in sections.items():
+        parser.remove_section(name)
+        parser.add_section(name)
+        for key, value in options.items():
+            parser.set(name, key, value)
+    with open(path, "w") as stream:
+        parser.write(stream)
+    return path
+
+
 def law_run(args: Sequence[str], env: dict[str, str], cwd: Path,
             timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     """``law run <args>`` in a subprocess (the user's command line; law builds job commands from
@@ -51,3 +71,116 @@ def law_run(args: Sequence[str], env: dict[str, str], cwd: Path,
         raise AssertionError(f"law run {' '.join(args)}: exit {result.returncode}\n"
                              f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+SLURM_CONF = """\
+ClusterName=diffana
+SlurmctldHost=localhost(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={dir}/munge/munge.socket
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/slurmctld.log
+SlurmdLogFile={dir}/slurmd.log
+# no cgroups in a container: plain process tracking, no task binding, no accounting
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+ReturnToService=2
+# finished jobs stay visible to squeue (law polls with --states=all)
+MinJobAge=600
+MpiDefault=none
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(pid_file: Path) -> None:
+    """Terminate the daemon whose pid ``pid_file`` holds (one we started), and wait for it."""
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().split()[0])
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            # a daemon is reparented to init; where nothing reaps it, it stays a zombie ("Z")
+            if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, FileNotFoundError):
+        pass
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A one-node Slurm cluster on 127.0.0.1 (munged, slurmctld, slurmd as root, a CPU partition
+    ``cpu``); yields the environment (``SLURM_CONF``) that its commands need. Skips where Debian's
+    slurm-wlm and munge are not installed (``.ci/run`` installs them) or we are not root."""
+    binaries = ("munged", "munge", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"Slurm/munge not installed ({', '.join(missing)} missing): apt-get install "
+                    f"slurm-wlm munge")
+    if os.geteuid() != 0:
+        pytest.skip("the one-node Slurm cluster runs slurmd as root")
+    base = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "munge"):
+        (base / sub).mkdir()
+    os.chmod(base / "munge", 0o700)  # munged refuses group/world-accessible directories
+    key = base / "munge" / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    conf = base / "slurm.conf"
+    memory_mb = min(4096, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2)
+    conf.write_text(SLURM_CONF.format(dir=base, ctld_port=_free_port(), slurmd_port=_free_port(),
+                                      cpus=os.cpu_count() or 1, memory_mb=memory_mb))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    munge = base / "munge"
+    started: list[Path] = []
+    try:
+        subprocess.run(["munged", "--force", f"--socket={munge}/munge.socket",
+                        f"--key-file={key}", f"--pid-file={munge}/munged.pid",
+                        f"--log-file={munge}/munged.log", f"--seed-file={munge}/munged.seed"],
+                       check=True, env=env)
+        started.append(munge / "munged.pid")
+        subprocess.run(["slurmctld", "-i"], check=True, env=env)
+        started.append(base / "slurmctld.pid")
+        subprocess.run(["slurmd", "-N", "localhost"], check=True, env=env)
+        started.append(base / "slurmd.pid")
+        deadline = time.monotonic() + 30
+        while True:
+            state = subprocess.run(["sinfo", "--noheader", "--format=%T"], env=env, text=True,
+                                   capture_output=True, check=False).stdout.strip()
+            if state == "idle":
+                break
+            if time.monotonic() > deadline:
+                logs = "\n".join((base / f).read_text()[-2000:] for f in
+                                 ("slurmctld.log", "slurmd.log") if (base / f).exists())
+                raise RuntimeError(f"Slurm node not idle after 30 s (state {state!r}):\n{logs}")
+            time.sleep(0.2)
+        yield {"SLURM_CONF": str(conf)}
+    finally:
+        subprocess.run(["scancel", "--full", "--quiet", "--partition=cpu"], env=env, check=False,
+                       capture_output=True)
+        for pid_file in reversed(started):
+            _stop(pid_file)

@@ -1,0 +1,103 @@
+"""TrainModel --workflow slurm: the job file of each share, and real jobs on a one-node cluster
+(the ``slurm_cluster`` fixture) that train, with a job that fails once and is retried."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks.gpu import REPO_ROOT
+from tasks.train import TrainModel
+from tests.integration.conftest import SKIM_VERSION, law_cfg_with, law_run, train_output
+
+pytestmark = pytest.mark.slow
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# fake sbatch: keep the job file, answer as the real one does
+cp "${@: -1}" "$CAPTURE_DIR/job_$(date +%s%N).sh"
+echo "Submitted batch job 4343"
+"""
+
+# sourced before the real bootstrap: the first job attempt of the whole run fails (mkdir is
+# atomic, so exactly one attempt sees the marker missing)
+FAIL_ONCE = """\
+if mkdir "{marker}" 2>/dev/null; then
+    >&2 echo "diffana test: this attempt fails on purpose"
+    return 1
+fi
+"""
+
+
+def sbatch_lines(job_file: Path) -> list[str]:
+    return [line for line in job_file.read_text().splitlines() if line.startswith("#SBATCH")]
+
+
+@pytest.mark.parametrize(("share", "options", "expected"), [
+    ("0.25", ["--gpu-memory-gb", "20"],
+     ["#SBATCH --gres=mps:25", "#SBATCH --export=ALL,CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=20G",
+      "#SBATCH --cpus-per-task=1", "#SBATCH --mem=4096M", "#SBATCH --time=01:00:00"]),
+    ("2", ["--cpus", "8", "--memory-gb", "16", "--runtime-minutes", "90"],
+     ["#SBATCH --gres=gpu:2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=16384M",
+      "#SBATCH --time=01:30:00"]),
+])
+def test_job_file_of_share(share: str, options: list[str], expected: list[str],
+                           skimmed_store: Path, tmp_path: Path) -> None:
+    capture, bin_dir = tmp_path / "captured", tmp_path / "bin"
+    capture.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"slurm_site": {
+        "partition": "gpu", "request_gres": "true", "account": "cms"}})
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
+           "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
+           "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+    law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
+             "--workflow", "slurm", "--branches", "0", "--no-poll", "--ignore-submission",
+             "--gpu-share", share, *options], env, tmp_path)
+    (job_file,) = capture.iterdir()
+    lines = sbatch_lines(job_file)
+    for line in expected:
+        assert line in lines
+    assert "#SBATCH --partition=gpu" in lines and "#SBATCH --account=cms" in lines
+    assert sum(line.startswith("#SBATCH --gres") for line in lines) == 1
+
+
+@pytest.mark.batch
+def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, str],
+                                                      skimmed_store: Path,
+                                                      tmp_path: Path) -> None:
+    branches = (3, 4)  # not branch 0, which the HTCondor wrapper test trains in the same store
+    outputs = {b: train_output(skimmed_store, b) for b in branches}
+    branch_map = TrainModel(version=SKIM_VERSION, config="tth_bb_tiny").get_branch_map()
+    assert not any(p.exists() for out in outputs.values() for p in out.values())
+    marker = tmp_path / "failed_once"
+    bootstrap = tmp_path / "bootstrap_fail_once.sh"
+    bootstrap.write_text(FAIL_ONCE.format(marker=marker)
+                         + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
+    # a CPU cluster: no --gres (the job file test above checks it); the rest of the share applies
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
+        "slurm_site": {"partition": "cpu", "request_gres": "false"},
+        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": str(REPO_ROOT / ".venv")}})
+    env = {**slurm_cluster, "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
+           "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+    result = law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config",
+                      "tth_bb_tiny", "--workflow", "slurm", "--branches",
+                      f"{branches[0]}:{branches[-1] + 1}", "--gpu-share", "0.25", "--memory-gb",
+                      "1", "--retries", "1", "--poll-interval", "2s"], env, tmp_path,
+                     timeout_s=170)
+    assert marker.is_dir()  # one attempt did fail
+    for b in branches:
+        assert all(path.exists() for path in outputs[b].values()), b
+        metadata = json.loads(outputs[b]["metadata"].read_text())
+        assert (metadata["fold"], metadata["model"], metadata["strategy"]) == branch_map[b]
+    assert "status: retry" in result.stdout  # law saw the failure and resubmitted
+    records = [json.loads(path.read_text())  # law's job records (the tests above leave some)
+               for path in (skimmed_store / "tth_bb_tiny").rglob("slurm_jobs_*.json")]
+    (record,) = [r for r in records
+                 if sorted(job["branches"] for job in r["jobs"].values()) == [[3], [4]]]
+    assert sorted(job["status"] for job in record["jobs"].values()) == ["finished", "finished"]
+    assert list(record["attempts"].values()) == [1]  # exactly one job needed a second attempt
