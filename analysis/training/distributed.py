@@ -1,0 +1,147 @@
+"""Data-parallel training over several devices in one job (a share of n >= 2 whole GPUs).
+
+One process per device (``torch.multiprocessing.spawn``), each holding a replica wrapped in
+:class:`torch.nn.parallel.DistributedDataParallel`: every rank computes the loss on its own shard
+of the events, DDP averages the gradients over the ranks (an all-reduce), and every replica takes
+the same optimiser step. With equal shards and a mean loss the averaged gradient is the gradient
+of the full batch, so ``world_size`` replicas train the same model as one process would on all the
+events, up to the rounding of the all-reduce (Li et al., "PyTorch Distributed", VLDB 2020,
+arXiv:2006.15704, sec. 3). Backends: ``nccl`` for GPUs (one per rank, ``cuda:<rank>`` of the
+job's ``CUDA_VISIBLE_DEVICES``), ``gloo`` for the CPU (the tests).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from analysis.errors import InputDataError, ResourceError
+
+__all__ = ["BACKENDS", "shard_slice", "train_data_parallel", "train_single_process"]
+
+BACKENDS = ("gloo", "nccl")
+"""torch.distributed backends: ``gloo`` (CPU tensors), ``nccl`` (CUDA tensors)."""
+
+ModelFactory = Callable[[], nn.Module]
+
+
+def shard_slice(n_events: int, rank: int, world_size: int) -> slice:
+    """The contiguous shard of ``rank``: ``n_events // world_size`` events each.
+
+    The last ``n_events % world_size`` events are left out, so that every shard has the same size
+    and the average of the shard gradients is the full-batch gradient.
+
+    Raises:
+        InputDataError: if there are fewer events than ranks, or ``rank`` is not in the world.
+
+    Example:
+        >>> shard_slice(10, 1, 3)
+        slice(3, 6, None)
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise InputDataError(f"shard_slice: rank {rank} not in a world of size {world_size}")
+    size = n_events // world_size
+    if size == 0:
+        raise InputDataError(f"shard_slice: {n_events} events cannot be shared by {world_size} "
+                             f"ranks (need at least one each)")
+    return slice(rank * size, (rank + 1) * size)
+
+
+def _sgd_steps(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, steps: int,
+               lr: float) -> None:
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(model(x), labels).backward()
+        optimiser.step()
+
+
+def train_single_process(make_model: ModelFactory, x: torch.Tensor, labels: torch.Tensor, *,
+                         steps: int, lr: float, seed: int) -> dict[str, torch.Tensor]:
+    """Reference: full-batch SGD on cross entropy in this process.
+
+    Args:
+        make_model: builds the network (its initialisation is drawn after ``seed``).
+        x: ``(n_events, n_features)`` inputs.
+        labels: ``(n_events,)`` class indices (int64).
+        steps: optimiser steps.
+        lr: learning rate.
+        seed: torch seed for the initialisation.
+
+    Returns:
+        The final state dict (CPU tensors).
+    """
+    torch.manual_seed(seed)
+    model = make_model()
+    _sgd_steps(model, x, labels, steps, lr)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _worker(rank: int, world_size: int, init_file: str, backend: str, make_model: ModelFactory,
+            x: torch.Tensor, labels: torch.Tensor, steps: int, lr: float, seed: int,
+            out_dir: str) -> None:
+    """One rank: join the group, train its replica on its shard, save the final state dict."""
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
+                            world_size=world_size)
+    try:
+        device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
+        torch.manual_seed(seed)  # DDP also broadcasts rank 0's parameters at construction
+        model = make_model().to(device)
+        ids = [rank] if device.type == "cuda" else None
+        replica = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        part = shard_slice(len(labels), rank, world_size)
+        _sgd_steps(replica, x[part].to(device), labels[part].to(device), steps, lr)
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        tmp = os.path.join(out_dir, f".rank{rank}.pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def train_data_parallel(make_model: ModelFactory, x: torch.Tensor, labels: torch.Tensor, *,
+                        steps: int, lr: float, seed: int, world_size: int, workdir: str | Path,
+                        backend: str = "gloo") -> list[dict[str, torch.Tensor]]:
+    """Train ``world_size`` DDP replicas, one process each, on equal shards of the events.
+
+    Args:
+        make_model: builds the network; must pickle (a top-level function or a
+            ``functools.partial`` of one), since each rank builds its own replica.
+        x: ``(n_events, n_features)`` inputs, shared by all ranks (each takes its shard).
+        labels: ``(n_events,)`` class indices (int64).
+        steps: optimiser steps (full shard per step).
+        lr: SGD learning rate.
+        seed: torch seed for the initialisation (the same on every rank).
+        world_size: number of processes (GPUs of the share for ``nccl``).
+        workdir: an empty directory for the rendezvous file and the ranks' state dicts.
+        backend: one of :data:`BACKENDS`.
+
+    Returns:
+        The final state dict of every rank, in rank order (CPU tensors).
+
+    Raises:
+        ResourceError: unknown backend, ``world_size < 1``, or fewer CUDA devices than ranks for
+            ``nccl``.
+        InputDataError: fewer events than ranks.
+    """
+    if backend not in BACKENDS:
+        raise ResourceError(f"train_data_parallel: backend {backend!r}: must be one of {BACKENDS}")
+    if world_size < 1:
+        raise ResourceError(f"train_data_parallel: world_size = {world_size}: must be >= 1")
+    if backend == "nccl" and torch.cuda.device_count() < world_size:
+        raise ResourceError(f"train_data_parallel: {world_size} ranks need {world_size} CUDA "
+                            f"devices, {torch.cuda.device_count()} visible")
+    shard_slice(len(labels), 0, world_size)  # fail before spawning
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    init_file = workdir / "rendezvous"
+    init_file.unlink(missing_ok=True)  # a stale file from an earlier run would hang the group
+    mp.spawn(_worker, args=(world_size, str(init_file), backend, make_model, x, labels, steps, lr,
+                            seed, str(workdir)), nprocs=world_size, join=True)
+    return [torch.load(workdir / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
