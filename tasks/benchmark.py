@@ -1,0 +1,64 @@
+"""BenchmarkGPUSharing: N concurrent trainings exclusive, time-sliced and under MPS, per intensity."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import law
+import luigi
+
+from analysis.gpu.sharing import (INTENSITIES, Intensity, format_table, plot_sharing,
+                                  require_device, run_sharing_benchmark)
+from tasks.base import DiffanaTask, write_json_atomic
+from tasks.gpu import GpuWorkflow
+
+__all__ = ["BenchmarkGPUSharing"]
+
+# --size tiny: the same networks, small enough for a CPU smoke test
+_TINY = {"low": Intensity("low", "dnn", 500, 256, 10), "medium": Intensity("medium", "gnn", 500,
+                                                                           64, 4)}
+
+
+class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
+    """GPU-sharing benchmark (issue 5): one branch per intensity (``low``: the DNN, ``medium``:
+    the GNN), N in ``--n-jobs`` concurrent trainings in each mode; a table (JSON, Markdown) and
+    a plot per branch. Needs a whole GPU (law.cfg default share 1); refuses to run without one
+    unless ``--device cpu`` (a smoke test, no MPS rows)."""
+
+    device = luigi.ChoiceParameter(choices=("cuda", "cpu"), default="cuda",
+                                   description="cuda (the benchmark) or cpu (smoke test); "
+                                   "default: cuda")
+    n_jobs = law.CSVParameter(cls=luigi.IntParameter, default=(1, 2, 4, 8),
+                              description="numbers of concurrent trainings; default: 1,2,4,8")
+    size = luigi.ChoiceParameter(choices=("full", "tiny"), default="full",
+                                 description="full (issue 5's intensities) or tiny; default: full")
+
+    def create_branch_map(self) -> dict[int, str]:
+        return dict(enumerate(INTENSITIES))
+
+    def store_parts(self) -> tuple[str, ...]:
+        return super().store_parts() + (f"{self.device}_{self.size}",)
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        name = self.branch_data
+        return {"json": self.target(f"{name}.json"), "table": self.target(f"{name}.md"),
+                "plot": self.target(f"{name}.png")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        require_device(self.device)  # before anything is written: a clear ResourceError
+        intensity = (_TINY if self.size == "tiny" else INTENSITIES)[self.branch_data]
+        rows = run_sharing_benchmark(self.device, tuple(self.n_jobs), (intensity,))
+        outputs = self.output()
+        outputs["json"].parent.touch()
+        write_json_atomic(outputs["json"].abspath, {
+            "intensity": dataclasses.asdict(intensity), "device": self.device,
+            "rows": [dataclasses.asdict(r) for r in rows], "provenance": self.provenance()})
+        table = format_table(rows)
+        tmp = f"{outputs['table'].abspath}.tmp{os.getpid()}"
+        with open(tmp, "w") as stream:
+            stream.write(table + "\n")
+        os.replace(tmp, outputs["table"].abspath)
+        plot_sharing(rows, os.path.splitext(outputs["plot"].abspath)[0])
+        self.publish_message(f"{intensity.name} intensity on {self.device}:\n{table}")
