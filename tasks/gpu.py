@@ -75,7 +75,8 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     """Workflow base of GPU tasks: a GPU share, translated for local, HTCondor and Slurm runs."""
 
     gpu_share = luigi.Parameter(default="1", significant=False, description="share of one GPU "
-                                "(0 < f < 1, via MPS) or a whole number of GPUs; default: 1")
+                                "(0 < f < 1, via MPS) or a whole number of GPUs; default: law.cfg "
+                                "[luigi_<TaskFamily>] gpu_share, else 1")
     gpu_memory_gb = luigi.FloatParameter(default=0.0, significant=False, description="device "
                                          "memory per GPU in GiB; 0: the share's fraction of "
                                          "[diffana_gpu] card_memory_gb; default: 0")

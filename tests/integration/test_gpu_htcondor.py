@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from tests.integration.conftest import REPO, SKIM_VERSION, law_run, train_output
+from tests.integration.conftest import SKIM_VERSION, law_cfg_with, law_run, train_output
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +25,9 @@ echo "Submitting job(s)$(printf '.%.0s' $(seq "$n"))"
 echo "$n job(s) submitted to cluster 4242."
 """
 
-SITE_LINES = """
-[htcondor_site]
-universe: vanilla
-accounting_group: cms.higgs
-runtime_attribute: +MaxRuntime
-runtime_unit: s
-share_attribute: +DiffanaGpuShare
-+SingularityImage: "/cvmfs/unpacked.cern.ch/almalinux:9"
-"""
+SITE = {"universe": "vanilla", "accounting_group": "cms.higgs", "runtime_attribute": "+MaxRuntime",
+        "runtime_unit": "s", "share_attribute": "+DiffanaGpuShare",
+        "+SingularityImage": '"/cvmfs/unpacked.cern.ch/almalinux:9"'}
 
 # share, extra command-line options, expected submit commands (htcondor2 names "+X" as "MY.X")
 CASES = [
@@ -64,10 +57,7 @@ def condor_env(tmp_path: Path, skimmed_store: Path) -> dict[str, str]:
     fake = bin_dir / "condor_submit"
     fake.write_text(FAKE_CONDOR_SUBMIT)
     fake.chmod(0o755)
-    law_cfg = tmp_path / "law.cfg"
-    text = (REPO / "law.cfg").read_text()
-    text = re.sub(r"\n\[htcondor_site\]\n(?:[^\[].*\n|\n)*?(?=\n\[|\Z)", "\n", text)
-    law_cfg.write_text(text + SITE_LINES)
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"htcondor_site": SITE})
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
             "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
             "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}

@@ -45,6 +45,7 @@ def sbatch_lines(job_file: Path) -> list[str]:
 ])
 def test_job_file_of_share(share: str, options: list[str], expected: list[str],
                            skimmed_store: Path, tmp_path: Path) -> None:
+    # branch 7: not trained by any test of the session, so law submits it
     capture, bin_dir = tmp_path / "captured", tmp_path / "bin"
     capture.mkdir()
     bin_dir.mkdir()
@@ -56,7 +57,7 @@ def test_job_file_of_share(share: str, options: list[str], expected: list[str],
            "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
     law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
-             "--workflow", "slurm", "--branches", "0", "--no-poll", "--ignore-submission",
+             "--workflow", "slurm", "--branches", "7", "--no-poll", "--ignore-submission",
              "--gpu-share", share, *options], env, tmp_path)
     (job_file,) = capture.iterdir()
     lines = sbatch_lines(job_file)
@@ -70,7 +71,8 @@ def test_job_file_of_share(share: str, options: list[str], expected: list[str],
 def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, str],
                                                       skimmed_store: Path,
                                                       tmp_path: Path) -> None:
-    branches = (3, 4)  # not branch 0, which the HTCondor wrapper test trains in the same store
+    # branches that no other test in the session trains (the HTCondor wrapper test trains 0)
+    branches = (3, 4)
     outputs = {b: train_output(skimmed_store, b) for b in branches}
     branch_map = TrainModel(version=SKIM_VERSION, config="tth_bb_tiny").get_branch_map()
     assert not any(p.exists() for out in outputs.values() for p in out.values())
