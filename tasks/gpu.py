@@ -98,6 +98,12 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
                               cpus=self.cpus, host_memory_gb=self.memory_gb,
                               runtime_minutes=self.runtime_minutes, card_memory_gb=card)
 
+    @property
+    def data_parallel_size(self) -> int:
+        """Processes for data-parallel training: one per whole GPU of the share (n >= 2 means
+        :func:`~analysis.training.distributed.train_data_parallel`), 1 otherwise."""
+        return 1 if self.share.is_fractional else self.share.n_gpus
+
     def _store_dir(self, *parts: str) -> str:
         return os.path.abspath(self.target(*parts).path)
 
