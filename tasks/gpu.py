@@ -29,7 +29,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, ResourceError
 from analysis.gpu.device import gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import (GpuShare, HTCondorSite, htcondor_submit_lines, local_environment,
@@ -113,8 +113,18 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         """luigi resource ``gpu`` of a local branch: ``[diffana_gpu] slots_per_gpu`` per GPU."""
         if not self.is_branch() or _in_remote_job():
             return {}  # inside a batch job the batch system has already allotted the share
-        slots = int(_option(_GPU_SECTION, "slots_per_gpu", "100"))
-        return {"gpu": luigi_gpu_slots(self.share, slots)}
+        # luigi counts an unconfigured resource as 1 unit and never runs a task that needs more
+        total = luigi.configuration.get_config().getint("resources", "gpu", 0)
+        if total < 1:
+            log.warning("%s: no [luigi_resources] gpu in law.cfg: GPU shares are not packed",
+                        self.task_family)
+            return {}
+        slots = luigi_gpu_slots(self.share, int(_option(_GPU_SECTION, "slots_per_gpu", "100")))
+        if slots > total:
+            raise ResourceError(f"{self.task_family}: GPU share {self.share.spec!r} needs {slots} "
+                                f"units of the luigi resource gpu, the machine has {total} "
+                                f"([luigi_resources] gpu in law.cfg)")
+        return {"gpu": slots}
 
     def mps_daemon(self) -> MpsDaemon:
         """The local MPS control daemon, with pipe and log directories under the store."""

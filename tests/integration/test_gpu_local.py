@@ -15,6 +15,7 @@ import luigi
 import pytest
 
 import tasks.gpu
+from analysis.errors import ResourceError
 from analysis.gpu.mps import MPS_CONTROL
 from tasks.base import DiffanaTask
 from tasks.gpu import GpuWorkflow
@@ -81,6 +82,8 @@ def max_concurrent(records: list[dict]) -> int:
 def test_branch_takes_share_of_gpu_slots(share: str, slots: int, store: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAW_JOB_HOME", raising=False)
+    monkeypatch.setattr(luigi.configuration.get_config(), "getint",
+                        lambda section, option, default=None: 200)  # a machine with 2 GPUs
     branch = TrainModel(version="t1", config="tth_bb_tiny", branch=0, gpu_share=share,
                         gpu_memory_gb=8)
     assert branch.process_resources() == {"gpu": slots}
@@ -88,6 +91,15 @@ def test_branch_takes_share_of_gpu_slots(share: str, slots: int, store: Path,
     assert workflow.process_resources() == {}  # the workflow itself holds no GPU
     monkeypatch.setenv("LAW_JOB_HOME", "/scratch/job_1")  # inside a batch job: already allotted
     assert branch.process_resources() == {}
+
+
+def test_share_beyond_the_machine_is_refused() -> None:
+    branch = TrainModel(version="t1", config="tth_bb_tiny", branch=0, gpu_share="2",
+                        gpu_memory_gb=8)
+    assert luigi.configuration.get_config().getint("resources", "gpu") == 100  # law.cfg: 1 GPU
+    with pytest.raises(ResourceError, match=r"GPU share '2' needs 200 units of the luigi "
+                       r"resource gpu, the machine has 100"):
+        branch.process_resources()
 
 
 def test_default_share_comes_from_law_cfg() -> None:
