@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import htcondor2
@@ -57,7 +58,8 @@ def condor_env(tmp_path: Path, skimmed_store: Path) -> dict[str, str]:
     fake = bin_dir / "condor_submit"
     fake.write_text(FAKE_CONDOR_SUBMIT)
     fake.chmod(0o755)
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"htcondor_site": SITE})
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"htcondor_site": SITE, "diffana_remote": {
+        "bootstrap_file": "tasks/bootstrap.sh", "venv": sys.prefix}})  # the venv running pytest
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
             "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
             "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
     # a CPU cluster: no --gres (the job file test above checks it); the rest of the share applies
     law_cfg = law_cfg_with(tmp_path / "law.cfg", {
         "slurm_site": {"partition": "cpu", "request_gres": "false"},
-        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": str(REPO_ROOT / ".venv")}})
+        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
     env = {**slurm_cluster, "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
     result = law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config",
