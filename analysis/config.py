@@ -26,7 +26,10 @@ __all__ = [
     "AnalysisConfig",
     "CrossSection",
     "Dataset",
+    "Cut",
     "GeneratorSettings",
+    "InferenceSettings",
+    "LearnedCutsSettings",
     "Process",
     "Training",
     "load_config",
@@ -208,6 +211,46 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Cut:
+    """One learnable cut of the skim: ``feature > threshold`` or ``feature < threshold``."""
+
+    feature: str
+    direction: Literal[">", "<"]
+
+
+@dataclass(frozen=True)
+class LearnedCutsSettings:
+    """LearnCuts: thresholds learned with soft cuts and an annealed slope (Watts, CHEP 2023)."""
+
+    cuts: tuple[Cut, ...]
+    # "sigma_mu": expected sigma_mu with every systematic of the binned `discriminant`;
+    # "significance": Asimov significance of the selected yields with `background_uncertainty`
+    objective: Literal["sigma_mu", "significance"] = "sigma_mu"
+    discriminant: str = "mbb_closest"  # feature histogrammed by the sigma_mu objective
+    n_bins: int = field(default=8, metadata=_check(1))  # of the discriminant
+    background_uncertainty: float = field(default=0.1, metadata=_check(0.0))  # relative
+    min_background: float = field(default=1.0, metadata=_check(0.0, exclusive=True))  # events
+    initial_quantile: float = field(default=0.05, metadata=_check(0.0, exclusive=True))
+    steps: int = field(default=200, metadata=_check(1))
+    learning_rate: float = field(default=0.05, metadata=_check(0.0, exclusive=True))  # per scale
+    slope_start: float = field(default=2.0, metadata=_check(0.0, exclusive=True))
+    slope_end: float = field(default=50.0, metadata=_check(0.0, exclusive=True))
+    n_tradeoff_points: int = field(default=13, metadata=_check(2))  # of ReduceEvents' table
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """CreateHistograms, BuildWorkspace and Fit: binning of the NN score and the fits."""
+
+    n_bins: int = field(default=10, metadata=_check(1))  # of the signal score in [0, 1]
+    pseudo_data_seed: int = field(default=7, metadata=_check(0))
+    scan_points: int = field(default=21, metadata=_check(3))  # profile-likelihood scan in mu
+    scan_max: float = field(default=3.0, metadata=_check(0.0, exclusive=True))
+    limit_max: float = field(default=10.0, metadata=_check(0.0, exclusive=True))  # of mu
+    limit_points: int = field(default=41, metadata=_check(3))  # CLs grid in [0, limit_max]
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     """One analysis: processes, datasets, luminosity, objects, selection, features, systematics."""
 
@@ -222,6 +265,8 @@ class AnalysisConfig:
     detector: Detector
     systematics: Systematics
     training: Training = field(default_factory=Training)
+    cuts: LearnedCutsSettings | None = None  # LearnCuts/ReduceEvents; None: no learned skim
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     description: str = ""
     source: str = ""  # the file this was read from (filled by load_config)
     digest: str = ""  # sha256 of the file's content, the config hash of the provenance
@@ -390,6 +435,16 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if dataset.generator and dataset.generator.chunk_size > dataset.generator.n_events:
             _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
                   f"must be <= n_events ({dataset.generator.n_events})")
+    if config.cuts is not None:
+        for i, cut in enumerate(config.cuts.cuts):
+            if cut.feature not in EVENT_FEATURES:
+                _fail(path, f"cuts.cuts[{i}].feature", cut.feature,
+                      f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+        if not config.cuts.cuts:
+            _fail(path, "cuts.cuts", [], "needs at least one cut")
+        if config.cuts.discriminant not in EVENT_FEATURES:
+            _fail(path, "cuts.discriminant", config.cuts.discriminant,
+                  f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
     for name in config.features.event:
         if name not in EVENT_FEATURES:
             _fail(path, "features.event", name,

@@ -74,11 +74,11 @@ class DiffanaTask(law.Task):
                 "task": self.task_family, "version": self.version, "seed": seed,
                 "python": platform.python_version(), "packages": versions}
 
-    def progress(self, total: int, description: str) -> Callable[[int], None]:
+    def progress(self, total: int, description: str, unit: str = "ev") -> Callable[[int], None]:
         """A callback ``f(n_done)`` that draws a terminal bar and publishes law's progress."""
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc=description, unit="ev", leave=False, mininterval=1.0)
+        bar = tqdm(total=total, desc=description, unit=unit, leave=False, mininterval=1.0)
         step = max(total // 100, 1)
 
         def update(done: int) -> None:

@@ -7,16 +7,15 @@ import os
 import law
 
 from analysis.plotting.training import plot_training_curves
-from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.training.network import export_onnx, save_checkpoint, train_network
 from tasks.base import DiffanaTask, write_json_atomic
 from tasks.gpu import GpuWorkflow
-from tasks.skim import Skim
+from tasks.cuts import SelectionMixin
 
 __all__ = ["TrainModel"]
 
 
-class TrainModel(DiffanaTask, GpuWorkflow):
+class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     """Train one network per fold x model x strategy (config ``training:``).
 
     The held-out fold (``event % n_folds == fold``) is not used for training; Evaluate uses it.
@@ -31,11 +30,11 @@ class TrainModel(DiffanaTask, GpuWorkflow):
 
     def workflow_requires(self) -> dict[str, law.Task]:
         reqs = super().workflow_requires()
-        reqs["skim"] = Skim.req(self, branch=-1)
+        reqs["events"] = self.selection_requires()
         return reqs
 
     def requires(self) -> law.Task:
-        return Skim.req(self, branch=-1)  # every dataset's skim, all shifts
+        return self.selection_requires()  # every dataset's events, all shifts
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         fold, model, strategy = self.branch_data
@@ -48,7 +47,7 @@ class TrainModel(DiffanaTask, GpuWorkflow):
     @law.decorator.safe_output
     def run(self) -> None:
         fold, model_kind, strategy = self.branch_data
-        tables = self._skim_tables()
+        tables = self.selection_tables()
         result = train_network(tables, self.analysis_config, fold, model_kind, strategy)
         outputs = self.output()
         outputs["model"].parent.touch()
@@ -60,10 +59,3 @@ class TrainModel(DiffanaTask, GpuWorkflow):
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
         self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "
                              f"parameters, final loss {result.stages[-1][1][-1]:.4g}")
-
-    def _skim_tables(self) -> dict[str, dict[str, str]]:
-        """dataset -> shift -> Parquet path of the skim (read by ``train_network``)."""
-        skims = self.input()["collection"].targets
-        datasets = Skim.req(self, branch=-1).get_branch_map()
-        return {datasets[b]: {shift: skims[b][shift].abspath for shift in OBJECT_SHIFTS}
-                for b in skims}

@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on batch nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
+from analysis.plotting.figures import new_figure, save_figure
 
 __all__ = ["plot_training_curves"]
 
@@ -27,18 +23,10 @@ def plot_training_curves(stages: Sequence[tuple[str, Sequence[float]]], title: s
     Returns:
         The written files, ``[<base>.png, <base>.pdf]``.
     """
-    plt.style.use(mplhep.style.CMS)
-    figure, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 5), squeeze=False)
+    figure, axes = new_figure(len(stages), width=6.0, height=5.0)
     for axis, (name, losses) in zip(axes[0], stages):
         axis.plot(range(1, len(losses) + 1), losses)
         axis.set_xlabel("optimiser step")
         axis.set_ylabel(f"{name} loss")
     figure.suptitle(title, fontsize=14)
-    figure.tight_layout()
-    paths = [f"{os.fspath(path_base)}.{suffix}" for suffix in ("png", "pdf")]
-    for path in paths:
-        tmp = f"{path}.tmp{os.getpid()}.{path.rsplit('.', 1)[1]}"
-        figure.savefig(tmp)
-        os.replace(tmp, path)
-    plt.close(figure)
-    return paths
+    return save_figure(figure, path_base)

@@ -290,6 +290,17 @@ class LearnableCuts(nn.Module):
         """
         return self._soft(self._cut_values(x, "forward"), self.thresholds)
 
+    def weights_at(self, x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+        """Soft selection ``(n_events,)`` at other ``thresholds (n_cuts,)`` (feature units).
+
+        For a reparametrised optimisation (e.g. steps in units of ``scales``): differentiable in
+        ``thresholds``; the module's own thresholds are not used.
+        """
+        if thresholds.shape != self.thresholds.shape:
+            raise InputDataError(f"LearnableCuts.weights_at: thresholds {tuple(thresholds.shape)},"
+                                 f" expected {tuple(self.thresholds.shape)}")
+        return self._soft(self._cut_values(x, "weights_at"), thresholds)
+
     def _soft(self, values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
         """Soft weights ``(n_events,)`` of cut columns ``(n_events, n_cuts)`` at ``thresholds``."""
         z = self.slope * self.signs.to(values) * (values - thresholds.to(values))

@@ -22,9 +22,16 @@ from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
 from analysis.training.fit import STRATEGIES, train_classifier
 from analysis.training.models import NODE_FEATURES, count_parameters, sized_dnn, sized_gnn
-from analysis.training.skim_samples import CLASSES, GraphAsVector, training_samples
+from analysis.training.skim_samples import (
+    CLASSES,
+    GraphAsVector,
+    fold_mask,
+    model_inputs,
+    training_samples,
+)
 
-__all__ = ["TrainingResult", "export_onnx", "save_checkpoint", "train_network"]
+__all__ = ["TrainingResult", "build_network", "export_onnx", "load_network", "save_checkpoint",
+           "score_tables", "train_network"]
 
 SIGNAL_CLASS = CLASSES[0]
 
@@ -88,16 +95,11 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                                                         settings.n_folds, model_kind, train=False)
     n_inputs = next(iter(samples.values()))[0].shape[1]
     torch.manual_seed(settings.seed + 1000 * fold)  # the same initialisation for every strategy
+    model = build_network(model_kind, n_inputs, settings.target_parameters)
     if model_kind == "dnn":
-        model: torch.nn.Module = sized_dnn(n_inputs, len(CLASSES), settings.target_parameters)
         x_all = np.concatenate([x for x, _ in samples.values()])
-        model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),
+        model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),  # type: ignore[operator]
                                   torch.as_tensor(x_all.std(axis=0) + 1e-6))
-    elif model_kind == "gnn":
-        model = GraphAsVector(sized_gnn(len(NODE_FEATURES), len(CLASSES),
-                                        settings.target_parameters))
-    else:
-        raise ConfigError(f"model {model_kind!r}: must be 'dnn' or 'gnn'")
     result = TrainingResult(model, model_kind, strategy, fold, n_inputs, count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()})
@@ -121,6 +123,77 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         result.stages.append((strategy, history.loss))
         result.best_steps[strategy] = history.best_step
     return result
+
+
+def build_network(model_kind: str, n_inputs: int, target_parameters: int) -> torch.nn.Module:
+    """The untrained network of :func:`train_network` (random initialisation).
+
+    Args:
+        model_kind: ``"dnn"`` (on ``n_inputs`` event features) or ``"gnn"`` (on
+            :func:`~analysis.training.skim_samples.graph_vector` rows of width ``n_inputs``).
+        n_inputs: width of the input rows.
+        target_parameters: trainable parameters to size it to (arXiv:2402.17386).
+
+    Returns:
+        ``(n_events, n_inputs) -> (n_events, len(CLASSES))`` logits, float32.
+
+    Raises:
+        ConfigError: unknown ``model_kind``.
+    """
+    if model_kind == "dnn":
+        return sized_dnn(n_inputs, len(CLASSES), target_parameters)
+    if model_kind == "gnn":
+        return GraphAsVector(sized_gnn(len(NODE_FEATURES), len(CLASSES), target_parameters))
+    raise ConfigError(f"model {model_kind!r}: must be 'dnn' or 'gnn'")
+
+
+def load_network(path: str | os.PathLike[str], metadata: Mapping[str, Any],
+                 target_parameters: int) -> torch.nn.Module:
+    """A network saved by :func:`save_checkpoint`, rebuilt from its JSON ``metadata``.
+
+    Args:
+        path: the state dict file.
+        metadata: :meth:`TrainingResult.metadata` (``model``, ``n_inputs``).
+        target_parameters: the size it was built for (config ``training.target_parameters``).
+
+    Returns:
+        The network in eval mode.
+    """
+    model = build_network(metadata["model"], int(metadata["n_inputs"]), target_parameters)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
+def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str | ak.Array]],
+                 config: AnalysisConfig, fold: int, model_kind: str) -> dict[str, dict[str, Any]]:
+    """Class probabilities of the held-out fold ``fold`` of every dataset and shift.
+
+    Args:
+        model: a network of :func:`train_network` for ``fold``.
+        tables: dataset -> shift -> skim table or Parquet path.
+        config: features and ``training.n_folds``.
+        fold: the fold the model did not see.
+        model_kind: ``"dnn"`` or ``"gnn"``.
+
+    Returns:
+        dataset -> shift -> columns: ``event``, ``label``, ``weight`` and its variations (all
+        ``weight*`` columns), and ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for dataset, shifts in _read(tables).items():
+        out[dataset] = {}
+        for shift, table in shifts.items():
+            keep = fold_mask(np.asarray(table["event"]), fold, config.training.n_folds)
+            x = model_inputs(table, config.features.event, model_kind,
+                             f"dataset {dataset}, shift {shift}")[keep]
+            with torch.no_grad():
+                p = torch.softmax(model(torch.as_tensor(x)), dim=1).numpy() if len(x) else (
+                    np.zeros((0, len(CLASSES)), dtype=np.float32))
+            columns = {name: np.asarray(table[name])[keep] for name in table.fields
+                       if name in ("event", "label") or name.startswith("weight")}
+            columns.update({f"p_{c}": p[:, k] for k, c in enumerate(CLASSES)})
+            out[dataset][shift] = columns
+    return out
 
 
 def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module) -> None:

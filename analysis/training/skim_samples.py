@@ -34,6 +34,7 @@ __all__ = [
     "class_of_process",
     "fold_mask",
     "graph_vector",
+    "model_inputs",
     "training_samples",
 ]
 
@@ -148,7 +149,13 @@ class GraphAsVector(torch.nn.Module):
         return self.gnn(nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5)
 
 
-def _inputs(table: _Table, features: Sequence[str], model_kind: str, where: str) -> np.ndarray:
+def model_inputs(table: _Table, features: Sequence[str], model_kind: str, where: str
+                 ) -> np.ndarray:
+    """``(n_events, n_inputs)`` float32 network inputs of a skim table.
+
+    ``"dnn"``: the ``features`` columns; ``"gnn"``: the :func:`graph_vector` rows.
+    ``where`` names the table in errors (InputDataError for a missing column).
+    """
     if model_kind == "gnn":
         names = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask",
                  "lepton_pt", "lepton_eta", "lepton_phi", "met_pt", "met_phi")
@@ -183,7 +190,7 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
         ids = _columns(table, ("label", "event", *weights), where)
         keep = fold_mask(ids["event"], fold, n_folds)
         keep = ~keep if train else keep
-        x = _inputs(table, features, model_kind, where)
+        x = model_inputs(table, features, model_kind, where)
         parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
                       {w: ids[w][keep].astype(np.float32) for w in weights}))
     if not parts:

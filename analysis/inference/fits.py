@@ -1,0 +1,268 @@
+"""Fits of a pyhf workspace: mu-hat, significance, CLs limits, a likelihood scan, pulls, impacts.
+
+Everything runs in pyhf (numpy backend, MINUIT for the uncertainties) on two datasets:
+
+- **Asimov**: the expected data at ``mu = 1`` with all nuisances nominal; it gives the *expected*
+  results (sigma_mu stat only and total, significance, the impacts of each nuisance);
+- **pseudo-data**: the workspace's observations; it gives the "observed" results (mu-hat, the
+  observed significance and limit, pulls).
+
+The significance is ``Z = Phi^-1(1 - p0)`` of pyhf's ``q0`` test (asymptotic formulae,
+arXiv:1007.1727); limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde`` statistic
+(pyhf's default), expected as the median and the +-1, 2 sigma band. Impacts follow the
+ATLAS/CMS convention: the shift of mu-hat when one nuisance is fixed to its post-fit value
++- its post-fit uncertainty and all else is refitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.errors import FitError
+
+__all__ = ["FitResults", "fit_workspace"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResults:
+    """What :func:`fit_workspace` measures (mu in units of the expected signal).
+
+    Attributes:
+        mu_hat, mu_uncertainty: pseudo-data fit.
+        asimov_mu_hat, sigma_mu, sigma_mu_stat: Asimov fit; ``sigma_mu_stat`` with every
+            nuisance fixed.
+        expected_significance, observed_significance: discovery Z (standard deviations).
+        expected_limit: median expected 95 % CLs upper limit on mu; ``expected_band``: the
+            -2, -1, 0, +1, +2 sigma expected limits; ``observed_limit``: on the pseudo-data.
+        scan_mu, scan_asimov, scan_observed: ``-2 Delta ln L`` against mu.
+        pulls: nuisance -> ``(theta-hat, post-fit uncertainty)`` on pseudo-data (prior 0 +- 1).
+        impacts: nuisance -> ``(delta mu up, delta mu down)`` on Asimov, ranked by size.
+    """
+
+    mu_hat: float
+    mu_uncertainty: float
+    asimov_mu_hat: float
+    sigma_mu: float
+    sigma_mu_stat: float
+    expected_significance: float
+    observed_significance: float
+    expected_limit: float
+    expected_band: list[float]
+    observed_limit: float
+    scan_mu: list[float] = field(default_factory=list)
+    scan_asimov: list[float] = field(default_factory=list)
+    scan_observed: list[float] = field(default_factory=list)
+    pulls: dict[str, tuple[float, float]] = field(default_factory=dict)
+    impacts: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def sigma_mu_syst(self) -> float:
+        """``sqrt(sigma_mu^2 - sigma_mu_stat^2)`` (0 if rounding makes it negative)."""
+        return math.sqrt(max(self.sigma_mu**2 - self.sigma_mu_stat**2, 0.0))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with ``sigma_mu_syst``."""
+        return {**asdict(self), "sigma_mu_syst": self.sigma_mu_syst}
+
+
+def _z(p_value: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.isf(p_value))
+
+
+# MINUIT settings tried in turn when a minimisation fails (tiny or degenerate models)
+_OPTIMIZERS = ({"tolerance": 0.01, "strategy": 1}, {"tolerance": 0.1, "strategy": 2},
+               {"tolerance": 1.0, "strategy": 2})
+
+
+def _use_optimizer(attempt: int) -> None:
+    import pyhf
+
+    if attempt < len(_OPTIMIZERS):
+        pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(**_OPTIMIZERS[attempt]))
+    else:  # SLSQP: no uncertainties, but no EDM or Hesse requirement either
+        pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
+
+
+def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
+    """``call()`` under each MINUIT setting of ``_OPTIMIZERS`` until one converges, then (for
+    calls that need no uncertainties) with scipy's SLSQP.
+
+    Raises:
+        FitError: if none converges.
+    """
+    import pyhf
+
+    # pyhf logs every failed minimisation with its full covariance table: quiet while we retry
+    pyhf_log = logging.getLogger("pyhf.optimize.mixins")
+    level = pyhf_log.level
+    pyhf_log.setLevel(logging.CRITICAL)
+    error: Exception | None = None
+    try:
+        for attempt in range(len(_OPTIMIZERS) + (not needs_uncertainties)):
+            _use_optimizer(attempt)
+            try:
+                result = call()
+                if attempt:
+                    log.info("fit_workspace: converged at attempt %d", attempt + 1)
+                return result
+            except pyhf.exceptions.FailedMinimization as err:
+                error = err
+    finally:
+        _use_optimizer(0)
+        pyhf_log.setLevel(level)
+    raise FitError(f"fit_workspace: the fit did not converge with any of the MINUIT settings "
+                   f"{_OPTIMIZERS}: {str(error).splitlines()[0]}")
+
+
+def _upper_limits(data: np.ndarray, model: Any, limit_max: float, n_points: int
+                  ) -> tuple[float, list[float]]:
+    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu from a grid in [0, limit_max].
+
+    CLs is computed at each grid point (pyhf ``hypotest``, ``qtilde``) and the 0.05 crossing is
+    interpolated linearly between the grid points around it; a curve that does not fall below
+    0.05 within the grid gives NaN (the limit is beyond ``limit_max``).
+    """
+    import pyhf
+
+    grid = np.linspace(0.0, limit_max, n_points)[1:]  # CLs(0) is 1 by construction
+    bounds = model.config.suggested_bounds()
+    poi = model.config.poi_index
+    bounds[poi] = (0.0, limit_max)
+    observed, expected = [], []
+    for mu in grid:
+        cls_obs, cls_exp = _robust(lambda mu=mu: pyhf.infer.hypotest(
+            float(mu), data, model, test_stat="qtilde", return_expected_set=True,
+            par_bounds=bounds))
+        observed.append(float(cls_obs))
+        expected.append([float(x) for x in cls_exp])
+    curves = [np.asarray(observed), *np.asarray(expected).T]
+
+    def crossing(cls: np.ndarray) -> float:
+        below = np.nonzero(cls < 0.05)[0]
+        if len(below) == 0:
+            return math.nan
+        k = int(below[0])
+        if k == 0:
+            return float(grid[0])
+        x0, x1, y0, y1 = grid[k - 1], grid[k], cls[k - 1], cls[k]
+        return float(x0 + (0.05 - y0) * (x1 - x0) / (y1 - y0))
+
+    limits = [crossing(c) for c in curves]
+    if any(math.isnan(x) for x in limits):
+        log.warning("fit_workspace: a CLs limit lies beyond mu = %g: NaN", limit_max)
+    return limits[0], limits[1:]
+
+
+def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: float = 3.0,
+                  limit_max: float = 10.0, limit_points: int = 41,
+                  progress: Callable[[int], None] | None = None) -> FitResults:
+    """Every fit of the module docstring on the workspace ``spec``.
+
+    Args:
+        spec: a pyhf workspace specification (e.g. from
+            :func:`~analysis.inference.workspace.build_workspace`).
+        scan_points: points of the likelihood scan in ``[0, scan_max]``.
+        scan_max: upper end of the scan (mu).
+        limit_max: upper end of the search for the CLs limit (mu); a limit beyond it is NaN.
+        limit_points: grid points in ``[0, limit_max]`` at which CLs is computed.
+        progress: called with the number of completed steps (of ``5 + 2 * n_nuisances``).
+
+    Returns:
+        :class:`FitResults`.
+
+    Raises:
+        FitError: a fit that does not converge.
+    """
+    import pyhf
+
+    _use_optimizer(0)
+    workspace = pyhf.Workspace(dict(spec))
+    model = workspace.model()
+    config = model.config
+    poi = config.poi_index
+    init = np.asarray(config.suggested_init(), dtype=float)
+    bounds = config.suggested_bounds()
+    fixed_default = list(config.suggested_fixed())
+    asimov_pars = init.copy()
+    asimov_pars[poi] = 1.0
+    asimov = np.asarray(model.expected_data(asimov_pars))
+    observed = np.asarray(workspace.data(model))
+    nuisances = [name for name in config.par_order if name != config.poi_name
+                 and not name.startswith("staterror")]
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done)
+
+    def fit(data: np.ndarray, fixed: list[bool] | None = None, start: np.ndarray | None = None,
+            uncertainties: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        pars = np.asarray(_robust(lambda: pyhf.infer.mle.fit(
+            data, model, init_pars=(start if start is not None else init).tolist(),
+            par_bounds=bounds, fixed_params=fixed or fixed_default,
+            return_uncertainties=uncertainties), needs_uncertainties=uncertainties))
+        if not uncertainties:
+            return pars, np.full_like(pars, np.nan)
+        return pars[:, 0], pars[:, 1]
+
+    best_asimov, err_asimov = fit(asimov)
+    stat_fixed = [True] * len(init)
+    stat_fixed[poi] = False
+    _, err_stat = fit(asimov, stat_fixed)
+    best_obs, err_obs = fit(observed)
+    step()
+    p0_exp = float(_robust(lambda: pyhf.infer.hypotest(0.0, asimov, model, test_stat="q0")))
+    p0_obs = float(_robust(lambda: pyhf.infer.hypotest(0.0, observed, model, test_stat="q0")))
+    step()
+    limit, band = _upper_limits(observed, model, limit_max, limit_points)
+    step()
+    scan_mu = np.linspace(0.0, scan_max, scan_points)
+    scans = []
+    for data, best in ((asimov, best_asimov), (observed, best_obs)):
+        nll_best = float(pyhf.infer.mle.twice_nll(best, data, model)[0])
+        values = []
+        for mu in scan_mu:
+            _, twice_nll = _robust(lambda mu=mu, data=data: pyhf.infer.mle.fixed_poi_fit(
+                mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
+                return_fitted_val=True))
+            values.append(max(float(twice_nll) - nll_best, 0.0))
+        scans.append(values)
+    step()
+    pulls = {}
+    for name in nuisances:
+        index = config.par_slice(name).start
+        pulls[name] = (float(best_obs[index]), float(err_obs[index]))
+    impacts = {}
+    for name in nuisances:
+        index = config.par_slice(name).start
+        shifted = []
+        for sign in (+1.0, -1.0):
+            fixed = list(fixed_default)
+            fixed[index] = True
+            start = best_asimov.copy()
+            start[index] = best_asimov[index] + sign * err_asimov[index]
+            best, _ = fit(asimov, fixed, start, uncertainties=False)
+            shifted.append(float(best[poi] - best_asimov[poi]))
+            step()
+        impacts[name] = (shifted[0], shifted[1])
+    ranked = dict(sorted(impacts.items(), key=lambda kv: -max(abs(kv[1][0]), abs(kv[1][1]))))
+    step()
+    return FitResults(
+        mu_hat=float(best_obs[poi]), mu_uncertainty=float(err_obs[poi]),
+        asimov_mu_hat=float(best_asimov[poi]), sigma_mu=float(err_asimov[poi]),
+        sigma_mu_stat=float(err_stat[poi]), expected_significance=_z(p0_exp),
+        observed_significance=_z(p0_obs), expected_limit=band[2], expected_band=band,
+        observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
+        scan_observed=scans[1], pulls=pulls, impacts=ranked)

@@ -1,0 +1,88 @@
+"""Histograms of the NN signal score per process and systematic variation, with ``hist``.
+
+Every process of the config is histogrammed under every variation of the skim: ``nominal``,
+the object shifts ``jes_up/down`` and ``jer_up/down`` (their own re-selected events) and the
+weight variations ``btag/isr/fsr_up/down`` (nominal events, ``weight_<name>_up/down``). The
+score is the network's ttH probability; its range [0, 1] is split into ``n_bins`` equal bins.
+Weighted storage keeps the sum of squared weights, the MC statistical uncertainty of each bin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import hist
+import numpy as np
+
+from analysis.errors import InputDataError
+from analysis.training.skim_samples import SHIFT_NUISANCES, WEIGHT_NUISANCES
+
+__all__ = ["SYSTEMATICS", "VARIATIONS", "histogram_dict", "score_histograms"]
+
+SYSTEMATICS: tuple[str, ...] = (*SHIFT_NUISANCES, *WEIGHT_NUISANCES)
+"""Experimental and modelling systematics with up/down variations: jes, jer, btag, isr, fsr."""
+VARIATIONS: tuple[str, ...] = ("nominal", *(f"{s}_{d}" for s in SYSTEMATICS
+                                            for d in ("up", "down")))
+"""Variation axis of the histograms."""
+
+_SCORE_TOP = np.nextafter(1.0, 0.0)  # a score of exactly 1 belongs to the last bin
+
+
+def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                     processes: Sequence[str], n_bins: int, score: str = "p_tth") -> hist.Hist:
+    """Weighted histograms ``process x variation x score``.
+
+    Args:
+        scores: dataset -> shift (``nominal``, ``jes_up``, ...) -> columns ``label`` (process
+            index into ``processes``), ``weight`` (expected events), ``weight_<syst>_up/down``
+            and the ``score`` column (unitless, in [0, 1]).
+        processes: process names in label order.
+        n_bins: equal bins of the score in [0, 1].
+        score: the column to histogram.
+
+    Returns:
+        A ``hist.Hist`` with axes ``process`` (StrCategory), ``variation`` (StrCategory,
+        :data:`VARIATIONS`) and ``score`` (Regular), Weight storage (expected events).
+
+    Raises:
+        InputDataError: a missing shift or column.
+    """
+    result = hist.Hist(hist.axis.StrCategory(list(processes), name="process"),
+                       hist.axis.StrCategory(list(VARIATIONS), name="variation"),
+                       hist.axis.Regular(n_bins, 0.0, 1.0, name="score", label="ttH score",
+                                         flow=False),
+                       storage=hist.storage.Weight())
+    names = list(processes)
+    for dataset, shifts in scores.items():
+        for variation in VARIATIONS:
+            syst, _, direction = variation.rpartition("_")
+            shift = variation if syst in SHIFT_NUISANCES else "nominal"
+            weight = f"weight_{variation}" if syst in WEIGHT_NUISANCES else "weight"
+            try:
+                columns = shifts[shift]
+                labels = np.asarray(columns["label"], dtype=np.int64)
+                values = np.clip(np.asarray(columns[score], dtype=np.float64), 0.0, _SCORE_TOP)
+                weights = np.asarray(columns[weight], dtype=np.float64)
+            except KeyError as err:
+                raise InputDataError(f"score_histograms: dataset {dataset}: no {err} for "
+                                     f"variation {variation}") from err
+            for k, process in enumerate(names):
+                chosen = labels == k
+                if chosen.any():
+                    result.fill(process=process, variation=variation, score=values[chosen],
+                                weight=weights[chosen])
+    return result
+
+
+def histogram_dict(histograms: hist.Hist) -> dict[str, Any]:
+    """JSON-ready form: ``edges`` and process -> variation -> ``values``/``variances`` lists."""
+    edges = histograms.axes["score"].edges.tolist()
+    out: dict[str, Any] = {"edges": edges, "processes": {}}
+    for process in histograms.axes["process"]:
+        out["processes"][process] = {}
+        for variation in histograms.axes["variation"]:
+            view = histograms[{"process": process, "variation": variation}]
+            out["processes"][process][variation] = {"values": view.values().tolist(),
+                                                    "variances": view.variances().tolist()}
+    return out

@@ -1,0 +1,36 @@
+"""Shared figure plumbing: the CMS-like mplhep style and atomic PNG + PDF writing."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on batch nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import mplhep  # noqa: E402
+
+__all__ = ["new_figure", "save_figure"]
+
+
+def new_figure(n_columns: int = 1, n_rows: int = 1, width: float = 7.0, height: float = 5.5):
+    """A figure with ``n_rows x n_columns`` axes (always a 2-D array) in mplhep's CMS style."""
+    plt.style.use(mplhep.style.CMS)
+    return plt.subplots(n_rows, n_columns, figsize=(width * n_columns, height * n_rows),
+                        squeeze=False)
+
+
+def save_figure(figure, path_base: str | os.PathLike[str]) -> list[str]:
+    """Write ``figure`` as ``<path_base>.png`` and ``.pdf`` atomically and close it.
+
+    Returns:
+        The written paths.
+    """
+    figure.tight_layout()
+    paths = [f"{os.fspath(path_base)}.{suffix}" for suffix in ("png", "pdf")]
+    for path in paths:
+        tmp = f"{path}.tmp{os.getpid()}.{path.rsplit('.', 1)[1]}"
+        figure.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    plt.close(figure)
+    return paths

@@ -1,0 +1,110 @@
+"""Figures of the statistical analysis: the stacked score histogram, the scan, pulls, impacts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mplhep
+import numpy as np
+
+from analysis.plotting.figures import new_figure, save_figure
+
+__all__ = ["plot_impacts", "plot_pulls", "plot_scan", "plot_score_stack", "plot_taylor"]
+
+
+def plot_score_stack(histograms: Mapping[str, Any], labels: Mapping[str, str],
+                     colors: Mapping[str, str], signal: str, title: str,
+                     path_base: str | os.PathLike[str]) -> list[str]:
+    """Stacked backgrounds and the signal (x 10, as a line) of the nominal score histograms.
+
+    Args:
+        histograms: :func:`~analysis.inference.histograms.histogram_dict` output.
+        labels, colors: per process (the config's).
+        signal: the signal process.
+        title: e.g. model and strategy.
+        path_base: output path without suffix.
+    """
+    figure, axes = new_figure()
+    axis = axes[0, 0]
+    edges = np.asarray(histograms["edges"])
+    processes = histograms["processes"]
+    backgrounds = [p for p in processes if p != signal]
+    values = [np.asarray(processes[p]["nominal"]["values"]) for p in backgrounds]
+    mplhep.histplot(values, edges, stack=True, histtype="fill", ax=axis,
+                    label=[labels.get(p, p) for p in backgrounds],
+                    color=[colors.get(p) for p in backgrounds])
+    signal_values = 10 * np.asarray(processes[signal]["nominal"]["values"])
+    mplhep.histplot(signal_values, edges, ax=axis, color=colors.get(signal, "red"),
+                    label=f"{labels.get(signal, signal)} x 10", linewidth=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("ttH score")
+    axis.set_ylabel("expected events")
+    axis.set_title(title, fontsize=14)
+    axis.legend(fontsize=11, ncol=2)
+    return save_figure(figure, path_base)
+
+
+def plot_scan(mu: Sequence[float], curves: Mapping[str, Sequence[float]], title: str,
+              path_base: str | os.PathLike[str]) -> list[str]:
+    """``-2 Delta ln L`` against mu for each named curve, with the 68 % and 95 % lines."""
+    figure, axes = new_figure()
+    axis = axes[0, 0]
+    for name, values in curves.items():
+        axis.plot(mu, values, label=name)
+    for level in (1.0, 3.84):
+        axis.axhline(level, color="grey", linestyle=":")
+    axis.set_xlabel(r"$\mu$")
+    axis.set_ylabel(r"$-2\,\Delta\ln L$")
+    axis.set_title(title, fontsize=14)
+    axis.legend()
+    return save_figure(figure, path_base)
+
+
+def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
+               path_base: str | os.PathLike[str]) -> list[str]:
+    """Post-fit ``theta-hat +- sigma`` of each nuisance against its prior 0 +- 1."""
+    names = list(pulls)
+    figure, axes = new_figure(height=max(3.0, 0.45 * len(names) + 1.5))
+    axis = axes[0, 0]
+    y = np.arange(len(names))
+    axis.axvspan(-1, 1, color="#dddddd")
+    axis.errorbar([pulls[n][0] for n in names], y, xerr=[pulls[n][1] for n in names], fmt="o",
+                  color="black")
+    axis.set_yticks(y, names)
+    axis.set_xlim(-2.5, 2.5)
+    axis.set_xlabel(r"$(\hat\theta - \theta_0) / \Delta\theta$")
+    axis.set_title(title, fontsize=14)
+    return save_figure(figure, path_base)
+
+
+def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
+                 path_base: str | os.PathLike[str]) -> list[str]:
+    """Ranked impacts on mu-hat of each nuisance at +-1 post-fit sigma (largest on top)."""
+    names = list(impacts)[::-1]
+    figure, axes = new_figure(height=max(3.0, 0.45 * len(names) + 1.5))
+    axis = axes[0, 0]
+    y = np.arange(len(names))
+    axis.barh(y, [impacts[n][0] for n in names], color="#e41a1c", alpha=0.7, label=r"$+1\sigma$")
+    axis.barh(y, [impacts[n][1] for n in names], color="#377eb8", alpha=0.7, label=r"$-1\sigma$")
+    axis.set_yticks(y, names)
+    axis.axvline(0, color="black", linewidth=0.8)
+    axis.set_xlabel(r"$\Delta\hat\mu$")
+    axis.set_title(title, fontsize=14)
+    axis.legend()
+    return save_figure(figure, path_base)
+
+
+def plot_taylor(ranked: Sequence[tuple[str, float]], title: str, path_base: str | os.PathLike[str],
+                n_show: int = 20) -> list[str]:
+    """The ``n_show`` largest Taylor coefficients ``<|t_i|>``, ``<|t_ij|>`` as bars."""
+    shown = list(ranked)[:n_show][::-1]
+    figure, axes = new_figure(height=max(3.0, 0.4 * len(shown) + 1.5))
+    axis = axes[0, 0]
+    y = np.arange(len(shown))
+    axis.barh(y, [v for _, v in shown])
+    axis.set_yticks(y, [name for name, _ in shown], fontsize=11)
+    axis.set_xlabel(r"$\langle|t|\rangle$ of the ttH output")
+    axis.set_title(title, fontsize=14)
+    return save_figure(figure, path_base)

@@ -1,0 +1,453 @@
+"""The learned skim of the analysis: rectangular cuts optimised for the final result.
+
+Watts (CHEP 2023, EPJ Web Conf. 295, 09011) replaces hand-tuned preselection cuts by thresholds
+learned with soft (sigmoid) cuts whose slope is annealed from soft to hard. Here the thresholds
+act on the skim's event features (:class:`~analysis.config.LearnedCutsSettings`) and optimise
+either
+
+- ``"sigma_mu"``: the expected uncertainty of the signal strength of the binned likelihood of a
+  discriminating feature (the config's ``discriminant``), with every systematic of the skim (JES
+  and JER from the re-run selections, b-tag/ISR/FSR weights, as histosys) and the cross-section
+  and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``; or
+- ``"significance"``: the Asimov discovery significance of the selected yields with a relative
+  background uncertainty (Cowan's formula, :func:`~analysis.relax.cut_objectives.asimov_significance`).
+
+Both objectives see the yields, so a cut cannot drift without changing the loss (the failure
+mode of a yield-blind loss, :mod:`analysis.relax.cuts`); thresholds start at a loose quantile of
+the data so every cut starts inside the data and gets a gradient. Steps are taken in units of
+each feature's interquartile range, so one learning rate serves GeV and jet counts alike.
+
+:func:`selection_tradeoff` then scans the family of selections between "no cut" and (beyond) the
+learned one with hard cuts, giving the data size kept, the signal efficiency and the expected
+``sigma_mu`` of each, so the analyst can choose the trade-off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.config import AnalysisConfig, LearnedCutsSettings
+from analysis.errors import EmptySelectionError, FitError, InputDataError
+from analysis.relax.cut_objectives import asimov_significance, selected_yield
+from analysis.relax.cuts import LearnableCuts, slope_schedule
+from analysis.relax.likelihood import sigma_mu
+from analysis.training.evaluate import drop_empty_bins
+from analysis.training.losses import binned_model_from_scores
+from analysis.training.skim_samples import CLASSES, class_of_process, training_samples
+
+__all__ = [
+    "LearnedSelection",
+    "SelectionSamples",
+    "TradeoffPoint",
+    "class_normsys",
+    "learn_selection",
+    "selection_columns",
+    "selection_mask",
+    "selection_samples",
+    "selection_tradeoff",
+]
+
+log = logging.getLogger(__name__)
+
+SIGNAL = CLASSES[0]
+_DTYPE = torch.float64  # yields and likelihoods in double precision
+_Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SelectionSamples:
+    """All events of the skims per class, on the selection's columns, with their variations.
+
+    Attributes:
+        columns: names of the ``x`` columns: the cut features, then the discriminant.
+        x: class -> ``(n_events, len(columns))`` float64 features.
+        w: class -> ``(n_events,)`` expected events per simulated event.
+        varied: nuisance -> class -> up/down ``(x, w)``.
+        normsys: systematic -> class -> ``(hi, lo)`` normalisation factors.
+    """
+
+    columns: tuple[str, ...]
+    x: dict[str, torch.Tensor]
+    w: dict[str, torch.Tensor]
+    varied: dict[str, dict[str, tuple[_Pair, _Pair]]]
+    normsys: dict[str, dict[str, tuple[float, float]]]
+
+    @property
+    def n_events(self) -> int:
+        """Simulated events of all classes (the data size the skim keeps)."""
+        return sum(x.shape[0] for x in self.x.values())
+
+
+@dataclass
+class LearnedSelection:
+    """Learned thresholds and how they were found.
+
+    Attributes:
+        features, directions: the cuts (``">"`` keeps larger values).
+        thresholds: learned thresholds, in feature units.
+        initial_thresholds: where training started (the ``initial_quantile`` of the data).
+        loose_thresholds: thresholds that keep every event (the "no cut" end of the trade-off).
+        objective: ``"sigma_mu"`` (POI units, minimised) or ``"significance"`` (maximised).
+        history: objective value of the soft selection before each step.
+        slopes: the annealed slope of each step (per unit of interquartile range).
+        hard_value: the objective of the hard cuts at ``thresholds``.
+        initial_hard_value: the objective of the hard cuts at ``initial_thresholds``.
+    """
+
+    features: tuple[str, ...]
+    directions: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    initial_thresholds: tuple[float, ...]
+    loose_thresholds: tuple[float, ...]
+    objective: str
+    history: list[float] = field(default_factory=list)
+    slopes: list[float] = field(default_factory=list)
+    hard_value: float = math.nan
+    initial_hard_value: float = math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists of floats)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LearnedSelection:
+        """Inverse of :meth:`as_dict`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) and k not in ("history", "slopes") else v
+                  for k, v in data.items() if k in fields}
+        return cls(**values)
+
+    def at(self, t: float) -> tuple[float, ...]:
+        """Thresholds ``loose + t * (learned - loose)``: ``t = 0`` no cut, ``t = 1`` learned."""
+        return tuple(lo + t * (hi - lo) for lo, hi in zip(self.loose_thresholds, self.thresholds,
+                                                           strict=True))
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One hard selection of the trade-off scan.
+
+    Attributes:
+        t: position along the family (0: no cut, 1: the learned cuts).
+        thresholds: the cuts' thresholds (feature units).
+        data_fraction: fraction of skimmed events kept (all datasets, nominal).
+        signal_efficiency, background_efficiency: fraction of the expected yields kept.
+        sigma_mu_stat, sigma_mu: expected sigma_mu without and with systematics (POI units);
+            NaN where the selection leaves a class empty.
+        significance: Asimov significance of the selected yields (standard deviations).
+    """
+
+    t: float
+    thresholds: tuple[float, ...]
+    data_fraction: float
+    signal_efficiency: float
+    background_efficiency: float
+    sigma_mu_stat: float
+    sigma_mu: float
+    significance: float
+
+
+def selection_columns(settings: LearnedCutsSettings) -> tuple[str, ...]:
+    """The cut features (first appearance order) and then the discriminant, without repeats."""
+    names = [c.feature for c in settings.cuts] + [settings.discriminant]
+    return tuple(dict.fromkeys(names))
+
+
+def class_normsys(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfig
+                  ) -> dict[str, dict[str, tuple[float, float]]]:
+    """Normalisation systematics per class: the luminosity, and each background class's
+    cross-section uncertainty as the yield-weighted mean of its processes' (the signal's is the
+    POI's business).
+
+    Args:
+        tables: dataset -> shift -> skim table with ``label`` and ``weight`` (nominal is used).
+        config: processes (cross-section uncertainties) and luminosity.
+
+    Returns:
+        ``{"lumi": {class: (1 + u, 1 - u)}, "xsec_<class>": {class: (1 + u, 1 - u)}}``.
+    """
+    process_class = class_of_process(config)
+    yields = dict.fromkeys(config.processes, 0.0)
+    names = list(config.processes)
+    for shifts in tables.values():
+        table = shifts["nominal"]
+        labels = np.asarray(table["label"], dtype=np.int64)
+        weights = np.asarray(table["weight"], dtype=np.float64)
+        for k, name in enumerate(names):
+            yields[name] += float(weights[labels == k].sum())
+    lumi = config.luminosity.uncertainty
+    normsys = {"lumi": {c: (1.0 + lumi, 1.0 - lumi) for c in CLASSES}}
+    for cls in CLASSES[1:]:
+        members = [p for p in names if process_class[p] == cls]
+        total = sum(yields[p] for p in members)
+        if total <= 0:
+            continue
+        u = sum(yields[p] * config.processes[p].cross_section.uncertainty for p in members) / total
+        if u > 0:
+            normsys[f"xsec_{cls}"] = {cls: (1.0 + u, max(1.0 - u, 1e-3))}
+    return normsys
+
+
+def _merge(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> _Pair:
+    return (torch.as_tensor(np.concatenate([a[0], b[0]]), dtype=_DTYPE),
+            torch.as_tensor(np.concatenate([a[1], b[1]]), dtype=_DTYPE))
+
+
+def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfig,
+                      settings: LearnedCutsSettings | None = None) -> SelectionSamples:
+    """Every event of the skims (all folds) per class, on :func:`selection_columns`.
+
+    Args:
+        tables: dataset -> shift (``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim table.
+        config: the analysis; its ``cuts`` section unless ``settings`` is given.
+        settings: the learned-cut settings.
+
+    Raises:
+        InputDataError: missing columns or no ``cuts`` settings. EmptySelectionError: a class
+            without events.
+    """
+    settings = settings or config.cuts
+    if settings is None:
+        raise InputDataError(f"{config.source or config.name}: no 'cuts' section: nothing to learn")
+    columns = selection_columns(settings)
+    n_folds = config.training.n_folds
+    parts = [training_samples(tables, config, columns, 0, n_folds, "dnn", train=flag)
+             for flag in (True, False)]
+    (train, train_nuis), (held, held_nuis) = parts
+    x = {c: _merge(train[c], held[c])[0] for c in CLASSES}
+    w = {c: _merge(train[c], held[c])[1] for c in CLASSES}
+    varied: dict[str, dict[str, tuple[_Pair, _Pair]]] = {}
+    for a, b in zip(train_nuis, held_nuis, strict=True):
+        assert a.varied is not None and b.varied is not None  # precomputed nuisances
+        varied[a.name] = {c: (_merge(a.varied[c][0], b.varied[c][0]),
+                              _merge(a.varied[c][1], b.varied[c][1])) for c in CLASSES}
+    return SelectionSamples(columns, x, w, varied, class_normsys(tables, config))
+
+
+def _discriminant_range(samples: SelectionSamples) -> tuple[float, float]:
+    """0.5 % and 99.5 % weighted quantiles of the discriminant over all classes (nominal)."""
+    values = torch.cat([x[:, -1] for x in samples.x.values()]).numpy()
+    weights = torch.cat(list(samples.w.values())).abs().numpy()
+    order = np.argsort(values)
+    cdf = np.cumsum(weights[order]) / weights.sum()
+    low, high = np.interp([0.005, 0.995], cdf, values[order])
+    if not high > low:
+        raise InputDataError(f"LearnCuts: discriminant {samples.columns[-1]!r} is constant")
+    return float(low), float(high)
+
+
+class _Objective:
+    """The objective of a (soft or hard) selection function ``x -> weights``."""
+
+    def __init__(self, samples: SelectionSamples, settings: LearnedCutsSettings) -> None:
+        self.samples, self.settings = samples, settings
+        low, high = _discriminant_range(samples) if settings.objective == "sigma_mu" else (0, 1)
+        self.low, self.span = low, high - low
+        self.edges = torch.linspace(0.0, 1.0, settings.n_bins + 1, dtype=_DTYPE)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x[:, -1] - self.low) / self.span).clamp(0.0, 1.0)
+
+    def binned(self, select: Callable[[torch.Tensor], torch.Tensor], systematics: bool):
+        """The binned model of the discriminant with the selection's weights."""
+        s = self.samples
+        scores = {c: self._score(s.x[c]) for c in CLASSES}
+        weights = {c: s.w[c] * select(s.x[c]) for c in CLASSES}
+        shifted = {n: {c: ((self._score(up[0]), up[1] * select(up[0])),
+                           (self._score(down[0]), down[1] * select(down[0])))
+                       for c, (up, down) in per.items()}
+                   for n, per in s.varied.items()} if systematics else None
+        bandwidth = 0.5 / self.settings.n_bins  # the straight-through gradient's width
+        return binned_model_from_scores(scores, weights, self.edges, bandwidth, SIGNAL,
+                                        shifted=shifted,
+                                        normsys=s.normsys if systematics else None,
+                                        histogram="straight_through")
+
+    def sigma_mu(self, select: Callable[[torch.Tensor], torch.Tensor],
+                 systematics: bool = True) -> torch.Tensor:
+        return sigma_mu(drop_empty_bins(self.binned(select, systematics)))
+
+    def yields(self, select: Callable[[torch.Tensor], torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.samples
+        signal = selected_yield(select(s.x[SIGNAL]), s.w[SIGNAL])
+        background = sum(selected_yield(select(s.x[c]), s.w[c]) for c in CLASSES[1:])
+        return signal, background  # type: ignore[return-value]
+
+    def significance(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        signal, background = self.yields(select)
+        return asimov_significance(signal, background,
+                                   relative_uncertainty=self.settings.background_uncertainty,
+                                   min_background=self.settings.min_background)
+
+    def loss(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Minimised: sigma_mu, or minus the significance."""
+        if self.settings.objective == "sigma_mu":
+            return self.sigma_mu(select)
+        return -self.significance(select)
+
+
+def _new_cuts(settings: LearnedCutsSettings, columns: Sequence[str]) -> LearnableCuts:
+    return LearnableCuts([c.feature for c in settings.cuts], [c.direction for c in settings.cuts],
+                         columns=list(columns), slope=settings.slope_start)
+
+
+def _hard_select(cuts: LearnableCuts, thresholds: Sequence[float]
+                 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    t = torch.as_tensor(list(thresholds), dtype=_DTYPE)
+    signs = cuts.signs.to(_DTYPE)
+    index = cuts.feature_index
+
+    def select(x: torch.Tensor) -> torch.Tensor:
+        return (signs * (x[:, index] - t) > 0).all(dim=1).to(x.dtype)
+
+    return select
+
+
+def learn_selection(samples: SelectionSamples, settings: LearnedCutsSettings,
+                    progress: Callable[[int], None] | None = None) -> LearnedSelection:
+    """Learn the thresholds of ``settings.cuts`` by Adam on the soft-cut objective.
+
+    Thresholds start at the ``initial_quantile`` (``">"`` cuts) or ``1 - initial_quantile``
+    (``"<"``) of the pooled nominal events; the slope (per interquartile range of the feature)
+    anneals geometrically from ``slope_start`` to ``slope_end``; each step moves a threshold by
+    about ``learning_rate`` interquartile ranges at most.
+
+    Args:
+        samples: from :func:`selection_samples`.
+        settings: the cuts, objective and schedule.
+        progress: called with the number of steps done.
+
+    Returns:
+        The :class:`LearnedSelection`, with the hard objective before and after.
+
+    Raises:
+        EmptySelectionError: the initial cuts keep nothing. FitError: a singular likelihood.
+    """
+    columns = samples.columns
+    cuts = _new_cuts(settings, columns).to(_DTYPE)
+    x_all = torch.cat(list(samples.x.values()))
+    w_all = torch.cat(list(samples.w.values()))
+    q = settings.initial_quantile
+    cuts.init_from_quantiles(x_all, w_all.abs(),
+                             quantile=[q if c.direction == ">" else 1 - q for c in settings.cuts])
+    initial = cuts.thresholds.detach().clone()
+    scales = cuts.scales.clone()
+    values = x_all[:, cuts.feature_index]
+    loose = torch.where(cuts.signs > 0, values.min(dim=0).values - 1e-6 * scales,
+                        values.max(dim=0).values + 1e-6 * scales)
+    objective = _Objective(samples, settings)
+    offset = torch.zeros_like(initial, requires_grad=True)  # in units of the scales
+    optimiser = torch.optim.Adam([offset], lr=settings.learning_rate)
+    slopes = slope_schedule(settings.slope_start, settings.slope_end, settings.steps)
+    result = LearnedSelection(tuple(c.feature for c in settings.cuts),
+                              tuple(c.direction for c in settings.cuts), (), tuple(initial.tolist()),
+                              tuple(loose.tolist()), settings.objective)
+    for step, slope in enumerate(slopes):
+        cuts.slope = float(slope)
+        thresholds = initial + offset * scales
+
+        def soft(x: torch.Tensor, t: torch.Tensor = thresholds) -> torch.Tensor:
+            return cuts.weights_at(x, t)
+
+        optimiser.zero_grad()
+        loss = objective.loss(soft)
+        if not torch.isfinite(loss):
+            raise FitError(f"LearnCuts: the {settings.objective} objective is not finite at step "
+                           f"{step} (thresholds {thresholds.detach().tolist()})")
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        value = float(loss.detach())
+        result.history.append(value if settings.objective == "sigma_mu" else -value)
+        result.slopes.append(float(slope))
+        if progress is not None:
+            progress(step + 1)
+    result.thresholds = tuple((initial + offset.detach() * scales).tolist())
+    result.hard_value = _hard_value(objective, cuts, result.thresholds)
+    result.initial_hard_value = _hard_value(objective, cuts, result.initial_thresholds)
+    log.info("LearnCuts: %s %.4g -> %.4g (hard cuts)", settings.objective,
+             result.initial_hard_value, result.hard_value)
+    return result
+
+
+def _hard_value(objective: _Objective, cuts: LearnableCuts, thresholds: Sequence[float]) -> float:
+    select = _hard_select(cuts, thresholds)
+    with torch.no_grad():
+        signal, _ = objective.yields(select)
+        if not float(signal) > 0:
+            raise EmptySelectionError(f"LearnCuts: no signal passes the cuts {thresholds}")
+    if objective.settings.objective == "sigma_mu":
+        return float(objective.sigma_mu(select).detach())
+    return float(objective.significance(select).detach())
+
+
+def selection_tradeoff(samples: SelectionSamples, selection: LearnedSelection,
+                       settings: LearnedCutsSettings, t_max: float = 1.5
+                       ) -> list[TradeoffPoint]:
+    """Hard selections from no cut (``t = 0``) through the learned cuts (``t = 1``) to tighter.
+
+    Args:
+        samples: from :func:`selection_samples`.
+        selection: the learned cuts.
+        settings: ``n_tradeoff_points`` and the objective's binning.
+        t_max: the tightest point, in units of the learned step from "no cut".
+
+    Returns:
+        One :class:`TradeoffPoint` per ``t`` in ``linspace(0, t_max, n_tradeoff_points)``.
+    """
+    cuts = _new_cuts(settings, samples.columns)
+    sigma_settings = dataclasses.replace(settings, objective="sigma_mu")
+    objective = _Objective(samples, sigma_settings)
+    sig_objective = _Objective(samples, dataclasses.replace(settings, objective="significance"))
+    n_total = samples.n_events
+    with torch.no_grad():
+        s_all, b_all = objective.yields(lambda x: torch.ones(x.shape[0], dtype=x.dtype))
+    points = []
+    for t in np.linspace(0.0, t_max, settings.n_tradeoff_points):
+        thresholds = selection.at(float(t))
+        select = _hard_select(cuts, thresholds)
+        with torch.no_grad():
+            kept = sum(float(select(x).sum()) for x in samples.x.values())
+            s, b = objective.yields(select)
+        values = []
+        for systematics in (False, True):
+            try:
+                values.append(float(objective.sigma_mu(select, systematics).detach())
+                              if float(s) > 0 and float(b) > 0 else math.nan)
+            except (FitError, InputDataError):
+                values.append(math.nan)  # a class emptied: no defined sigma_mu
+        significance = float(sig_objective.significance(select)) if float(s) > 0 else 0.0
+        points.append(TradeoffPoint(float(t), thresholds, kept / n_total, float(s / s_all),
+                                    float(b / b_all), values[0], values[1], significance))
+    return points
+
+
+def selection_mask(columns: Mapping[str, Any], selection: LearnedSelection) -> np.ndarray:
+    """Hard selection of a table: ``(n_events,)`` bool, ``True`` where every cut passes.
+
+    Args:
+        columns: column name -> ``(n_events,)`` values (e.g. a skim table).
+        selection: the cuts.
+
+    Raises:
+        InputDataError: a cut feature missing from ``columns``.
+    """
+    mask: np.ndarray | None = None
+    for feature, direction, threshold in zip(selection.features, selection.directions,
+                                             selection.thresholds, strict=True):
+        try:
+            values = np.asarray(columns[feature], dtype=np.float64)
+        except (KeyError, ValueError) as err:
+            raise InputDataError(f"selection_mask: no column {feature!r} to cut on") from err
+        passed = values > threshold if direction == ">" else values < threshold
+        mask = passed if mask is None else mask & passed
+    assert mask is not None  # a selection has at least one cut
+    return mask

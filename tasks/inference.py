@@ -1,0 +1,215 @@
+"""Evaluate -> CreateHistograms -> BuildWorkspace -> Fit, per model and training strategy."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import awkward as ak
+import law
+import luigi
+import numpy as np
+
+from analysis.inference.fits import fit_workspace
+from analysis.inference.histograms import histogram_dict, score_histograms
+from analysis.inference.workspace import build_workspace, validate_workspace
+from analysis.plotting.inference import plot_impacts, plot_pulls, plot_scan, plot_score_stack
+from analysis.training.evaluate import weighted_auc
+from analysis.training.network import load_network, score_tables
+from analysis.training.skim_samples import CLASSES, class_of_process
+from tasks.base import DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.cuts import SelectionMixin
+from tasks.train import TrainModel
+
+__all__ = ["BuildWorkspace", "CreateHistograms", "Evaluate", "Fit", "ModelTask"]
+
+
+class ModelTask(SelectionMixin, DiffanaTask):
+    """A task about one trained network kind and strategy (all its folds)."""
+
+    model = luigi.ChoiceParameter(choices=("dnn", "gnn"), default="dnn",
+                                  description="network: dnn or gnn; default: dnn")
+    strategy = luigi.ChoiceParameter(choices=("ce", "penalty", "inference", "significance"),
+                                     default="ce", description="training strategy; default: ce")
+
+    def store_parts(self) -> tuple[str, ...]:
+        return (*super().store_parts(), f"{self.model}_{self.strategy}")
+
+    def title(self) -> str:
+        cuts = "learned cuts" if self.learned_cuts else "no learned cuts"
+        return f"{self.model.upper()}, {self.strategy}, {cuts}"
+
+
+class Evaluate(ModelTask):
+    """Class probabilities of every event from the model that did not train on it.
+
+    Each fold's network scores its held-out fold, so every event of every dataset and shift is
+    scored once, by a network that never saw it. Outputs a Parquet table per dataset and shift
+    (event, label, weights, ``p_<class>``) and ``evaluation.json`` with the weighted ROC AUC of
+    the ttH score (ttH against every background, nominal events).
+    """
+
+    def requires(self) -> dict[str, Any]:
+        training = TrainModel.req(self, branch=0)
+        wanted = [b for b, (fold, model, strategy) in training.get_branch_map().items()
+                  if model == self.model and strategy == self.strategy]
+        return {"models": [TrainModel.req(self, branch=b) for b in wanted],
+                "events": self.selection_requires()}
+
+    def output(self) -> dict[str, Any]:
+        return {"scores": {d: {s: self.target(d, f"{s}.parquet") for s in _shifts()}
+                           for d in self.analysis_config.datasets},
+                "evaluation": self.target("evaluation.json")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        config = self.analysis_config
+        tables = {d: {s: ak.from_parquet(p) for s, p in shifts.items()}
+                  for d, shifts in self.selection_tables().items()}
+        merged: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
+        for target in self.input()["models"]:
+            with open(target["metadata"].abspath) as stream:
+                metadata = json.load(stream)
+            network = load_network(target["model"].abspath, metadata,
+                                   config.training.target_parameters)
+            scored = score_tables(network, tables, config, metadata["fold"], self.model)
+            for dataset, shifts in scored.items():
+                for shift, columns in shifts.items():
+                    into = merged.setdefault(dataset, {}).setdefault(shift, {})
+                    for name, values in columns.items():
+                        into.setdefault(name, []).append(values)
+        outputs = self.output()
+        provenance = self.provenance(config.training.seed)
+        signal, background = [], []
+        process_class = list(class_of_process(config).values())
+        for dataset, shifts in merged.items():
+            for shift, columns in shifts.items():
+                joined = {name: np.concatenate(parts) for name, parts in columns.items()}
+                order = np.argsort(joined["event"], kind="stable")  # independent of fold order
+                joined = {name: values[order] for name, values in joined.items()}
+                target = outputs["scores"][dataset][shift]
+                target.parent.touch()
+                write_parquet_atomic(target.abspath, ak.Array(joined), provenance)
+                if shift == "nominal":
+                    is_signal = np.array([process_class[k] == CLASSES[0]
+                                          for k in joined["label"]], dtype=bool)
+                    signal.append((joined["p_tth"][is_signal], joined["weight"][is_signal]))
+                    background.append((joined["p_tth"][~is_signal],
+                                       joined["weight"][~is_signal]))
+        auc = weighted_auc(np.concatenate([s for s, _ in signal]),
+                           np.concatenate([w for _, w in signal]),
+                           np.concatenate([s for s, _ in background]),
+                           np.concatenate([w for _, w in background]))
+        write_json_atomic(outputs["evaluation"].abspath, {"auc": auc, "provenance": provenance})
+        self.publish_message(f"{self.title()}: AUC {auc:.4f}")
+
+
+def _columns(path: str) -> dict[str, np.ndarray]:
+    table = ak.from_parquet(path)
+    return {name: np.asarray(table[name]) for name in ak.fields(table)}
+
+
+def _shifts() -> tuple[str, ...]:
+    from analysis.skim.objects import OBJECT_SHIFTS
+
+    return tuple(OBJECT_SHIFTS)
+
+
+class CreateHistograms(ModelTask):
+    """The ttH score per process and variation, histogrammed with ``hist``.
+
+    Binning from the config (``inference.n_bins`` equal bins in [0, 1]). Outputs
+    ``histograms.json`` (values and variances per process and variation) and the stacked nominal
+    histogram ``score.png``/``.pdf``.
+    """
+
+    def requires(self) -> Evaluate:
+        return Evaluate.req(self)
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        return {"histograms": self.target("histograms.json"), "plot": self.target("score.png")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        config = self.analysis_config
+        scores = {d: {s: _columns(t.abspath) for s, t in shifts.items()}
+                  for d, shifts in self.input()["scores"].items()}
+        histograms = histogram_dict(score_histograms(scores, config.process_names,
+                                                     config.inference.n_bins))
+        outputs = self.output()
+        outputs["histograms"].parent.touch()
+        signal = next(p for p, spec in config.processes.items() if spec.role == "signal")
+        plot_score_stack(histograms, {p: s.label for p, s in config.processes.items()},
+                         {p: s.color for p, s in config.processes.items()}, signal, self.title(),
+                         os.path.splitext(outputs["plot"].abspath)[0])
+        write_json_atomic(outputs["histograms"].abspath,
+                          {**histograms, "provenance": self.provenance()})
+
+
+class BuildWorkspace(ModelTask):
+    """The pyhf JSON workspace of the score histograms (validated against pyhf's schema).
+
+    ``workspace.json`` is a plain pyhf workspace (no extra keys): ``pyhf cls workspace.json`` and
+    ``pyhf fit workspace.json`` accept it as written. Provenance goes beside it.
+    """
+
+    def requires(self) -> CreateHistograms:
+        return CreateHistograms.req(self)
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        return {"workspace": self.target("workspace.json"),
+                "provenance": self.target("provenance.json")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        config = self.analysis_config
+        with open(self.input()["histograms"].abspath) as stream:
+            histograms = json.load(stream)
+        spec = build_workspace(histograms, config,
+                               pseudo_data_seed=config.inference.pseudo_data_seed,
+                               poi_bounds=(-5.0, max(10.0, config.inference.limit_max)))
+        validate_workspace(spec)
+        outputs = self.output()
+        outputs["workspace"].parent.touch()
+        write_json_atomic(outputs["workspace"].abspath, spec)
+        write_json_atomic(outputs["provenance"].abspath,
+                          self.provenance(config.inference.pseudo_data_seed))
+
+
+class Fit(ModelTask):
+    """Asimov and pseudo-data fits of the workspace: mu-hat, significance, CLs limits, a scan,
+    pulls and ranked impacts (``results.json``; ``scan``, ``pulls``, ``impacts`` as PNG + PDF).
+    """
+
+    def requires(self) -> BuildWorkspace:
+        return BuildWorkspace.req(self)
+
+    def output(self) -> dict[str, law.LocalFileTarget]:
+        return {"results": self.target("results.json"), "scan": self.target("scan.png"),
+                "pulls": self.target("pulls.png"), "impacts": self.target("impacts.png")}
+
+    @law.decorator.safe_output
+    def run(self) -> None:
+        settings = self.analysis_config.inference
+        with open(self.input()["workspace"].abspath) as stream:
+            spec = json.load(stream)
+        n_nuisances = len({m["name"] for s in spec["channels"][0]["samples"]
+                           for m in s["modifiers"] if m["type"] in ("normsys", "histosys")})
+        results = fit_workspace(spec, scan_points=settings.scan_points,
+                                scan_max=settings.scan_max, limit_max=settings.limit_max,
+                                limit_points=settings.limit_points,
+                                progress=self.progress(5 + 2 * n_nuisances, "Fit", "fit"))
+        outputs = self.output()
+        outputs["results"].parent.touch()
+        base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}
+        plot_scan(results.scan_mu, {"Asimov (expected)": results.scan_asimov,
+                                    "pseudo-data": results.scan_observed}, self.title(),
+                  base["scan"])
+        plot_pulls(results.pulls, f"{self.title()}: pulls (pseudo-data)", base["pulls"])
+        plot_impacts(results.impacts, f"{self.title()}: impacts (Asimov)", base["impacts"])
+        write_json_atomic(outputs["results"].abspath, {
+            **results.as_dict(), "provenance": self.provenance(settings.pseudo_data_seed)})
+        self.publish_message(f"{self.title()}: sigma_mu {results.sigma_mu:.3f} (stat "
+                             f"{results.sigma_mu_stat:.3f}), Z {results.expected_significance:.2f},"
+                             f" limit {results.expected_limit:.2f}")
