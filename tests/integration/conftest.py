@@ -102,8 +102,17 @@ ReturnToService=2
 # finished jobs stay visible to squeue (law polls with --states=all)
 MinJobAge=600
 MpiDefault=none
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+# one "GPU" (a plain file, see gres.conf) announced as gpu:1 and mps:100, so that Slurm grants
+# --gres=mps:<percent> and --gres=gpu:1 and sets CUDA_MPS_ACTIVE_THREAD_PERCENTAGE as on a GPU node
+GresTypes=gpu,mps
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1,mps:100 \
+State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+GRES_CONF = """# no GPU here: a plain file stands for /dev/nvidia0 (Slurm only needs a File for mps sharing)
+NodeName=localhost Name=gpu File={dir}/fake_nvidia0
+NodeName=localhost Name=mps Count=100 File={dir}/fake_nvidia0
 """
 
 
@@ -133,8 +142,9 @@ def _stop(pid_file: Path) -> None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A one-node Slurm cluster on 127.0.0.1 (munged, slurmctld, slurmd as root, a CPU partition
-    ``cpu``); yields the environment (``SLURM_CONF``) that its commands need. Skips where Debian's
+    """A one-node Slurm cluster on 127.0.0.1 (munged, slurmctld, slurmd as root, a partition
+    ``cpu`` whose node announces a stand-in GPU as ``gpu:1,mps:100``); yields the environment
+    (``SLURM_CONF``) that its commands need. Skips where Debian's
     slurm-wlm and munge are not installed (``.ci/run`` installs them) or we are not root."""
     binaries = ("munged", "munge", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
     missing = [b for b in binaries if shutil.which(b) is None]
@@ -150,6 +160,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     key = base / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
+    (base / "fake_nvidia0").touch()
+    (base / "gres.conf").write_text(GRES_CONF.format(dir=base))  # beside slurm.conf: found there
     conf = base / "slurm.conf"
     memory_mb = min(4096, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2)
     conf.write_text(SLURM_CONF.format(dir=base, ctld_port=_free_port(), slurmd_port=_free_port(),

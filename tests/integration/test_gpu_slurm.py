@@ -22,9 +22,10 @@ cp "${@: -1}" "$CAPTURE_DIR/job_$(date +%s%N).sh"
 echo "Submitted batch job 4343"
 """
 
-# sourced before the real bootstrap: the first job attempt of the whole run fails (mkdir is
-# atomic, so exactly one attempt sees the marker missing)
+# sourced before the real bootstrap: records the MPS environment the job got from Slurm, and the
+# first job attempt of the whole run fails (mkdir is atomic: exactly one attempt sees no marker)
 FAIL_ONCE = """\
+env | grep ^CUDA_MPS_ | sort > "{env_dir}/$SLURM_JOB_ID.env"
 if mkdir "{marker}" 2>/dev/null; then
     >&2 echo "diffana test: this attempt fails on purpose"
     return 1
@@ -77,13 +78,13 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
     outputs = {b: train_output(skimmed_store, b) for b in branches}
     branch_map = TrainModel(version=SKIM_VERSION, config="tth_bb_tiny").get_branch_map()
     assert not any(p.exists() for out in outputs.values() for p in out.values())
-    marker = tmp_path / "failed_once"
+    marker, env_dir = tmp_path / "failed_once", tmp_path / "job_env"
+    env_dir.mkdir()
     bootstrap = tmp_path / "bootstrap_fail_once.sh"
-    bootstrap.write_text(FAIL_ONCE.format(marker=marker)
+    bootstrap.write_text(FAIL_ONCE.format(marker=marker, env_dir=env_dir)
                          + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
-    # a CPU cluster: no --gres (the job file test above checks it); the rest of the share applies
     law_cfg = law_cfg_with(tmp_path / "law.cfg", {
-        "slurm_site": {"partition": "cpu", "request_gres": "false"},
+        "slurm_site": {"partition": "cpu", "request_gres": "true"},
         "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
     env = {**slurm_cluster, "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
@@ -93,6 +94,11 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
                       "1", "--retries", "1", "--poll-interval", "2s"], env, tmp_path,
                      timeout_s=170)
     assert marker.is_dir()  # one attempt did fail
+    # three attempts (two jobs, one resubmitted), each granted --gres=mps:25 by Slurm, which set
+    # the thread percentage; the pinned-memory limit came with the job file's --export
+    job_envs = [p.read_text().splitlines() for p in env_dir.iterdir()]
+    assert job_envs == 3 * [["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=25",
+                             "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=20G"]]
     for b in branches:
         assert all(path.exists() for path in outputs[b].values()), b
         metadata = json.loads(outputs[b]["metadata"].read_text())
