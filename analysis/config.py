@@ -208,6 +208,9 @@ class Training:
     # `patience` evaluations without improvement, keep the best model
     validate_every: int = field(default=10, metadata=_check(1))
     patience: int = field(default=5, metadata=_check(1))
+    # strategies also trained with the config's `cuts:` as learnable cuts in front of the DNN,
+    # jointly with it (branch "<strategy>+cuts"); yield-aware losses only
+    joint_cuts: tuple[Literal["inference", "significance"], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -435,8 +438,17 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if dataset.generator and dataset.generator.chunk_size > dataset.generator.n_events:
             _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
                   f"must be <= n_events ({dataset.generator.n_events})")
+    if config.training.joint_cuts and config.cuts is None:
+        _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
+              "needs a 'cuts:' section (the cuts to learn jointly)")
+    if config.training.joint_cuts and "dnn" not in config.training.models:
+        _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
+              "joint cuts act on the DNN's event features: add dnn to training.models")
     if config.cuts is not None:
         for i, cut in enumerate(config.cuts.cuts):
+            if config.training.joint_cuts and cut.feature not in config.features.event:
+                _fail(path, f"cuts.cuts[{i}].feature", cut.feature,
+                      "joint cuts need it among features.event (the DNN's inputs)")
             if cut.feature not in EVENT_FEATURES:
                 _fail(path, f"cuts.cuts[{i}].feature", cut.feature,
                       f"unknown feature (known: {', '.join(EVENT_FEATURES)})")

@@ -30,8 +30,10 @@ class ModelTask(SelectionMixin, DiffanaTask):
 
     model = luigi.ChoiceParameter(choices=("dnn", "gnn"), default="dnn",
                                   description="network: dnn or gnn; default: dnn")
-    strategy = luigi.ChoiceParameter(choices=("ce", "penalty", "inference", "significance"),
-                                     default="ce", description="training strategy; default: ce")
+    strategy = luigi.ChoiceParameter(choices=("ce", "penalty", "inference", "significance",
+                                              "inference+cuts", "significance+cuts"),
+                                     default="ce", description="training strategy (+cuts: with "
+                                     "cuts learned jointly); default: ce")
 
     def store_parts(self) -> tuple[str, ...]:
         return (*super().store_parts(), f"{self.model}_{self.strategy}")
@@ -73,7 +75,8 @@ class Evaluate(ModelTask):
                 metadata = json.load(stream)
             network = load_network(target["model"].abspath, metadata,
                                    config.training.target_parameters)
-            scored = score_tables(network, tables, config, metadata["fold"], self.model)
+            scored = score_tables(network, tables, config, metadata["fold"], self.model,
+                                  metadata.get("joint_cuts"))
             for dataset, shifts in scored.items():
                 for shift, columns in shifts.items():
                     into = merged.setdefault(dataset, {}).setdefault(shift, {})

@@ -18,7 +18,7 @@ from analysis.interpret.taylor import taylor_coefficients, write_coefficients
 from analysis.plotting.inference import plot_taylor
 from analysis.report import Heading, Image, Paragraph, Table, render_html, render_markdown
 from analysis.training.models import NODE_FEATURES
-from analysis.training.network import load_network
+from analysis.training.network import load_network, network_variants
 from analysis.training.skim_samples import fold_mask, model_inputs
 from tasks.base import DiffanaTask, write_json_atomic
 from tasks.cuts import ReduceEvents
@@ -118,9 +118,8 @@ class Report(DiffanaTask):
         return [True, False] if has_cuts and self.compare_without_cuts else [has_cuts]
 
     def _combinations(self) -> list[tuple[bool, str, str]]:
-        training = self.analysis_config.training
         return [(cuts, model, strategy) for cuts in self._variants()
-                for model in training.models for strategy in training.strategies]
+                for model, strategy in network_variants(self.analysis_config)]
 
     def requires(self) -> dict[str, Any]:
         reqs: dict[str, Any] = {}
@@ -229,20 +228,19 @@ class Report(DiffanaTask):
                                    "Data kept vs signal efficiency and expected σ_μ")]
         blocks.append(Heading("Key plots"))
         first = self._variants()[0]
-        for model in config.training.models:
-            for strategy in config.training.strategies:
-                key = f"{'cuts' if first else 'nocuts'}_{model}_{strategy}"
-                tag = f"{model}_{strategy}"
-                blocks.append(self._image(inputs[key]["histograms"]["plot"].abspath, directory,
-                                          tag, f"{model.upper()} {strategy}: score histogram"))
-                blocks.append(self._image(inputs[key]["fit"]["impacts"].abspath, directory, tag,
-                                          f"{model.upper()} {strategy}: impacts"))
-                taylor = inputs[key]["taylor"]
-                with open(taylor["coefficients"].abspath) as stream:
-                    ranked = json.load(stream)["ranked"][:5]
-                blocks.append(Paragraph(f"{model.upper()} {strategy}: largest Taylor "
-                                        "coefficients: " + ", ".join(
-                                            f"{name} {value:.3g}" for name, value in ranked)))
+        for model, strategy in network_variants(config):
+            key = f"{'cuts' if first else 'nocuts'}_{model}_{strategy}"
+            tag = f"{model}_{strategy}"
+            blocks.append(self._image(inputs[key]["histograms"]["plot"].abspath, directory,
+                                      tag, f"{model.upper()} {strategy}: score histogram"))
+            blocks.append(self._image(inputs[key]["fit"]["impacts"].abspath, directory, tag,
+                                      f"{model.upper()} {strategy}: impacts"))
+            taylor = inputs[key]["taylor"]
+            with open(taylor["coefficients"].abspath) as stream:
+                ranked = json.load(stream)["ranked"][:5]
+            blocks.append(Paragraph(f"{model.upper()} {strategy}: largest Taylor "
+                                    "coefficients: " + ", ".join(
+                                        f"{name} {value:.3g}" for name, value in ranked)))
         blocks += [Heading("Provenance"), Paragraph(
             "Packages: " + ", ".join(f"{k} {v}" for k, v in provenance["packages"].items()
                                      if v) + f"; Python {provenance['python']}.")]

@@ -7,7 +7,12 @@ import os
 import law
 
 from analysis.plotting.training import plot_training_curves
-from analysis.training.network import export_onnx, save_checkpoint, train_network
+from analysis.training.network import (
+    export_onnx,
+    network_variants,
+    save_checkpoint,
+    train_network,
+)
 from tasks.base import DiffanaTask, write_json_atomic
 from tasks.gpu import GpuWorkflow
 from tasks.cuts import SelectionMixin
@@ -24,9 +29,10 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     """
 
     def create_branch_map(self) -> dict[int, tuple[int, str, str]]:
-        training = self.analysis_config.training
-        return dict(enumerate((fold, model, strategy) for fold in range(training.n_folds)
-                              for model in training.models for strategy in training.strategies))
+        variants = network_variants(self.analysis_config)
+        return dict(enumerate((fold, model, strategy)
+                              for fold in range(self.analysis_config.training.n_folds)
+                              for model, strategy in variants))
 
     def workflow_requires(self) -> dict[str, law.Task]:
         reqs = super().workflow_requires()
@@ -48,7 +54,11 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     def run(self) -> None:
         fold, model_kind, strategy = self.branch_data
         tables = self.selection_tables()
-        result = train_network(tables, self.analysis_config, fold, model_kind, strategy)
+        training = self.analysis_config.training
+        steps = training.ce_steps + (training.strategy_steps if strategy != "ce" else 0)
+        result = train_network(tables, self.analysis_config, fold, model_kind, strategy,
+                               progress=self.progress(steps, f"{model_kind}/{strategy}/fold "
+                                                      f"{fold}", "step"))
         outputs = self.output()
         outputs["model"].parent.touch()
         save_checkpoint(outputs["model"].abspath, result.model)

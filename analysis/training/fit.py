@@ -101,10 +101,13 @@ def _batch(data: PreparedSamples, batch_size: int | None,
 
 def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: dict[str, torch.Tensor],
           scale: dict[str, float], edges: Edges, bandwidth: float, penalty_weight: float,
-          normsys: NormSys | None, signal: str) -> torch.Tensor:
+          normsys: NormSys | None, signal: str,
+          selection: torch.nn.Module | None = None) -> torch.Tensor:
     names = list(data.x)
     x = {s: data.x[s][index[s]] for s in names}
     w = {s: data.w[s][index[s]] * scale[s] for s in names}
+    if selection is not None:  # cuts in front of the network: soft event weights
+        w = {s: w[s] * selection(x[s]) for s in names}
     if strategy in ("ce", "penalty"):
         logits = {s: classifier_logits(model, x[s]) for s in names}
         labels = torch.cat([torch.full((x[s].shape[0],), data.classes[s], dtype=torch.long,
@@ -123,7 +126,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: d
                                                                   edges, bandwidth)
         return loss
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
-    varied = varied_scores(model, data, index, scale)
+    varied = varied_scores(model, data, index, scale, selection)
     if strategy == "significance":
         binned = binned_model_from_scores(scores, w, edges, bandwidth, signal, shifted=varied,
                                           normsys=normsys)
@@ -133,7 +136,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: d
 
 def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, edges: Edges,
                      bandwidth: float, penalty_weight: float, normsys: NormSys | None,
-                     signal: str) -> float:
+                     signal: str, selection: torch.nn.Module | None = None) -> float:
     """The training loss on all validation events, without gradients, in eval mode."""
     index = {name: torch.arange(x.shape[0], device=x.device) for name, x in data.x.items()}
     scale = {name: 1.0 for name in data.x}
@@ -144,7 +147,7 @@ def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: st
     try:
         with context:
             return float(_loss(model, data, strategy, index, scale, edges, bandwidth,
-                               penalty_weight, normsys, signal).detach())
+                               penalty_weight, normsys, signal, selection).detach())
     finally:
         model.train(was_training)
 
@@ -158,7 +161,9 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
                      progress: Callable[[int], None] | None = None,
                      validation: Samples | None = None,
                      validation_nuisances: Sequence[Nuisance] | None = None, patience: int = 5,
-                     validate_every: int = 10,
+                     validate_every: int = 10, selection: torch.nn.Module | None = None,
+                     selection_slopes: Sequence[float] | None = None,
+                     selection_lr: float | None = None,
                      ) -> tuple[torch.nn.Module, TrainingHistory]:
     """Train ``model`` in place with Adam on one of :data:`STRATEGIES`; return it and its history.
 
@@ -200,6 +205,14 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
             (right for functions; precomputed variations hold their own events and need theirs).
         patience: evaluations without improvement before stopping, >= 1.
         validate_every: steps between validation evaluations, >= 1.
+        selection: learnable cuts in front of the network, trained jointly with it (Watts, CHEP
+            2023): a module ``x -> (n_events,)`` soft weights in [0, 1], e.g.
+            :class:`~analysis.relax.cuts.LearnableCuts` on the input columns, multiplying every
+            event weight (nominal and varied). Only for the yield-aware losses ``"inference"``
+            and ``"significance"``: a yield-blind loss would let the cuts drift.
+        selection_slopes: the slope of ``selection`` at each step (an annealing schedule of
+            length ``steps``, :func:`~analysis.relax.cuts.slope_schedule`).
+        selection_lr: Adam learning rate of the selection's parameters (default ``lr``).
 
     Returns:
         ``(model, history)``: the same module, trained and in eval mode, and a
@@ -224,6 +237,12 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         raise ConfigError(f"train_classifier: penalty_weight = {penalty_weight}: must be >= 0")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"train_classifier: batch_size = {batch_size}: must be >= 1 or None")
+    if selection is not None and strategy not in ("inference", "significance"):
+        raise ConfigError(f"train_classifier: a selection is trained jointly only with "
+                          f"'inference' or 'significance', not {strategy!r} (yield-blind)")
+    if selection_slopes is not None and len(selection_slopes) != steps:
+        raise ConfigError(f"train_classifier: {len(selection_slopes)} selection_slopes for "
+                          f"{steps} steps")
     used = nuisances if strategy != "ce" else ()
     data = prepare_samples(model, samples, used, signal, normsys)
     if validation_nuisances is not None and strategy == "ce":
@@ -235,18 +254,31 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         raise ConfigError(f"train_classifier: patience = {patience}, validate_every = "
                           f"{validate_every}: both must be >= 1")
     history = TrainingHistory(strategy)
-    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    best: tuple[float, dict[str, dict[str, torch.Tensor]]] | None = None
     stale = 0
     # no global random state: without a generator the batches come from a fixed seed
     batches = generator if generator is not None else torch.Generator().manual_seed(0)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    groups: list[dict[str, object]] = [{"params": list(model.parameters())}]
+    if selection is not None:
+        groups.append({"params": list(selection.parameters()),
+                       "lr": lr if selection_lr is None else selection_lr})
+    optimiser = torch.optim.Adam(groups, lr=lr)  # type: ignore[arg-type]
+
+    def snapshot() -> dict[str, dict[str, torch.Tensor]]:
+        state = {"model": copy.deepcopy(model.state_dict())}
+        if selection is not None:
+            state["selection"] = copy.deepcopy(selection.state_dict())
+        return state
+
     start = time.perf_counter()
     model.train()
     for step in range(steps):
+        if selection_slopes is not None and selection is not None:
+            selection.slope = float(selection_slopes[step])
         index, scale = _batch(data, batch_size, batches)
         optimiser.zero_grad()
         loss = _loss(model, data, strategy, index, scale, edges, bandwidth, penalty_weight,
-                     normsys, signal)
+                     normsys, signal, selection)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
         history.loss.append(float(loss.detach()))
@@ -254,17 +286,19 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
             progress(step + 1)
         if check is not None and ((step + 1) % validate_every == 0 or step + 1 == steps):
             value = _validation_loss(model, check, strategy, edges, bandwidth, penalty_weight,
-                                     normsys, signal)
+                                     normsys, signal, selection)
             history.validation_loss.append((step + 1, value))
             if best is None or value < best[0]:
-                best, stale = (value, copy.deepcopy(model.state_dict())), 0
+                best, stale = (value, snapshot()), 0
                 history.best_step = step + 1
             else:
                 stale += 1
                 if stale >= patience:
                     break
     if best is not None:
-        model.load_state_dict(best[1])
+        model.load_state_dict(best[1]["model"])
+        if selection is not None:
+            selection.load_state_dict(best[1]["selection"])
     else:
         history.best_step = len(history.loss)
     model.eval()

@@ -10,7 +10,7 @@ strategy's loss and the skim's systematic variations (:mod:`analysis.training.sk
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,9 @@ import torch
 
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
+from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.training.selection import class_normsys
 from analysis.training.models import NODE_FEATURES, count_parameters, sized_dnn, sized_gnn
 from analysis.training.skim_samples import (
     CLASSES,
@@ -30,7 +32,7 @@ from analysis.training.skim_samples import (
     training_samples,
 )
 
-__all__ = ["TrainingResult", "build_network", "export_onnx", "load_network", "save_checkpoint",
+__all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "network_variants", "export_onnx", "load_network", "save_checkpoint",
            "score_tables", "train_network"]
 
 SIGNAL_CLASS = CLASSES[0]
@@ -50,6 +52,7 @@ class TrainingResult:
     stages: list[tuple[str, list[float]]] = field(default_factory=list)  # (loss name, losses)
     n_train_events: dict[str, int] = field(default_factory=dict)
     best_steps: dict[str, int] = field(default_factory=dict)  # early stopping, per stage
+    joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
@@ -57,7 +60,8 @@ class TrainingResult:
                 "classes": list(CLASSES), "n_inputs": self.n_inputs,
                 "n_parameters": self.n_parameters, "features": list(self.features),
                 "n_train_events": self.n_train_events, "best_steps": self.best_steps,
-                "losses": {name: losses for name, losses in self.stages}}
+                "losses": {name: losses for name, losses in self.stages},
+                "joint_cuts": self.joint_cuts}
 
 
 def _read(tables: Mapping[str, Mapping[str, str | ak.Array]]) -> dict[str, dict[str, ak.Array]]:
@@ -65,9 +69,68 @@ def _read(tables: Mapping[str, Mapping[str, str | ak.Array]]) -> dict[str, dict[
                       for shift, t in shifts.items()} for dataset, shifts in tables.items()}
 
 
+JOINT_CUTS_SUFFIX = "+cuts"
+
+
+def network_variants(config: AnalysisConfig) -> list[tuple[str, str]]:
+    """Every ``(model kind, strategy)`` the config trains, in order: each model with each
+    strategy, then the DNN with each ``training.joint_cuts`` strategy as ``"<strategy>+cuts"``."""
+    training = config.training
+    variants = [(m, s) for m in training.models for s in training.strategies]
+    if "dnn" in training.models:
+        variants += [("dnn", f"{s}{JOINT_CUTS_SUFFIX}") for s in training.joint_cuts]
+    return variants
+
+
+class _ScaledCuts(torch.nn.Module):
+    """Learnable cuts whose parameter is the offset from the start in units of each feature's
+    interquartile range, so one learning rate moves GeV and jet-count thresholds alike."""
+
+    def __init__(self, cuts: LearnableCuts) -> None:
+        super().__init__()
+        self.cuts = cuts
+        cuts.thresholds.requires_grad_(False)
+        self.offset = torch.nn.Parameter(torch.zeros_like(cuts.thresholds))
+
+    @property
+    def slope(self) -> float:
+        return self.cuts.slope
+
+    @slope.setter
+    def slope(self, value: float) -> None:
+        self.cuts.slope = value
+
+    def thresholds(self) -> torch.Tensor:
+        return self.cuts.thresholds + self.offset * self.cuts.scales
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cuts.weights_at(x, self.thresholds())
+
+
+def _joint_cuts(config: AnalysisConfig, samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                features: Sequence[str]) -> _ScaledCuts:
+    """The config's cuts as learnable cuts on the DNN inputs, started at the loose quantile."""
+    settings = config.cuts
+    assert settings is not None  # checked by the config
+    cuts = LearnableCuts([c.feature for c in settings.cuts], [c.direction for c in settings.cuts],
+                         columns=list(features), slope=settings.slope_start)
+    x_all = torch.as_tensor(np.concatenate([x for x, _ in samples.values()]))
+    w_all = torch.as_tensor(np.concatenate([w for _, w in samples.values()]))
+    q = settings.initial_quantile
+    cuts.init_from_quantiles(x_all, w_all.abs(), quantile=[
+        q if c.direction == ">" else 1 - q for c in settings.cuts])
+    return _ScaledCuts(cuts)
+
+
 def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: AnalysisConfig,
-                  fold: int, model_kind: str, strategy: str) -> TrainingResult:
+                  fold: int, model_kind: str, strategy: str,
+                  device: str | torch.device | None = None,
+                  progress: Callable[[int], None] | None = None) -> TrainingResult:
     """Train one network on the training folds of the skims.
+
+    The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
+    and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
+    uncertainties as normsys (:func:`~analysis.training.selection.class_normsys`).
 
     Args:
         tables: dataset -> shift -> skim table or its Parquet path.
@@ -75,17 +138,26 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         fold: the held-out fold, not used here.
         model_kind: ``"dnn"`` or ``"gnn"``.
         strategy: one of :data:`~analysis.training.fit.STRATEGIES`.
+        device: where to train; default CUDA if available, else the CPU (the same code).
+        progress: called with the number of optimiser steps done (of ``ce_steps`` plus
+            ``strategy_steps`` unless the strategy is ``"ce"``).
 
     Returns:
-        The trained network (eval mode, float32, CPU or the tables' device) and its description.
+        The trained network (eval mode, float32, on the CPU) and its description.
 
     Raises:
         ConfigError: unknown model kind or strategy. InputDataError: missing skim columns or an
             empty class. FitError: a singular likelihood during inference-aware training.
     """
     settings = config.training
+    joint = strategy.endswith(JOINT_CUTS_SUFFIX)
+    strategy = strategy.removesuffix(JOINT_CUTS_SUFFIX)
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy {strategy!r}: must be one of {STRATEGIES}")
+    if joint and (model_kind != "dnn" or strategy not in ("inference", "significance")
+                  or config.cuts is None):
+        raise ConfigError(f"joint cuts: only the DNN with 'inference' or 'significance' and a "
+                          f"'cuts:' section, not {model_kind}/{strategy}")
     features = tuple(config.features.event)
     read = _read(tables)
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
@@ -100,7 +172,11 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         x_all = np.concatenate([x for x, _ in samples.values()])
         model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),  # type: ignore[operator]
                                   torch.as_tensor(x_all.std(axis=0) + 1e-6))
-    result = TrainingResult(model, model_kind, strategy, fold, n_inputs, count_parameters(model),
+    device = torch.device(device if device is not None else
+                          "cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    result = TrainingResult(model, model_kind, f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else
+                            strategy, fold, n_inputs, count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()})
     generator = torch.Generator().manual_seed(settings.seed)
@@ -108,20 +184,44 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     _, history = train_classifier(model, samples, "ce", signal=SIGNAL_CLASS,
                                   steps=settings.ce_steps, lr=settings.learning_rate,
                                   generator=generator, validation=validation,
-                                  validation_nuisances=validation_nuisances, **stopping)
+                                  validation_nuisances=validation_nuisances, progress=progress,
+                                  **stopping)
     result.stages.append(("ce", history.loss))
     result.best_steps["ce"] = history.best_step
     if strategy != "ce":
         edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
+        normsys = class_normsys(read, config) if strategy in ("inference", "significance") else None
+        offset = settings.ce_steps
+
+        def stage_progress(done: int) -> None:
+            if progress is not None:
+                progress(offset + done)
+
+        selection, slopes = None, None
+        if joint:
+            assert config.cuts is not None
+            selection = _joint_cuts(config, samples, features).to(device)
+            slopes = slope_schedule(config.cuts.slope_start, config.cuts.slope_end,
+                                    settings.strategy_steps).tolist()
         _, history = train_classifier(model, samples, strategy, nuisances, signal=SIGNAL_CLASS,
                                       edges=edges, bandwidth=settings.bandwidth,
-                                      penalty_weight=settings.penalty_weight,
+                                      penalty_weight=settings.penalty_weight, normsys=normsys,
                                       steps=settings.strategy_steps,
                                       lr=settings.strategy_learning_rate,
                                       generator=generator, validation=validation,
-                                      validation_nuisances=validation_nuisances, **stopping)
-        result.stages.append((strategy, history.loss))
-        result.best_steps[strategy] = history.best_step
+                                      validation_nuisances=validation_nuisances,
+                                      progress=stage_progress, selection=selection,
+                                      selection_slopes=slopes,
+                                      selection_lr=config.cuts.learning_rate if joint else None,
+                                      **stopping)
+        name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else strategy
+        result.stages.append((name, history.loss))
+        result.best_steps[name] = history.best_step
+        if selection is not None:
+            result.joint_cuts = {"features": list(selection.cuts.feature_names),
+                                 "directions": list(selection.cuts.directions),
+                                 "thresholds": selection.thresholds().detach().cpu().tolist()}
+    result.model = model.cpu()
     return result
 
 
@@ -165,8 +265,13 @@ def load_network(path: str | os.PathLike[str], metadata: Mapping[str, Any],
 
 
 def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str | ak.Array]],
-                 config: AnalysisConfig, fold: int, model_kind: str) -> dict[str, dict[str, Any]]:
+                 config: AnalysisConfig, fold: int, model_kind: str,
+                 joint_cuts: Mapping[str, Sequence[Any]] | None = None,
+                 ) -> dict[str, dict[str, Any]]:
     """Class probabilities of the held-out fold ``fold`` of every dataset and shift.
+
+    With ``joint_cuts`` (``features``, ``directions``, ``thresholds`` of cuts trained with the
+    network), only events passing them hard are kept.
 
     Args:
         model: a network of :func:`train_network` for ``fold``.
@@ -184,6 +289,12 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
         out[dataset] = {}
         for shift, table in shifts.items():
             keep = fold_mask(np.asarray(table["event"]), fold, config.training.n_folds)
+            if joint_cuts is not None:
+                for feature, direction, threshold in zip(
+                        joint_cuts["features"], joint_cuts["directions"],
+                        joint_cuts["thresholds"], strict=True):
+                    values = np.asarray(table[feature], dtype=np.float64)
+                    keep &= values > threshold if direction == ">" else values < threshold
             x = model_inputs(table, config.features.event, model_kind,
                              f"dataset {dataset}, shift {shift}")[keep]
             with torch.no_grad():

@@ -239,14 +239,17 @@ def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> 
 
 
 def varied_scores(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
-                   scale: dict[str, float]) -> dict[str, dict[str, tuple[Pair, Pair]]]:
-    """Nuisance -> sample -> up/down ``(scores, weights)`` of the batch ``index``."""
+                  scale: dict[str, float], selection: torch.nn.Module | None = None,
+                  ) -> dict[str, dict[str, tuple[Pair, Pair]]]:
+    """Nuisance -> sample -> up/down ``(scores, weights)`` of the batch ``index``; with a
+    ``selection`` (``x -> (n,)`` weights in [0, 1]) the weights are multiplied by it."""
     def one(nuisance: str, sample: str, pair: Pair) -> Pair:
         xv, wv = pair
-        if nuisance in data.precomputed:  # other events than nominal: all of them, every step
-            return signal_score(model, xv, data.signal_class), wv
-        return (signal_score(model, xv[index[sample]], data.signal_class),
-                wv[index[sample]] * scale[sample])
+        if nuisance not in data.precomputed:  # the nominal events: the batch only
+            xv, wv = xv[index[sample]], wv[index[sample]] * scale[sample]
+        if selection is not None:
+            wv = wv * selection(xv)
+        return signal_score(model, xv, data.signal_class), wv
 
     return {n: {s: (one(n, s, up), one(n, s, down)) for s, (up, down) in per_sample.items()}
             for n, per_sample in data.varied.items()}

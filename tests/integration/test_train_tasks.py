@@ -21,15 +21,18 @@ def test_train_model_branches(store: Path) -> None:
     task = TrainModel(version="t1", config="tth_bb_tiny")
     branch_map = task.get_branch_map()
     training = config.training
-    assert len(branch_map) == training.n_folds * len(training.models) * len(training.strategies)
+    n_variants = len(training.models) * len(training.strategies) + len(training.joint_cuts)
+    assert len(branch_map) == training.n_folds * n_variants
     wanted = [b for b, data in branch_map.items()
-              if data in ((0, "dnn", "inference"), (1, "gnn", "penalty"))]
+              if data in ((0, "dnn", "inference"), (1, "gnn", "penalty"),
+                          (0, "dnn", "inference+cuts"))]
     assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=b) for b in wanted],
                        local_scheduler=True, workers=1, log_level="WARNING")
     counts = {}
     for b in wanted:
         fold, model_kind, strategy = branch_map[b]
-        directory = store / "tth_bb_tiny" / "TrainModel" / "t1" / f"{model_kind}_{strategy}_fold{fold}"
+        directory = (store / "tth_bb_tiny" / "TrainModel" / "t1" / "learned_cuts"
+                     / f"{model_kind}_{strategy}_fold{fold}")
         metadata = json.loads((directory / "model.json").read_text())
         assert metadata["provenance"]["config_sha256"] == config.digest
         assert list(metadata["losses"]) == ["ce", strategy]
@@ -37,6 +40,12 @@ def test_train_model_branches(store: Path) -> None:
         for stage, losses in metadata["losses"].items():
             assert 0 < metadata["best_steps"][stage] <= len(losses)
         assert len(metadata["losses"][strategy]) <= training.strategy_steps
+        if strategy.endswith("+cuts"):  # cuts learned jointly, recorded for Evaluate
+            cuts = metadata["joint_cuts"]
+            assert cuts["features"] == [c.feature for c in config.cuts.cuts]
+            assert len(cuts["thresholds"]) == len(cuts["features"])
+        else:
+            assert metadata["joint_cuts"] is None
         state = torch.load(directory / "model.pt", weights_only=True)
         counts[model_kind] = sum(v.numel() for k, v in state.items()
                                  if k not in ("mean", "std"))  # DNN buffers are no parameters

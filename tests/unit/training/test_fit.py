@@ -168,3 +168,27 @@ def test_early_stopping_keeps_the_best_validation_model(strategy: str) -> None:
     kept = _validation_loss(model, check, strategy, (0.0, 0.25, 0.5, 0.75, 1.0), 0.1, 1.0, None,
                             "signal")
     assert kept == pytest.approx(min(values), rel=1e-6)  # the best model is the one returned
+
+
+def test_cuts_trained_jointly_in_front_of_the_network() -> None:
+    """A cut on feature 1 (which only the selection sees as a threshold) moves, the slope
+    follows the schedule, and the inference loss falls; yield-blind losses are refused."""
+    from analysis.relax.cuts import LearnableCuts, slope_schedule
+
+    samples = _samples()
+    cuts = LearnableCuts([1], ">", slope=1.0)
+    x_all = torch.as_tensor(np.concatenate([x for x, _ in samples.values()]))
+    cuts.init_from_quantiles(x_all.float(), quantile=0.05)
+    start = cuts.thresholds.detach().clone()
+    slopes = slope_schedule(1.0, 20.0, STEPS).tolist()
+    with pytest.raises(ConfigError, match="yield-blind"):
+        train_classifier(_model(), samples, "penalty", _nuisances(), selection=cuts)
+    with pytest.raises(ConfigError, match="selection_slopes"):
+        train_classifier(_model(), samples, "inference", _nuisances(), selection=cuts,
+                         steps=STEPS, selection_slopes=slopes[:-1])
+    _, history = train_classifier(_model(), samples, "inference", _nuisances(), steps=STEPS,
+                                  lr=0.05, selection=cuts, selection_slopes=slopes,
+                                  selection_lr=0.1)
+    assert cuts.slope == pytest.approx(20.0)
+    assert not torch.allclose(cuts.thresholds.detach(), start)
+    assert history.loss[-1] < history.loss[0]

@@ -1,0 +1,178 @@
+"""Score histograms, the pyhf workspace (schema, command line) and the fits against closed forms."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from analysis.config import AnalysisConfig
+from analysis.inference.fits import fit_workspace
+from analysis.inference.histograms import VARIATIONS, histogram_dict, score_histograms
+from analysis.inference.workspace import build_workspace, validate_workspace
+from analysis.training.evaluate import weighted_auc
+
+
+def _scores(rng: np.random.Generator, n_processes: int) -> dict:
+    """One dataset, all shifts, random labels, scores and weights."""
+    shifts = {}
+    for shift in ("nominal", "jes_up", "jes_down", "jer_up", "jer_down"):
+        n = 400
+        columns = {"label": rng.integers(0, n_processes, n), "p_tth": rng.uniform(0, 1, n),
+                   "weight": rng.uniform(0.5, 1.5, n)}
+        for syst in ("btag", "isr", "fsr"):
+            for d in ("up", "down"):
+                columns[f"weight_{syst}_{d}"] = columns["weight"] * rng.uniform(0.9, 1.1, n)
+        columns["p_tth"][0] = 1.0  # the top edge belongs to the last bin
+        shifts[shift] = columns
+    return {"tt": shifts}
+
+
+def test_score_histograms_equal_numpy(rng: np.random.Generator,
+                                      tiny_config: AnalysisConfig) -> None:
+    processes = tiny_config.process_names
+    scores = _scores(rng, len(processes))
+    result = histogram_dict(score_histograms(scores, processes, 4))
+    edges = np.linspace(0, 1, 5)
+    assert result["edges"] == pytest.approx(edges.tolist())
+    for k, process in enumerate(processes):
+        for variation in VARIATIONS:
+            syst, _, _ = variation.rpartition("_")
+            shift = variation if syst in ("jes", "jer") else "nominal"
+            weight = f"weight_{variation}" if syst in ("btag", "isr", "fsr") else "weight"
+            columns = scores["tt"][shift]
+            chosen = columns["label"] == k
+            values = np.clip(columns["p_tth"][chosen], 0, np.nextafter(1, 0))
+            expected, _ = np.histogram(values, edges, weights=columns[weight][chosen])
+            variances, _ = np.histogram(values, edges, weights=columns[weight][chosen] ** 2)
+            got = result["processes"][process][variation]
+            assert got["values"] == pytest.approx(expected.tolist(), rel=1e-12)
+            assert got["variances"] == pytest.approx(variances.tolist(), rel=1e-12)
+
+
+def _histograms(config: AnalysisConfig, signal: list[float], background: list[float],
+                shape_shift: float = 0.0) -> dict:
+    """Signal in the first process, all background in the last, the rest empty."""
+    names = config.process_names
+    n_bins = len(signal)
+    out = {"edges": np.linspace(0, 1, n_bins + 1).tolist(), "processes": {}}
+    for k, name in enumerate(names):
+        values = np.asarray(signal if k == 0 else background if k == len(names) - 1
+                            else [0.0] * n_bins, dtype=float)
+        hists = {"nominal": {"values": values.tolist(), "variances": (values * 1e-6).tolist()}}
+        for variation in VARIATIONS[1:]:
+            sign = 1.0 if variation.endswith("up") else -1.0
+            tilt = 1.0 + sign * shape_shift * np.linspace(-1, 1, n_bins)
+            hists[variation] = {"values": (values * tilt * (1 + 0.02 * sign)).tolist(),
+                                "variances": (values * 1e-6).tolist()}
+        out["processes"][name] = hists
+    return out
+
+
+def test_workspace_schema_cli_and_modifiers(tiny_config: AnalysisConfig, tmp_path: Path) -> None:
+    histograms = _histograms(tiny_config, [5.0, 20.0, 40.0], [400.0, 100.0, 20.0], 0.05)
+    spec = build_workspace(histograms, tiny_config, pseudo_data_seed=3)
+    validate_workspace(spec)
+    assert spec == build_workspace(histograms, tiny_config, pseudo_data_seed=3)  # seeded
+    samples = {s["name"]: s for s in spec["channels"][0]["samples"]}
+    assert set(samples) == {tiny_config.process_names[0], tiny_config.process_names[-1]}
+    background = samples[tiny_config.process_names[-1]]
+    modifiers = {(m["name"], m["type"]): m["data"] for m in background["modifiers"]}
+    uncertainty = tiny_config.processes[tiny_config.process_names[-1]].cross_section.uncertainty
+    assert modifiers[(f"xsec_{tiny_config.process_names[-1]}", "normsys")] == pytest.approx(
+        {"hi": 1 + uncertainty, "lo": 1 - uncertainty})
+    lumi = tiny_config.luminosity.uncertainty
+    assert modifiers[("lumi", "normsys")] == pytest.approx({"hi": 1 + lumi, "lo": 1 - lumi})
+    # each variation = normsys (the yield ratio) x histosys (the shape at the nominal yield)
+    nominal = np.array(background["data"])
+    up = np.array(histograms["processes"][tiny_config.process_names[-1]]["jes_up"]["values"])
+    assert modifiers[("jes", "normsys")]["hi"] == pytest.approx(up.sum() / nominal.sum())
+    assert sum(modifiers[("jes", "histosys")]["hi_data"]) == pytest.approx(nominal.sum())
+    assert ("mu", "normfactor") in {(m["name"], m["type"])
+                                    for m in samples[tiny_config.process_names[0]]["modifiers"]}
+    path = tmp_path / "workspace.json"
+    path.write_text(json.dumps(spec))
+    pyhf_cli = str(Path(sys.executable).with_name("pyhf"))
+    for command in (["cls", str(path)], ["fit", str(path)]):
+        run = subprocess.run([pyhf_cli, *command], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+    assert "CLs_obs" in subprocess.run([pyhf_cli, "cls", str(path)], capture_output=True,
+                                       text=True, timeout=120).stdout
+
+
+def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
+    """One bin, systematics negligible: sigma_mu = sqrt(s + b) / s and the Asimov Z of
+    Cowan et al. (arXiv:1007.1727, Eq. 97); a tighter CLs limit with more signal."""
+    s, b = 30.0, 100.0
+    config = _quiet(tiny_config)
+    spec = build_workspace(_histograms(config, [s], [b]), config, pseudo_data_seed=1,
+                           systematics=())
+    results = fit_workspace(spec, scan_points=5, limit_max=5.0, limit_points=26)
+    assert results.sigma_mu_stat == pytest.approx(math.sqrt(s + b) / s, rel=0.02)
+    z_cowan = math.sqrt(2 * ((s + b) * math.log(1 + s / b) - s))
+    assert results.expected_significance == pytest.approx(z_cowan, rel=0.01)
+    assert results.asimov_mu_hat == pytest.approx(1.0, abs=1e-3)
+    # -2 ln(lambda) of the Asimov scan at mu = 0 is Z^2
+    assert results.scan_asimov[0] == pytest.approx(z_cowan**2, rel=0.02)
+    # expected median limit, asymptotic: (Phi^-1(1 - 0.05/2) ...) ~ 1.96 sigma for s >> ... and
+    # the band is ordered
+    band = results.expected_band
+    assert band == sorted(band)
+    assert 0.5 * 1.64 * results.sigma_mu_stat < results.expected_limit < 2.5 * results.sigma_mu
+    stronger = fit_workspace(build_workspace(_histograms(config, [3 * s], [b]), config,
+                                             pseudo_data_seed=1, systematics=()),
+                             scan_points=5, limit_max=5.0, limit_points=26)
+    assert stronger.expected_limit < results.expected_limit
+
+
+def _quiet(config: AnalysisConfig) -> AnalysisConfig:
+    """The config with 0.1 % cross-section and luminosity uncertainties (stat-dominated)."""
+    import dataclasses
+
+    processes = {name: dataclasses.replace(p, cross_section=dataclasses.replace(
+        p.cross_section, uncertainty=0.001)) for name, p in config.processes.items()}
+    return dataclasses.replace(config, processes=processes, luminosity=dataclasses.replace(
+        config.luminosity, uncertainty=0.001))
+
+
+def test_impacts_rank_the_larger_normalisation_first(tiny_config: AnalysisConfig) -> None:
+    spec = build_workspace(_histograms(tiny_config, [20.0, 60.0], [500.0, 200.0], 0.1),
+                           tiny_config, pseudo_data_seed=2)
+    results = fit_workspace(spec, scan_points=3, limit_max=5.0, limit_points=6)
+    ranked = list(results.impacts)
+    background = tiny_config.process_names[-1]
+    # the background's cross-section uncertainty dominates the 2 % luminosity one
+    assert ranked.index(f"xsec_{background}") < ranked.index("lumi")
+    up, down = results.impacts[f"xsec_{background}"]
+    assert up * down < 0  # opposite shifts of mu-hat
+    assert results.sigma_mu > results.sigma_mu_stat
+    assert set(results.pulls) == set(results.impacts)
+
+
+def test_weighted_auc_equals_pair_counting(rng: np.random.Generator) -> None:
+    s, b = rng.normal(1, 1, 300), rng.normal(0, 1, 200)
+    ws, wb = rng.uniform(0, 2, 300), rng.uniform(0, 2, 200)
+    s[:10] = b[:10]  # ties count one half
+    pairs = (ws[:, None] * wb[None, :] * ((s[:, None] > b[None, :])
+                                          + 0.5 * (s[:, None] == b[None, :]))).sum()
+    assert weighted_auc(s, ws, b, wb) == pytest.approx(pairs / (ws.sum() * wb.sum()), rel=1e-12)
+    # the binormal AUC Phi(delta / sqrt(2)) for unit weights and many events
+    big_s, big_b = rng.normal(1, 1, 20000), rng.normal(0, 1, 20000)
+    assert weighted_auc(big_s, np.ones(20000), big_b, np.ones(20000)) == pytest.approx(
+        norm.cdf(1 / math.sqrt(2)), abs=0.01)
+
+
+def test_workspace_rejects_missing_process(tiny_config: AnalysisConfig) -> None:
+    from analysis.errors import InputDataError
+
+    histograms = _histograms(tiny_config, [1.0], [10.0])
+    del histograms["processes"][tiny_config.process_names[1]]
+    with pytest.raises(InputDataError, match="no histograms for processes"):
+        build_workspace(histograms, tiny_config, pseudo_data_seed=1)
+
