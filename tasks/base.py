@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -14,8 +16,10 @@ import luigi
 
 from analysis.config import AnalysisConfig, load_config
 
-__all__ = ["DiffanaTask", "write_json_atomic", "write_parquet_atomic"]
+__all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
+           "DiffanaTask", "write_json_atomic", "write_parquet_atomic"]
 
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VERSIONED_PACKAGES = ("diffana", "law", "luigi", "coffea", "uproot", "awkward", "numpy",
                        "pythia8mc", "fastjet", "torch", "pyhf")
 
@@ -42,6 +46,23 @@ def write_parquet_atomic(path: str, table: Any, provenance: dict[str, Any]) -> N
     os.replace(tmp, path)
 
 
+def _plain(value: Any) -> Any:
+    """Dataclasses (and their nesting) as plain JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+# config sections per stage, each including the stages before it
+GENERATION_SECTIONS = ("sqrt_s", "processes", "datasets", "detector", "objects")  # b-tag WPs
+SKIM_SECTIONS = (*GENERATION_SECTIONS, "objects", "selection", "features", "systematics",
+                 "luminosity")
+TRAINING_SECTIONS = (*SKIM_SECTIONS, "training")
+INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference")
+
+
 class DiffanaTask(law.Task):
     """Base of every task: one store, a required version, the analysis config."""
 
@@ -54,12 +75,35 @@ class DiffanaTask(law.Task):
         """The validated config (cached per file); ConfigError names the file and key."""
         return load_config(self.config)
 
+    #: the config sections this task's outputs depend on, its inputs' included (see
+    #: :meth:`config_sections`); their hash is part of the output path
+    config_dependencies: tuple[str, ...] = GENERATION_SECTIONS
+
+    def config_sections(self) -> tuple[str, ...]:
+        """Config sections (top-level keys) that determine this task's outputs and its inputs'."""
+        return self.config_dependencies
+
+    def config_tag(self) -> str:
+        """``cfg-<8 hex>``: hash of :meth:`config_sections` of the config.
+
+        Part of every output path: a change to a cut changes the tag of LearnCuts and of every
+        task after it, so ``law run`` reruns exactly those and keeps the rest (the skim, the
+        generated events); changing it back finds the old outputs again.
+        """
+        config = self.analysis_config
+        content = {name: _plain(getattr(config, name)) for name in sorted(self.config_sections())}
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
+        return f"cfg-{digest.hexdigest()[:8]}"
+
     def store_parts(self) -> tuple[str, ...]:
-        return (self.analysis_config.name, self.task_family, self.version)
+        return (self.analysis_config.name, self.task_family, self.version, self.config_tag())
 
     def target(self, *path: str) -> law.LocalFileTarget:
         store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
             "diffana", "store", default="data/store")
+        # a relative store lives under the repository (law.cfg's directory), whatever the cwd;
+        # law's file targets would otherwise take it relative to "/"
+        store = os.path.join(_REPOSITORY, os.path.expanduser(store))
         return law.LocalFileTarget(os.path.join(store, *self.store_parts(), *path))
 
     def provenance(self, seed: int | None = None) -> dict[str, Any]:

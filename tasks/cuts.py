@@ -21,7 +21,7 @@ from analysis.training.selection import (
     selection_samples,
     selection_tradeoff,
 )
-from tasks.base import DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.base import SKIM_SECTIONS, DiffanaTask, write_json_atomic, write_parquet_atomic
 from tasks.skim import Skim
 
 __all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "skim_tables"]
@@ -42,6 +42,8 @@ class LearnCuts(DiffanaTask):
     Outputs: ``cuts.json`` (thresholds, start, objective before and after, provenance) and the
     optimisation curve ``learning.png``/``.pdf``.
     """
+
+    config_dependencies = (*SKIM_SECTIONS, "cuts")
 
     def requires(self) -> law.Task:
         return Skim.req(self, branch=-1)
@@ -101,6 +103,8 @@ class ReduceEvents(DiffanaTask):
     sigma_mu (stat only and with systematics) from no cut through the learned cuts to tighter ones.
     """
 
+    config_dependencies = (*SKIM_SECTIONS, "cuts")
+
     def requires(self) -> dict[str, law.Task]:
         return {"skim": Skim.req(self, branch=-1), "cuts": LearnCuts.req(self)}
 
@@ -155,6 +159,12 @@ class SelectionMixin:
     learned_cuts = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                        description="use the learned skim (ReduceEvents); false: "
                                        "the Skim's selection only; default: true")
+
+    def config_sections(self) -> tuple[str, ...]:
+        sections = super().config_sections()  # type: ignore[misc]
+        # the learned skim, or cuts learned jointly with a network (training.joint_cuts)
+        uses_cuts = self.learned_cuts or self.analysis_config.training.joint_cuts
+        return (*sections, "cuts") if uses_cuts else sections
 
     def selection_label(self) -> str:
         return "learned_cuts" if self.learned_cuts else "skim_cuts"

@@ -18,7 +18,13 @@ from analysis.plotting.inference import plot_impacts, plot_pulls, plot_scan, plo
 from analysis.training.evaluate import weighted_auc
 from analysis.training.network import load_network, score_tables
 from analysis.training.skim_samples import CLASSES, class_of_process
-from tasks.base import DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.base import (
+    INFERENCE_SECTIONS,
+    TRAINING_SECTIONS,
+    DiffanaTask,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from tasks.cuts import SelectionMixin
 from tasks.train import TrainModel
 
@@ -27,6 +33,8 @@ __all__ = ["BuildWorkspace", "CreateHistograms", "Evaluate", "Fit", "ModelTask"]
 
 class ModelTask(SelectionMixin, DiffanaTask):
     """A task about one trained network kind and strategy (all its folds)."""
+
+    config_dependencies = TRAINING_SECTIONS
 
     model = luigi.ChoiceParameter(choices=("dnn", "gnn"), default="dnn",
                                   description="network: dnn or gnn; default: dnn")
@@ -127,6 +135,8 @@ class CreateHistograms(ModelTask):
     histogram ``score.png``/``.pdf``.
     """
 
+    config_dependencies = INFERENCE_SECTIONS
+
     def requires(self) -> Evaluate:
         return Evaluate.req(self)
 
@@ -157,6 +167,8 @@ class BuildWorkspace(ModelTask):
     ``pyhf fit workspace.json`` accept it as written. Provenance goes beside it.
     """
 
+    config_dependencies = INFERENCE_SECTIONS
+
     def requires(self) -> CreateHistograms:
         return CreateHistograms.req(self)
 
@@ -185,6 +197,8 @@ class Fit(ModelTask):
     pulls and ranked impacts (``results.json``; ``scan``, ``pulls``, ``impacts`` as PNG + PDF).
     """
 
+    config_dependencies = INFERENCE_SECTIONS
+
     def requires(self) -> BuildWorkspace:
         return BuildWorkspace.req(self)
 
@@ -202,7 +216,7 @@ class Fit(ModelTask):
         results = fit_workspace(spec, scan_points=settings.scan_points,
                                 scan_max=settings.scan_max, limit_max=settings.limit_max,
                                 limit_points=settings.limit_points,
-                                progress=self.progress(5 + 2 * n_nuisances, "Fit", "fit"))
+                                progress=self.progress(6 + 2 * n_nuisances, "Fit", "fit"))
         outputs = self.output()
         outputs["results"].parent.touch()
         base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}

@@ -20,7 +20,7 @@ from analysis.report import Heading, Image, Paragraph, Table, render_html, rende
 from analysis.training.models import NODE_FEATURES
 from analysis.training.network import load_network, network_variants
 from analysis.training.skim_samples import fold_mask, model_inputs
-from tasks.base import DiffanaTask, write_json_atomic
+from tasks.base import INFERENCE_SECTIONS, DiffanaTask, write_json_atomic
 from tasks.cuts import ReduceEvents
 from tasks.inference import CreateHistograms, Evaluate, Fit, ModelTask
 from tasks.train import TrainModel
@@ -54,7 +54,8 @@ class _Probability(torch.nn.Module):
 class TaylorAnalysis(ModelTask):
     """First- and second-order Taylor coefficients (arXiv:1803.08782) of the ttH probability.
 
-    The fold-0 network on (up to 2000 of) its held-out nominal events, weighted by ``|w|``;
+    The fold-0 network on (a seeded random subset of up to 2000 of) its held-out nominal events,
+    weighted by ``|w|``;
     ``taylor.json`` (all coefficients, ranked) and the 20 largest as ``taylor.png``/``.pdf``.
     """
 
@@ -81,8 +82,11 @@ class TaylorAnalysis(ModelTask):
             keep = fold_mask(np.asarray(table["event"]), 0, config.training.n_folds)
             inputs.append(model_inputs(table, config.features.event, self.model, dataset)[keep])
             weights.append(np.abs(np.asarray(table["weight"], dtype=np.float32))[keep])
-        x = torch.as_tensor(np.concatenate(inputs))[:_MAX_TAYLOR_EVENTS]
-        w = torch.as_tensor(np.concatenate(weights))[:_MAX_TAYLOR_EVENTS]
+        x_all, w_all = np.concatenate(inputs), np.concatenate(weights)
+        # a seeded random subset: every dataset and process in proportion, reproducible
+        chosen = np.sort(np.random.default_rng(config.training.seed).permutation(
+            len(x_all))[:_MAX_TAYLOR_EVENTS])
+        x, w = torch.as_tensor(x_all[chosen]), torch.as_tensor(w_all[chosen])
         names = _input_names(self.model, tuple(config.features.event), x.shape[1],
                              config.features.n_jets_max)
         coefficients = taylor_coefficients(_Probability(network), x, w, names, output_index=0,
@@ -108,6 +112,8 @@ class Report(DiffanaTask):
     learned cuts: expected sigma_mu (stat only, with systematics), significance, CLs limit, AUC,
     the impact of each systematic, the learned-skim trade-off, Taylor coefficients, provenance.
     """
+
+    config_dependencies = (*INFERENCE_SECTIONS, "cuts")
 
     compare_without_cuts = luigi.BoolParameter(
         default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
@@ -252,7 +258,12 @@ class Report(DiffanaTask):
             if r["strategy"] == "ce":
                 continue
             reference = summary.get(key.rsplit("_", 1)[0] + "_ce")
-            if reference is None or not reference["sigma_mu"] > 0:
+            if reference is None:
+                continue
+            if not (math.isfinite(r["sigma_mu"]) and math.isfinite(reference["sigma_mu"])):
+                sentences.append(Paragraph(
+                    f"{r['model'].upper()}, {r['strategy']}: not compared with CE: σ_μ is "
+                    f"undetermined (its interval reaches the range of μ)."))
                 continue
             change = 100.0 * (r["sigma_mu"] / reference["sigma_mu"] - 1.0)
             verb = "reduces" if change < 0 else "increases"

@@ -9,7 +9,7 @@ import luigi
 
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
-from tasks.base import DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.base import SKIM_SECTIONS, DiffanaTask, write_json_atomic, write_parquet_atomic
 from tasks.generate import ExternalDataset, GenerateEvents
 
 __all__ = ["Skim"]
@@ -17,6 +17,8 @@ __all__ = ["Skim"]
 
 class Skim(DiffanaTask, law.LocalWorkflow):
     """Selected events with features and systematic variations, one branch per dataset."""
+
+    config_dependencies = SKIM_SECTIONS
 
     skim_workers = luigi.IntParameter(default=law.NO_INT, significant=False,
                                       description="processes for coffea's futures executor "

@@ -13,7 +13,7 @@ from analysis.training.network import (
     save_checkpoint,
     train_network,
 )
-from tasks.base import DiffanaTask, write_json_atomic
+from tasks.base import TRAINING_SECTIONS, DiffanaTask, write_json_atomic
 from tasks.gpu import GpuWorkflow
 from tasks.cuts import SelectionMixin
 
@@ -27,6 +27,8 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     Outputs per branch: the state dict, JSON metadata (parameter counts, features, losses,
     provenance), an ONNX export and the training curves (PNG and PDF).
     """
+
+    config_dependencies = TRAINING_SECTIONS
 
     def create_branch_map(self) -> dict[int, tuple[int, str, str]]:
         variants = network_variants(self.analysis_config)
@@ -67,5 +69,6 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         plot_training_curves(result.stages, f"{model_kind.upper()}, {strategy}, fold {fold}", base)
         write_json_atomic(outputs["metadata"].abspath, {
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
+        seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
         self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "
-                             f"parameters, final loss {result.stages[-1][1][-1]:.4g}")
+                             f"parameters, final loss {result.stages[-1][1][-1]:.4g} ({seconds})")

@@ -85,3 +85,13 @@ def _one_torch_thread() -> Iterator[None]:
 def _law_config() -> None:
     """Run law from the repository root so that law.cfg is found."""
     os.environ.setdefault("LAW_CONFIG_FILE", str(Path(__file__).resolve().parents[1] / "law.cfg"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_luigi_instances() -> Iterator[None]:
+    """Each test starts without luigi's cached task instances, as a new ``law run`` would:
+    otherwise a workflow built in one store by an earlier test is reused in the next."""
+    import luigi
+
+    luigi.task_register.Register.clear_instance_cache()
+    yield

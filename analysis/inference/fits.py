@@ -37,8 +37,11 @@ class FitResults:
 
     Attributes:
         mu_hat, mu_uncertainty: pseudo-data fit.
-        asimov_mu_hat, sigma_mu, sigma_mu_stat: Asimov fit; ``sigma_mu_stat`` with every
-            nuisance fixed.
+        asimov_mu_hat, sigma_mu, sigma_mu_stat: Asimov fit. ``sigma_mu`` is half the width of
+            the ``-2 Delta ln L = 1`` interval of the profile likelihood (robust where the
+            likelihood is not parabolic or MINUIT's covariance is not accurate);
+            ``sigma_mu_hesse`` MINUIT's parabolic error; ``sigma_mu_stat`` with every nuisance
+            fixed (one parameter: parabolic and exact for a Poisson model at mu-hat).
         expected_significance, observed_significance: discovery Z (standard deviations).
         expected_limit: median expected 95 % CLs upper limit on mu; ``expected_band``: the
             -2, -1, 0, +1, +2 sigma expected limits; ``observed_limit``: on the pseudo-data.
@@ -51,6 +54,7 @@ class FitResults:
     mu_uncertainty: float
     asimov_mu_hat: float
     sigma_mu: float
+    sigma_mu_hesse: float
     sigma_mu_stat: float
     expected_significance: float
     observed_significance: float
@@ -126,41 +130,82 @@ def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
 
 def _upper_limits(data: np.ndarray, model: Any, limit_max: float, n_points: int
                   ) -> tuple[float, list[float]]:
-    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu from a grid in [0, limit_max].
+    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu in [0, limit_max].
 
-    CLs is computed at each grid point (pyhf ``hypotest``, ``qtilde``) and the 0.05 crossing is
-    interpolated linearly between the grid points around it; a curve that does not fall below
-    0.05 within the grid gives NaN (the limit is beyond ``limit_max``).
+    CLs (pyhf ``hypotest``, ``qtilde``) on a grid brackets each 0.05 crossing; Brent's method
+    then finds it to 1e-3 of ``limit_max``. A curve that does not fall below 0.05 within the
+    grid gives NaN (the limit is beyond ``limit_max``).
     """
     import pyhf
+    from scipy.optimize import brentq
+
+    bounds = model.config.suggested_bounds()
+    bounds[model.config.poi_index] = (0.0, limit_max)
+    cache: dict[float, list[float]] = {}
+
+    def cls(mu: float) -> list[float]:
+        if mu not in cache:
+            observed, expected = _robust(lambda: pyhf.infer.hypotest(
+                float(mu), data, model, test_stat="qtilde", return_expected_set=True,
+                par_bounds=bounds))
+            cache[mu] = [float(observed), *(float(x) for x in expected)]
+        return cache[mu]
 
     grid = np.linspace(0.0, limit_max, n_points)[1:]  # CLs(0) is 1 by construction
-    bounds = model.config.suggested_bounds()
-    poi = model.config.poi_index
-    bounds[poi] = (0.0, limit_max)
-    observed, expected = [], []
-    for mu in grid:
-        cls_obs, cls_exp = _robust(lambda mu=mu: pyhf.infer.hypotest(
-            float(mu), data, model, test_stat="qtilde", return_expected_set=True,
-            par_bounds=bounds))
-        observed.append(float(cls_obs))
-        expected.append([float(x) for x in cls_exp])
-    curves = [np.asarray(observed), *np.asarray(expected).T]
-
-    def crossing(cls: np.ndarray) -> float:
-        below = np.nonzero(cls < 0.05)[0]
+    values = np.array([cls(float(mu)) for mu in grid])  # (n_points - 1, 6)
+    limits = []
+    for k in range(values.shape[1]):
+        below = np.nonzero(values[:, k] < 0.05)[0]
         if len(below) == 0:
-            return math.nan
-        k = int(below[0])
-        if k == 0:
-            return float(grid[0])
-        x0, x1, y0, y1 = grid[k - 1], grid[k], cls[k - 1], cls[k]
-        return float(x0 + (0.05 - y0) * (x1 - x0) / (y1 - y0))
-
-    limits = [crossing(c) for c in curves]
+            limits.append(math.nan)
+            continue
+        upper = float(grid[below[0]])
+        lower = float(grid[below[0] - 1]) if below[0] > 0 else 1e-6 * limit_max
+        if cls(lower)[k] < 0.05:  # already excluded at the bottom of the range
+            limits.append(lower)
+            continue
+        limits.append(float(brentq(lambda mu, k=k: cls(mu)[k] - 0.05, lower, upper,
+                                   xtol=1e-3 * limit_max)))
     if any(math.isnan(x) for x in limits):
         log.warning("fit_workspace: a CLs limit lies beyond mu = %g: NaN", limit_max)
     return limits[0], limits[1:]
+
+
+def _profile_sigma(data: np.ndarray, model: Any, mu_hat: float, guess: float,
+                   init: np.ndarray, bounds: list[tuple[float, float]]) -> float:
+    """Half the width of ``{mu: -2 Delta ln L(mu) <= 1}`` around ``mu_hat`` on ``data``.
+
+    Each side is bracketed by stepping out from ``mu_hat`` by ``guess`` (doubling) and then
+    solved with Brent's method; a side that runs into the POI bounds makes the result NaN.
+    """
+    import pyhf
+    from scipy.optimize import brentq
+
+    poi = model.config.poi_index
+    low_bound, high_bound = bounds[poi]
+    nll_best = float(_robust(lambda: pyhf.infer.mle.fit(
+        data, model, init_pars=init.tolist(), par_bounds=bounds, return_fitted_val=True))[1])
+
+    def q(mu: float) -> float:
+        _, twice_nll = _robust(lambda: pyhf.infer.mle.fixed_poi_fit(
+            mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
+            return_fitted_val=True))
+        return float(twice_nll) - nll_best - 1.0
+
+    ends = []
+    step = guess if math.isfinite(guess) and guess > 0 else 1.0
+    for sign, limit in ((+1.0, high_bound), (-1.0, low_bound)):
+        width = step
+        while True:
+            edge = mu_hat + sign * width
+            if (edge - limit) * sign >= 0:
+                return math.nan  # the interval reaches the POI bound
+            if q(edge) > 0:
+                break
+            width *= 2.0
+        ends.append(brentq(q, mu_hat, edge, xtol=1e-4 * step) if sign > 0
+                    else brentq(q, edge, mu_hat, xtol=1e-4 * step))
+    return 0.5 * (ends[0] - ends[1])
 
 
 def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: float = 3.0,
@@ -175,7 +220,7 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
         scan_max: upper end of the scan (mu).
         limit_max: upper end of the search for the CLs limit (mu); a limit beyond it is NaN.
         limit_points: grid points in ``[0, limit_max]`` at which CLs is computed.
-        progress: called with the number of completed steps (of ``5 + 2 * n_nuisances``).
+        progress: called with the number of completed steps (of ``6 + 2 * n_nuisances``).
 
     Returns:
         :class:`FitResults`.
@@ -183,6 +228,14 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     Raises:
         FitError: a fit that does not converge.
     """
+    # CLs and test statistics divide by quantities that vanish for hopeless models (CLs = 0/0):
+    # those points give NaN, which the limit search and the report handle
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _fit_workspace(spec, scan_points, scan_max, limit_max, limit_points, progress)
+
+
+def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, limit_max: float,
+                   limit_points: int, progress: Callable[[int], None] | None) -> FitResults:
     import pyhf
 
     _use_optimizer(0)
@@ -196,6 +249,9 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     asimov_pars = init.copy()
     asimov_pars[poi] = 1.0
     asimov = np.asarray(model.expected_data(asimov_pars))
+    background_pars = init.copy()
+    background_pars[poi] = 0.0
+    background_asimov = np.asarray(model.expected_data(background_pars))
     observed = np.asarray(workspace.data(model))
     nuisances = [name for name in config.par_order if name != config.poi_name
                  and not name.startswith("staterror")]
@@ -226,7 +282,9 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     p0_exp = float(_robust(lambda: pyhf.infer.hypotest(0.0, asimov, model, test_stat="q0")))
     p0_obs = float(_robust(lambda: pyhf.infer.hypotest(0.0, observed, model, test_stat="q0")))
     step()
-    limit, band = _upper_limits(observed, model, limit_max, limit_points)
+    limit, _ = _upper_limits(observed, model, limit_max, limit_points)
+    # expected limits: on background-only Asimov data (no signal injected, nominal nuisances)
+    _, band = _upper_limits(background_asimov, model, limit_max, limit_points)
     step()
     scan_mu = np.linspace(0.0, scan_max, scan_points)
     scans = []
@@ -239,6 +297,8 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
                 return_fitted_val=True))
             values.append(max(float(twice_nll) - nll_best, 0.0))
         scans.append(values)
+    sigma_profile = _profile_sigma(asimov, model, float(best_asimov[poi]),
+                                   float(err_asimov[poi]), init, bounds)
     step()
     pulls = {}
     for name in nuisances:
@@ -261,7 +321,8 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     step()
     return FitResults(
         mu_hat=float(best_obs[poi]), mu_uncertainty=float(err_obs[poi]),
-        asimov_mu_hat=float(best_asimov[poi]), sigma_mu=float(err_asimov[poi]),
+        asimov_mu_hat=float(best_asimov[poi]), sigma_mu=sigma_profile,
+        sigma_mu_hesse=float(err_asimov[poi]),
         sigma_mu_stat=float(err_stat[poi]), expected_significance=_z(p0_exp),
         observed_significance=_z(p0_obs), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],

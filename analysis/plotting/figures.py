@@ -30,7 +30,9 @@ def save_figure(figure, path_base: str | os.PathLike[str]) -> list[str]:
     paths = [f"{os.fspath(path_base)}.{suffix}" for suffix in ("png", "pdf")]
     for path in paths:
         tmp = f"{path}.tmp{os.getpid()}.{path.rsplit('.', 1)[1]}"
-        figure.savefig(tmp, dpi=100)
+        # no creation date in the PDF: the same inputs give the same bytes
+        metadata = {"CreationDate": None} if path.endswith(".pdf") else None
+        figure.savefig(tmp, dpi=100, metadata=metadata)
         os.replace(tmp, path)
     plt.close(figure)
     return paths

@@ -102,7 +102,7 @@ def _batch(data: PreparedSamples, batch_size: int | None,
 def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: dict[str, torch.Tensor],
           scale: dict[str, float], edges: Edges, bandwidth: float, penalty_weight: float,
           normsys: NormSys | None, signal: str,
-          selection: torch.nn.Module | None = None) -> torch.Tensor:
+          selection: torch.nn.Module | None = None, staterror: bool = False) -> torch.Tensor:
     names = list(data.x)
     x = {s: data.x[s][index[s]] for s in names}
     w = {s: data.w[s][index[s]] * scale[s] for s in names}
@@ -129,14 +129,16 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, index: d
     varied = varied_scores(model, data, index, scale, selection)
     if strategy == "significance":
         binned = binned_model_from_scores(scores, w, edges, bandwidth, signal, shifted=varied,
-                                          normsys=normsys)
+                                          normsys=normsys, staterror=staterror)
         return -discovery_significance(binned, asimov_data(binned))
-    return inference_loss(scores, w, varied, edges, bandwidth, signal, normsys=normsys)
+    return inference_loss(scores, w, varied, edges, bandwidth, signal, normsys=normsys,
+                          staterror=staterror)
 
 
 def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: str, edges: Edges,
                      bandwidth: float, penalty_weight: float, normsys: NormSys | None,
-                     signal: str, selection: torch.nn.Module | None = None) -> float:
+                     signal: str, selection: torch.nn.Module | None = None,
+                     staterror: bool = False) -> float:
     """The training loss on all validation events, without gradients, in eval mode."""
     index = {name: torch.arange(x.shape[0], device=x.device) for name, x in data.x.items()}
     scale = {name: 1.0 for name in data.x}
@@ -147,7 +149,7 @@ def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: st
     try:
         with context:
             return float(_loss(model, data, strategy, index, scale, edges, bandwidth,
-                               penalty_weight, normsys, signal, selection).detach())
+                               penalty_weight, normsys, signal, selection, staterror).detach())
     finally:
         model.train(was_training)
 
@@ -163,7 +165,7 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
                      validation_nuisances: Sequence[Nuisance] | None = None, patience: int = 5,
                      validate_every: int = 10, selection: torch.nn.Module | None = None,
                      selection_slopes: Sequence[float] | None = None,
-                     selection_lr: float | None = None,
+                     selection_lr: float | None = None, staterror: bool = False,
                      ) -> tuple[torch.nn.Module, TrainingHistory]:
     """Train ``model`` in place with Adam on one of :data:`STRATEGIES`; return it and its history.
 
@@ -213,6 +215,8 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         selection_slopes: the slope of ``selection`` at each step (an annealing schedule of
             length ``steps``, :func:`~analysis.relax.cuts.slope_schedule`).
         selection_lr: Adam learning rate of the selection's parameters (default ``lr``).
+        staterror: ``"inference"``/``"significance"``: include the MC statistical uncertainty
+            of each bin (Barlow-Beeston lite, from the sum of squared weights) in the likelihood.
 
     Returns:
         ``(model, history)``: the same module, trained and in eval mode, and a
@@ -278,7 +282,7 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         index, scale = _batch(data, batch_size, batches)
         optimiser.zero_grad()
         loss = _loss(model, data, strategy, index, scale, edges, bandwidth, penalty_weight,
-                     normsys, signal, selection)
+                     normsys, signal, selection, staterror)
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
         history.loss.append(float(loss.detach()))
@@ -286,7 +290,7 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
             progress(step + 1)
         if check is not None and ((step + 1) % validate_every == 0 or step + 1 == steps):
             value = _validation_loss(model, check, strategy, edges, bandwidth, penalty_weight,
-                                     normsys, signal, selection)
+                                     normsys, signal, selection, staterror)
             history.validation_loss.append((step + 1, value))
             if best is None or value < best[0]:
                 best, stale = (value, snapshot()), 0

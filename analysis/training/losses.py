@@ -299,7 +299,9 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
                 modifiers.append(Modifier.normsys(syst, hi, lo))
         if staterror:
             variance = hist(f"sample {sample!r} (weights^2)", scores, weights**2)
-            modifiers.append(Modifier.staterror(f"staterror_{channel}", torch.sqrt(variance)))
+            # floored: d sqrt(v)/dv is infinite at an empty bin (a NaN gradient otherwise)
+            modifiers.append(Modifier.staterror(f"staterror_{channel}",
+                                                torch.sqrt(variance.clamp_min(1e-30))))
         samples.append(Sample(sample, hist(f"sample {sample!r}", scores, weights),
                               tuple(modifiers)))
     return BinnedModel((Channel(channel, tuple(samples)),), poi=poi)

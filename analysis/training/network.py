@@ -9,6 +9,7 @@ strategy's loss and the skim's systematic variations (:mod:`analysis.training.sk
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from analysis.config import AnalysisConfig
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, EmptySelectionError
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.training.fit import STRATEGIES, train_classifier
 from analysis.training.selection import class_normsys
@@ -36,6 +37,7 @@ __all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "network_vari
            "score_tables", "train_network"]
 
 SIGNAL_CLASS = CLASSES[0]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class TrainingResult:
     stages: list[tuple[str, list[float]]] = field(default_factory=list)  # (loss name, losses)
     n_train_events: dict[str, int] = field(default_factory=dict)
     best_steps: dict[str, int] = field(default_factory=dict)  # early stopping, per stage
+    # wall time per stage; not in metadata(): result files stay identical between runs
+    seconds: dict[str, float] = field(default_factory=dict)
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
 
     def metadata(self) -> dict[str, Any]:
@@ -160,11 +164,17 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                           f"'cuts:' section, not {model_kind}/{strategy}")
     features = tuple(config.features.event)
     read = _read(tables)
+    # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
+    # the held-out fold stays unseen until Evaluate; weights scaled to the full luminosity
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
-                                          model_kind, train=True)
-    # early stopping looks at the held-out fold (the "validation fold" of the issue)
-    validation, validation_nuisances = training_samples(read, config, features, fold,
-                                                        settings.n_folds, model_kind, train=False)
+                                          model_kind, train=True, part="fit", rescale=True)
+    try:
+        validation, validation_nuisances = training_samples(
+            read, config, features, fold, settings.n_folds, model_kind, train=True,
+            part="validation", rescale=True)
+    except EmptySelectionError as err:  # tiny samples: a class missing from the slice
+        log.warning("train_network: no early stopping (%s)", err)
+        validation, validation_nuisances = None, None
     n_inputs = next(iter(samples.values()))[0].shape[1]
     torch.manual_seed(settings.seed + 1000 * fold)  # the same initialisation for every strategy
     model = build_network(model_kind, n_inputs, settings.target_parameters)
@@ -188,6 +198,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                                   **stopping)
     result.stages.append(("ce", history.loss))
     result.best_steps["ce"] = history.best_step
+    result.seconds["ce"] = history.seconds
     if strategy != "ce":
         edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
         normsys = class_normsys(read, config) if strategy in ("inference", "significance") else None
@@ -206,6 +217,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         _, history = train_classifier(model, samples, strategy, nuisances, signal=SIGNAL_CLASS,
                                       edges=edges, bandwidth=settings.bandwidth,
                                       penalty_weight=settings.penalty_weight, normsys=normsys,
+                                      staterror=True,
                                       steps=settings.strategy_steps,
                                       lr=settings.strategy_learning_rate,
                                       generator=generator, validation=validation,
@@ -217,6 +229,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else strategy
         result.stages.append((name, history.loss))
         result.best_steps[name] = history.best_step
+        result.seconds[name] = history.seconds
         if selection is not None:
             result.joint_cuts = {"features": list(selection.cuts.feature_names),
                                  "directions": list(selection.cuts.directions),

@@ -8,7 +8,8 @@ either
 - ``"sigma_mu"``: the expected uncertainty of the signal strength of the binned likelihood of a
   discriminating feature (the config's ``discriminant``), with every systematic of the skim (JES
   and JER from the re-run selections, b-tag/ISR/FSR weights, as histosys) and the cross-section
-  and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``; or
+  and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``. The MC
+  statistical uncertainty is left out: hard cuts empty bins, where it is undefined; or
 - ``"significance"``: the Asimov discovery significance of the selected yields with a relative
   background uncertainty (Cowan's formula, :func:`~analysis.relax.cut_objectives.asimov_significance`).
 

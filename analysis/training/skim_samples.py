@@ -175,9 +175,32 @@ def _class_index(labels: np.ndarray, classes: Sequence[str], where: str) -> np.n
     return np.array([CLASSES.index(c) for c in classes], dtype=np.int64)[labels]
 
 
+VALIDATION_SLICES = 5
+"""Early stopping uses 1 of this many slices (by ``event // n_folds``) of the training folds."""
+
+PARTS: tuple[str, ...] = ("all", "fit", "validation")
+"""Parts of the training folds: all of them, the part optimised on, the validation slice."""
+
+
+def _part_mask(event: np.ndarray, fold: int, n_folds: int, train: bool, part: str
+               ) -> tuple[np.ndarray, float]:
+    """Events of the requested folds and part, and the fraction of all events they are."""
+    held_out = fold_mask(event, fold, n_folds)
+    if not train:
+        return held_out, 1.0 / n_folds
+    keep, fraction = ~held_out, (n_folds - 1) / n_folds
+    if part == "all":
+        return keep, fraction
+    validation = (event // n_folds) % VALIDATION_SLICES == 0
+    if part == "validation":
+        return keep & validation, fraction / VALIDATION_SLICES
+    return keep & ~validation, fraction * (VALIDATION_SLICES - 1) / VALIDATION_SLICES
+
+
 def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequence[str],
            config: AnalysisConfig, features: Sequence[str], fold: int, n_folds: int,
-           model_kind: str, train: bool) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+           model_kind: str, train: bool, part: str = "all", rescale: bool = False,
+           ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Per class: inputs and the named weight columns of the selected folds of one shift."""
     process_class = tuple(class_of_process(config).values())
     parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
@@ -188,11 +211,11 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
         where = f"dataset {dataset}, shift {shift}"
         table = shifts[shift]
         ids = _columns(table, ("label", "event", *weights), where)
-        keep = fold_mask(ids["event"], fold, n_folds)
-        keep = ~keep if train else keep
+        keep, fraction = _part_mask(np.asarray(ids["event"]), fold, n_folds, train, part)
+        scale = 1.0 / fraction if rescale else 1.0  # a part stands for the full luminosity
         x = model_inputs(table, features, model_kind, where)
         parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
-                      {w: ids[w][keep].astype(np.float32) for w in weights}))
+                      {w: (scale * ids[w][keep]).astype(np.float32) for w in weights}))
     if not parts:
         raise InputDataError("training_samples: tables has no datasets")
     index = np.concatenate([p[0] for p in parts])
@@ -211,7 +234,8 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
 
 def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: AnalysisConfig,
                      features: Sequence[str], fold: int, n_folds: int = 2,
-                     model_kind: str = "dnn", train: bool = True,
+                     model_kind: str = "dnn", train: bool = True, part: str = "all",
+                     rescale: bool = False,
                      ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
     """Samples per class of :data:`CLASSES` and the systematic nuisances, from the skim tables.
 
@@ -229,6 +253,11 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
         model_kind: ``"dnn"``: ``x`` is ``(n, len(features))``; ``"gnn"``: ``x`` is the
             :func:`graph_vector` ``(n, n_nodes * 9)`` for :class:`GraphAsVector`.
         train: training folds (True) or the held-out fold (False).
+        part: of the training folds, ``"all"``, ``"fit"`` (what the optimiser sees) or
+            ``"validation"`` (1 of :data:`VALIDATION_SLICES` slices by ``event // n_folds``,
+            for early stopping); ignored for the held-out fold.
+        rescale: multiply the weights by the inverse fraction of all events that the selected
+            folds and part hold, so that yields are those of the full luminosity.
 
     Returns:
         ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` and the
@@ -246,7 +275,9 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
                           f"{MODEL_KINDS}")
     fold_mask(np.zeros(0, dtype=np.int64), fold, n_folds)  # validates fold and n_folds
     variations = [f"weight_{name}_{d}" for name in WEIGHT_NUISANCES for d in ("up", "down")]
-    args = (config, features, fold, n_folds, model_kind, train)
+    if part not in PARTS:
+        raise ConfigError(f"training_samples: part = {part!r}: must be one of {PARTS}")
+    args = (config, features, fold, n_folds, model_kind, train, part, rescale)
     x, w = _split(tables, "nominal", ["weight", *variations], *args)
     samples = {c: (x[c], w[c]["weight"]) for c in CLASSES}
     nuisances = []

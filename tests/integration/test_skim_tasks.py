@@ -18,6 +18,7 @@ from analysis.config import load_config, resolve_config_path
 from analysis.errors import InputDataError
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
+from tasks.generate import GenerateEvents
 from tasks.skim import Skim
 
 pytestmark = pytest.mark.slow
@@ -31,26 +32,31 @@ def _outputs(store: Path) -> dict[str, float]:
     return {str(p.relative_to(store)): p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
 
 
+def _task_dir(cls: type) -> Path:
+    """The output directory of a task of the tiny config (store, version, config tag)."""
+    return Path(cls(version="t1", config="tth_bb_tiny").target().abspath)
+
+
 def _skim_tiny(store: Path) -> Path:
     assert _build(Skim(version="t1", config="tth_bb_tiny"), workers=2)
     return store / "tth_bb_tiny"
 
 
 def test_skim_from_nothing_then_nothing_to_do(store: Path) -> None:
-    root = _skim_tiny(store)
+    _skim_tiny(store)
     config = load_config("tth_bb_tiny")
     for dataset in config.datasets:
         for shift in OBJECT_SHIFTS:
-            path = root / "Skim" / "t1" / dataset / f"{shift}.parquet"
+            path = _task_dir(Skim) / dataset / f"{shift}.parquet"
             table = ak.from_parquet(path)
             assert len(table) > 0 and set(config.features.event) <= set(table.fields)
             provenance = json.loads(pq.read_schema(path).metadata[b"diffana_provenance"])
             assert provenance["config_sha256"] == config.digest
-        summary = json.loads((root / "Skim" / "t1" / dataset / "cutflow.json").read_text())
+        summary = json.loads((_task_dir(Skim) / dataset / "cutflow.json").read_text())
         assert summary["provenance"]["config_sha256"] == config.digest
     n_chunks = sum(len(range(0, d.generator.n_events, d.generator.chunk_size))
                    for d in config.datasets.values())
-    assert len(list((root / "GenerateEvents" / "t1").rglob("events_*.root"))) == n_chunks
+    assert len(list(_task_dir(GenerateEvents).rglob("events_*.root"))) == n_chunks
     before = _outputs(store)
     assert _build(Skim(version="t1", config="tth_bb_tiny"))
     assert _outputs(store) == before  # complete: nothing rewritten
@@ -95,7 +101,8 @@ def test_skim_on_dask_cluster_equals_local(store: Path, tmp_path: Path, cms_file
             assert _build(Skim(version="dask", config=str(config_path)))
         finally:
             law.config.set("diffana", "dask_scheduler", "")
-    table = ak.from_parquet(store / "external_test" / "Skim" / "dask" / "cms_tt" / "nominal.parquet")
+    skim_dir = Path(Skim(version="dask", config=str(config_path)).target().abspath)
+    table = ak.from_parquet(skim_dir / "cms_tt" / "nominal.parquet")
     np.testing.assert_array_equal(ak.to_numpy(table.event), ak.to_numpy(local.tables["nominal"].event))
     np.testing.assert_allclose(ak.to_numpy(table.weight), ak.to_numpy(local.tables["nominal"].weight))
 

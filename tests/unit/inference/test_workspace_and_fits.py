@@ -120,11 +120,21 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
     assert results.asimov_mu_hat == pytest.approx(1.0, abs=1e-3)
     # -2 ln(lambda) of the Asimov scan at mu = 0 is Z^2
     assert results.scan_asimov[0] == pytest.approx(z_cowan**2, rel=0.02)
-    # expected median limit, asymptotic: (Phi^-1(1 - 0.05/2) ...) ~ 1.96 sigma for s >> ... and
-    # the band is ordered
-    band = results.expected_band
-    assert band == sorted(band)
-    assert 0.5 * 1.64 * results.sigma_mu_stat < results.expected_limit < 2.5 * results.sigma_mu
+    # sigma_mu from the profile likelihood's -2 Delta ln L = 1 interval: the same here
+    assert results.sigma_mu == pytest.approx(math.sqrt(s + b) / s, rel=0.01)
+    # the expected band: pyhf's own limit routine on background-only Asimov data, on a fine grid
+    import pyhf
+
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    pars = np.asarray(model.config.suggested_init(), dtype=float)
+    pars[model.config.poi_index] = 0.0
+    _, reference = pyhf.infer.intervals.upper_limits.upper_limit(
+        model.expected_data(pars), model, scan=np.linspace(0.0, 5.0, 501))
+    assert results.expected_band == pytest.approx([float(x) for x in reference], rel=0.01)
+    assert results.expected_band == sorted(results.expected_band)
+    # and roughly the textbook 1.96 sqrt(b) / s (exact only for s << b)
+    assert results.expected_limit == pytest.approx(1.96 * math.sqrt(b) / s, rel=0.1)
     stronger = fit_workspace(build_workspace(_histograms(config, [3 * s], [b]), config,
                                              pseudo_data_seed=1, systematics=()),
                              scan_points=5, limit_max=5.0, limit_points=26)
