@@ -52,7 +52,14 @@ Block = Heading | Paragraph | Table | Image
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:
-    """The Markdown page (GitHub flavour)."""
+    """The Markdown page (GitHub flavour).
+
+    Args:
+        blocks: the page's headings, paragraphs, tables and images, in order.
+
+    Returns:
+        The page text; images as relative links ``![caption](name)``.
+    """
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
@@ -70,7 +77,16 @@ def render_markdown(blocks: Sequence[Block]) -> str:
 
 
 def render_html(blocks: Sequence[Block], title: str) -> str:
-    """One self-contained HTML page: inline CSS, images embedded as base64 PNG."""
+    """One self-contained HTML page: inline CSS, images embedded as base64 PNG.
+
+    Args:
+        blocks: the page's headings, paragraphs, tables and images, in order (each
+            :class:`Image`'s ``path`` is read).
+        title: the page title.
+
+    Returns:
+        The HTML text; all text is escaped.
+    """
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"

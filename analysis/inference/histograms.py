@@ -76,7 +76,15 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
 
 
 def histogram_dict(histograms: hist.Hist) -> dict[str, Any]:
-    """JSON-ready form: ``edges`` and process -> variation -> ``values``/``variances`` lists."""
+    """JSON-ready form of :func:`score_histograms`' result.
+
+    Args:
+        histograms: ``process x variation x score`` with Weight storage.
+
+    Returns:
+        ``{"edges": [n_bins + 1 floats], "processes": {process: {variation: {"values":
+        [n_bins expected events], "variances": [n_bins sums of squared weights]}}}}``.
+    """
     edges = histograms.axes["score"].edges.tolist()
     out: dict[str, Any] = {"edges": edges, "processes": {}}
     for process in histograms.axes["process"]:

@@ -119,7 +119,14 @@ def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
 
 
 def validate_workspace(spec: Mapping[str, Any]) -> Any:
-    """Validate ``spec`` against pyhf's schema and build its model; return the ``pyhf.Workspace``.
+    """Validate ``spec`` against pyhf's schema and build its model.
+
+    Args:
+        spec: a pyhf workspace specification (``channels``, ``observations``,
+            ``measurements``, ``version``).
+
+    Returns:
+        The ``pyhf.Workspace``.
 
     Raises:
         pyhf.exceptions.InvalidSpecification: the schema rejects it.

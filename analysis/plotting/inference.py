@@ -48,7 +48,12 @@ def plot_score_stack(histograms: Mapping[str, Any], labels: Mapping[str, str],
 
 def plot_scan(mu: Sequence[float], curves: Mapping[str, Sequence[float]], title: str,
               path_base: str | os.PathLike[str]) -> list[str]:
-    """``-2 Delta ln L`` against mu for each named curve, with the 68 % and 95 % lines."""
+    """``-2 Delta ln L`` against mu for each named curve, with the 68 % and 95 % lines.
+
+    Args:
+        mu: ``(n,)`` signal strengths; curves: name -> ``(n,)`` values; title: plot title;
+        path_base: output path without suffix. Returns the PNG and PDF paths.
+    """
     figure, axes = new_figure()
     axis = axes[0, 0]
     for name, values in curves.items():
@@ -64,7 +69,12 @@ def plot_scan(mu: Sequence[float], curves: Mapping[str, Sequence[float]], title:
 
 def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
                path_base: str | os.PathLike[str]) -> list[str]:
-    """Post-fit ``theta-hat +- sigma`` of each nuisance against its prior 0 +- 1."""
+    """Post-fit ``theta-hat +- sigma`` of each nuisance against its prior 0 +- 1.
+
+    Args:
+        pulls: nuisance -> ``(theta-hat, post-fit sigma)`` in units of the prior width; title;
+        path_base: output path without suffix. Returns the PNG and PDF paths.
+    """
     names = list(pulls)
     figure, axes = new_figure(height=max(3.0, 0.45 * len(names) + 1.5))
     axis = axes[0, 0]
@@ -81,7 +91,12 @@ def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
 
 def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
                  path_base: str | os.PathLike[str]) -> list[str]:
-    """Ranked impacts on mu-hat of each nuisance at +-1 post-fit sigma (largest on top)."""
+    """Ranked impacts on mu-hat of each nuisance at +-1 post-fit sigma (largest on top).
+
+    Args:
+        impacts: nuisance -> ``(delta mu-hat up, down)`` in the ranking order; title;
+        path_base: output path without suffix. Returns the PNG and PDF paths.
+    """
     names = list(impacts)[::-1]
     figure, axes = new_figure(height=max(3.0, 0.45 * len(names) + 1.5))
     axis = axes[0, 0]
@@ -98,7 +113,12 @@ def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
 
 def plot_taylor(ranked: Sequence[tuple[str, float]], title: str, path_base: str | os.PathLike[str],
                 n_show: int = 20) -> list[str]:
-    """The ``n_show`` largest Taylor coefficients ``<|t_i|>``, ``<|t_ij|>`` as bars."""
+    """The ``n_show`` largest Taylor coefficients ``<|t_i|>``, ``<|t_ij|>`` as bars.
+
+    Args:
+        ranked: ``(label, value)`` pairs, largest first (units of the output per input unit);
+        title; path_base: output path without suffix; n_show: how many. Returns the paths.
+    """
     shown = list(ranked)[:n_show][::-1]
     figure, axes = new_figure(height=max(3.0, 0.4 * len(shown) + 1.5))
     axis = axes[0, 0]

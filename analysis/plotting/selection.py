@@ -14,7 +14,15 @@ __all__ = ["plot_learning", "plot_tradeoff"]
 
 
 def plot_learning(selection: LearnedSelection, path_base: str | os.PathLike[str]) -> list[str]:
-    """The soft objective and the slope against the optimiser step (PNG and PDF)."""
+    """The soft objective and the slope against the optimiser step.
+
+    Args:
+        selection: the learned cuts with their ``history`` and ``slopes``.
+        path_base: output path without suffix.
+
+    Returns:
+        The written files, ``[<base>.png, <base>.pdf]``.
+    """
     figure, axes = new_figure(2)
     steps = np.arange(1, len(selection.history) + 1)
     axes[0, 0].plot(steps, selection.history)
@@ -31,7 +39,14 @@ def plot_learning(selection: LearnedSelection, path_base: str | os.PathLike[str]
 def plot_tradeoff(points: Sequence[TradeoffPoint], path_base: str | os.PathLike[str]) -> list[str]:
     """Data size kept against signal efficiency, and expected sigma_mu against data size kept.
 
-    The learned cuts (``t = 1``) are marked with a star; PNG and PDF.
+    The learned cuts (``t = 1``) are marked with a star.
+
+    Args:
+        points: the trade-off scan of :func:`~analysis.training.selection.selection_tradeoff`.
+        path_base: output path without suffix.
+
+    Returns:
+        The written files, ``[<base>.png, <base>.pdf]``.
     """
     figure, axes = new_figure(2)
     size = np.array([p.data_fraction for p in points])

@@ -77,8 +77,15 @@ JOINT_CUTS_SUFFIX = "+cuts"
 
 
 def network_variants(config: AnalysisConfig) -> list[tuple[str, str]]:
-    """Every ``(model kind, strategy)`` the config trains, in order: each model with each
-    strategy, then the DNN with each ``training.joint_cuts`` strategy as ``"<strategy>+cuts"``."""
+    """Every ``(model kind, strategy)`` the config trains, in order.
+
+    Args:
+        config: its ``training`` section (models, strategies, joint_cuts).
+
+    Returns:
+        Each model with each strategy, then the DNN with each ``training.joint_cuts`` strategy
+        as ``"<strategy>+cuts"``, e.g. ``[("dnn", "ce"), ..., ("dnn", "inference+cuts")]``.
+    """
     training = config.training
     variants = [(m, s) for m in training.models for s in training.strategies]
     if "dnn" in training.models:
@@ -328,7 +335,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module) -> Non
 
 
 def export_onnx(path: str | os.PathLike[str], model: torch.nn.Module, n_inputs: int) -> None:
-    """Export ``model`` (``(n_events, n_inputs) -> logits``) to ONNX, batch size dynamic."""
+    """Export ``model`` to one self-contained ONNX file, atomically.
+
+    Args:
+        path: destination ``.onnx`` file.
+        model: ``(n_events, n_inputs)`` float32 inputs -> ``(n_events, n_classes)`` logits;
+            exported in eval mode with a dynamic batch dimension (input ``x``, output
+            ``logits``).
+        n_inputs: width of the input rows.
+    """
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}.onnx"
     example = (torch.zeros(2, n_inputs),)
     torch.onnx.export(model.eval(), example, tmp, input_names=["x"], output_names=["logits"],

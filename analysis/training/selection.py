@@ -157,7 +157,14 @@ class TradeoffPoint:
 
 
 def selection_columns(settings: LearnedCutsSettings) -> tuple[str, ...]:
-    """The cut features (first appearance order) and then the discriminant, without repeats."""
+    """Columns of the selection's samples.
+
+    Args:
+        settings: the cuts and the discriminant.
+
+    Returns:
+        The cut features (in order of first appearance) and then the discriminant, each once.
+    """
     names = [c.feature for c in settings.cuts] + [settings.discriminant]
     return tuple(dict.fromkeys(names))
 
