@@ -11,8 +11,8 @@ import law
 import luigi
 import numpy as np
 
-from analysis.inference.fits import fit_workspace
-from analysis.inference.histograms import histogram_dict, score_histograms
+from analysis.inference.fits import asimov_sigma_mu, fit_workspace
+from analysis.inference.histograms import fold_scores, histogram_dict, score_histograms
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.plotting.inference import plot_impacts, plot_pulls, plot_scan, plot_score_stack
 from analysis.training.evaluate import weighted_auc
@@ -150,6 +150,11 @@ class CreateHistograms(ModelTask):
                   for d, shifts in self.input()["scores"].items()}
         histograms = histogram_dict(score_histograms(scores, config.process_names,
                                                      config.inference.n_bins))
+        n_folds = config.training.n_folds
+        per_fold = [histogram_dict(score_histograms(fold_scores(scores, fold, n_folds),
+                                                    config.process_names,
+                                                    config.inference.n_bins))
+                    for fold in range(n_folds)]
         outputs = self.output()
         outputs["histograms"].parent.touch()
         signal = next(p for p, spec in config.processes.items() if spec.role == "signal")
@@ -157,7 +162,7 @@ class CreateHistograms(ModelTask):
                          {p: s.color for p, s in config.processes.items()}, signal, self.title(),
                          os.path.splitext(outputs["plot"].abspath)[0])
         write_json_atomic(outputs["histograms"].abspath,
-                          {**histograms, "provenance": self.provenance()})
+                          {**histograms, "folds": per_fold, "provenance": self.provenance()})
 
 
 class BuildWorkspace(ModelTask):
@@ -174,6 +179,7 @@ class BuildWorkspace(ModelTask):
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"workspace": self.target("workspace.json"),
+                "folds": self.target("workspace_folds.json"),
                 "provenance": self.target("provenance.json")}
 
     @law.decorator.safe_output
@@ -181,13 +187,19 @@ class BuildWorkspace(ModelTask):
         config = self.analysis_config
         with open(self.input()["histograms"].abspath) as stream:
             histograms = json.load(stream)
+        bounds = (-5.0, max(10.0, config.inference.limit_max))
         spec = build_workspace(histograms, config,
                                pseudo_data_seed=config.inference.pseudo_data_seed,
-                               poi_bounds=(-5.0, max(10.0, config.inference.limit_max)))
+                               poi_bounds=bounds)
         validate_workspace(spec)
+        # one workspace per fold (its own network's events at the full luminosity): the spread
+        # of their sigma_mu tells how much of a difference is the finite simulated sample
+        folds = [build_workspace(h, config, pseudo_data_seed=config.inference.pseudo_data_seed,
+                                 poi_bounds=bounds) for h in histograms["folds"]]
         outputs = self.output()
         outputs["workspace"].parent.touch()
         write_json_atomic(outputs["workspace"].abspath, spec)
+        write_json_atomic(outputs["folds"].abspath, {"workspaces": folds})
         write_json_atomic(outputs["provenance"].abspath,
                           self.provenance(config.inference.pseudo_data_seed))
 
@@ -213,6 +225,9 @@ class Fit(ModelTask):
             spec = json.load(stream)
         n_nuisances = len({m["name"] for s in spec["channels"][0]["samples"]
                            for m in s["modifiers"] if m["type"] in ("normsys", "histosys")})
+        with open(self.input()["folds"].abspath) as stream:
+            folds = json.load(stream)["workspaces"]
+        sigma_mu_folds = [asimov_sigma_mu(fold) for fold in folds]
         results = fit_workspace(spec, scan_points=settings.scan_points,
                                 scan_max=settings.scan_max, limit_max=settings.limit_max,
                                 limit_points=settings.limit_points,
@@ -226,7 +241,8 @@ class Fit(ModelTask):
         plot_pulls(results.pulls, f"{self.title()}: pulls (pseudo-data)", base["pulls"])
         plot_impacts(results.impacts, f"{self.title()}: impacts (Asimov)", base["impacts"])
         write_json_atomic(outputs["results"].abspath, {
-            **results.as_dict(), "provenance": self.provenance(settings.pseudo_data_seed)})
+            **results.as_dict(), "sigma_mu_folds": sigma_mu_folds,
+            "provenance": self.provenance(settings.pseudo_data_seed)})
         self.publish_message(f"{self.title()}: sigma_mu {results.sigma_mu:.3f} (stat "
                              f"{results.sigma_mu_stat:.3f}), Z {results.expected_significance:.2f},"
                              f" limit {results.expected_limit:.2f}")

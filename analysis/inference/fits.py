@@ -26,7 +26,7 @@ import numpy as np
 
 from analysis.errors import FitError
 
-__all__ = ["FitResults", "fit_workspace"]
+__all__ = ["FitResults", "asimov_sigma_mu", "fit_workspace"]
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,26 @@ def _profile_sigma(data: np.ndarray, model: Any, mu_hat: float, guess: float,
         ends.append(brentq(q, mu_hat, edge, xtol=1e-4 * step) if sign > 0
                     else brentq(q, edge, mu_hat, xtol=1e-4 * step))
     return 0.5 * (ends[0] - ends[1])
+
+
+def asimov_sigma_mu(spec: Mapping[str, Any]) -> float:
+    """Expected sigma_mu of a workspace: half the width of the profile likelihood's
+    ``-2 Delta ln L = 1`` interval on Asimov data at mu = 1 (POI units; NaN beyond the bounds)."""
+    import pyhf
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _use_optimizer(0)
+        model = pyhf.Workspace(dict(spec)).model()
+        init = np.asarray(model.config.suggested_init(), dtype=float)
+        init[model.config.poi_index] = 1.0
+        asimov = np.asarray(model.expected_data(init))
+        bounds = model.config.suggested_bounds()
+        pars = np.asarray(_robust(lambda: pyhf.infer.mle.fit(
+            asimov, model, init_pars=init.tolist(), par_bounds=bounds,
+            return_uncertainties=True), needs_uncertainties=True))
+        poi = model.config.poi_index
+        return _profile_sigma(asimov, model, float(pars[poi, 0]), float(pars[poi, 1]), init,
+                              bounds)
 
 
 def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: float = 3.0,

@@ -18,7 +18,7 @@ import numpy as np
 from analysis.errors import InputDataError
 from analysis.training.skim_samples import SHIFT_NUISANCES, WEIGHT_NUISANCES
 
-__all__ = ["SYSTEMATICS", "VARIATIONS", "histogram_dict", "score_histograms"]
+__all__ = ["SYSTEMATICS", "VARIATIONS", "fold_scores", "histogram_dict", "score_histograms"]
 
 SYSTEMATICS: tuple[str, ...] = (*SHIFT_NUISANCES, *WEIGHT_NUISANCES)
 """Experimental and modelling systematics with up/down variations: jes, jer, btag, isr, fsr."""
@@ -73,6 +73,33 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
                     result.fill(process=process, variation=variation, score=values[chosen],
                                 weight=weights[chosen])
     return result
+
+
+def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fold: int,
+                n_folds: int) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """The events of one fold (``event % n_folds == fold``), weights scaled by ``n_folds``.
+
+    Each fold is scored by its own network, so the folds give independent estimates of the
+    result at the full luminosity; their spread measures how much of a difference between
+    strategies is the finite simulated sample.
+
+    Args:
+        scores: as :func:`score_histograms`, with an ``event`` column.
+        fold: the fold, ``0 <= fold < n_folds``.
+        n_folds: number of folds.
+
+    Returns:
+        The same structure, restricted to the fold; every ``weight*`` column times ``n_folds``.
+    """
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for dataset, shifts in scores.items():
+        out[dataset] = {}
+        for shift, columns in shifts.items():
+            keep = np.asarray(columns["event"]) % n_folds == fold
+            out[dataset][shift] = {
+                name: (np.asarray(values)[keep] * n_folds if name.startswith("weight")
+                       else np.asarray(values)[keep]) for name, values in columns.items()}
+    return out
 
 
 def histogram_dict(histograms: hist.Hist) -> dict[str, Any]:

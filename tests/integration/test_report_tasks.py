@@ -61,6 +61,7 @@ def test_report_from_nothing(report_store: Path) -> None:
         assert 0 <= result["auc"] <= 1
         assert math.isfinite(result["expected_significance"])
         assert set(result["impacts"]) >= {"jes", "jer", "btag", "isr", "fsr", "lumi"}
+        assert len(result["sigma_mu_folds"]) == training.n_folds
     # matched sizes (arXiv:2402.17386): both within 10 % of the target
     for count in summary["parameters"].values():
         assert abs(count - training.target_parameters) < 0.1 * training.target_parameters

@@ -13,8 +13,13 @@ import pytest
 from scipy.stats import norm
 
 from analysis.config import AnalysisConfig
-from analysis.inference.fits import fit_workspace
-from analysis.inference.histograms import VARIATIONS, histogram_dict, score_histograms
+from analysis.inference.fits import asimov_sigma_mu, fit_workspace
+from analysis.inference.histograms import (
+    VARIATIONS,
+    fold_scores,
+    histogram_dict,
+    score_histograms,
+)
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.training.evaluate import weighted_auc
 
@@ -54,6 +59,25 @@ def test_score_histograms_equal_numpy(rng: np.random.Generator,
             got = result["processes"][process][variation]
             assert got["values"] == pytest.approx(expected.tolist(), rel=1e-12)
             assert got["variances"] == pytest.approx(variances.tolist(), rel=1e-12)
+
+
+def test_fold_histograms_add_up_to_the_full_one(rng: np.random.Generator,
+                                                tiny_config: AnalysisConfig) -> None:
+    processes = tiny_config.process_names
+    scores = _scores(rng, len(processes))
+    for shifts in scores.values():
+        for columns in shifts.values():
+            columns["event"] = rng.integers(0, 10**6, len(columns["label"]))
+    full = histogram_dict(score_histograms(scores, processes, 4))
+    folds = [histogram_dict(score_histograms(fold_scores(scores, k, 2), processes, 4))
+             for k in range(2)]
+    for process in processes:
+        for variation in VARIATIONS:
+            total = np.add(*(np.asarray(f["processes"][process][variation]["values"])
+                             for f in folds))
+            # each fold stands for the full luminosity: the two together count twice
+            assert total == pytest.approx(2 * np.asarray(
+                full["processes"][process][variation]["values"]), rel=1e-12)
 
 
 def _histograms(config: AnalysisConfig, signal: list[float], background: list[float],
@@ -122,6 +146,7 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
     assert results.scan_asimov[0] == pytest.approx(z_cowan**2, rel=0.02)
     # sigma_mu from the profile likelihood's -2 Delta ln L = 1 interval: the same here
     assert results.sigma_mu == pytest.approx(math.sqrt(s + b) / s, rel=0.01)
+    assert asimov_sigma_mu(spec) == pytest.approx(results.sigma_mu, rel=1e-3)
     # the expected band: pyhf's own limit routine on background-only Asimov data, on a fine grid
     import pyhf
 
