@@ -438,6 +438,10 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if dataset.generator and dataset.generator.chunk_size > dataset.generator.n_events:
             _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
                   f"must be <= n_events ({dataset.generator.n_events})")
+    for name in config.features.event:
+        if name not in EVENT_FEATURES:
+            _fail(path, "features.event", name,
+                  f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
     if config.training.joint_cuts and config.cuts is None:
         _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
               "needs a 'cuts:' section (the cuts to learn jointly)")
@@ -456,10 +460,6 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
             _fail(path, "cuts.cuts", [], "needs at least one cut")
         if config.cuts.discriminant not in EVENT_FEATURES:
             _fail(path, "cuts.discriminant", config.cuts.discriminant,
-                  f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
-    for name in config.features.event:
-        if name not in EVENT_FEATURES:
-            _fail(path, "features.event", name,
                   f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
     signals = [p for p, spec in config.processes.items() if spec.role == "signal"]
     if len(signals) != 1:

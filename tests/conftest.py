@@ -89,9 +89,13 @@ def _law_config() -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_luigi_instances() -> Iterator[None]:
-    """Each test starts without luigi's cached task instances, as a new ``law run`` would:
-    otherwise a workflow built in one store by an earlier test is reused in the next."""
+    """Each test starts as a new ``law run`` process would: without luigi's cached task
+    instances and without law's process-wide record of which local workflows have yielded
+    their branches (with it, a workflow built in one store by an earlier test would not run its
+    branches again in the next test's store)."""
     import luigi
+    from law.workflow import local
 
     luigi.task_register.Register.clear_instance_cache()
+    local.mp_manager.get("local_workflow_tasks_yielded", "dict").clear()
     yield
