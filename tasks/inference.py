@@ -11,7 +11,7 @@ import law
 import luigi
 import numpy as np
 
-from analysis.inference.fits import asimov_sigma_mu, fit_workspace
+from analysis.inference.fits import asimov_sigma_mu, fit_workspace, without_staterror
 from analysis.inference.histograms import fold_scores, histogram_dict, score_histograms
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.plotting.inference import plot_impacts, plot_pulls, plot_scan, plot_score_stack
@@ -228,6 +228,10 @@ class Fit(ModelTask):
         with open(self.input()["folds"].abspath) as stream:
             folds = json.load(stream)["workspaces"]
         sigma_mu_folds = [asimov_sigma_mu(fold) for fold in folds]
+        # the same without the MC statistical uncertainty: what the result would be with
+        # simulated samples much larger than the data (the demo's are smaller)
+        sigma_mu_no_mcstat = asimov_sigma_mu(without_staterror(spec))
+        sigma_mu_no_mcstat_folds = [asimov_sigma_mu(without_staterror(f)) for f in folds]
         results = fit_workspace(spec, scan_points=settings.scan_points,
                                 scan_max=settings.scan_max, limit_max=settings.limit_max,
                                 limit_points=settings.limit_points,
@@ -242,6 +246,8 @@ class Fit(ModelTask):
         plot_impacts(results.impacts, f"{self.title()}: impacts (Asimov)", base["impacts"])
         write_json_atomic(outputs["results"].abspath, {
             **results.as_dict(), "sigma_mu_folds": sigma_mu_folds,
+            "sigma_mu_no_mcstat": sigma_mu_no_mcstat,
+            "sigma_mu_no_mcstat_folds": sigma_mu_no_mcstat_folds,
             "provenance": self.provenance(settings.pseudo_data_seed)})
         self.publish_message(f"{self.title()}: sigma_mu {results.sigma_mu:.3f} (stat "
                              f"{results.sigma_mu_stat:.3f}), Z {results.expected_significance:.2f},"

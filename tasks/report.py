@@ -164,7 +164,8 @@ class Report(DiffanaTask):
                             "auc": auc, **{k: fit[k] for k in (
                                 "sigma_mu", "sigma_mu_stat", "sigma_mu_syst",
                                 "expected_significance", "expected_limit", "observed_limit",
-                                "mu_hat", "mu_uncertainty", "impacts", "sigma_mu_folds")}}
+                                "mu_hat", "mu_uncertainty", "impacts", "sigma_mu_folds",
+                                "sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds")}}
         parameters = self._parameter_counts(inputs["training"][0])
         blocks = self._blocks(summary, parameters, inputs, directory.abspath)
         with open(f"{outputs['markdown'].abspath}.tmp", "w") as stream:
@@ -199,12 +200,13 @@ class Report(DiffanaTask):
             Heading("Results per network"),
         ]
         header = ["selection", "model", "strategy", "σ_μ stat", "σ_μ total", "σ_μ per fold",
-                  "σ_μ syst",
+                  "σ_μ without MC stat.", "σ_μ syst",
                   "Z expected", "95% CLs limit exp.", "limit (pseudo-data)", "AUC",
                   "μ̂ (pseudo-data)"]
         rows = [[("learned cuts" if r["learned_cuts"] else "skim only"), r["model"].upper(),
                  r["strategy"], _fmt(r["sigma_mu_stat"]), _fmt(r["sigma_mu"]),
-                 " / ".join(_fmt(x) for x in r["sigma_mu_folds"]), _fmt(r["sigma_mu_syst"]), _fmt(r["expected_significance"], ".2f"),
+                 " / ".join(_fmt(x) for x in r["sigma_mu_folds"]),
+                 _fmt(r["sigma_mu_no_mcstat"]), _fmt(r["sigma_mu_syst"]), _fmt(r["expected_significance"], ".2f"),
                  _fmt(r["expected_limit"], ".2f"), _fmt(r["observed_limit"], ".2f"),
                  _fmt(r["auc"], ".4f"),
                  f"{_fmt(r['mu_hat'], '.2f')} ± {_fmt(r['mu_uncertainty'], '.2f')}"]
@@ -254,7 +256,10 @@ class Report(DiffanaTask):
         return blocks
 
     def _strategy_sentences(self, summary: dict[str, Any]) -> list[Paragraph]:
-        sentences = []
+        sentences = [Paragraph(
+            "σ_μ total includes the MC statistical uncertainty of the simulated samples; "
+            "'without MC stat.' is the same fit without it, the result if the simulation were "
+            "much larger than the data. Each comparison below is given for both.")]
         for key, r in summary.items():
             if r["strategy"] == "ce":
                 continue
@@ -284,6 +289,22 @@ class Report(DiffanaTask):
                 f"{abs(change):.1f} % compared with CE ({reference['sigma_mu']:.3f} -> "
                 f"{r['sigma_mu']:.3f}; per fold {folds}: {verdict}); CMS measured 12-16 % with "
                 f"such training."))
+        for key, r in summary.items():
+            reference = summary.get(key.rsplit("_", 1)[0] + "_ce")
+            if r["strategy"] == "ce" or reference is None:
+                continue
+            values = (reference["sigma_mu_no_mcstat"], r["sigma_mu_no_mcstat"])
+            if all(math.isfinite(v) and v > 0 for v in values):
+                change = 100.0 * (values[1] / values[0] - 1.0)
+                per_fold = [100.0 * (a / b - 1.0) for a, b in zip(
+                    r["sigma_mu_no_mcstat_folds"], reference["sigma_mu_no_mcstat_folds"],
+                    strict=True) if math.isfinite(a) and math.isfinite(b) and b > 0]
+                folds = ", ".join(f"{x:+.1f} %" for x in per_fold) or "n/a"
+                sentences.append(Paragraph(
+                    f"Without MC stat.: {r['model'].upper()}, "
+                    f"{'learned cuts' if r['learned_cuts'] else 'skim only'}, {r['strategy']}: "
+                    f"{change:+.1f} % against CE ({values[0]:.3f} -> {values[1]:.3f}; per fold "
+                    f"{folds})."))
         return sentences
 
     @staticmethod

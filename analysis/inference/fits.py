@@ -16,6 +16,7 @@ ATLAS/CMS convention: the shift of mu-hat when one nuisance is fixed to its post
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ import numpy as np
 
 from analysis.errors import FitError
 
-__all__ = ["FitResults", "asimov_sigma_mu", "fit_workspace"]
+__all__ = ["FitResults", "asimov_sigma_mu", "fit_workspace", "without_staterror"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ class FitResults:
         return math.sqrt(max(self.sigma_mu**2 - self.sigma_mu_stat**2, 0.0))
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form, with ``sigma_mu_syst``."""
-        return {**asdict(self), "sigma_mu_syst": self.sigma_mu_syst}
+        """JSON-ready form, with ``sigma_mu_syst`` and ``impact_ranking`` (nuisance names,
+        largest impact first: JSON objects written with sorted keys lose the order)."""
+        return {**asdict(self), "sigma_mu_syst": self.sigma_mu_syst,
+                "impact_ranking": list(self.impacts)}
 
 
 def _z(p_value: float) -> float:
@@ -206,6 +209,16 @@ def _profile_sigma(data: np.ndarray, model: Any, mu_hat: float, guess: float,
         ends.append(brentq(q, mu_hat, edge, xtol=1e-4 * step) if sign > 0
                     else brentq(q, edge, mu_hat, xtol=1e-4 * step))
     return 0.5 * (ends[0] - ends[1])
+
+
+def without_staterror(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the workspace without its staterror modifiers: the result as if the
+    simulated samples were infinitely large (the MC statistical uncertainty removed)."""
+    out = json.loads(json.dumps(spec))
+    for channel in out["channels"]:
+        for sample in channel["samples"]:
+            sample["modifiers"] = [m for m in sample["modifiers"] if m["type"] != "staterror"]
+    return out
 
 
 def asimov_sigma_mu(spec: Mapping[str, Any]) -> float:
