@@ -87,15 +87,20 @@ def _law_config() -> None:
     os.environ.setdefault("LAW_CONFIG_FILE", str(Path(__file__).resolve().parents[1] / "law.cfg"))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_luigi_instances() -> Iterator[None]:
-    """Each test starts as a new ``law run`` process would: without luigi's cached task
-    instances and without law's process-wide record of which local workflows have yielded
-    their branches (with it, a workflow built in one store by an earlier test would not run its
-    branches again in the next test's store)."""
+def fresh_law_process() -> None:
+    """Forget what earlier in-process builds left, as a new ``law run`` process would: luigi's
+    cached task instances and law's process-wide record of which local workflows have yielded
+    their branches (with it, a workflow built in one store would not run its branches again in
+    another store)."""
     import luigi
     from law.workflow import local
 
     luigi.task_register.Register.clear_instance_cache()
     local.mp_manager.get("local_workflow_tasks_yielded", "dict").clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_luigi_instances() -> Iterator[None]:
+    """Each test starts as a new ``law run`` process would (:func:`fresh_law_process`)."""
+    fresh_law_process()
     yield

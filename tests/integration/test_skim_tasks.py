@@ -19,6 +19,7 @@ from analysis.errors import InputDataError
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
 from tasks.generate import GenerateEvents
+from tests.conftest import fresh_law_process
 from tasks.skim import Skim
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,7 @@ def test_two_stores_same_seed_identical(tmp_path: Path, monkeypatch: pytest.Monk
     stores = [tmp_path / "a", tmp_path / "b"]
     for path in stores:
         monkeypatch.setenv("DIFFANA_STORE", str(path))
+        fresh_law_process()  # each store as a new `law run` would build it
         _skim_tiny(path)
     first, second = (sorted(p.rglob("*.parquet")) for p in stores)
     assert [p.relative_to(stores[0]) for p in first] == [p.relative_to(stores[1]) for p in second]
