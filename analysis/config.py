@@ -251,6 +251,11 @@ class InferenceSettings:
     scan_max: float = field(default=3.0, metadata=_check(0.0, exclusive=True))
     limit_max: float = field(default=10.0, metadata=_check(0.0, exclusive=True))  # of mu
     limit_points: int = field(default=41, metadata=_check(3))  # CLs grid in [0, limit_max]
+    # merge score bins until the background's relative MC stat. uncertainty is below this
+    max_background_mc_stat: float | None = field(default=None,
+                                                  metadata=_check(0.0, exclusive=True))
+    # drop a histosys whose shape change is below this many MC-stat variances per bin
+    prune_shape_chi2: float | None = field(default=None, metadata=_check(0.0, exclusive=True))
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,8 @@ class BuildWorkspace(ModelTask):
     """The pyhf JSON workspace of the score histograms (validated against pyhf's schema).
 
     ``workspace.json`` is a plain pyhf workspace (no extra keys): ``pyhf cls workspace.json`` and
-    ``pyhf fit workspace.json`` accept it as written. Provenance goes beside it.
+    ``pyhf fit workspace.json`` accept it as written. ``binning.json`` records the score bin
+    edges after merging, the pruned shapes and the range of mu; provenance goes beside it.
     """
 
     config_dependencies = INFERENCE_SECTIONS
@@ -180,6 +181,7 @@ class BuildWorkspace(ModelTask):
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"workspace": self.target("workspace.json"),
                 "folds": self.target("workspace_folds.json"),
+                "binning": self.target("binning.json"),
                 "provenance": self.target("provenance.json")}
 
     @law.decorator.safe_output
@@ -187,19 +189,21 @@ class BuildWorkspace(ModelTask):
         config = self.analysis_config
         with open(self.input()["histograms"].abspath) as stream:
             histograms = json.load(stream)
-        bounds = (-5.0, max(10.0, config.inference.limit_max))
-        spec = build_workspace(histograms, config,
-                               pseudo_data_seed=config.inference.pseudo_data_seed,
-                               poi_bounds=bounds)
+        settings = config.inference
+        options = {"pseudo_data_seed": settings.pseudo_data_seed,
+                   "max_background_mc_stat": settings.max_background_mc_stat,
+                   "prune_shape_chi2": settings.prune_shape_chi2}
+        details: dict[str, Any] = {}
+        spec = build_workspace(histograms, config, details=details, **options)
         validate_workspace(spec)
         # one workspace per fold (its own network's events at the full luminosity): the spread
         # of their sigma_mu tells how much of a difference is the finite simulated sample
-        folds = [build_workspace(h, config, pseudo_data_seed=config.inference.pseudo_data_seed,
-                                 poi_bounds=bounds) for h in histograms["folds"]]
+        folds = [build_workspace(h, config, **options) for h in histograms["folds"]]
         outputs = self.output()
         outputs["workspace"].parent.touch()
         write_json_atomic(outputs["workspace"].abspath, spec)
         write_json_atomic(outputs["folds"].abspath, {"workspaces": folds})
+        write_json_atomic(outputs["binning"].abspath, details)
         write_json_atomic(outputs["provenance"].abspath,
                           self.provenance(config.inference.pseudo_data_seed))
 

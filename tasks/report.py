@@ -22,7 +22,7 @@ from analysis.training.network import load_network, network_variants
 from analysis.training.skim_samples import fold_mask, model_inputs
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask, write_json_atomic
 from tasks.cuts import ReduceEvents
-from tasks.inference import CreateHistograms, Evaluate, Fit, ModelTask
+from tasks.inference import BuildWorkspace, CreateHistograms, Evaluate, Fit, ModelTask
 from tasks.train import TrainModel
 
 __all__ = ["Report", "TaylorAnalysis"]
@@ -133,7 +133,8 @@ class Report(DiffanaTask):
             key = f"{'cuts' if cuts else 'nocuts'}_{model}_{strategy}"
             params = {"learned_cuts": cuts, "model": model, "strategy": strategy}
             reqs[key] = {"fit": Fit.req(self, **params), "evaluate": Evaluate.req(self, **params),
-                         "histograms": CreateHistograms.req(self, **params)}
+                         "histograms": CreateHistograms.req(self, **params),
+                         "workspace": BuildWorkspace.req(self, **params)}
             if cuts == self._variants()[0]:
                 reqs[key]["taylor"] = TaylorAnalysis.req(self, **params)
         if self.analysis_config.cuts is not None:
@@ -160,8 +161,11 @@ class Report(DiffanaTask):
                 fit = json.load(stream)
             with open(inputs[key]["evaluate"]["evaluation"].abspath) as stream:
                 auc = json.load(stream)["auc"]
+            with open(inputs[key]["workspace"]["binning"].abspath) as stream:
+                binning = json.load(stream)
             summary[key] = {"learned_cuts": cuts, "model": model, "strategy": strategy,
-                            "auc": auc, **{k: fit[k] for k in (
+                            "auc": auc, "n_bins": len(binning["edges"]) - 1,
+                            "pruned_shapes": binning["pruned_shapes"], **{k: fit[k] for k in (
                                 "sigma_mu", "sigma_mu_stat", "sigma_mu_syst",
                                 "expected_significance", "expected_limit", "observed_limit",
                                 "mu_hat", "mu_uncertainty", "impacts", "sigma_mu_folds",
@@ -212,6 +216,7 @@ class Report(DiffanaTask):
                  f"{_fmt(r['mu_hat'], '.2f')} ± {_fmt(r['mu_uncertainty'], '.2f')}"]
                 for r in summary.values()]
         blocks.append(Table(header, rows))
+        blocks += self._workspace_blocks(summary)
         blocks += [Heading("Do the systematic-aware strategies help?"),
                    *self._strategy_sentences(summary)]
         blocks += [Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
@@ -255,6 +260,22 @@ class Report(DiffanaTask):
                                      if v) + f"; Python {provenance['python']}.")]
         return blocks
 
+    def _workspace_blocks(self, summary: dict[str, Any]) -> list[Any]:
+        settings = self.analysis_config.inference
+        merging = (f"merged from {settings.n_bins} until the background's relative MC "
+                   f"statistical uncertainty is at most {settings.max_background_mc_stat:.0%} "
+                   "per bin" if settings.max_background_mc_stat is not None
+                   else f"{settings.n_bins}, not merged")
+        pruning = (f"a histosys is dropped (its normsys kept) when its shape change is below "
+                   f"{settings.prune_shape_chi2:g} MC-stat. variances per bin"
+                   if settings.prune_shape_chi2 is not None else "no shape is pruned")
+        return [Paragraph(f"Workspaces: score bins {merging}; {pruning}."),
+                Table(["selection / model / strategy", "bins", "shapes pruned"], [
+                    [f"{'cuts' if r['learned_cuts'] else 'no cuts'} / {r['model']} / "
+                     f"{r['strategy']}", str(r["n_bins"]),
+                     ", ".join(f"{p}:{v}" for p, v in r["pruned_shapes"]) or "none"]
+                    for r in summary.values()])]
+
     def _strategy_sentences(self, summary: dict[str, Any]) -> list[Paragraph]:
         sentences = [Paragraph(
             "σ_μ total includes the MC statistical uncertainty of the simulated samples; "
@@ -268,8 +289,10 @@ class Report(DiffanaTask):
                 continue
             if not (math.isfinite(r["sigma_mu"]) and math.isfinite(reference["sigma_mu"])):
                 sentences.append(Paragraph(
-                    f"{r['model'].upper()}, {r['strategy']}: not compared with CE: σ_μ is "
-                    f"undetermined (its interval reaches the range of μ)."))
+                    f"{r['model'].upper()}, "
+                    f"{'learned cuts' if r['learned_cuts'] else 'skim only'}, {r['strategy']}: "
+                    "not compared with CE: σ_μ is undetermined (its interval reaches the range "
+                    "of μ)."))
                 continue
             change = 100.0 * (r["sigma_mu"] / reference["sigma_mu"] - 1.0)
             verb = "reduces" if change < 0 else "increases"

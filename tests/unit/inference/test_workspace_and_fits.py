@@ -20,7 +20,12 @@ from analysis.inference.histograms import (
     histogram_dict,
     score_histograms,
 )
-from analysis.inference.workspace import build_workspace, validate_workspace
+from analysis.inference.workspace import (
+    build_workspace,
+    merge_bins,
+    poi_bounds,
+    validate_workspace,
+)
 from analysis.training.evaluate import weighted_auc
 
 
@@ -97,6 +102,78 @@ def _histograms(config: AnalysisConfig, signal: list[float], background: list[fl
                                 "variances": (values * 1e-6).tolist()}
         out["processes"][name] = hists
     return out
+
+
+@pytest.mark.parametrize(("values", "variances", "max_relative", "groups"), [
+    # from the top: 5/10, sqrt(50)/20 = 0.35, sqrt(75)/30 = 0.29 closes; bin 0 alone is fine
+    ([100, 10, 10, 10], [1, 25, 25, 25], 0.3, [0, 1, 1, 1]),
+    # the same without a good bin 0: the leftover joins the group above it
+    ([10, 10, 10, 10], [25, 25, 25, 25], 0.3, [0, 0, 0, 0]),
+    # an empty top bin cannot stand alone
+    ([100, 50, 0], [1, 1, 0], 0.1, [0, 1, 1]),
+    # every bin good on its own: unchanged
+    ([100, 100], [1, 1], 0.2, [0, 1]),
+    # nothing ever good enough: one bin
+    ([0, 0], [0, 0], 0.2, [0, 0]),
+])
+def test_merge_bins(values: list[float], variances: list[float], max_relative: float,
+                    groups: list[int]) -> None:
+    assert merge_bins(np.array(values, float), np.array(variances, float),
+                      max_relative).tolist() == groups
+
+
+def test_poi_bounds_keep_every_bin_positive() -> None:
+    # B/S = 10 in the second bin: mu >= -5 keeps half of its background
+    assert poi_bounds(np.array([1.0, 10.0]), np.array([1000.0, 100.0])) == (-5.0, 50.0)
+    # background-dominated everywhere: the full symmetric range
+    assert poi_bounds(np.array([1.0, 1.0]), np.array([1000.0, 400.0])) == (-50.0, 50.0)
+    # never narrower than -5 (the range before poi_bounds)
+    assert poi_bounds(np.array([1.0]), np.array([1.0]))[0] == -5.0
+
+
+def test_workspace_merges_bins_for_mc_statistics(tiny_config: AnalysisConfig) -> None:
+    histograms = _histograms(tiny_config, [5.0, 20.0, 40.0, 30.0], [400.0, 100.0, 20.0, 10.0])
+    background = tiny_config.process_names[-1]
+    # relative MC stat. 1 %, 10 %, 50 %, 50 %: the top two bins together still exceed 30 %
+    # (sqrt(100 + 25) / 30 = 0.37), the top three do not (sqrt(225) / 130 = 0.115)
+    variances = [16.0, 100.0, 100.0, 25.0]
+    for variation in histograms["processes"][background].values():
+        variation["variances"] = variances
+    details: dict = {}
+    spec = build_workspace(histograms, tiny_config, pseudo_data_seed=3,
+                           max_background_mc_stat=0.3, details=details)
+    validate_workspace(spec)
+    samples = {s["name"]: s for s in spec["channels"][0]["samples"]}
+    assert samples[background]["data"] == pytest.approx([400.0, 130.0])
+    assert samples[tiny_config.process_names[0]]["data"] == pytest.approx([5.0, 90.0])
+    staterror = next(m for m in samples[background]["modifiers"] if m["type"] == "staterror")
+    assert staterror["data"] == pytest.approx([4.0, 15.0])
+    assert details["edges"] == pytest.approx([0.0, 0.25, 1.0])
+    assert len(spec["observations"][0]["data"]) == 2
+
+
+def test_workspace_prunes_shapes_within_mc_statistics(tiny_config: AnalysisConfig) -> None:
+    background = tiny_config.process_names[-1]
+
+    def kinds(spec: dict) -> set:
+        sample = next(s for s in spec["channels"][0]["samples"] if s["name"] == background)
+        return {(m["name"], m["type"]) for m in sample["modifiers"]}
+
+    # a 5 % tilt: with 0.0001 % MC stat. it is a real shape, with 10 % it is not
+    precise = _histograms(tiny_config, [5.0, 20.0, 40.0], [400.0, 100.0, 20.0], 0.05)
+    details: dict = {}
+    kept = build_workspace(precise, tiny_config, pseudo_data_seed=3, prune_shape_chi2=1.0,
+                           details=details)
+    assert ("jes", "histosys") in kinds(kept) and details["pruned_shapes"] == []
+    coarse = json.loads(json.dumps(precise))
+    for variation in coarse["processes"][background].values():
+        variation["variances"] = [(0.1 * v) ** 2 for v in variation["values"]]
+    details = {}
+    pruned = build_workspace(coarse, tiny_config, pseudo_data_seed=3, prune_shape_chi2=1.0,
+                             details=details)
+    validate_workspace(pruned)
+    assert ("jes", "histosys") not in kinds(pruned) and ("jes", "normsys") in kinds(pruned)
+    assert [background, "jes"] in details["pruned_shapes"]
 
 
 def test_workspace_schema_cli_and_modifiers(tiny_config: AnalysisConfig, tmp_path: Path) -> None:
