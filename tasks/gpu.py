@@ -101,7 +101,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     @property
     def data_parallel_size(self) -> int:
         """Processes for data-parallel training: one per whole GPU of the share (n >= 2 means
-        :func:`~analysis.training.distributed.train_data_parallel`), 1 otherwise."""
+        :func:`~analysis.training.distributed.train_network_data_parallel`), 1 otherwise."""
         return 1 if self.share.is_fractional else self.share.n_gpus
 
     def _store_dir(self, *parts: str) -> str:
@@ -167,13 +167,18 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         path = _repo_path(_option(_REMOTE_SECTION, "bootstrap_file", "tasks/bootstrap.sh"))
         return law.JobInputFile(path, share=True, render_job=True)
 
-    def _render_variables(self) -> dict[str, str]:
+    def _with_worker_setup(self, config: Any) -> Any:
+        """The job config with what the bootstrap script needs on the worker (the checkout,
+        store, venv and law.cfg) and the job's stdout/stderr beside its submission data."""
         store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
             "diffana", "store", default="data/store")
         law_cfg = os.environ.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")
-        return {"diffana_base": str(REPO_ROOT), "diffana_store": os.path.abspath(store),
-                "diffana_venv": _repo_path(_option(_REMOTE_SECTION, "venv", ".venv")),
-                "diffana_law_config": os.path.abspath(law_cfg)}
+        config.render_variables.update({
+            "diffana_base": str(REPO_ROOT), "diffana_store": os.path.abspath(store),
+            "diffana_venv": _repo_path(_option(_REMOTE_SECTION, "venv", ".venv")),
+            "diffana_law_config": os.path.abspath(law_cfg)})
+        config.stdout, config.stderr = "stdout.txt", "stderr.txt"
+        return config
 
     # -- HTCondor ------------------------------------------------------------------------------
 
@@ -188,9 +193,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         config.universe = section.pop("universe", "") or config.universe  # law writes it itself
         site = HTCondorSite.from_section(section, _HTCONDOR_SECTION)
         config.custom_content.extend(htcondor_submit_lines(self.share, site).items())
-        config.render_variables.update(self._render_variables())
-        config.stdout, config.stderr = "stdout.txt", "stderr.txt"  # beside the submission data
-        return config
+        return self._with_worker_setup(config)
 
     # -- Slurm ---------------------------------------------------------------------------------
 
@@ -215,9 +218,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
             config.custom_content.append((key, value))
         config.custom_content.extend((k, v) for k, v in section.items()
                                      if k not in _SLURM_KNOWN and v != "")
-        config.render_variables.update(self._render_variables())
-        config.stdout, config.stderr = "stdout.txt", "stderr.txt"
-        return config
+        return self._with_worker_setup(config)
 
 
 @GpuWorkflow.event_handler(luigi.Event.START)

@@ -8,18 +8,14 @@ import os
 import shutil
 from typing import Any
 
-import awkward as ak
 import law
 import luigi
-import numpy as np
-import torch
 
-from analysis.interpret.taylor import taylor_coefficients, write_coefficients
+from analysis.interpret.network import signal_taylor_coefficients, taylor_inputs
+from analysis.interpret.taylor import write_coefficients
 from analysis.plotting.inference import plot_taylor
 from analysis.report import Heading, Image, Paragraph, Table, render_html, render_markdown
-from analysis.training.models import NODE_FEATURES
 from analysis.training.network import load_network, network_variants
-from analysis.training.skim_samples import fold_mask, model_inputs
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask, write_json_atomic
 from tasks.cuts import ReduceEvents
 from tasks.inference import BuildWorkspace, CreateHistograms, Evaluate, Fit, ModelTask
@@ -28,27 +24,6 @@ from tasks.train import TrainModel
 __all__ = ["Report", "TaylorAnalysis"]
 
 _MAX_TAYLOR_EVENTS = 2000  # per-event Hessians: enough events for stable means, bounded time
-
-
-def _input_names(model_kind: str, features: tuple[str, ...], n_inputs: int,
-                 n_jets_max: int) -> list[str]:
-    if model_kind == "dnn":
-        return list(features)
-    nodes = [f"jet{i + 1}" for i in range(n_jets_max)] + ["lepton", "met"]
-    if len(nodes) * (len(NODE_FEATURES) + 1) != n_inputs:
-        nodes = [f"node{i}" for i in range(n_inputs // (len(NODE_FEATURES) + 1))]
-    return [f"{n}_{f}" for n in nodes for f in NODE_FEATURES] + [f"{n}_mask" for n in nodes]
-
-
-class _Probability(torch.nn.Module):
-    """The network's softmax output: Taylor coefficients of the ttH probability."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(x), dim=1)
 
 
 class TaylorAnalysis(ModelTask):
@@ -76,22 +51,10 @@ class TaylorAnalysis(ModelTask):
             metadata = json.load(stream)
         network = load_network(trained["model"].abspath, metadata,
                                config.training.target_parameters)
-        inputs, weights = [], []
-        for dataset, shifts in self.selection_tables().items():
-            table = ak.from_parquet(shifts["nominal"])
-            keep = fold_mask(np.asarray(table["event"]), 0, config.training.n_folds)
-            inputs.append(model_inputs(table, config.features.event, self.model, dataset)[keep])
-            weights.append(np.abs(np.asarray(table["weight"], dtype=np.float32))[keep])
-        x_all, w_all = np.concatenate(inputs), np.concatenate(weights)
-        # a seeded random subset: every dataset and process in proportion, reproducible
-        chosen = np.sort(np.random.default_rng(config.training.seed).permutation(
-            len(x_all))[:_MAX_TAYLOR_EVENTS])
-        x, w = torch.as_tensor(x_all[chosen]), torch.as_tensor(w_all[chosen])
-        names = _input_names(self.model, tuple(config.features.event), x.shape[1],
-                             config.features.n_jets_max)
-        coefficients = taylor_coefficients(_Probability(network), x, w, names, output_index=0,
-                                           batch_size=256,
-                                           progress=self.progress(len(x), "Taylor"))
+        x, w, names = taylor_inputs(self.selection_tables(), config, self.model, fold=0,
+                                    max_events=_MAX_TAYLOR_EVENTS)
+        coefficients = signal_taylor_coefficients(network, x, w, names,
+                                                  progress=self.progress(len(x), "Taylor"))
         outputs = self.output()
         outputs["coefficients"].parent.touch()
         plot_taylor(coefficients.ranked(), f"{self.title()}: Taylor coefficients",

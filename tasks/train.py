@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import law
 
 from analysis.plotting.training import plot_training_curves
+from analysis.training.distributed import train_network_data_parallel
 from analysis.training.network import (
     export_onnx,
     network_variants,
@@ -25,7 +27,9 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
 
     The held-out fold (``event % n_folds == fold``) is not used for training; Evaluate uses it.
     Outputs per branch: the state dict, JSON metadata (parameter counts, features, losses,
-    provenance), an ONNX export and the training curves (PNG and PDF).
+    provenance), an ONNX export and the training curves (PNG and PDF). A share of n >= 2 whole
+    GPUs (``--gpu-share 2``) trains with DistributedDataParallel on n processes, one per GPU
+    (gloo on the CPU where fewer GPUs are visible), to the same model as one process.
     """
 
     config_dependencies = TRAINING_SECTIONS
@@ -58,9 +62,18 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         tables = self.selection_tables()
         training = self.analysis_config.training
         steps = training.ce_steps + (training.strategy_steps if strategy != "ce" else 0)
-        result = train_network(tables, self.analysis_config, fold, model_kind, strategy,
-                               progress=self.progress(steps, f"{model_kind}/{strategy}/fold "
-                                                      f"{fold}", "step"))
+        if self.data_parallel_size >= 2:
+            self.publish_message(f"{model_kind}/{strategy}/fold {fold}: data-parallel on "
+                                 f"{self.data_parallel_size} processes")
+            with tempfile.TemporaryDirectory(prefix="diffana-ddp-") as workdir:
+                result = train_network_data_parallel(
+                    tables, self.analysis_config, fold, model_kind, strategy,
+                    world_size=self.data_parallel_size, workdir=workdir,
+                    progress_label=f"{model_kind}/{strategy}/fold {fold}")
+        else:
+            result = train_network(tables, self.analysis_config, fold, model_kind, strategy,
+                                   progress=self.progress(steps, f"{model_kind}/{strategy}/"
+                                                          f"fold {fold}", "step"))
         outputs = self.output()
         outputs["model"].parent.touch()
         save_checkpoint(outputs["model"].abspath, result.model)

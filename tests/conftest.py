@@ -61,6 +61,35 @@ def cms_file() -> Path:
     return path
 
 
+FAKE_MPS_CONTROL = """#!/bin/sh
+# fake nvidia-cuda-mps-control: records its calls, creates/removes the control pipe file
+if [ "$1" = "-d" ]; then
+    echo "start $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY" >> "{calls}"
+    touch "$CUDA_MPS_PIPE_DIRECTORY/control"
+    exit 0
+fi
+read command
+echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> "{calls}"
+if [ "$command" = quit ]; then rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"; fi
+"""
+
+
+@pytest.fixture
+def fake_mps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake MPS control binary first on PATH; returns the file that records its calls
+    (``start <pipe dir> <log dir>``, ``<command> <pipe dir>``)."""
+    from analysis.gpu.mps import MPS_CONTROL
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    script = bin_dir / MPS_CONTROL
+    script.write_text(FAKE_MPS_CONTROL.format(calls=calls))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return calls
+
+
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty store for law tasks (``$DIFFANA_STORE``)."""
@@ -77,8 +106,15 @@ def _one_torch_thread() -> Iterator[None]:
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    # tasks, in this process or in a law subprocess, keep one thread too (tasks/base.py)
+    threads_setting = os.environ.get("DIFFANA_TORCH_THREADS")
+    os.environ["DIFFANA_TORCH_THREADS"] = "1"
     yield
     torch.set_num_threads(before)
+    if threads_setting is None:
+        os.environ.pop("DIFFANA_TORCH_THREADS", None)
+    else:
+        os.environ["DIFFANA_TORCH_THREADS"] = threads_setting
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,5 +1,15 @@
 """Data-parallel training over several devices in one job (a share of n >= 2 whole GPUs).
 
+Two entry points. :func:`train_network_data_parallel` trains the pipeline's own networks
+(TrainModel) with every strategy: each rank holds all events, runs the network (wrapped in
+DistributedDataParallel) on its own rows of every input (:class:`RowShardedModule`), and the
+outputs are gathered from all ranks with a differentiable all-gather. Every rank then computes
+the whole loss (the soft histograms and the likelihood of the inference-aware loss, which do not
+split into per-event terms) on all events. The all-gather's backward sums the gradients of the
+identical losses of the ``n`` ranks, ``n`` times each rank's share of the true gradient, and
+DDP's average over the ranks divides by ``n``: the parameters get the gradient of one process
+on all events. :func:`train_data_parallel` is the plain case, cross entropy on equal shards.
+
 One process per device (``torch.multiprocessing.spawn``), each holding a replica wrapped in
 :class:`torch.nn.parallel.DistributedDataParallel`: every rank computes the loss on its own shard
 of the events, DDP averages the gradients over the ranks (an all-reduce), and every replica takes
@@ -12,9 +22,12 @@ job's ``CUDA_VISIBLE_DEVICES``), ``gloo`` for the CPU (the tests).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -23,7 +36,10 @@ from torch import nn
 
 from analysis.errors import InputDataError, ResourceError
 
-__all__ = ["BACKENDS", "shard_slice", "train_data_parallel", "train_single_process"]
+log = logging.getLogger(__name__)
+
+__all__ = ["BACKENDS", "RowShardedModule", "shard_slice", "train_data_parallel",
+           "train_network_data_parallel", "train_single_process"]
 
 BACKENDS = ("gloo", "nccl")
 """torch.distributed backends: ``gloo`` (CPU tensors), ``nccl`` (CUDA tensors)."""
@@ -145,3 +161,128 @@ def train_data_parallel(make_model: ModelFactory, x: torch.Tensor, labels: torch
     mp.spawn(_worker, args=(world_size, str(init_file), backend, make_model, x, labels, steps, lr,
                             seed, str(workdir)), nprocs=world_size, join=True)
     return [torch.load(workdir / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+
+
+class RowShardedModule(nn.Module):
+    """The wrapped module on this rank's rows of each input, the outputs of all ranks gathered.
+
+    Rank ``r`` of ``n`` evaluates rows ``[r k, (r + 1) k)`` with ``k = ceil(n_rows / n)``; the
+    outputs are padded to ``k`` rows, all-gathered with autograd
+    (``torch.distributed.nn.functional.all_gather``) and trimmed, so every rank returns the
+    ``(n_rows, ...)`` output of all rows. Every rank must call it with the same inputs in the
+    same order (they are collectives).
+    """
+
+    def __init__(self, module: nn.Module, rank: int, world_size: int) -> None:
+        super().__init__()
+        self.module = module
+        self.rank = rank
+        self.world_size = world_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.nn.functional import all_gather
+
+        n_rows = x.shape[0]
+        size = math.ceil(n_rows / self.world_size) if n_rows else 0
+        low, high = min(self.rank * size, n_rows), min((self.rank + 1) * size, n_rows)
+        local = self.module(x[low:high])
+        if high - low < size:
+            local = torch.cat([local, local.new_zeros((size - (high - low),
+                                                       *local.shape[1:]))])
+        return torch.cat(all_gather(local))[:n_rows]
+
+
+def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
+                    tables: Mapping[str, Any], config: Any, fold: int, model_kind: str,
+                    strategy: str, out_file: str, progress_label: str | None) -> None:
+    """One rank of :func:`train_network_data_parallel`; rank 0 saves the result and shows
+    the progress."""
+    from tqdm import tqdm
+
+    from analysis.training.network import train_network
+
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
+                            world_size=world_size)
+    try:
+        device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        else:  # the ranks share the cores: more threads than cores spin-wait for each other
+            torch.set_num_threads(max(1, torch.get_num_threads() // world_size))
+        ids = [rank] if device.type == "cuda" else None
+
+        def wrap(model: nn.Module) -> nn.Module:
+            return RowShardedModule(nn.parallel.DistributedDataParallel(model, device_ids=ids),
+                                    rank, world_size)
+
+        bar = None
+        if rank == 0 and progress_label is not None:
+            training = config.training
+            bar = tqdm(total=training.ce_steps + (training.strategy_steps
+                                                  if strategy != "ce" else 0),
+                       desc=progress_label, unit="step")
+
+        def progress(done: int) -> None:
+            if bar is not None:
+                bar.update(done - bar.n)
+
+        result = train_network(tables, config, fold, model_kind, strategy, device=device,
+                               progress=progress, wrap=wrap)
+        if bar is not None:
+            bar.close()
+        result.data_parallel_processes = dist.get_world_size()
+        if rank == 0:
+            torch.save(result, f"{out_file}.tmp")
+            os.replace(f"{out_file}.tmp", out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: int,
+                                model_kind: str, strategy: str, *, world_size: int,
+                                workdir: str | Path, backend: str | None = None,
+                                progress_label: str | None = None) -> Any:
+    """:func:`~analysis.training.network.train_network` on ``world_size`` processes.
+
+    Args:
+        tables: dataset -> shift -> skim table or its Parquet path (paths pickle cheaply).
+        config: the :class:`~analysis.config.AnalysisConfig`.
+        fold, model_kind, strategy: as for ``train_network``.
+        world_size: processes, one per GPU for ``nccl``; >= 2.
+        workdir: a directory for the rendezvous file and rank 0's result.
+        backend: ``"nccl"`` or ``"gloo"``; default ``nccl`` when ``world_size`` CUDA devices
+            are visible, else ``gloo`` on the CPU (with a warning).
+        progress_label: if given, rank 0 shows a progress bar of the steps with this label.
+
+    Returns:
+        Rank 0's :class:`~analysis.training.network.TrainingResult` (model on the CPU,
+        ``data_parallel_processes`` the size of the process group that trained it); every rank
+        ends with the same parameters.
+
+    Raises:
+        ResourceError: an unknown backend, ``world_size < 2``, or ``nccl`` without enough GPUs.
+    """
+    if world_size < 2:
+        raise ResourceError(f"train_network_data_parallel: world_size = {world_size}: "
+                            f"must be >= 2 (one process trains without it)")
+    if backend is None:
+        backend = "nccl" if torch.cuda.device_count() >= world_size else "gloo"
+        if backend == "gloo":
+            log.warning("train_network_data_parallel: %d CUDA devices visible for %d ranks: "
+                        "data-parallel on the CPU (gloo)", torch.cuda.device_count(), world_size)
+    if backend not in BACKENDS:
+        raise ResourceError(f"train_network_data_parallel: backend {backend!r}: must be one "
+                            f"of {BACKENDS}")
+    if backend == "nccl" and torch.cuda.device_count() < world_size:
+        raise ResourceError(f"train_network_data_parallel: {world_size} ranks need "
+                            f"{world_size} CUDA devices, {torch.cuda.device_count()} visible")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    init_file = workdir / "rendezvous"
+    init_file.unlink(missing_ok=True)  # a stale file from an earlier run would hang the group
+    out_file = workdir / "result.pt"
+    out_file.unlink(missing_ok=True)
+    mp.spawn(_network_worker, args=(world_size, str(init_file), backend, tables, config, fold,
+                                    model_kind, strategy, str(out_file), progress_label),
+             nprocs=world_size, join=True)
+    return torch.load(out_file, weights_only=False)

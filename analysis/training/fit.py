@@ -154,6 +154,33 @@ def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: st
         model.train(was_training)
 
 
+def _data_parallel() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _average_over_ranks(module: torch.nn.Module) -> None:
+    """Data-parallel training: average the gradients of a module that DDP does not wrap (the
+    joint cuts), so that a non-deterministic kernel cannot let the ranks drift apart."""
+    if not _data_parallel():
+        return
+    size = torch.distributed.get_world_size()
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= size
+
+
+def _rank_zero_value(value: float) -> float:
+    """Data-parallel training: rank 0's validation loss on every rank, so that every rank
+    takes the same early-stopping decision (one rank stopping alone would hang the others)."""
+    if not _data_parallel():
+        return value
+    device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
 def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
                      nuisances: Sequence[Nuisance] = (), *, signal: str = "signal",
                      edges: Edges = (0.0, 0.25, 0.5, 0.75, 1.0), bandwidth: float = 0.1,
@@ -284,13 +311,16 @@ def train_classifier(model: torch.nn.Module, samples: Samples, strategy: str,
         loss = _loss(model, data, strategy, index, scale, edges, bandwidth, penalty_weight,
                      normsys, signal, selection, staterror)
         loss.backward()  # type: ignore[no-untyped-call]
+        if selection is not None:
+            _average_over_ranks(selection)
         optimiser.step()
         history.loss.append(float(loss.detach()))
         if progress is not None:
             progress(step + 1)
         if check is not None and ((step + 1) % validate_every == 0 or step + 1 == steps):
-            value = _validation_loss(model, check, strategy, edges, bandwidth, penalty_weight,
-                                     normsys, signal, selection, staterror)
+            value = _rank_zero_value(_validation_loss(
+                model, check, strategy, edges, bandwidth, penalty_weight, normsys, signal,
+                selection, staterror))
             history.validation_loss.append((step + 1, value))
             if best is None or value < best[0]:
                 best, stale = (value, snapshot()), 0

@@ -57,6 +57,7 @@ class TrainingResult:
     # wall time per stage; not in metadata(): result files stay identical between runs
     seconds: dict[str, float] = field(default_factory=dict)
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
+    data_parallel_processes: int = 1  # DDP ranks that trained it (a share of n >= 2 GPUs)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
@@ -65,7 +66,8 @@ class TrainingResult:
                 "n_parameters": self.n_parameters, "features": list(self.features),
                 "n_train_events": self.n_train_events, "best_steps": self.best_steps,
                 "losses": {name: losses for name, losses in self.stages},
-                "joint_cuts": self.joint_cuts}
+                "joint_cuts": self.joint_cuts,
+                "data_parallel_processes": self.data_parallel_processes}
 
 
 def _read(tables: Mapping[str, Mapping[str, str | ak.Array]]) -> dict[str, dict[str, ak.Array]]:
@@ -136,7 +138,9 @@ def _joint_cuts(config: AnalysisConfig, samples: Mapping[str, tuple[np.ndarray, 
 def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: AnalysisConfig,
                   fold: int, model_kind: str, strategy: str,
                   device: str | torch.device | None = None,
-                  progress: Callable[[int], None] | None = None) -> TrainingResult:
+                  progress: Callable[[int], None] | None = None,
+                  wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+                  ) -> TrainingResult:
     """Train one network on the training folds of the skims.
 
     The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
@@ -152,6 +156,9 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         device: where to train; default CUDA if available, else the CPU (the same code).
         progress: called with the number of optimiser steps done (of ``ce_steps`` plus
             ``strategy_steps`` unless the strategy is ``"ce"``).
+        wrap: what the optimiser loop calls instead of the network, e.g. the data-parallel
+            :class:`~analysis.training.distributed.RowShardedModule` around it; the returned
+            model is the network itself.
 
     Returns:
         The trained network (eval mode, float32, on the CPU) and its description.
@@ -192,13 +199,14 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     device = torch.device(device if device is not None else
                           "cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
+    trainable = wrap(model) if wrap is not None else model
     result = TrainingResult(model, model_kind, f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else
                             strategy, fold, n_inputs, count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()})
     generator = torch.Generator().manual_seed(settings.seed)
     stopping = {"patience": settings.patience, "validate_every": settings.validate_every}
-    _, history = train_classifier(model, samples, "ce", signal=SIGNAL_CLASS,
+    _, history = train_classifier(trainable, samples, "ce", signal=SIGNAL_CLASS,
                                   steps=settings.ce_steps, lr=settings.learning_rate,
                                   generator=generator, validation=validation,
                                   validation_nuisances=validation_nuisances, progress=progress,
@@ -221,7 +229,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
             selection = _joint_cuts(config, samples, features).to(device)
             slopes = slope_schedule(config.cuts.slope_start, config.cuts.slope_end,
                                     settings.strategy_steps).tolist()
-        _, history = train_classifier(model, samples, strategy, nuisances, signal=SIGNAL_CLASS,
+        _, history = train_classifier(trainable, samples, strategy, nuisances,
+                                      signal=SIGNAL_CLASS,
                                       edges=edges, bandwidth=settings.bandwidth,
                                       penalty_weight=settings.penalty_weight, normsys=normsys,
                                       staterror=True,

@@ -16,7 +16,6 @@ import pytest
 
 import tasks.gpu
 from analysis.errors import ResourceError
-from analysis.gpu.mps import MPS_CONTROL
 from tasks.base import DiffanaTask
 from tasks.gpu import GpuWorkflow
 from tasks.train import TrainModel
@@ -24,17 +23,6 @@ from tasks.train import TrainModel
 N_BRANCHES = 4
 SLEEP_S = 1.0
 
-FAKE_MPS_CONTROL = """#!/bin/sh
-# fake nvidia-cuda-mps-control: records its calls, creates/removes the control pipe file
-if [ "$1" = "-d" ]; then
-    echo "start $CUDA_MPS_PIPE_DIRECTORY" >> "{calls}"
-    touch "$CUDA_MPS_PIPE_DIRECTORY/control"
-    exit 0
-fi
-read command
-echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> "{calls}"
-if [ "$command" = quit ]; then rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"; fi
-"""
 
 
 class SleepOnGpu(DiffanaTask, GpuWorkflow):
@@ -133,21 +121,18 @@ def test_without_gpu_warns_and_runs_on_cpu(store: Path, monkeypatch: pytest.Monk
     assert not (store / "mps").exists()  # no daemon
 
 
-def test_with_gpu_starts_and_stops_mps_daemon(store: Path, tmp_path: Path,
+def test_with_gpu_starts_and_stops_mps_daemon(store: Path, fake_mps: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A (pretended) GPU and a fake control binary: the workflow starts the daemon under the
     store, each branch gets its client limits, and the daemon is stopped at the end."""
-    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
-    bin_dir.mkdir()
-    (bin_dir / MPS_CONTROL).write_text(FAKE_MPS_CONTROL.format(calls=calls))
-    (bin_dir / MPS_CONTROL).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    calls = fake_mps
     monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 1)
     for key in [k for k in os.environ if k.startswith("CUDA_")]:
         monkeypatch.delenv(key)
     records = run_local("0.25", workers=2)
     pipe = store / "mps" / "pipe"
-    assert calls.read_text().splitlines() == [f"start {pipe}", f"quit {pipe}"]
+    assert calls.read_text().splitlines() == [f"start {pipe} {store / 'mps' / 'log'}",
+                                              f"quit {pipe}"]
     assert not (pipe / "control").exists() and not (pipe / "owner").exists()
     for record in records:
         assert record["env"] == {"CUDA_MPS_PIPE_DIRECTORY": str(pipe),

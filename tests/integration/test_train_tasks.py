@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import luigi
@@ -12,22 +14,36 @@ import torch
 
 from analysis.config import load_config
 from tasks.train import TrainModel
+from tests.conftest import fresh_law_process
 
 pytestmark = pytest.mark.slow
 
 
-def test_train_model_branches(store: Path) -> None:
+WANTED = ((0, "dnn", "inference"), (1, "gnn", "ce"), (0, "dnn", "inference+cuts"))
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A store in which three TrainModel branches of the tiny config (:data:`WANTED`) ran."""
+    store = tmp_path_factory.mktemp("train") / "store"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIFFANA_STORE", str(store))
+        fresh_law_process()
+        branch_map = TrainModel(version="t1", config="tth_bb_tiny").get_branch_map()
+        assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=b)
+                            for b, data in branch_map.items() if data in WANTED],
+                           local_scheduler=True, workers=1, log_level="WARNING")
+        yield store
+
+
+def test_train_model_branches(trained_store: Path) -> None:
     config = load_config("tth_bb_tiny")
     task = TrainModel(version="t1", config="tth_bb_tiny")
     branch_map = task.get_branch_map()
     training = config.training
     n_variants = len(training.models) * len(training.strategies) + len(training.joint_cuts)
     assert len(branch_map) == training.n_folds * n_variants
-    wanted = [b for b, data in branch_map.items()
-              if data in ((0, "dnn", "inference"), (1, "gnn", "ce"),
-                          (0, "dnn", "inference+cuts"))]
-    assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=b) for b in wanted],
-                       local_scheduler=True, workers=1, log_level="WARNING")
+    wanted = [b for b, data in branch_map.items() if data in WANTED]
     counts = {}
     for b in wanted:
         fold, model_kind, strategy = branch_map[b]
@@ -59,3 +75,41 @@ def test_train_model_branches(store: Path) -> None:
     # DNN and GNN at matched size (arXiv:2402.17386): within 10 % of the config's target
     for n in counts.values():
         assert abs(n - training.target_parameters) < 0.1 * training.target_parameters
+
+
+@pytest.mark.parametrize("strategy", ["inference", "inference+cuts"])
+def test_share_of_two_gpus_trains_data_parallel(trained_store: Path, strategy: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--gpu-share 2`` on a machine with two GPUs' worth of luigi slots: TrainModel trains
+    with DistributedDataParallel on two processes (gloo here, no GPU) and ends with the model
+    that one process trained, for the inference-aware loss (which does not split per event),
+    with and without cuts learned jointly in front of the network."""
+    monkeypatch.setenv("DIFFANA_STORE", str(trained_store))
+    task = TrainModel(version="t1", config="tth_bb_tiny")
+    branch = next(b for b, data in task.get_branch_map().items()
+                  if data == (0, "dnn", strategy))
+    directory = Path(task.target().abspath) / f"dnn_{strategy}_fold0"
+    single = torch.load(directory / "model.pt", weights_only=True)
+    single_meta = json.loads((directory / "model.json").read_text())
+    shutil.move(directory, directory.with_name(f"{directory.name}_one_process"))  # not in path
+    luigi_config = luigi.configuration.get_config()
+    luigi_config.set("resources", "gpu", "200")
+    try:
+        assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=branch,
+                                       gpu_share="2")],
+                           local_scheduler=True, workers=1, log_level="WARNING")
+    finally:
+        luigi_config.set("resources", "gpu", "100")
+    parallel = torch.load(directory / "model.pt", weights_only=True)
+    parallel_meta = json.loads((directory / "model.json").read_text())
+    # the size of the process group that trained it, recorded inside the ranks
+    assert parallel_meta["data_parallel_processes"] == 2
+    assert single_meta["data_parallel_processes"] == 1
+    assert parallel_meta["best_steps"] == single_meta["best_steps"]
+    for stage, losses in single_meta["losses"].items():
+        assert parallel_meta["losses"][stage] == pytest.approx(losses, rel=1e-4, abs=1e-6)
+    for name, value in single.items():
+        torch.testing.assert_close(parallel[name], value, rtol=1e-3, atol=1e-5)
+    if single_meta["joint_cuts"] is not None:
+        assert parallel_meta["joint_cuts"]["thresholds"] == pytest.approx(
+            single_meta["joint_cuts"]["thresholds"], rel=1e-3, abs=1e-4)

@@ -14,32 +14,6 @@ from analysis.errors import ResourceError
 from analysis.gpu.mps import MPS_CONTROL, MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
 
-FAKE_MPS_CONTROL = """#!/bin/sh
-# fake nvidia-cuda-mps-control: records its calls, creates/removes the control pipe file
-if [ "$1" = "-d" ]; then
-    echo "start $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY" >> "{calls}"
-    touch "$CUDA_MPS_PIPE_DIRECTORY/control"
-    exit 0
-fi
-read command
-echo "$command $CUDA_MPS_PIPE_DIRECTORY" >> "{calls}"
-if [ "$command" = quit ]; then rm -f "$CUDA_MPS_PIPE_DIRECTORY/control"; fi
-"""
-
-
-@pytest.fixture
-def fake_mps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put a fake control binary first on PATH; return the file that records its calls."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.txt"
-    script = bin_dir / MPS_CONTROL
-    script.write_text(FAKE_MPS_CONTROL.format(calls=calls))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return calls
-
-
 def recorded(calls: Path) -> list[str]:
     return calls.read_text().splitlines() if calls.exists() else []
 

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from analysis.errors import InputDataError, ResourceError
-from analysis.training.distributed import shard_slice, train_data_parallel, train_single_process
+from analysis.training.distributed import (
+    RowShardedModule,
+    shard_slice,
+    train_data_parallel,
+    train_network_data_parallel,
+    train_single_process,
+)
 from analysis.training.models import count_parameters, sized_dnn
 
 N_FEATURES, N_CLASSES, TARGET = 6, 3, 300
@@ -60,3 +68,58 @@ def test_bad_requests_fail_before_spawning(tmp_path: Path) -> None:
         with pytest.raises(ResourceError, match="64 ranks need 64 CUDA devices"):
             train_data_parallel(make_model, x, labels, steps=1, lr=0.1, seed=0, world_size=64,
                                 workdir=tmp_path, backend="nccl")
+
+
+def _nonseparable_loss(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Like the inference-aware loss: a nonlinear function of sums over all events, from two
+    forward passes (nominal and shifted inputs) before one backward."""
+    nominal = torch.softmax(model(x), dim=1)[:, 0]
+    shifted = torch.softmax(model(1.05 * x), dim=1)[:, 0]
+    return (nominal.sum() / (1.0 + shifted.sum())) ** 2 + torch.log1p((nominal * shifted).sum())
+
+
+def _sharded_gradients(rank: int, world_size: int, init_file: str, x: torch.Tensor,
+                       out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world_size)
+    try:
+        torch.manual_seed(3)
+        model = sized_dnn(N_FEATURES, N_CLASSES, TARGET)
+        rows: list[int] = []  # what this rank's network saw: its own rows only
+        model.register_forward_pre_hook(lambda _, args: rows.append(args[0].shape[0]))
+        wrapped = RowShardedModule(torch.nn.parallel.DistributedDataParallel(model), rank,
+                                   world_size)
+        loss = _nonseparable_loss(wrapped, x)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "rows": torch.tensor(rows),
+                    **{n: p.grad for n, p in model.named_parameters()}},
+                   f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_row_sharded_ddp_gives_the_full_gradient_of_a_nonseparable_loss(tmp_path: Path) -> None:
+    # 37 rows: 19 on rank 0, 18 on rank 1 (padded for the all-gather)
+    x = torch.randn(37, N_FEATURES, generator=torch.Generator().manual_seed(11))
+    mp.spawn(_sharded_gradients, args=(2, str(tmp_path / "rendezvous"), x, str(tmp_path)),
+             nprocs=2, join=True)
+    torch.manual_seed(3)
+    model = sized_dnn(N_FEATURES, N_CLASSES, TARGET)
+    loss = _nonseparable_loss(model, x)
+    loss.backward()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # two forward passes each; rank 0 ran rows 0-18, rank 1 rows 19-36
+    assert [rank["rows"].tolist() for rank in ranks] == [[19, 19], [18, 18]]
+    for rank in ranks:
+        torch.testing.assert_close(rank["loss"], loss.detach(), rtol=1e-6, atol=0.0)
+        for name, parameter in model.named_parameters():
+            torch.testing.assert_close(rank[name], parameter.grad, rtol=1e-5, atol=1e-7)
+    assert max(p.grad.abs().max().item() for p in model.parameters()) > 1e-4  # not all zero
+
+
+def test_network_data_parallel_refuses_one_rank_and_unknown_backends(tmp_path: Path) -> None:
+    with pytest.raises(ResourceError, match="world_size = 1: must be >= 2"):
+        train_network_data_parallel({}, None, 0, "dnn", "ce", world_size=1, workdir=tmp_path)
+    with pytest.raises(ResourceError, match="backend 'mpi'"):
+        train_network_data_parallel({}, None, 0, "dnn", "ce", world_size=2, workdir=tmp_path,
+                                    backend="mpi")

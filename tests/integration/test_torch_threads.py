@@ -1,0 +1,60 @@
+"""Torch threads per task process: the machine's cores shared by the luigi workers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import law
+import luigi
+import pytest
+
+from analysis.errors import ConfigError
+from tasks.base import DiffanaTask, torch_threads
+from tests.integration.conftest import REPO, law_run
+
+
+class ThreadCount(DiffanaTask):
+    """Writes the torch thread count of the process that runs it."""
+
+    index = luigi.IntParameter()
+
+    def output(self) -> law.LocalFileTarget:
+        return self.target(f"threads_{self.index}.json")
+
+    def run(self) -> None:
+        import torch
+
+        self.output().parent.touch()
+        self.output().dump({"threads": torch.get_num_threads(), "pid": os.getpid()},
+                           formatter="json")
+
+
+class ThreadCounts(DiffanaTask, law.WrapperTask):
+    """Two :class:`ThreadCount` tasks, to be run at once by two workers."""
+
+    def requires(self) -> list[ThreadCount]:
+        return [ThreadCount.req(self, index=i) for i in range(2)]
+
+
+def test_auto_divides_the_cores_by_the_workers() -> None:
+    assert torch_threads("auto", workers=2, cpus=2) == 1
+    assert torch_threads("auto", workers=1, cpus=16) == 16
+    assert torch_threads("", workers=4, cpus=16) == 4
+    assert torch_threads("auto", workers=8, cpus=2) == 1  # never 0
+    assert torch_threads("3", workers=2, cpus=2) == 3  # an explicit number is kept
+    for bad in ("0", "many", "-2"):
+        with pytest.raises(ConfigError, match="must be 'auto' or an integer >= 1"):
+            torch_threads(bad, workers=1, cpus=2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_law_run_gives_each_worker_its_share_of_the_cores(store: Path, workers: int) -> None:
+    law_run(["tests.integration.test_torch_threads.ThreadCounts", "--version", f"w{workers}",
+             "--config", "tth_bb_tiny", "--workers", str(workers)],
+            env={"DIFFANA_STORE": str(store), "DIFFANA_TORCH_THREADS": "auto",
+                 "PYTHONPATH": str(REPO)}, cwd=REPO)
+    records = [json.loads(path.read_text()) for path in sorted(store.rglob("threads_*.json"))]
+    assert len(records) == 2
+    assert [r["threads"] for r in records] == [max(1, (os.cpu_count() or 1) // workers)] * 2
