@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Heading", "Image", "Paragraph", "Table", "render_html", "render_markdown"]
+__all__ = ["Heading", "Image", "Paragraph", "Table", "render_html", "render_markdown",
+           "strategy_verdict"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,47 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 def image_name(path: str | os.PathLike[str], *parts: str) -> str:
     """A flat file name for a copied image, e.g. ``fit_dnn_ce_impacts.png``."""
     return "_".join((*parts, os.path.basename(os.fspath(path))))
+
+
+def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One paragraph: which strategies reduce the expected sigma_mu against CE, fold by fold.
+
+    A change counts only when every fold's network shows it (each fold is an independent
+    network on independent events); otherwise it is within what the finite simulated sample
+    decides.
+
+    Args:
+        results: key -> ``{"learned_cuts": bool, "model": str, "strategy": str, "sigma_mu":
+            float, "sigma_mu_no_mcstat": float, "sigma_mu_no_mcstat_folds": [float per
+            fold]}`` (NaN: undetermined), with a ``"ce"`` entry per selection and model.
+
+    Returns:
+        The verdict in plain words.
+    """
+    determined = sum(math.isfinite(r["sigma_mu"]) for r in results.values())
+    groups: dict[str, list[str]] = {"reduces": [], "increases": [], "undecided": []}
+    for r in results.values():
+        if r["strategy"] == "ce":
+            continue
+        reference = next((c for c in results.values() if c["strategy"] == "ce"
+                          and c["model"] == r["model"]
+                          and c["learned_cuts"] == r["learned_cuts"]), None)
+        if reference is None:
+            continue
+        name = (f"{r['model'].upper()} {r['strategy']} "
+                f"({'learned cuts' if r['learned_cuts'] else 'skim only'})")
+        changes = [a / b - 1.0 for a, b in zip(r["sigma_mu_no_mcstat_folds"],
+                                               reference["sigma_mu_no_mcstat_folds"])
+                   if math.isfinite(a) and math.isfinite(b) and b > 0]
+        complete = len(changes) == len(r["sigma_mu_no_mcstat_folds"]) > 1
+        if complete and all(c < 0 for c in changes):
+            groups["reduces"].append(f"{name} {', '.join(f'{100 * c:+.0f} %' for c in changes)}")
+        elif complete and all(c > 0 for c in changes):
+            groups["increases"].append(name)
+        else:
+            groups["undecided"].append(name)
+    return (f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ is "
+            f"determined for {determined} of {len(results)} networks. Without it, against CE "
+            f"in every fold: reduced by {'; '.join(groups['reduces']) or 'none'}; increased by "
+            f"{', '.join(groups['increases']) or 'none'}; undecided (folds disagree or σ_μ "
+            f"undetermined) for {', '.join(groups['undecided']) or 'none'}.")

@@ -14,7 +14,15 @@ import luigi
 from analysis.interpret.network import signal_taylor_coefficients, taylor_inputs
 from analysis.interpret.taylor import write_coefficients
 from analysis.plotting.inference import plot_taylor
-from analysis.report import Heading, Image, Paragraph, Table, render_html, render_markdown
+from analysis.report import (
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    render_html,
+    render_markdown,
+    strategy_verdict,
+)
 from analysis.training.network import load_network, network_variants
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask, write_json_atomic
 from tasks.cuts import ReduceEvents
@@ -181,7 +189,7 @@ class Report(DiffanaTask):
         blocks.append(Table(header, rows))
         blocks += self._workspace_blocks(summary)
         blocks += [Heading("Do the systematic-aware strategies help?"),
-                   *self._strategy_sentences(summary)]
+                   Paragraph(strategy_verdict(summary)), *self._strategy_sentences(summary)]
         blocks += [Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
                    Paragraph("Trainable parameters: " + ", ".join(
                        f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
