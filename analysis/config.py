@@ -241,6 +241,10 @@ class LearnedCutsSettings:
     n_tradeoff_points: int = field(default=13, metadata=_check(2))  # of ReduceEvents' table
 
 
+FIT_SYSTEMATICS = ("jes", "jer", "btag", "isr", "fsr")
+"""The skim's up/down variations that the fit can use (``inference.systematics``)."""
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """CreateHistograms, BuildWorkspace and Fit: binning of the NN score and the fits."""
@@ -256,6 +260,8 @@ class InferenceSettings:
                                                   metadata=_check(0.0, exclusive=True))
     # drop a histosys whose shape change is below this many MC-stat variances per bin
     prune_shape_chi2: float | None = field(default=None, metadata=_check(0.0, exclusive=True))
+    # the skim's variations in the fit (histosys + normsys each); leave one out to drop it
+    systematics: tuple[str, ...] = FIT_SYSTEMATICS
 
 
 @dataclass(frozen=True)
@@ -447,6 +453,10 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if name not in EVENT_FEATURES:
             _fail(path, "features.event", name,
                   f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+    for name in config.inference.systematics:
+        if name not in FIT_SYSTEMATICS:
+            _fail(path, "inference.systematics", name,
+                  f"unknown systematic (known: {', '.join(FIT_SYSTEMATICS)})")
     if config.training.joint_cuts and config.cuts is None:
         _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
               "needs a 'cuts:' section (the cuts to learn jointly)")

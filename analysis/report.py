@@ -124,11 +124,11 @@ def image_name(path: str | os.PathLike[str], *parts: str) -> str:
 
 
 def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One paragraph: which strategies reduce the expected sigma_mu against CE, fold by fold.
+    """One paragraph: which strategies change the expected sigma_mu against CE, fold by fold.
 
-    A change counts only when every fold's network shows it (each fold is an independent
-    network on independent events); otherwise it is within what the finite simulated sample
-    decides.
+    A change is listed only when every fold's network shows it with the same sign (each fold
+    is an independent network on independent events); with few folds that is a necessary
+    condition for a real difference, not a significance, and the paragraph says so.
 
     Args:
         results: key -> ``{"learned_cuts": bool, "model": str, "strategy": str, "sigma_mu":
@@ -160,8 +160,13 @@ def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
             groups["increases"].append(name)
         else:
             groups["undecided"].append(name)
+    n_folds = max((len(r["sigma_mu_no_mcstat_folds"]) for r in results.values()), default=0)
+    chance = 100.0 * 2.0 ** (1 - n_folds) if n_folds else 100.0
     return (f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ is "
-            f"determined for {determined} of {len(results)} networks. Without it, against CE "
-            f"in every fold: reduced by {'; '.join(groups['reduces']) or 'none'}; increased by "
-            f"{', '.join(groups['increases']) or 'none'}; undecided (folds disagree or σ_μ "
-            f"undetermined) for {', '.join(groups['undecided']) or 'none'}.")
+            f"determined for {determined} of {len(results)} networks. Without it, against CE, "
+            f"with the same sign in all {n_folds} folds: lower σ_μ for "
+            f"{'; '.join(groups['reduces']) or 'none'}; higher σ_μ for "
+            f"{', '.join(groups['increases']) or 'none'}; folds disagree or σ_μ undetermined "
+            f"for {', '.join(groups['undecided']) or 'none'}. Two networks that differ only by "
+            f"their sample share the sign in {chance:.0f} % of the cases: a common sign is "
+            f"necessary for a real difference, not a proof of one.")

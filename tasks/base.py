@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -19,6 +18,7 @@ from analysis.config import AnalysisConfig, load_config
 from analysis.errors import ConfigError
 
 __all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
+           "UNCERTAINTY_SECTIONS",
            "DiffanaTask", "write_json_atomic", "write_parquet_atomic"]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,12 +57,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# config sections per stage, each including the stages before it
-GENERATION_SECTIONS = ("sqrt_s", "processes", "datasets", "detector", "objects")  # b-tag WPs
-SKIM_SECTIONS = (*GENERATION_SECTIONS, "objects", "selection", "features", "systematics",
-                 "luminosity")
-TRAINING_SECTIONS = (*SKIM_SECTIONS, "training")
-INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference")
+# config sections per stage, each including the stages before it; "section:part" is the part
+# of a section a stage reads (_section_content), so that e.g. a cross-section uncertainty, read
+# first by the losses, does not rerun the skim, and a plot label does not rerun the training
+GENERATION_SECTIONS = ("sqrt_s", "datasets", "detector", "objects")  # objects: b-tag WPs
+SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "processes:skim",
+                 "luminosity:value")
+UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
+TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "training")
+INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")
+
+
+def _section_content(config: AnalysisConfig, entry: str) -> Any:
+    """What a stage reads of a config section: ``name`` (all of it) or ``name:part``."""
+    name, _, part = entry.partition(":")
+    if not part:
+        return _plain(getattr(config, name))
+    if name == "luminosity":
+        return getattr(config.luminosity, {"value": "value", "uncertainty": "uncertainty"}[part])
+    if name == "processes":
+        processes = config.processes
+        if part == "skim":  # the label index follows the order of the processes
+            return {"order": list(processes), **{
+                p: {"role": spec.role, "cross_section": spec.cross_section.value,
+                    "gen_ttbar_id": _plain(spec.gen_ttbar_id)} for p, spec in processes.items()}}
+        if part == "uncertainty":
+            return {p: spec.cross_section.uncertainty for p, spec in processes.items()}
+        if part == "plot":
+            return {p: [spec.label, spec.color] for p, spec in processes.items()}
+    raise ValueError(f"config tag: unknown section part {entry!r}")
 
 
 class DiffanaTask(law.Task):
@@ -93,7 +116,8 @@ class DiffanaTask(law.Task):
         generated events); changing it back finds the old outputs again.
         """
         config = self.analysis_config
-        content = {name: _plain(getattr(config, name)) for name in sorted(self.config_sections())}
+        content = {entry: _section_content(config, entry)
+                   for entry in sorted(set(self.config_sections()))}
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
         return f"cfg-{digest.hexdigest()[:8]}"
 
@@ -171,7 +195,7 @@ def _share_cores_between_workers(task: DiffanaTask) -> None:
     setting = os.environ.get("DIFFANA_TORCH_THREADS") or str(
         law.config.get_expanded("diffana", "torch_threads", default="auto"))
     threads = torch_threads(setting, luigi.interface.core().workers)
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # for a torch imported later in this process
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # for the processes this task starts
+    import torch  # loaded with the task modules anyway; set here, before the task runs
+
+    torch.set_num_threads(threads)

@@ -21,7 +21,13 @@ from analysis.training.selection import (
     selection_samples,
     selection_tradeoff,
 )
-from tasks.base import SKIM_SECTIONS, DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.base import (
+    SKIM_SECTIONS,
+    UNCERTAINTY_SECTIONS,
+    DiffanaTask,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from tasks.skim import Skim
 
 __all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "skim_tables"]
@@ -43,7 +49,7 @@ class LearnCuts(DiffanaTask):
     optimisation curve ``learning.png``/``.pdf``.
     """
 
-    config_dependencies = (*SKIM_SECTIONS, "cuts")
+    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "cuts")
 
     def requires(self) -> law.Task:
         return Skim.req(self, branch=-1)
@@ -103,7 +109,7 @@ class ReduceEvents(DiffanaTask):
     sigma_mu (stat only and with systematics) from no cut through the learned cuts to tighter ones.
     """
 
-    config_dependencies = (*SKIM_SECTIONS, "cuts")
+    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "cuts")
 
     def requires(self) -> dict[str, law.Task]:
         return {"skim": Skim.req(self, branch=-1), "cuts": LearnCuts.req(self)}

@@ -191,6 +191,7 @@ class BuildWorkspace(ModelTask):
             histograms = json.load(stream)
         settings = config.inference
         options = {"pseudo_data_seed": settings.pseudo_data_seed,
+                   "systematics": settings.systematics,
                    "max_background_mc_stat": settings.max_background_mc_stat,
                    "prune_shape_chi2": settings.prune_shape_chi2}
         details: dict[str, Any] = {}

@@ -37,18 +37,22 @@ class FitResults:
     """What :func:`fit_workspace` measures (mu in units of the expected signal).
 
     Attributes:
-        mu_hat, mu_uncertainty: pseudo-data fit.
+        mu_hat, mu_uncertainty: pseudo-data fit; the uncertainty is half the width of its
+            profile likelihood's ``-2 Delta ln L = 1`` interval (NaN beyond the bounds).
         asimov_mu_hat, sigma_mu, sigma_mu_stat: Asimov fit. ``sigma_mu`` is half the width of
             the ``-2 Delta ln L = 1`` interval of the profile likelihood (robust where the
             likelihood is not parabolic or MINUIT's covariance is not accurate);
             ``sigma_mu_hesse`` MINUIT's parabolic error; ``sigma_mu_stat`` with every nuisance
             fixed (one parameter: parabolic and exact for a Poisson model at mu-hat).
-        expected_significance, observed_significance: discovery Z (standard deviations).
+        expected_significance, observed_significance: discovery ``Z = sqrt(q0)`` (standard
+            deviations), from the same profile likelihood as the scan.
         expected_limit: median expected 95 % CLs upper limit on mu; ``expected_band``: the
             -2, -1, 0, +1, +2 sigma expected limits; ``observed_limit``: on the pseudo-data.
         scan_mu, scan_asimov, scan_observed: ``-2 Delta ln L`` against mu.
         pulls: nuisance -> ``(theta-hat, post-fit uncertainty)`` on pseudo-data (prior 0 +- 1).
-        impacts: nuisance -> ``(delta mu up, delta mu down)`` on Asimov, ranked by size.
+        impacts: nuisance -> ``(delta mu up, delta mu down)`` on Asimov when the nuisance is
+            fixed at its best value +-1 (its prior width) and the rest refitted, ranked by
+            size.
     """
 
     mu_hat: float
@@ -78,12 +82,6 @@ class FitResults:
         largest impact first: JSON objects written with sorted keys lose the order)."""
         return {**asdict(self), "sigma_mu_syst": self.sigma_mu_syst,
                 "impact_ranking": list(self.impacts)}
-
-
-def _z(p_value: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.isf(p_value))
 
 
 # MINUIT settings tried in turn when a minimisation fails (tiny or degenerate models)
@@ -249,8 +247,9 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     Args:
         spec: a pyhf workspace specification (e.g. from
             :func:`~analysis.inference.workspace.build_workspace`).
-        scan_points: points of the likelihood scan in ``[0, scan_max]``.
-        scan_max: upper end of the scan (mu).
+        scan_points: points of the likelihood scan in ``[0, max(scan_max, 1 + 3 sigma_mu)]``
+            (at most the upper bound of mu).
+        scan_max: smallest upper end of the scan (mu).
         limit_max: upper end of the search for the CLs limit (mu); a limit beyond it is NaN.
         limit_points: grid points in ``[0, limit_max]`` at which CLs is computed.
         progress: called with the number of completed steps (of ``6 + 2 * n_nuisances``).
@@ -312,14 +311,32 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
     _, err_stat = fit(asimov, stat_fixed)
     best_obs, err_obs = fit(observed)
     step()
-    p0_exp = float(_robust(lambda: pyhf.infer.hypotest(0.0, asimov, model, test_stat="q0")))
-    p0_obs = float(_robust(lambda: pyhf.infer.hypotest(0.0, observed, model, test_stat="q0")))
+
+    def twice_nll_at(mu: float, data: np.ndarray) -> float:
+        return float(_robust(lambda: pyhf.infer.mle.fixed_poi_fit(
+            mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
+            return_fitted_val=True))[1])
+
+    # q0 = -2 ln L(0) / L(mu-hat) from the same profile as the scan and sigma_mu: on Asimov
+    # data the minimum is at the generating parameters exactly; the smallest value found is
+    # kept, so that a minimisation stopping early cannot invent a significance
+    nll_min_asimov = min(float(pyhf.infer.mle.twice_nll(asimov_pars, asimov, model)[0]),
+                         float(pyhf.infer.mle.twice_nll(best_asimov, asimov, model)[0]))
+    nll_min_observed = float(pyhf.infer.mle.twice_nll(best_obs, observed, model)[0])
+    q0_expected = max(twice_nll_at(0.0, asimov) - nll_min_asimov, 0.0)
+    q0_observed = (max(twice_nll_at(0.0, observed) - nll_min_observed, 0.0)
+                   if best_obs[poi] > 0 else 0.0)
     step()
     limit, _ = _upper_limits(observed, model, limit_max, limit_points)
     # expected limits: on background-only Asimov data (no signal injected, nominal nuisances)
     _, band = _upper_limits(background_asimov, model, limit_max, limit_points)
     step()
-    scan_mu = np.linspace(0.0, scan_max, scan_points)
+    sigma_profile = _profile_sigma(asimov, model, float(best_asimov[poi]),
+                                   float(err_asimov[poi]), init, bounds)
+    # the scan shows the interval: at least to scan_max, else to 1 + 3 sigma_mu (the POI's
+    # upper bound when sigma_mu is beyond it)
+    reach = 1.0 + 3.0 * sigma_profile if math.isfinite(sigma_profile) else math.inf
+    scan_mu = np.linspace(0.0, min(max(scan_max, reach), bounds[poi][1]), scan_points)
     scans = []
     for data, best in ((asimov, best_asimov), (observed, best_obs)):
         nll_best = float(pyhf.infer.mle.twice_nll(best, data, model)[0])
@@ -330,8 +347,8 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
                 return_fitted_val=True))
             values.append(max(float(twice_nll) - nll_best, 0.0))
         scans.append(values)
-    sigma_profile = _profile_sigma(asimov, model, float(best_asimov[poi]),
-                                   float(err_asimov[poi]), init, bounds)
+    sigma_observed = _profile_sigma(observed, model, float(best_obs[poi]), float(err_obs[poi]),
+                                    init, bounds)
     step()
     pulls = {}
     for name in nuisances:
@@ -345,7 +362,9 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
             fixed = list(fixed_default)
             fixed[index] = True
             start = best_asimov.copy()
-            start[index] = best_asimov[index] + sign * err_asimov[index]
+            # the prior width (1 for every normsys and histosys): MINUIT's post-fit errors are
+            # not reliable where the MC statistical uncertainty makes the likelihood flat
+            start[index] = best_asimov[index] + sign * 1.0
             best, _ = fit(asimov, fixed, start, uncertainties=False)
             shifted.append(float(best[poi] - best_asimov[poi]))
             step()
@@ -353,10 +372,11 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
     ranked = dict(sorted(impacts.items(), key=lambda kv: -max(abs(kv[1][0]), abs(kv[1][1]))))
     step()
     return FitResults(
-        mu_hat=float(best_obs[poi]), mu_uncertainty=float(err_obs[poi]),
+        mu_hat=float(best_obs[poi]), mu_uncertainty=sigma_observed,
         asimov_mu_hat=float(best_asimov[poi]), sigma_mu=sigma_profile,
         sigma_mu_hesse=float(err_asimov[poi]),
-        sigma_mu_stat=float(err_stat[poi]), expected_significance=_z(p0_exp),
-        observed_significance=_z(p0_obs), expected_limit=band[2], expected_band=band,
+        sigma_mu_stat=float(err_stat[poi]),
+        expected_significance=math.sqrt(q0_expected),
+        observed_significance=math.sqrt(q0_observed), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
         scan_observed=scans[1], pulls=pulls, impacts=ranked)

@@ -40,15 +40,18 @@ def input_names(model_kind: str, features: tuple[str, ...], n_inputs: int,
 
 
 class SoftmaxProbabilities(torch.nn.Module):
-    """A classifier's class probabilities: ``(n_events, n_inputs) -> (n_events, n_classes)``
-    softmax of its logits, the output whose Taylor coefficients are reported."""
+    """A classifier's class probabilities as a function of standardised inputs:
+    ``z (n_events, n_inputs) -> softmax(network(mean + scale * z)) (n_events, n_classes)``,
+    the output whose Taylor coefficients are reported."""
 
-    def __init__(self, network: torch.nn.Module) -> None:
+    def __init__(self, network: torch.nn.Module, mean: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
         self.network = network
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(x), dim=1)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(self.mean + self.scale * z), dim=1)
 
 
 def taylor_inputs(tables: Mapping[str, Mapping[str, str]], config: AnalysisConfig,
@@ -92,6 +95,11 @@ def signal_taylor_coefficients(network: torch.nn.Module, x: torch.Tensor, w: tor
                                ) -> TaylorCoefficients:
     """First- and second-order Taylor coefficients of the signal (class 0) probability.
 
+    Taken with respect to the standardised inputs ``(x - mean) / std`` (each column's mean and
+    standard deviation over ``x``; 1 for a constant column), as arXiv:1803.08782 does with its
+    standardised network inputs: otherwise a coefficient per GeV and one per unit of a
+    dimensionless feature could not be ranked against each other.
+
     Args:
         network: the trained classifier, ``(n, n_inputs) -> (n, n_classes)`` logits.
         x, w, names: from :func:`taylor_inputs`.
@@ -100,5 +108,8 @@ def signal_taylor_coefficients(network: torch.nn.Module, x: torch.Tensor, w: tor
     Returns:
         The weighted mean absolute coefficients, ranked by :meth:`TaylorCoefficients.ranked`.
     """
-    return taylor_coefficients(SoftmaxProbabilities(network), x, w, names, output_index=0,
-                               batch_size=256, progress=progress)
+    mean = x.mean(dim=0)
+    std = x.std(dim=0)
+    scale = torch.where(std > 0, std, torch.ones_like(std))
+    return taylor_coefficients(SoftmaxProbabilities(network, mean, scale), (x - mean) / scale,
+                               w, names, output_index=0, batch_size=256, progress=progress)

@@ -145,7 +145,9 @@ class GraphAsVector(torch.nn.Module):
             raise InputDataError(f"GraphAsVector: need (n_events, n_nodes * {width}) inputs, "
                                  f"got {tuple(x.shape)}")
         n_nodes = x.shape[1] // width
-        nodes = x[:, :n_nodes * self.gnn.n_node_features].reshape(len(x), n_nodes, -1)
+        # -1, not len(x): the ONNX export keeps the number of events dynamic
+        nodes = x[:, :n_nodes * self.gnn.n_node_features].reshape(-1, n_nodes,
+                                                                   self.gnn.n_node_features)
         return self.gnn(nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5)
 
 

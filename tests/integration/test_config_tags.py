@@ -47,6 +47,18 @@ def _variant(tmp_path: Path, old: str, new: str) -> str:
      {"skim", "learn", "reduce", "train", "train_without_cuts", "histograms",
       "fit_without_cuts", "report"}),
     ("n_bins: 3", "n_bins: 4", {"histograms", "fit_without_cuts", "report"}),
+    # a systematic left out of the fit: only the fit stage
+    ("  n_bins: 3\n", "  n_bins: 3\n  systematics: [jes, jer, btag, isr]\n",
+     {"histograms", "fit_without_cuts", "report"}),
+    # a cross-section uncertainty: the losses (LearnCuts, training) read it, the skim does not
+    ("      uncertainty: 0.50", "      uncertainty: 0.40",
+     {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
+      "report"}),
+    ("  uncertainty: 0.02     # relative", "  uncertainty: 0.025",
+     {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
+      "report"}),
+    # a plot label: only what draws or writes it
+    ("label: \"$t\\\\bar{t}+b$\"", "label: \"tt+b\"", {"histograms", "fit_without_cuts", "report"}),
     ("btag_loose: 0.0583", "btag_loose: 0.06",  # the detector model tags at these points
      {"generate", "skim", "learn", "reduce", "train", "train_without_cuts", "histograms",
       "fit_without_cuts", "report"}),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +87,11 @@ def test_report_from_nothing(report_store: Path) -> None:
         assert len(binning["edges"]) == len(spec["observations"][0]["data"]) + 1
         assert ("lumi", "normsys") in kinds and ("mu", "normfactor") in kinds
         assert any(t == "staterror" for _, t in kinds)
+    # the pyhf command line reads a workspace the graph wrote, as it is
+    pyhf_cli = str(Path(sys.executable).with_name("pyhf"))
+    run = subprocess.run([pyhf_cli, "cls", str(path)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 0 and "CLs_obs" in run.stdout, run.stderr
     # the learned skim reports its trade-off and the reduced tables are smaller
     tradeoff = json.loads((_dir(ReduceEvents) / "tradeoff.json").read_text())
     assert tradeoff["kept_events"] <= tradeoff["skimmed_events"]

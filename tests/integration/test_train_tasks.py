@@ -9,10 +9,13 @@ from pathlib import Path
 
 import luigi
 import onnx
+from onnx.reference import ReferenceEvaluator
 import pytest
 import torch
 
 from analysis.config import load_config
+from analysis.training.models import NODE_FEATURES
+from analysis.training.network import load_network
 from tasks.train import TrainModel
 from tests.conftest import fresh_law_process
 
@@ -70,6 +73,15 @@ def test_train_model_branches(trained_store: Path) -> None:
         graph = onnx.load(directory / "model.onnx")
         onnx.checker.check_model(graph)
         assert [i.name for i in graph.graph.input] == ["x"]
+        # the exported graph computes what the checkpoint computes
+        network = load_network(directory / "model.pt", metadata, training.target_parameters)
+        x = torch.randn(5, metadata["n_inputs"], generator=torch.Generator().manual_seed(1))
+        if model_kind == "gnn":  # a real graph row: every node present (masks of 1)
+            x[:, -(metadata["n_inputs"] // (len(NODE_FEATURES) + 1)):] = 1.0
+        (onnx_out,) = ReferenceEvaluator(graph).run(None, {"x": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.as_tensor(onnx_out), network(x), rtol=1e-4,
+                                       atol=1e-5)
         assert sorted(p.name for p in directory.iterdir()) == [
             "curves.pdf", "curves.png", "model.json", "model.onnx", "model.pt"]
     # DNN and GNN at matched size (arXiv:2402.17386): within 10 % of the config's target

@@ -76,3 +76,16 @@ def test_external_dataset_config_points_at_real_file(cms_file: Path) -> None:
     config = load_config("cms_tt")
     (relative,) = config.datasets["cms_tt"].files
     assert (Path(config.source).parent / relative).resolve() == cms_file.resolve()
+
+
+def test_fit_systematics_are_the_skims_variations_and_unknown_ones_fail(tmp_path: Path) -> None:
+    from analysis.config import FIT_SYSTEMATICS
+    from analysis.inference.histograms import SYSTEMATICS
+
+    assert set(FIT_SYSTEMATICS) == set(SYSTEMATICS)
+    text = resolve_config_path("tth_bb_tiny").read_text().replace(
+        "  n_bins: 3\n", "  n_bins: 3\n  systematics: [jes, pdf]\n", 1)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"inference.systematics.*unknown systematic"):
+        load_config(str(path))

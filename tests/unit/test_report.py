@@ -42,10 +42,12 @@ def test_verdict_counts_only_changes_every_fold_shows() -> None:
     }
     verdict = strategy_verdict(results)
     assert "σ_μ is determined for 1 of 7 networks" in verdict
-    assert "reduced by DNN inference (learned cuts) -50 %, -25 %;" in verdict
-    assert "increased by DNN penalty (skim only);" in verdict
-    assert ("undecided (folds disagree or σ_μ undetermined) for DNN penalty (learned cuts), "
+    assert "same sign in all 2 folds: lower σ_μ for DNN inference (learned cuts) -50 %, -25 %;" \
+        in verdict
+    assert "higher σ_μ for DNN penalty (skim only);" in verdict
+    assert ("folds disagree or σ_μ undetermined for DNN penalty (learned cuts), "
             "GNN inference (learned cuts).") in verdict
+    assert "share the sign in 50 % of the cases" in verdict
 
 
 def test_markdown_links_and_html_embeds_the_images(tmp_path: Path) -> None:

@@ -224,6 +224,11 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
     # sigma_mu from the profile likelihood's -2 Delta ln L = 1 interval: the same here
     assert results.sigma_mu == pytest.approx(math.sqrt(s + b) / s, rel=0.01)
     assert asimov_sigma_mu(spec) == pytest.approx(results.sigma_mu, rel=1e-3)
+    # pseudo-data: mu-hat's uncertainty from its own profile, about sqrt(n) / s
+    observed = spec["observations"][0]["data"][0]
+    assert results.mu_uncertainty == pytest.approx(math.sqrt(observed) / s, rel=0.05)
+    assert results.observed_significance**2 == pytest.approx(
+        results.scan_observed[0], rel=0.02, abs=1e-3) or results.mu_hat <= 0
     # the expected band: pyhf's own limit routine on background-only Asimov data, on a fine grid
     import pyhf
 
@@ -265,6 +270,26 @@ def test_impacts_rank_the_larger_normalisation_first(tiny_config: AnalysisConfig
     assert up * down < 0  # opposite shifts of mu-hat
     assert results.sigma_mu > results.sigma_mu_stat
     assert set(results.pulls) == set(results.impacts)
+
+
+def test_significance_agrees_with_the_scan_when_mc_statistics_dominate(
+        tiny_config: AnalysisConfig) -> None:
+    """A 30 % MC statistical uncertainty per bin and a 1 % signal: the likelihood is flat in
+    mu; Z from q0 must still be the square root of the scan's -2 Delta ln L at mu = 0."""
+    background = tiny_config.process_names[-1]
+    histograms = _histograms(tiny_config, [10.0, 30.0, 50.0], [5000.0, 3000.0, 2000.0], 0.05)
+    for variation in histograms["processes"][background].values():
+        variation["variances"] = [(0.3 * v) ** 2 for v in variation["values"]]
+    spec = build_workspace(histograms, tiny_config, pseudo_data_seed=4)
+    results = fit_workspace(spec, scan_points=3, scan_max=1.0, limit_max=50.0, limit_points=6)
+    assert results.scan_mu[0] == 0.0
+    assert results.expected_significance**2 == pytest.approx(results.scan_asimov[0], rel=0.02,
+                                                             abs=1e-3)
+    assert results.expected_significance < 0.5  # nothing to see with 30 % MC stat.
+    # data statistics alone: sqrt(s + b) / s per bin, about 0.8 combined; the MC statistical
+    # uncertainty makes it several times wider (or NaN, beyond the range of mu)
+    assert results.sigma_mu_stat == pytest.approx(0.8, rel=0.1)
+    assert not results.sigma_mu < 3 * results.sigma_mu_stat
 
 
 def test_weighted_auc_equals_pair_counting(rng: np.random.Generator) -> None:
