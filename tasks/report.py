@@ -136,6 +136,7 @@ class Report(DiffanaTask):
                 binning = json.load(stream)
             summary[key] = {"learned_cuts": cuts, "model": model, "strategy": strategy,
                             "auc": auc, "n_bins": len(binning["edges"]) - 1,
+                            "poi_bounds": binning["poi_bounds"],
                             "pruned_shapes": binning["pruned_shapes"], **{k: fit[k] for k in (
                                 "sigma_mu", "sigma_mu_stat", "sigma_mu_syst",
                                 "expected_significance", "expected_limit", "observed_limit",
@@ -198,17 +199,25 @@ class Report(DiffanaTask):
             "Asimov data; each nuisance fixed at its best value ±1 (its prior width) and the "
             "rest refitted: max |Δμ̂|. 'MC stat.' is the simulated samples' statistical "
             "uncertainty as a whole, sqrt(σ_μ total² − σ_μ without MC stat.²) (n/a where "
-            "σ_μ total is beyond the range of μ).")]
+            "σ_μ total is beyond the range of μ). '≥ x (μ at its bound)': the refit ended on "
+            "the range of μ, so the impact is at least x.")]
         nuisances = sorted({n for r in summary.values() for n in r["impacts"]})
 
         def mc_stat(r: dict[str, Any]) -> float:
             return math.sqrt(max(r["sigma_mu"] ** 2 - r["sigma_mu_no_mcstat"] ** 2, 0.0))
 
+        def impact(r: dict[str, Any], name: str) -> str:
+            if name not in r["impacts"]:
+                return "n/a"
+            value = max(abs(v) for v in r["impacts"][name])
+            # a refit that ends on the bound of mu: the impact is at least this
+            room = min(r["poi_bounds"][1] - 1.0, 1.0 - r["poi_bounds"][0])
+            return f"≥ {value:.1f} (μ at its bound)" if value >= room - 1e-2 else _fmt(value)
+
         blocks.append(Table(["selection / model / strategy", "MC stat.", *nuisances], [
             [f"{'cuts' if r['learned_cuts'] else 'no cuts'} / {r['model']} / {r['strategy']}",
              _fmt(mc_stat(r)),
-             *[_fmt(max(abs(v) for v in r["impacts"][n]) if n in r["impacts"] else None)
-               for n in nuisances]] for r in summary.values()]))
+             *[impact(r, n) for n in nuisances]] for r in summary.values()]))
         if "reduce" in inputs:
             with open(inputs["reduce"]["table"].abspath) as stream:
                 tradeoff = stream.read().strip().splitlines()

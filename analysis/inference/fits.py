@@ -7,11 +7,12 @@ Everything runs in pyhf (numpy backend, MINUIT for the uncertainties) on two dat
 - **pseudo-data**: the workspace's observations; it gives the "observed" results (mu-hat, the
   observed significance and limit, pulls).
 
-The significance is ``Z = Phi^-1(1 - p0)`` of pyhf's ``q0`` test (asymptotic formulae,
-arXiv:1007.1727); limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde`` statistic
-(pyhf's default), expected as the median and the +-1, 2 sigma band. Impacts follow the
-ATLAS/CMS convention: the shift of mu-hat when one nuisance is fixed to its post-fit value
-+- its post-fit uncertainty and all else is refitted.
+The significance is ``Z = sqrt(q0)`` (asymptotic formulae, arXiv:1007.1727) from the same
+profile likelihood as the scan; limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde`` statistic
+(pyhf's default), expected as the median and the +-1, 2 sigma band. Impacts: the shift of
+mu-hat when one nuisance is fixed to its best value +- 1 (its prior width) and all else is
+refitted; MINUIT's post-fit errors, which the ATLAS/CMS convention uses, are not reliable where
+the MC statistical uncertainty makes the likelihood flat.
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ def signal_taylor_coefficients(network: torch.nn.Module, x: torch.Tensor, w: tor
     """First- and second-order Taylor coefficients of the signal (class 0) probability.
 
     Taken with respect to the standardised inputs ``(x - mean) / std`` (each column's mean and
-    standard deviation over ``x``; 1 for a constant column), as arXiv:1803.08782 does with its
+    standard deviation over ``x``; a column that never varies gets coefficients of 0, since
+    nothing in the data moves along it), as arXiv:1803.08782 does with its
     standardised network inputs: otherwise a coefficient per GeV and one per unit of a
     dimensionless feature could not be ranked against each other.
 
@@ -109,7 +110,7 @@ def signal_taylor_coefficients(network: torch.nn.Module, x: torch.Tensor, w: tor
         The weighted mean absolute coefficients, ranked by :meth:`TaylorCoefficients.ranked`.
     """
     mean = x.mean(dim=0)
-    std = x.std(dim=0)
-    scale = torch.where(std > 0, std, torch.ones_like(std))
-    return taylor_coefficients(SoftmaxProbabilities(network, mean, scale), (x - mean) / scale,
-                               w, names, output_index=0, batch_size=256, progress=progress)
+    scale = x.std(dim=0)
+    z = torch.where(scale > 0, (x - mean) / torch.where(scale > 0, scale, 1.0), 0.0)
+    return taylor_coefficients(SoftmaxProbabilities(network, mean, scale), z, w, names,
+                               output_index=0, batch_size=256, progress=progress)

@@ -27,6 +27,16 @@ def test_coefficients_are_per_standard_deviation() -> None:
     assert coefficients["t_ht"] > 0.05
 
 
+def test_an_input_that_never_varies_gets_no_coefficient() -> None:
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(6))
+    x[:, 1] = 1.0  # e.g. the lepton node's is_lepton flag
+    coefficients = dict(signal_taylor_coefficients(_Logistic(), x, torch.ones(500),
+                                                   ["aplanarity", "lepton_is_lepton"]).ranked())
+    assert coefficients["t_lepton_is_lepton"] == 0.0
+    assert coefficients["t_lepton_is_lepton,lepton_is_lepton"] == 0.0
+    assert coefficients["t_aplanarity"] > 0
+
+
 def test_input_names_of_the_graph() -> None:
     # one jet, the lepton and MET: 8 node features and a mask each
     names = input_names("gnn", ("ht",), n_inputs=3 * 9, n_jets_max=1)
