@@ -128,7 +128,8 @@ def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
             events per bin at the config's luminosity).
         config: process roles and cross-section and luminosity uncertainties.
         pseudo_data_seed: seed of the Poisson pseudo-data (the workspace's observations).
-        poi_range: allowed range of ``mu``; None: :func:`poi_bounds` of the merged bins.
+        poi_range: allowed range of ``mu``; None: :func:`poi_bounds` of the merged bins, up
+            to ``config.inference.poi_max``.
         systematics: the up/down variations to include (histosys + normsys each).
         max_background_mc_stat: merge bins (:func:`merge_bins`) to this relative MC
             statistical uncertainty of the total background; None: keep the binning.
@@ -214,7 +215,7 @@ def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
     if poi_range is None:
         signal = sum((np.asarray(s["data"]) for s in samples
                       if config.processes[s["name"]].role == "signal"), np.zeros(expected.size))
-        poi_range = poi_bounds(signal, expected - signal)
+        poi_range = poi_bounds(signal, expected - signal, upper=config.inference.poi_max)
     if details is not None:
         details.update({"edges": np.append(edges[:-1][keep], edges[-1]).tolist()
                         if edges.size else [],

@@ -114,11 +114,12 @@ def test_second_call_does_nothing(report_store: Path) -> None:
 
 
 def test_second_store_same_results(report_store: Path, tmp_path: Path) -> None:
-    """Same config, version and seed in another store: identical result JSON files."""
+    """Same config, version and seed in another store, the whole graph again: identical result
+    JSON files (every task's, the report's summary included) and the same Markdown report."""
     other = tmp_path / "other"
-    law_run(["tasks.inference.Fit", *ARGS, "--model", "dnn", "--strategy", "inference"],
-            {"DIFFANA_STORE": str(other)}, REPO, timeout_s=900)
-    compared = 0
+    law_run(["tasks.report.Report", *ARGS, "--workers", "2"], {"DIFFANA_STORE": str(other)},
+            REPO, timeout_s=1200)
+    compared = set()
     for path in sorted(other.rglob("*.json")):
         relative = path.relative_to(other)
         mine, theirs = path.read_bytes(), (report_store / relative).read_bytes()
@@ -126,7 +127,9 @@ def test_second_store_same_results(report_store: Path, tmp_path: Path) -> None:
             mine, theirs = (json.dumps({k: v for k, v in json.loads(x).items() if k != "files"})
                             for x in (mine, theirs))
         assert mine == theirs, relative
-        compared += 1
-    # LearnCuts, ReduceEvents, TrainModel (x folds), Evaluate, CreateHistograms, BuildWorkspace,
-    # Fit and the skims' cutflows at least
-    assert compared >= 10
+        compared.add(relative.parts[1])  # the task's name
+    # every task of the graph that writes JSON took part, not only the first few
+    assert {"GenerateEvents", "Skim", "LearnCuts", "ReduceEvents", "TrainModel", "Evaluate",
+            "CreateHistograms", "BuildWorkspace", "Fit", "TaylorAnalysis", "Report"} <= compared
+    markdown = _dir(Report) / "report.md"
+    assert (other / markdown.relative_to(report_store)).read_text() == markdown.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -131,6 +132,21 @@ def test_poi_bounds_keep_every_bin_positive() -> None:
     assert poi_bounds(np.array([1.0]), np.array([1.0]))[0] == -5.0
 
 
+def test_workspace_mu_range_from_config_and_positivity(tiny_config: AnalysisConfig) -> None:
+    """``inference.poi_max`` is the upper end of mu; the lower end stops where the most
+    signal-like bin would keep half of its background (B/S = 400 / 5 there: mu >= -40)."""
+    histograms = _histograms(tiny_config, [1.0, 5.0], [1000.0, 400.0])
+    wide = dataclasses.replace(tiny_config, inference=dataclasses.replace(
+        tiny_config.inference, poi_max=200.0))
+    for config, expected in ((tiny_config, [-40.0, 50.0]), (wide, [-40.0, 200.0])):
+        details: dict = {}
+        spec = build_workspace(histograms, config, pseudo_data_seed=3, details=details)
+        assert details["poi_bounds"] == pytest.approx(expected)
+        mu = next(p for p in spec["measurements"][0]["config"]["parameters"]
+                  if p["name"] == "mu")
+        assert mu["bounds"] == [pytest.approx(expected)]
+
+
 def test_workspace_merges_bins_for_mc_statistics(tiny_config: AnalysisConfig) -> None:
     histograms = _histograms(tiny_config, [5.0, 20.0, 40.0, 30.0], [400.0, 100.0, 20.0, 10.0])
     background = tiny_config.process_names[-1]
@@ -250,8 +266,6 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
 
 def _quiet(config: AnalysisConfig) -> AnalysisConfig:
     """The config with 0.1 % cross-section and luminosity uncertainties (stat-dominated)."""
-    import dataclasses
-
     processes = {name: dataclasses.replace(p, cross_section=dataclasses.replace(
         p.cross_section, uncertainty=0.001)) for name, p in config.processes.items()}
     return dataclasses.replace(config, processes=processes, luminosity=dataclasses.replace(
