@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Heading", "Image", "Paragraph", "Table", "render_html", "render_markdown",
-           "strategy_verdict"]
+__all__ = ["Heading", "Image", "Paragraph", "Table", "fold_agreement", "render_html",
+           "render_markdown", "strategy_comparison", "strategy_verdict", "uncertainty_breakdown"]
 
 
 @dataclass(frozen=True)
@@ -123,50 +123,155 @@ def image_name(path: str | os.PathLike[str], *parts: str) -> str:
     return "_".join((*parts, os.path.basename(os.fspath(path))))
 
 
+# the two measures of every comparison: (result key, its per-fold key, words)
+_MEASURES = (("sigma_mu", "sigma_mu_folds", "with MC stat."),
+             ("sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds", "without MC stat."))
+
+
+def _name(r: Mapping[str, Any]) -> str:
+    return f"{r['model'].upper()} {r['strategy']} " \
+        f"({'learned cuts' if r['learned_cuts'] else 'skim only'})"
+
+
+def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
+                  ) -> Mapping[str, Any] | None:
+    return next((c for c in results.values() if c["strategy"] == "ce"
+                 and c["model"] == r["model"] and c["learned_cuts"] == r["learned_cuts"]), None)
+
+
+def _relative(a: float, b: float) -> float:
+    return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
+
+
+def fold_agreement(changes: Sequence[float]) -> str:
+    """Whether every fold shows a change of sigma_mu with the same sign.
+
+    Args:
+        changes: the relative change against CE per fold (NaN: undetermined in that fold).
+
+    Returns:
+        ``"lower"`` or ``"higher"`` (every fold determined, at least two, all of one sign),
+        ``"disagree"`` (signs differ) or ``"undetermined"`` (fewer than two folds or a fold
+        without a number: nothing to check).
+    """
+    if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
+        return "undetermined"
+    if all(c < 0 for c in changes):
+        return "lower"
+    if all(c > 0 for c in changes):
+        return "higher"
+    return "disagree"
+
+
+def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One sentence per systematic-aware network: its expected sigma_mu against CE's.
+
+    Each sentence gives the change with and without the MC statistical uncertainty, each with
+    its per-fold changes and :func:`fold_agreement`, so that it and :func:`strategy_verdict`
+    (which groups the same agreements) cannot disagree.
+
+    Args:
+        results: as for :func:`strategy_verdict`, with ``sigma_mu_folds`` too.
+
+    Returns:
+        The sentences, in the order of ``results``; networks without a CE of the same model
+        and selection are left out.
+    """
+    words = {"lower": "lower in every fold", "higher": "higher in every fold",
+             "disagree": "the folds disagree in sign: not significant with these event counts",
+             "undetermined": "no fold-by-fold check (a fold is undetermined)"}
+    sentences = []
+    for r in results.values():
+        reference = _ce_reference(results, r)
+        if r["strategy"] == "ce" or reference is None:
+            continue
+        parts = []
+        for key, folds_key, label in _MEASURES:
+            change = _relative(r[key], reference[key])
+            if not math.isfinite(change):
+                parts.append(f"{label} undetermined ({_number(reference[key])} -> "
+                             f"{_number(r[key])}: an interval reaches the range of μ)")
+                continue
+            per_fold = [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key],
+                                                        strict=True)]
+            folds = ", ".join("n/a" if not math.isfinite(c) else f"{100 * c:+.1f} %"
+                              for c in per_fold)
+            parts.append(f"{label} {100 * change:+.1f} % ({_number(reference[key])} -> "
+                         f"{_number(r[key])}; per fold {folds}: "
+                         f"{words[fold_agreement(per_fold)]})")
+        sentences.append(f"{_name(r)} against CE, expected σ_μ with all systematics: "
+                         f"{'; '.join(parts)}.")
+    return sentences
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"
+
+
+def uncertainty_breakdown(result: Mapping[str, Any]) -> tuple[float, float]:
+    """The systematic and the MC-statistical parts of the expected sigma_mu.
+
+    Subtracted in quadrature (exact only for a parabolic likelihood; the fits' profile
+    intervals are close to it where sigma_mu is determined).
+
+    Args:
+        result: ``sigma_mu`` (all nuisances), ``sigma_mu_no_mcstat`` (without the staterror
+            modifiers) and ``sigma_mu_stat`` (every nuisance fixed), in units of mu.
+
+    Returns:
+        ``(syst, mc_stat)``: ``sqrt(no_mcstat^2 - stat^2)`` and ``sqrt(total^2 -
+        no_mcstat^2)``, 0 where rounding makes the difference negative, NaN where an input
+        is.
+    """
+    def quadrature(a: float, b: float) -> float:
+        return math.sqrt(max(a * a - b * b, 0.0)) if math.isfinite(a) and math.isfinite(b) \
+            else math.nan
+    return (quadrature(result["sigma_mu_no_mcstat"], result["sigma_mu_stat"]),
+            quadrature(result["sigma_mu"], result["sigma_mu_no_mcstat"]))
+
+
 def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
     """One paragraph: which strategies change the expected sigma_mu against CE, fold by fold.
 
     A change is listed only when every fold's network shows it with the same sign (each fold
     is an independent network on independent events); with few folds that is a necessary
-    condition for a real difference, not a significance, and the paragraph says so.
+    condition for a real difference, not a significance, and the paragraph says so. Given
+    with and without the MC statistical uncertainty of the simulated samples.
 
     Args:
         results: key -> ``{"learned_cuts": bool, "model": str, "strategy": str, "sigma_mu":
-            float, "sigma_mu_no_mcstat": float, "sigma_mu_no_mcstat_folds": [float per
-            fold]}`` (NaN: undetermined), with a ``"ce"`` entry per selection and model.
+            float, "sigma_mu_folds": [float per fold], "sigma_mu_no_mcstat": float,
+            "sigma_mu_no_mcstat_folds": [float per fold]}`` (sigma_mu in units of mu; NaN:
+            undetermined), with a ``"ce"`` entry per selection and model.
 
     Returns:
         The verdict in plain words.
     """
     determined = sum(math.isfinite(r["sigma_mu"]) for r in results.values())
-    groups: dict[str, list[str]] = {"reduces": [], "increases": [], "undecided": []}
-    for r in results.values():
-        if r["strategy"] == "ce":
-            continue
-        reference = next((c for c in results.values() if c["strategy"] == "ce"
-                          and c["model"] == r["model"]
-                          and c["learned_cuts"] == r["learned_cuts"]), None)
-        if reference is None:
-            continue
-        name = (f"{r['model'].upper()} {r['strategy']} "
-                f"({'learned cuts' if r['learned_cuts'] else 'skim only'})")
-        changes = [a / b - 1.0 for a, b in zip(r["sigma_mu_no_mcstat_folds"],
-                                               reference["sigma_mu_no_mcstat_folds"])
-                   if math.isfinite(a) and math.isfinite(b) and b > 0]
-        complete = len(changes) == len(r["sigma_mu_no_mcstat_folds"]) > 1
-        if complete and all(c < 0 for c in changes):
-            groups["reduces"].append(f"{name} {', '.join(f'{100 * c:+.0f} %' for c in changes)}")
-        elif complete and all(c > 0 for c in changes):
-            groups["increases"].append(name)
-        else:
-            groups["undecided"].append(name)
-    n_folds = max((len(r["sigma_mu_no_mcstat_folds"]) for r in results.values()), default=0)
+    sentences = [f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ "
+                 f"is determined for {determined} of {len(results)} networks."]
+    n_folds = max((len(r["sigma_mu_folds"]) for r in results.values()), default=0)
+    for key, folds_key, label in _MEASURES:
+        groups: dict[str, list[str]] = {"lower": [], "higher": [], "disagree": [],
+                                        "undetermined": []}
+        for r in results.values():
+            reference = _ce_reference(results, r)
+            if r["strategy"] == "ce" or reference is None:
+                continue
+            changes = [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key],
+                                                       strict=True)]
+            agreement = fold_agreement(changes)
+            groups[agreement].append(
+                f"{_name(r)} {', '.join(f'{100 * c:+.0f} %' for c in changes)}"
+                if agreement == "lower" else _name(r))
+        sentences.append(
+            f"{label[0].upper()}{label[1:]}, against CE, with the same sign in all {n_folds} "
+            f"folds: lower σ_μ for {'; '.join(groups['lower']) or 'none'}; higher σ_μ for "
+            f"{', '.join(groups['higher']) or 'none'}; the folds disagree for "
+            f"{', '.join(groups['disagree']) or 'none'}; a fold undetermined for "
+            f"{', '.join(groups['undetermined']) or 'none'}.")
     chance = 100.0 * 2.0 ** (1 - n_folds) if n_folds else 100.0
-    return (f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ is "
-            f"determined for {determined} of {len(results)} networks. Without it, against CE, "
-            f"with the same sign in all {n_folds} folds: lower σ_μ for "
-            f"{'; '.join(groups['reduces']) or 'none'}; higher σ_μ for "
-            f"{', '.join(groups['increases']) or 'none'}; folds disagree or σ_μ undetermined "
-            f"for {', '.join(groups['undecided']) or 'none'}. Two networks that differ only by "
-            f"their sample share the sign in {chance:.0f} % of the cases: a common sign is "
-            f"necessary for a real difference, not a proof of one.")
+    sentences.append(f"Two networks that differ only by their sample share the sign in "
+                     f"{chance:.0f} % of the cases: a common sign is necessary for a real "
+                     f"difference, not a proof of one.")
+    return " ".join(sentences)

@@ -79,7 +79,8 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         save_checkpoint(outputs["model"].abspath, result.model)
         export_onnx(outputs["onnx"].abspath, result.model, result.n_inputs)
         base = os.path.splitext(outputs["curves"].abspath)[0]
-        plot_training_curves(result.stages, f"{model_kind.upper()}, {strategy}, fold {fold}", base)
+        plot_training_curves(result.stages, f"{model_kind.upper()}, {strategy}, fold {fold}", base,
+                             validation=result.validation_losses, best_steps=result.best_steps)
         write_json_atomic(outputs["metadata"].abspath, {
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
         seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())

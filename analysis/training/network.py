@@ -54,6 +54,8 @@ class TrainingResult:
     stages: list[tuple[str, list[float]]] = field(default_factory=list)  # (loss name, losses)
     n_train_events: dict[str, int] = field(default_factory=dict)
     best_steps: dict[str, int] = field(default_factory=dict)  # early stopping, per stage
+    # per stage: (step, loss on the validation events) at each early-stopping check
+    validation_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     # wall time per stage; not in metadata(): result files stay identical between runs
     seconds: dict[str, float] = field(default_factory=dict)
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
@@ -66,6 +68,8 @@ class TrainingResult:
                 "n_parameters": self.n_parameters, "features": list(self.features),
                 "n_train_events": self.n_train_events, "best_steps": self.best_steps,
                 "losses": {name: losses for name, losses in self.stages},
+                "validation_losses": {name: [list(point) for point in points]
+                                      for name, points in self.validation_losses.items()},
                 "joint_cuts": self.joint_cuts,
                 "data_parallel_processes": self.data_parallel_processes}
 
@@ -213,6 +217,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                                   **stopping)
     result.stages.append(("ce", history.loss))
     result.best_steps["ce"] = history.best_step
+    result.validation_losses["ce"] = history.validation_loss
     result.seconds["ce"] = history.seconds
     if strategy != "ce":
         edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
@@ -245,6 +250,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else strategy
         result.stages.append((name, history.loss))
         result.best_steps[name] = history.best_step
+        result.validation_losses[name] = history.validation_loss
         result.seconds[name] = history.seconds
         if selection is not None:
             result.joint_cuts = {"features": list(selection.cuts.feature_names),

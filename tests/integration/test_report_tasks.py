@@ -68,9 +68,12 @@ def test_report_from_nothing(report_store: Path) -> None:
     for count in summary["parameters"].values():
         assert abs(count - training.target_parameters) < 0.1 * training.target_parameters
     assert summary["provenance"]["config_sha256"] == config.digest
-    # every strategy's sentence about sigma_mu against CE is in the report
-    # one sentence per non-CE network ("... compared with CE" or "not compared with CE: ...")
-    assert markdown.count("compared with CE") == 2 * (variants - len(training.models))
+    # one sentence per non-CE network about its sigma_mu against CE's, and the verdict with
+    # and without the MC statistical uncertainty
+    sentence = "against CE, expected σ_μ with all systematics:"
+    assert markdown.count(sentence) == 2 * (variants - len(training.models))
+    assert "With MC stat., against CE, with the same sign" in markdown
+    assert "Without MC stat., against CE, with the same sign" in markdown
     # each workspace is a valid pyhf workspace as written, with the modifiers
     for path in (root / "BuildWorkspace" / "t1").rglob("workspace.json"):  # all variants
         spec = json.loads(path.read_text())

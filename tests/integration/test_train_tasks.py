@@ -55,9 +55,15 @@ def test_train_model_branches(trained_store: Path) -> None:
         assert metadata["provenance"]["config_sha256"] == config.digest
         assert list(metadata["losses"]) == (["ce"] if strategy == "ce" else ["ce", strategy])
         # early stopping on a validation slice of the training folds: at most the configured
-        # steps, the best one kept (0 when a tiny slice lacks a class: no early stopping)
+        # steps, the best one kept (the last one when a tiny slice lacks a class: no early stopping)
         for stage, losses in metadata["losses"].items():
             assert 0 < metadata["best_steps"][stage] <= len(losses)
+            # the validation loss of every check is recorded; the kept model is its minimum
+            points = metadata["validation_losses"][stage]
+            if points:
+                steps, values = zip(*points)
+                assert list(steps) == sorted(steps) and steps[-1] <= len(losses)
+                assert metadata["best_steps"][stage] == steps[values.index(min(values))]
         assert len(metadata["losses"][strategy]) <= (
             training.ce_steps if strategy == "ce" else training.strategy_steps)
         if strategy.endswith("+cuts"):  # cuts learned jointly, recorded for Evaluate
