@@ -52,8 +52,11 @@ class FitResults:
         scan_mu, scan_asimov, scan_observed: ``-2 Delta ln L`` against mu.
         pulls: nuisance -> ``(theta-hat, post-fit uncertainty)`` on pseudo-data (prior 0 +- 1).
         impacts: nuisance -> ``(delta mu up, delta mu down)`` on Asimov when the nuisance is
-            fixed at its best value +-1 (its prior width) and the rest refitted, ranked by
-            size.
+            fixed at its best value +- its post-fit uncertainty (``impact_widths``) and the
+            rest refitted, ranked by size.
+        impact_widths: nuisance -> the shift used for its impact: MINUIT's post-fit
+            uncertainty on Asimov, capped at the prior width 1 (a larger or non-finite value
+            is MINUIT failing on a flat likelihood, and 1 is then the bound).
     """
 
     mu_hat: float
@@ -72,6 +75,7 @@ class FitResults:
     scan_observed: list[float] = field(default_factory=list)
     pulls: dict[str, tuple[float, float]] = field(default_factory=dict)
     impacts: dict[str, tuple[float, float]] = field(default_factory=dict)
+    impact_widths: dict[str, float] = field(default_factory=dict)
 
     @property
     def sigma_mu_syst(self) -> float:
@@ -355,17 +359,20 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
     for name in nuisances:
         index = config.par_slice(name).start
         pulls[name] = (float(best_obs[index]), float(err_obs[index]))
-    impacts = {}
+    impacts, widths = {}, {}
     for name in nuisances:
         index = config.par_slice(name).start
+        # post-fit impacts (as CMS's): a nuisance the data constrain moves mu-hat only within
+        # its post-fit range; the prior width 1 bounds it where MINUIT fails on a flat
+        # likelihood (large MC statistical uncertainty)
+        error = float(err_asimov[index])
+        widths[name] = error if math.isfinite(error) and 0.0 < error < 1.0 else 1.0
         shifted = []
         for sign in (+1.0, -1.0):
             fixed = list(fixed_default)
             fixed[index] = True
             start = best_asimov.copy()
-            # the prior width (1 for every normsys and histosys): MINUIT's post-fit errors are
-            # not reliable where the MC statistical uncertainty makes the likelihood flat
-            start[index] = best_asimov[index] + sign * 1.0
+            start[index] = best_asimov[index] + sign * widths[name]
             best, _ = fit(asimov, fixed, start, uncertainties=False)
             shifted.append(float(best[poi] - best_asimov[poi]))
             step()
@@ -380,4 +387,4 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
         expected_significance=math.sqrt(q0_expected),
         observed_significance=math.sqrt(q0_observed), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
-        scan_observed=scans[1], pulls=pulls, impacts=ranked)
+        scan_observed=scans[1], pulls=pulls, impacts=ranked, impact_widths=widths)

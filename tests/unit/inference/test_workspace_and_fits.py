@@ -286,6 +286,30 @@ def test_impacts_rank_the_larger_normalisation_first(tiny_config: AnalysisConfig
     assert set(results.pulls) == set(results.impacts)
 
 
+def test_post_fit_impact_is_the_systematic_part_of_sigma_mu(
+        tiny_config: AnalysisConfig) -> None:
+    """One nuisance that matters (a 3 % background normalisation, the rest 0.1 %, no shapes,
+    no MC statistics): the data constrain it below its prior, and its impact at the post-fit
+    +-1 sigma is sqrt(sigma_mu^2 - sigma_mu_stat^2), as for a Gaussian likelihood."""
+    config = _quiet(tiny_config)
+    background = config.process_names[-1]
+    process = config.processes[background]
+    config = dataclasses.replace(config, processes={**config.processes, background:
+                                 dataclasses.replace(process, cross_section=dataclasses.replace(
+                                     process.cross_section, uncertainty=0.03))})
+    spec = build_workspace(_histograms(config, [20.0, 60.0], [2000.0, 300.0]), config,
+                           pseudo_data_seed=2, systematics=())
+    results = fit_workspace(spec, scan_points=3, limit_max=5.0, limit_points=6)
+    name = f"xsec_{background}"
+    assert list(results.impacts)[0] == name
+    assert 0.3 < results.impact_widths[name] < 0.9  # constrained by the signal-poor bin
+    up, down = results.impacts[name]
+    syst = math.sqrt(results.sigma_mu**2 - results.sigma_mu_stat**2)
+    # 10 %: the profile interval is not exactly parabolic
+    assert max(abs(up), abs(down)) == pytest.approx(syst, rel=0.1)
+    assert up * down < 0
+
+
 def test_significance_agrees_with_the_scan_when_mc_statistics_dominate(
         tiny_config: AnalysisConfig) -> None:
     """A 30 % MC statistical uncertainty per bin and a 1 % signal: the likelihood is flat in
