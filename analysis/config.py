@@ -210,7 +210,9 @@ class Training:
     patience: int = field(default=5, metadata=_check(1))
     # strategies also trained with the config's `cuts:` as learnable cuts in front of the DNN,
     # jointly with it (branch "<strategy>+cuts"); yield-aware losses only
-    joint_cuts: tuple[Literal["inference", "significance"], ...] = ()
+    joint_cuts: tuple[Literal["inference", "significance"], ...] = field(default=(), metadata={
+        "why": "the cross entropy normalises each class, so cuts in front of it would learn to "
+               "drop hard-to-classify events at no cost for the lost signal"})
 
 
 @dataclass(frozen=True)
@@ -377,7 +379,12 @@ def _build(cls: type, data: Any, path: str, key: str) -> Any:
             if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
                 _fail(path, sub, None, "required key is missing")
             continue
-        values[name] = _convert(hints[name], data[name], path, sub)
+        try:
+            values[name] = _convert(hints[name], data[name], path, sub)
+        except ConfigError as err:
+            if "why" not in spec.metadata:
+                raise
+            raise ConfigError(f"{err} ({spec.metadata['why']})") from None
         _check_range(spec, values[name], path, sub)
     return cls(**values)
 

@@ -57,6 +57,8 @@ def test_config_by_path_equals_by_name() -> None:
     (lambda c: c["processes"]["tt_b"].update(gen_ttbar_id=[51, 53]), "processes.tt_bb.gen_ttbar_id",
      "already belongs to process tt_b"),
     (lambda c: c["processes"]["tt_lf"].update(role="signal"), "processes", "exactly one"),
+    (lambda c: c["training"].update(joint_cuts=["ce"]), "training.joint_cuts[0]",
+     "must be one of inference, significance (the cross entropy normalises each class"),
 ])
 def test_invalid_config_names_file_and_key(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
     path = _write_variant(tmp_path, edit)
