@@ -8,7 +8,7 @@ exclusive job, per-job slowdown, NVML energy per training) and writes ``<out>.js
 ``<out>.png`` and ``<out>.pdf``. ``low`` is the demo's DNN (5000 parameters, batch 8192, 400
 steps), ``medium`` its GNN (5000 parameters, batch 4096, 200 steps); ``--tiny`` shrinks both for a
 smoke test. Without a GPU ``--device cuda`` stops with a clear message; ``--device cpu`` runs the
-exclusive and time-sliced modes on the CPU (no MPS). Energy needs ``pip install nvidia-ml-py``.
+exclusive and time-sliced modes on the CPU (no MPS). Energy: NVML (``nvidia-ml-py``).
 The same measurement as a law task: ``law run BenchmarkGPUSharing --version v1``.
 """
 

@@ -30,7 +30,7 @@ import law
 import luigi
 
 from analysis.errors import ConfigError, ResourceError
-from analysis.gpu.device import gpu_count
+from analysis.gpu.device import device_memory_gb, gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import (GpuShare, HTCondorSite, htcondor_submit_lines, local_environment,
                                 luigi_gpu_slots, slurm_options)
@@ -93,7 +93,11 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     @cached_property
     def share(self) -> GpuShare:
         """The validated share; ResourceError names the value and the limit."""
+        # the site's card from law.cfg (a submit node may have none); a local run on a GPU
+        # checks the request against the card it will really run on
         card = float(_option(_GPU_SECTION, "card_memory_gb", "80"))
+        if self.workflow == "local" and gpu_count() > 0:
+            card = device_memory_gb() or card
         return GpuShare.parse(self.gpu_share, memory_gb=self.gpu_memory_gb or None,
                               cpus=self.cpus, host_memory_gb=self.memory_gb,
                               runtime_minutes=self.runtime_minutes, card_memory_gb=card)

@@ -199,8 +199,9 @@ class Report(DiffanaTask):
                        f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
                              + f" (target {config.training.target_parameters}).")]
         blocks += [Heading("Impact of each systematic on μ̂"), Paragraph(
-            "Asimov data; each nuisance fixed at its best value ± its post-fit uncertainty "
-            "(MINUIT's, at most the prior width 1) and the rest refitted: max |Δμ̂|. "
+            "Asimov data; each nuisance fixed on each side where its profile likelihood rises "
+            "by 1 (its post-fit uncertainty, at most the prior width 1) and the rest refitted: "
+            "max |Δμ̂|. "
             "'MC stat.' is the simulated samples' statistical "
             "uncertainty as a whole, sqrt(σ_μ total² − σ_μ without MC stat.²) (n/a where "
             "σ_μ total is beyond the range of μ). '≥ x (μ at its bound)': the refit ended on "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
+import subprocess
 
-__all__ = ["gpu_count"]
+__all__ = ["device_memory_gb", "gpu_count"]
 
 log = logging.getLogger(__name__)
 
@@ -27,3 +30,31 @@ def gpu_count() -> int:
     if not torch.backends.cuda.is_built():
         return 0
     return int(torch.cuda.device_count())
+
+
+@functools.cache
+def device_memory_gb(index: int = 0) -> float | None:
+    """Total memory of the CUDA device ``index`` as the driver reports it, in GiB.
+
+    Asks ``nvidia-smi`` rather than torch, which would create a CUDA context in this process.
+    Cached: the card does not change while the process runs.
+
+    Args:
+        index: the device, as counted by ``nvidia-smi`` (``CUDA_VISIBLE_DEVICES`` is not
+            applied).
+
+    Returns:
+        The memory in GiB (about 79.6 for an H100 80GB), or None where there is no
+        ``nvidia-smi``, no such device or the query fails.
+    """
+    command = shutil.which("nvidia-smi")
+    if command is None:
+        return None
+    try:
+        result = subprocess.run([command, f"--id={index}", "--query-gpu=memory.total",
+                                 "--format=csv,noheader,nounits"], capture_output=True,
+                                text=True, timeout=30, check=True)
+        return float(result.stdout.strip().splitlines()[0]) / 1024.0  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as err:
+        log.warning("device_memory_gb: nvidia-smi gave no memory for device %d (%s)", index, err)
+        return None

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -102,17 +103,19 @@ ReturnToService=2
 # finished jobs stay visible to squeue (law polls with --states=all)
 MinJobAge=600
 MpiDefault=none
-# one "GPU" (a plain file, see gres.conf) announced as gpu:1 and mps:100, so that Slurm grants
-# --gres=mps:<percent> and --gres=gpu:1 and sets CUDA_MPS_ACTIVE_THREAD_PERCENTAGE as on a GPU node
+# two "GPUs" (plain files, see gres.conf) announced as gpu:2 and mps:200 (100 per GPU), so that
+# Slurm grants --gres=mps:<percent> and --gres=gpu:<n> and sets CUDA_MPS_ACTIVE_THREAD_PERCENTAGE
+# and CUDA_VISIBLE_DEVICES as on a GPU node
 GresTypes=gpu,mps
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1,mps:100 \
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:2,mps:200 \
 State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
-GRES_CONF = """# no GPU here: a plain file stands for /dev/nvidia0 (Slurm only needs a File for mps sharing)
-NodeName=localhost Name=gpu File={dir}/fake_nvidia0
-NodeName=localhost Name=mps Count=100 File={dir}/fake_nvidia0
+GRES_CONF = """# no GPU here: device nodes in the test directory stand for /dev/nvidia0 and 1
+# (Slurm needs a File per GPU to bind devices and to split mps among them)
+NodeName=localhost Name=gpu File={dir}/fake_nvidia[0-1]
+NodeName=localhost Name=mps Count=200 File={dir}/fake_nvidia[0-1]
 """
 
 
@@ -143,7 +146,7 @@ def _stop(pid_file: Path) -> None:
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A one-node Slurm cluster on 127.0.0.1 (munged, slurmctld, slurmd as root, a partition
-    ``cpu`` whose node announces a stand-in GPU as ``gpu:1,mps:100``); yields the environment
+    ``cpu`` whose node announces two stand-in GPUs as ``gpu:2,mps:200``); yields the environment
     (``SLURM_CONF``) that its commands need. Skips where Debian's
     slurm-wlm and munge are not installed (``.ci/run`` installs them) or we are not root."""
     binaries = ("munged", "munge", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo")
@@ -160,7 +163,13 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     key = base / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
-    (base / "fake_nvidia0").touch()
+    for index in (0, 1):
+        # character devices with NVIDIA's major number: Slurm's gpu plugin derives the
+        # CUDA_VISIBLE_DEVICES of a job from them (a plain file still serves mps)
+        try:
+            os.mknod(base / f"fake_nvidia{index}", 0o600 | stat.S_IFCHR, os.makedev(195, index))
+        except OSError:
+            (base / f"fake_nvidia{index}").touch()
     (base / "gres.conf").write_text(GRES_CONF.format(dir=base))  # beside slurm.conf: found there
     conf = base / "slurm.conf"
     memory_mb = min(4096, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2)

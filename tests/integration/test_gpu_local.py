@@ -96,6 +96,22 @@ def test_default_share_comes_from_law_cfg() -> None:
     assert task.share.spec == "0.25" and task.share.memory_gb == 20.0  # 0.25 x 80 GiB card
 
 
+def test_local_share_is_checked_against_the_card_it_runs_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a (pretended) 40 GiB card: locally its memory, not law.cfg's 80 GiB, is the limit
+    monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 1)
+    monkeypatch.setattr(tasks.gpu, "device_memory_gb", lambda: 40.0)
+    with pytest.raises(ResourceError,
+                       match=r"memory_gb = 48(\.0)? GiB exceeds the card's 40(\.0)? GiB"):
+        TrainModel(version="t1", config="tth_bb_tiny", gpu_share="0.5", gpu_memory_gb=48)
+    local = TrainModel(version="t1", config="tth_bb_tiny", gpu_share="0.25", gpu_memory_gb=0)
+    assert local.share.memory_gb == 10.0  # a quarter of the card it will run on
+    # a batch job's card is the site's (law.cfg), whatever the submit node has
+    remote = TrainModel(version="t1", config="tth_bb_tiny", gpu_share="0.5", gpu_memory_gb=48,
+                        workflow="htcondor")
+    assert remote.share.memory_gb == 48.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("share", "peak"), [("0.5", 2), ("1", 1)])
 def test_workers_pack_by_gpu_slots(share: str, peak: int, store: Path,

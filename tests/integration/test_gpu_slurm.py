@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def test_job_file_of_share(share: str, options: list[str], expected: list[str],
     assert sum(line.startswith("#SBATCH --gres") for line in lines) == 1
 
 
+def _cluster_env(cluster: dict[str, str], store: Path, tmp_path: Path,
+                 bootstrap_prefix: str) -> dict[str, str]:
+    """The environment of a ``law run`` against the test cluster whose jobs source
+    ``bootstrap_prefix`` before the real bootstrap."""
+    bootstrap = tmp_path / "bootstrap.sh"
+    bootstrap.write_text(bootstrap_prefix + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
+        "slurm_site": {"partition": "cpu", "request_gres": "true"},
+        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
+    return {**cluster, "DIFFANA_STORE": str(store), "LAW_CONFIG_FILE": str(law_cfg),
+            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+
+
 @pytest.mark.batch
 def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, str],
                                                       skimmed_store: Path,
@@ -80,14 +94,8 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
     assert not any(p.exists() for out in outputs.values() for p in out.values())
     marker, env_dir = tmp_path / "failed_once", tmp_path / "job_env"
     env_dir.mkdir()
-    bootstrap = tmp_path / "bootstrap_fail_once.sh"
-    bootstrap.write_text(FAIL_ONCE.format(marker=marker, env_dir=env_dir)
-                         + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
-        "slurm_site": {"partition": "cpu", "request_gres": "true"},
-        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
-    env = {**slurm_cluster, "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
-           "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+    env = _cluster_env(slurm_cluster, skimmed_store, tmp_path,
+                       FAIL_ONCE.format(marker=marker, env_dir=env_dir))
     result = law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config",
                       "tth_bb_tiny", "--workflow", "slurm", "--branches",
                       f"{branches[0]}:{branches[-1] + 1}", "--gpu-share", "0.25", "--memory-gb",
@@ -110,3 +118,41 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
                  if sorted(job["branches"] for job in r["jobs"].values()) == [[3], [4]]]
     assert sorted(job["status"] for job in record["jobs"].values()) == ["finished", "finished"]
     assert list(record["attempts"].values()) == [1]  # exactly one job needed a second attempt
+
+
+# sourced before the real bootstrap: records the devices Slurm bound to the job
+RECORD_DEVICES = """\
+env | grep -E '^(CUDA_VISIBLE_DEVICES|SLURM_JOB_GPUS|CUDA_MPS_ACTIVE_THREAD_PERCENTAGE)=' \\
+    | sort > "{env_dir}/$SLURM_JOB_ID.env"
+"""
+
+
+@pytest.mark.batch
+def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[str, str],
+                                                          skimmed_store: Path,
+                                                          tmp_path: Path) -> None:
+    # branch 5 (fold 1, DNN, CE): no other test of the session trains it
+    branch = 5
+    outputs = train_output(skimmed_store, branch)
+    assert not any(p.exists() for p in outputs.values())
+    env_dir = tmp_path / "job_env"
+    env_dir.mkdir()
+    env = _cluster_env(slurm_cluster, skimmed_store, tmp_path,
+                       RECORD_DEVICES.format(env_dir=env_dir))
+    law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
+             "--workflow", "slurm", "--branches", str(branch), "--gpu-share", "2",
+             "--memory-gb", "2", "--poll-interval", "2s"], env, tmp_path, timeout_s=240)
+    # Slurm granted --gres=gpu:2: both stand-in GPUs bound to the job, no MPS percentage
+    (env_file,) = env_dir.iterdir()
+    job_env = env_file.read_text().splitlines()
+    assert not any(line.startswith("CUDA_MPS_") for line in job_env)
+    job = subprocess.run(["scontrol", "show", "job", env_file.stem], capture_output=True,
+                         text=True, env={**os.environ, **slurm_cluster}, check=True).stdout
+    assert "TresPerNode=gres:gpu:2" in job and "JobState=COMPLETED" in job
+    if (Path(slurm_cluster["SLURM_CONF"]).parent / "fake_nvidia0").is_char_device():
+        assert "CUDA_VISIBLE_DEVICES=0,1" in job_env and "SLURM_JOB_GPUS=0,1" in job_env
+    # the two-GPU share trained with two data-parallel processes (gloo on this CPU)
+    assert all(path.exists() for path in outputs.values())
+    metadata = json.loads(outputs["metadata"].read_text())
+    assert metadata["data_parallel_processes"] == 2
+    assert (metadata["fold"], metadata["model"], metadata["strategy"]) == (1, "dnn", "ce")

@@ -192,3 +192,18 @@ def test_cuts_trained_jointly_in_front_of_the_network() -> None:
     assert cuts.slope == pytest.approx(20.0)
     assert not torch.allclose(cuts.thresholds.detach(), start)
     assert history.loss[-1] < history.loss[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_same_training_on_cuda_as_on_the_cpu(strategy: str) -> None:
+    """No code change between devices: the model's device decides, and the losses agree."""
+    losses = {}
+    for device in ("cpu", "cuda"):
+        model, history = train_classifier(_model().to(device), _samples(), strategy, _nuisances(),
+                                          steps=STEPS, lr=0.05, penalty_weight=2.0)
+        assert next(model.parameters()).device.type == device
+        losses[device] = history.loss
+    # float32 sums in another order: agreement to 1e-3 over the steps
+    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-3, abs=1e-5)
