@@ -151,8 +151,9 @@ def fold_agreement(changes: Sequence[float]) -> str:
 
     Returns:
         ``"lower"`` or ``"higher"`` (every fold determined, at least two, all of one sign),
-        ``"disagree"`` (signs differ) or ``"undetermined"`` (fewer than two folds or a fold
-        without a number: nothing to check).
+        ``"disagree"`` (no common sign, a change of exactly 0 included) or
+        ``"undetermined"`` (fewer than two folds or a fold without a number: nothing to
+        check).
     """
     if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
         return "undetermined"
@@ -178,8 +179,9 @@ def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
         and selection are left out.
     """
     words = {"lower": "lower in every fold", "higher": "higher in every fold",
-             "disagree": "the folds disagree in sign: not significant with these event counts",
-             "undetermined": "no fold-by-fold check (a fold is undetermined)"}
+             "disagree": "no common sign across the folds: not significant with these event "
+                         "counts",
+             "undetermined": "no fold-by-fold check (fewer than two folds with a number)"}
     sentences = []
     for r in results.values():
         reference = _ce_reference(results, r)
@@ -188,15 +190,15 @@ def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
         parts = []
         for key, folds_key, label in _MEASURES:
             change = _relative(r[key], reference[key])
-            if not math.isfinite(change):
-                parts.append(f"{label} undetermined ({_number(reference[key])} -> "
-                             f"{_number(r[key])}: an interval reaches the range of μ)")
-                continue
+            # the folds are judged even where the combined interval is undetermined, as the
+            # verdict judges them
             per_fold = [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key],
                                                         strict=True)]
             folds = ", ".join("n/a" if not math.isfinite(c) else f"{100 * c:+.1f} %"
                               for c in per_fold)
-            parts.append(f"{label} {100 * change:+.1f} % ({_number(reference[key])} -> "
+            total = (f"{100 * change:+.1f} %" if math.isfinite(change) else
+                     "undetermined (an interval reaches the range of μ)")
+            parts.append(f"{label} {total} ({_number(reference[key])} -> "
                          f"{_number(r[key])}; per fold {folds}: "
                          f"{words[fold_agreement(per_fold)]})")
         sentences.append(f"{_name(r)} against CE, expected σ_μ with all systematics: "
@@ -262,14 +264,14 @@ def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
                                                        strict=True)]
             agreement = fold_agreement(changes)
             groups[agreement].append(
-                f"{_name(r)} {', '.join(f'{100 * c:+.0f} %' for c in changes)}"
+                f"{_name(r)} {', '.join(f'{100 * c:+.1f} %' for c in changes)}"
                 if agreement == "lower" else _name(r))
         sentences.append(
             f"{label[0].upper()}{label[1:]}, against CE, with the same sign in all {n_folds} "
             f"folds: lower σ_μ for {'; '.join(groups['lower']) or 'none'}; higher σ_μ for "
-            f"{', '.join(groups['higher']) or 'none'}; the folds disagree for "
-            f"{', '.join(groups['disagree']) or 'none'}; a fold undetermined for "
-            f"{', '.join(groups['undetermined']) or 'none'}.")
+            f"{', '.join(groups['higher']) or 'none'}; no common sign for "
+            f"{', '.join(groups['disagree']) or 'none'}; no fold-by-fold check (a fold "
+            f"without a number) for {', '.join(groups['undetermined']) or 'none'}.")
     chance = 100.0 * 2.0 ** (1 - n_folds) if n_folds else 100.0
     sentences.append(f"Two networks that differ only by their sample share the sign in "
                      f"{chance:.0f} % of the cases: a common sign is necessary for a real "

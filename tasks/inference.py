@@ -240,7 +240,7 @@ class Fit(ModelTask):
         results = fit_workspace(spec, scan_points=settings.scan_points,
                                 scan_max=settings.scan_max, limit_max=settings.limit_max,
                                 limit_points=settings.limit_points,
-                                progress=self.progress(6 + 2 * n_nuisances, "Fit", "fit"))
+                                progress=self.progress(5 + 2 * n_nuisances, "Fit", "fit"))
         outputs = self.output()
         outputs["results"].parent.touch()
         base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import subprocess
 
@@ -33,15 +34,16 @@ def gpu_count() -> int:
 
 
 @functools.cache
-def device_memory_gb(index: int = 0) -> float | None:
-    """Total memory of the CUDA device ``index`` as the driver reports it, in GiB.
+def device_memory_gb(index: int | None = None) -> float | None:
+    """Total memory of a CUDA device as the driver reports it, in GiB.
 
     Asks ``nvidia-smi`` rather than torch, which would create a CUDA context in this process.
-    Cached: the card does not change while the process runs.
+    Cached: the card does not change while the process runs. On a MIG slice it reports the
+    whole card.
 
     Args:
-        index: the device, as counted by ``nvidia-smi`` (``CUDA_VISIBLE_DEVICES`` is not
-            applied).
+        index: the device as ``nvidia-smi`` counts it; default the first one of
+            ``CUDA_VISIBLE_DEVICES`` where that is a number, else 0.
 
     Returns:
         The memory in GiB (about 79.6 for an H100 80GB), or None where there is no
@@ -50,6 +52,9 @@ def device_memory_gb(index: int = 0) -> float | None:
     command = shutil.which("nvidia-smi")
     if command is None:
         return None
+    if index is None:
+        first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+        index = int(first) if first.isdigit() else 0
     try:
         result = subprocess.run([command, f"--id={index}", "--query-gpu=memory.total",
                                  "--format=csv,noheader,nounits"], capture_output=True,

@@ -10,9 +10,10 @@ Everything runs in pyhf (numpy backend, MINUIT for the uncertainties) on two dat
 The significance is ``Z = sqrt(q0)`` (asymptotic formulae, arXiv:1007.1727) from the same
 profile likelihood as the scan; limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde`` statistic
 (pyhf's default), expected as the median and the +-1, 2 sigma band. Impacts: the shift of
-mu-hat when one nuisance is fixed to its best value +- 1 (its prior width) and all else is
-refitted; MINUIT's post-fit errors, which the ATLAS/CMS convention uses, are not reliable where
-the MC statistical uncertainty makes the likelihood flat.
+mu-hat when one nuisance is fixed, on each side, where its profile likelihood rises by 1 (its
+post-fit uncertainty, as in the ATLAS/CMS convention, at most the prior width 1) and all else
+is refitted. The crossing comes from the profile, not from MINUIT's covariance, which is not
+reliable where the MC statistical uncertainty makes the likelihood flat.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class FitResults:
 
     @property
     def sigma_mu_syst(self) -> float:
-        """``sqrt(sigma_mu^2 - sigma_mu_stat^2)`` (0 if rounding makes it negative)."""
+        """``sqrt(sigma_mu^2 - sigma_mu_stat^2)`` (0 if rounding makes it negative): every
+        nuisance, the MC statistical one included (the report splits the two)."""
         return math.sqrt(max(self.sigma_mu**2 - self.sigma_mu_stat**2, 0.0))
 
     def as_dict(self) -> dict[str, Any]:
@@ -257,7 +259,7 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
         scan_max: smallest upper end of the scan (mu).
         limit_max: upper end of the search for the CLs limit (mu); a limit beyond it is NaN.
         limit_points: grid points in ``[0, limit_max]`` at which CLs is computed.
-        progress: called with the number of completed steps (of ``6 + 2 * n_nuisances``).
+        progress: called with the number of completed steps (of ``5 + 2 * n_nuisances``).
 
     Returns:
         :class:`FitResults`.
@@ -388,6 +390,10 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
                     break
                 width = min(width / math.sqrt(rise), 1.0)
                 mu, rise = refit(best_asimov[index] + sign * width)
+            if abs(rise - 1.0) > 0.25 and width < 1.0:
+                log.warning("fit_workspace: the profile of %s rises by %.2f, not 1, at the "
+                            "width %.3g used for its impact (far from a parabola)", name, rise,
+                            width)
             shifted.append(mu - float(best_asimov[poi]))
             side_widths.append(width)
             step()

@@ -91,7 +91,7 @@ def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
 
 def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
                  path_base: str | os.PathLike[str]) -> list[str]:
-    """Ranked impacts on mu-hat of each nuisance fixed at its best value +-1 (largest on top).
+    """Ranked impacts on mu-hat of each nuisance fixed at its post-fit +-1 sigma (largest on top).
 
     Args:
         impacts: nuisance -> ``(delta mu-hat up, down)`` in the ranking order; title;

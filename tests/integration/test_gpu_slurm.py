@@ -149,10 +149,13 @@ def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[st
     job = subprocess.run(["scontrol", "show", "job", env_file.stem], capture_output=True,
                          text=True, env={**os.environ, **slurm_cluster}, check=True).stdout
     assert "TresPerNode=gres:gpu:2" in job and "JobState=COMPLETED" in job
-    if (Path(slurm_cluster["SLURM_CONF"]).parent / "fake_nvidia0").is_char_device():
-        assert "CUDA_VISIBLE_DEVICES=0,1" in job_env and "SLURM_JOB_GPUS=0,1" in job_env
     # the two-GPU share trained with two data-parallel processes (gloo on this CPU)
     assert all(path.exists() for path in outputs.values())
     metadata = json.loads(outputs["metadata"].read_text())
     assert metadata["data_parallel_processes"] == 2
     assert (metadata["fold"], metadata["model"], metadata["strategy"]) == (1, "dnn", "ce")
+    # Slurm names the GPUs it bound only for device files (the fixture's mknod)
+    if not (Path(slurm_cluster["SLURM_CONF"]).parent / "fake_nvidia0").is_char_device():
+        pytest.skip("no mknod here: Slurm granted gpu:2 and the job trained, but which GPUs it "
+                    "bound (CUDA_VISIBLE_DEVICES) cannot be checked")
+    assert "CUDA_VISIBLE_DEVICES=0,1" in job_env and "SLURM_JOB_GPUS=0,1" in job_env

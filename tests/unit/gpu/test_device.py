@@ -20,6 +20,7 @@ def test_no_driver_tool_means_no_memory(monkeypatch: pytest.MonkeyPatch, tmp_pat
         device.device_memory_gb.cache_clear()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_card_memory_agrees_with_torch() -> None:
     assert gpu_count() == torch.cuda.device_count() >= 1
