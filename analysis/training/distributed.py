@@ -117,6 +117,9 @@ def _worker(rank: int, world_size: int, init_file: str, backend: str, make_model
         tmp = os.path.join(out_dir, f".rank{rank}.pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))
+        # no rank tears gloo down while another still has collectives in flight (that aborts
+        # the process: "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -234,6 +237,7 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
         if rank == 0:
             torch.save(result, f"{out_file}.tmp")
             os.replace(f"{out_file}.tmp", out_file)
+        dist.barrier()  # as above: every rank done before any tears gloo down
     finally:
         dist.destroy_process_group()
 

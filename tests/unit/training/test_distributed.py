@@ -94,6 +94,7 @@ def _sharded_gradients(rank: int, world_size: int, init_file: str, x: torch.Tens
         torch.save({"loss": loss.detach(), "rows": torch.tensor(rows),
                     **{n: p.grad for n, p in model.named_parameters()}},
                    f"{out_dir}/rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while the other is mid-collective
     finally:
         dist.destroy_process_group()
 
