@@ -143,6 +143,11 @@ def _relative(a: float, b: float) -> float:
     return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
 
 
+def _fold_changes(r: Mapping[str, Any], reference: Mapping[str, Any], folds_key: str
+                  ) -> list[float]:
+    return [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key], strict=True)]
+
+
 def fold_agreement(changes: Sequence[float]) -> str:
     """Whether every fold shows a change of sigma_mu with the same sign.
 
@@ -192,8 +197,7 @@ def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
             change = _relative(r[key], reference[key])
             # the folds are judged even where the combined interval is undetermined, as the
             # verdict judges them
-            per_fold = [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key],
-                                                        strict=True)]
+            per_fold = _fold_changes(r, reference, folds_key)
             folds = ", ".join("n/a" if not math.isfinite(c) else f"{100 * c:+.1f} %"
                               for c in per_fold)
             total = (f"{100 * change:+.1f} %" if math.isfinite(change) else
@@ -260,8 +264,7 @@ def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
             reference = _ce_reference(results, r)
             if r["strategy"] == "ce" or reference is None:
                 continue
-            changes = [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key],
-                                                       strict=True)]
+            changes = _fold_changes(r, reference, folds_key)
             agreement = fold_agreement(changes)
             groups[agreement].append(
                 f"{_name(r)} {', '.join(f'{100 * c:+.1f} %' for c in changes)}"
