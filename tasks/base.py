@@ -19,33 +19,11 @@ from analysis.errors import ConfigError
 
 __all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
            "UNCERTAINTY_SECTIONS",
-           "DiffanaTask", "write_json_atomic", "write_parquet_atomic"]
+           "DiffanaTask"]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VERSIONED_PACKAGES = ("diffana", "law", "luigi", "coffea", "uproot", "awkward", "numpy",
                        "pythia8mc", "fastjet", "torch", "pyhf")
-
-
-def write_json_atomic(path: str, payload: dict[str, Any]) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename it into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as stream:
-        json.dump(payload, stream, indent=2, sort_keys=True)
-        stream.write("\n")
-    os.replace(tmp, path)
-
-
-def write_parquet_atomic(path: str, table: Any, provenance: dict[str, Any]) -> None:
-    """Write an awkward table as Parquet with the provenance in the file's key-value metadata."""
-    import awkward as ak
-    import pyarrow.parquet as pq
-
-    arrow = ak.to_arrow_table(table)
-    metadata = {**(arrow.schema.metadata or {}),
-                b"diffana_provenance": json.dumps(provenance, sort_keys=True).encode()}
-    tmp = f"{path}.tmp{os.getpid()}"
-    pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
-    os.replace(tmp, path)
 
 
 def _plain(value: Any) -> Any:

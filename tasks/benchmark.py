@@ -8,9 +8,16 @@ import os
 import law
 import luigi
 
-from analysis.gpu.sharing import (INTENSITIES, Intensity, format_table, plot_sharing,
-                                  require_device, run_sharing_benchmark)
-from tasks.base import DiffanaTask, write_json_atomic
+from analysis.gpu.sharing import (
+    INTENSITIES,
+    Intensity,
+    format_table,
+    plot_sharing,
+    require_device,
+    run_sharing_benchmark,
+)
+from analysis.io import write_json, write_text
+from tasks.base import DiffanaTask
 from tasks.gpu import GpuWorkflow
 
 __all__ = ["BenchmarkGPUSharing"]
@@ -52,13 +59,10 @@ class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
         rows = run_sharing_benchmark(self.device, tuple(self.n_jobs), (intensity,))
         outputs = self.output()
         outputs["json"].parent.touch()
-        write_json_atomic(outputs["json"].abspath, {
+        write_json(outputs["json"].abspath, {
             "intensity": dataclasses.asdict(intensity), "device": self.device,
             "rows": [dataclasses.asdict(r) for r in rows], "provenance": self.provenance()})
         table = format_table(rows)
-        tmp = f"{outputs['table'].abspath}.tmp{os.getpid()}"
-        with open(tmp, "w") as stream:
-            stream.write(table + "\n")
-        os.replace(tmp, outputs["table"].abspath)
+        write_text(outputs["table"].abspath, table + "\n")
         plot_sharing(rows, os.path.splitext(outputs["plot"].abspath)[0])
         self.publish_message(f"{intensity.name} intensity on {self.device}:\n{table}")

@@ -12,6 +12,7 @@ import awkward as ak
 import law
 import luigi
 
+from analysis.io import write_json, write_parquet, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.training.selection import (
@@ -21,13 +22,7 @@ from analysis.training.selection import (
     selection_samples,
     selection_tradeoff,
 )
-from tasks.base import (
-    SKIM_SECTIONS,
-    UNCERTAINTY_SECTIONS,
-    DiffanaTask,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
 
 __all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "skim_tables"]
@@ -69,7 +64,7 @@ class LearnCuts(DiffanaTask):
         outputs = self.output()
         outputs["cuts"].parent.touch()
         plot_learning(selection, os.path.splitext(outputs["plot"].abspath)[0])
-        write_json_atomic(outputs["cuts"].abspath, {
+        write_json(outputs["cuts"].abspath, {
             **selection.as_dict(), "columns": list(samples.columns),
             "provenance": self.provenance()})
         cuts = ", ".join(f"{f} {d} {t:.4g}" for f, d, t in zip(
@@ -145,12 +140,10 @@ class ReduceEvents(DiffanaTask):
                 mask = selection_mask({f: table[f] for f in selection.features}, selection)
                 if shift == "nominal":
                     kept, total = kept + int(mask.sum()), total + len(mask)
-                write_parquet_atomic(target.abspath, table[mask], provenance)
+                write_parquet(target.abspath, table[mask], provenance)
         plot_tradeoff(tradeoff, os.path.splitext(outputs["plot"].abspath)[0])
-        with open(f"{outputs['table'].abspath}.tmp", "w") as stream:
-            stream.write(_markdown_table(points, selection))
-        os.replace(f"{outputs['table'].abspath}.tmp", outputs["table"].abspath)
-        write_json_atomic(outputs["tradeoff"].abspath, {
+        write_text(outputs["table"].abspath, _markdown_table(points, selection))
+        write_json(outputs["tradeoff"].abspath, {
             "points": points, "selection": selection.as_dict(), "kept_events": kept,
             "skimmed_events": total, "provenance": provenance})
         self.publish_message(f"ReduceEvents: kept {kept} of {total} skimmed events")

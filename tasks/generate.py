@@ -6,7 +6,8 @@ import law
 import luigi
 
 from analysis.events.generate import chunk_event_counts, chunk_seed, generate_chunk
-from tasks.base import DiffanaTask, write_json_atomic
+from analysis.io import write_json
+from tasks.base import DiffanaTask
 
 __all__ = ["GenerateEvents", "ExternalDataset"]
 
@@ -35,7 +36,7 @@ class GenerateEvents(DiffanaTask, law.LocalWorkflow):
         runs = generate_chunk(self.analysis_config, dataset, chunk, outputs["events"].abspath,
                               progress=self.progress(n_events, f"{dataset}[{chunk}]"))
         seed = chunk_seed(self.analysis_config.datasets[dataset], chunk)
-        write_json_atomic(outputs["summary"].abspath,
+        write_json(outputs["summary"].abspath,
                           {"runs": runs, "provenance": self.provenance(seed)})
         self.publish_message(f"{dataset}[{chunk}]: {runs['genEventCount']} events, filter "
                              f"{runs['genFilterPassed']}/{runs['genFilterTried']}")

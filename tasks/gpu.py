@@ -32,8 +32,14 @@ import luigi
 from analysis.errors import ConfigError, ResourceError
 from analysis.gpu.device import device_memory_gb, gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
-from analysis.gpu.share import (GpuShare, HTCondorSite, htcondor_submit_lines, local_environment,
-                                luigi_gpu_slots, slurm_options)
+from analysis.gpu.share import (
+    GpuShare,
+    HTCondorSite,
+    htcondor_submit_lines,
+    local_environment,
+    luigi_gpu_slots,
+    slurm_options,
+)
 
 law.contrib.load("htcondor", "slurm")
 

@@ -14,17 +14,17 @@ import numpy as np
 from analysis.inference.fits import asimov_sigma_mu, fit_workspace, without_staterror
 from analysis.inference.histograms import fold_scores, histogram_dict, score_histograms
 from analysis.inference.workspace import build_workspace, validate_workspace
-from analysis.plotting.inference import plot_impacts, plot_pulls, plot_scan, plot_score_stack
+from analysis.io import write_json, write_parquet
+from analysis.plotting.inference import (
+    plot_impacts,
+    plot_pulls,
+    plot_scan,
+    plot_score_stack,
+)
 from analysis.training.evaluate import weighted_auc
 from analysis.training.network import load_network, score_tables
 from analysis.training.skim_samples import CLASSES, class_of_process
-from tasks.base import (
-    INFERENCE_SECTIONS,
-    TRAINING_SECTIONS,
-    DiffanaTask,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.cuts import SelectionMixin
 from tasks.train import TrainModel
 
@@ -101,7 +101,7 @@ class Evaluate(ModelTask):
                 joined = {name: values[order] for name, values in joined.items()}
                 target = outputs["scores"][dataset][shift]
                 target.parent.touch()
-                write_parquet_atomic(target.abspath, ak.Array(joined), provenance)
+                write_parquet(target.abspath, ak.Array(joined), provenance)
                 if shift == "nominal":
                     is_signal = np.array([process_class[k] == CLASSES[0]
                                           for k in joined["label"]], dtype=bool)
@@ -112,7 +112,7 @@ class Evaluate(ModelTask):
                            np.concatenate([w for _, w in signal]),
                            np.concatenate([s for s, _ in background]),
                            np.concatenate([w for _, w in background]))
-        write_json_atomic(outputs["evaluation"].abspath, {"auc": auc, "provenance": provenance})
+        write_json(outputs["evaluation"].abspath, {"auc": auc, "provenance": provenance})
         self.publish_message(f"{self.title()}: AUC {auc:.4f}")
 
 
@@ -161,7 +161,7 @@ class CreateHistograms(ModelTask):
         plot_score_stack(histograms, {p: s.label for p, s in config.processes.items()},
                          {p: s.color for p, s in config.processes.items()}, signal, self.title(),
                          os.path.splitext(outputs["plot"].abspath)[0])
-        write_json_atomic(outputs["histograms"].abspath,
+        write_json(outputs["histograms"].abspath,
                           {**histograms, "folds": per_fold, "provenance": self.provenance()})
 
 
@@ -202,10 +202,10 @@ class BuildWorkspace(ModelTask):
         folds = [build_workspace(h, config, **options) for h in histograms["folds"]]
         outputs = self.output()
         outputs["workspace"].parent.touch()
-        write_json_atomic(outputs["workspace"].abspath, spec)
-        write_json_atomic(outputs["folds"].abspath, {"workspaces": folds})
-        write_json_atomic(outputs["binning"].abspath, details)
-        write_json_atomic(outputs["provenance"].abspath,
+        write_json(outputs["workspace"].abspath, spec)
+        write_json(outputs["folds"].abspath, {"workspaces": folds})
+        write_json(outputs["binning"].abspath, details)
+        write_json(outputs["provenance"].abspath,
                           self.provenance(config.inference.pseudo_data_seed))
 
 
@@ -249,7 +249,7 @@ class Fit(ModelTask):
                   base["scan"])
         plot_pulls(results.pulls, f"{self.title()}: pulls (pseudo-data)", base["pulls"])
         plot_impacts(results.impacts, f"{self.title()}: impacts (Asimov)", base["impacts"])
-        write_json_atomic(outputs["results"].abspath, {
+        write_json(outputs["results"].abspath, {
             **results.as_dict(), "sigma_mu_folds": sigma_mu_folds,
             "sigma_mu_no_mcstat": sigma_mu_no_mcstat,
             "sigma_mu_no_mcstat_folds": sigma_mu_no_mcstat_folds,

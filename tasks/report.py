@@ -13,6 +13,7 @@ import luigi
 
 from analysis.interpret.network import signal_taylor_coefficients, taylor_inputs
 from analysis.interpret.taylor import write_coefficients
+from analysis.io import write_json, write_text
 from analysis.plotting.inference import plot_taylor
 from analysis.report import (
     Heading,
@@ -26,7 +27,7 @@ from analysis.report import (
     uncertainty_breakdown,
 )
 from analysis.training.network import load_network, network_variants
-from tasks.base import INFERENCE_SECTIONS, DiffanaTask, write_json_atomic
+from tasks.base import INFERENCE_SECTIONS, DiffanaTask
 from tasks.cuts import ReduceEvents
 from tasks.inference import BuildWorkspace, CreateHistograms, Evaluate, Fit, ModelTask
 from tasks.train import TrainModel
@@ -146,13 +147,9 @@ class Report(DiffanaTask):
                                 "sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds")}}
         parameters = self._parameter_counts(inputs["training"][0])
         blocks = self._blocks(summary, parameters, inputs, directory.abspath)
-        with open(f"{outputs['markdown'].abspath}.tmp", "w") as stream:
-            stream.write(render_markdown(blocks))
-        os.replace(f"{outputs['markdown'].abspath}.tmp", outputs["markdown"].abspath)
-        with open(f"{outputs['html'].abspath}.tmp", "w") as stream:
-            stream.write(render_html(blocks, f"diffana report: {config.name}"))
-        os.replace(f"{outputs['html'].abspath}.tmp", outputs["html"].abspath)
-        write_json_atomic(outputs["summary"].abspath, {
+        write_text(outputs["markdown"].abspath, render_markdown(blocks))
+        write_text(outputs["html"].abspath, render_html(blocks, f"diffana report: {config.name}"))
+        write_json(outputs["summary"].abspath, {
             "results": summary, "parameters": parameters,
             "provenance": self.provenance(config.training.seed)})
 

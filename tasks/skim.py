@@ -7,9 +7,10 @@ import contextlib
 import law
 import luigi
 
+from analysis.io import write_json, write_parquet
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
-from tasks.base import SKIM_SECTIONS, DiffanaTask, write_json_atomic, write_parquet_atomic
+from tasks.base import SKIM_SECTIONS, DiffanaTask
 from tasks.generate import ExternalDataset, GenerateEvents
 
 __all__ = ["Skim"]
@@ -64,8 +65,8 @@ class Skim(DiffanaTask, law.LocalWorkflow):
         outputs["cutflow"].parent.touch()
         provenance = self.provenance()
         for shift, table in result.tables.items():
-            write_parquet_atomic(outputs[shift].abspath, table, provenance)
-        write_json_atomic(outputs["cutflow"].abspath, {
+            write_parquet(outputs[shift].abspath, table, provenance)
+        write_json(outputs["cutflow"].abspath, {
             "cutflow": result.cutflow, "sum_gen_weight": result.sum_gen_weight,
             "n_events": result.n_events, "files": files, "provenance": provenance})
         self.publish_message(f"{self.branch_data}: {result.n_events} -> "

@@ -7,6 +7,7 @@ import tempfile
 
 import law
 
+from analysis.io import write_json
 from analysis.plotting.training import plot_training_curves
 from analysis.training.distributed import train_network_data_parallel
 from analysis.training.network import (
@@ -15,9 +16,9 @@ from analysis.training.network import (
     save_checkpoint,
     train_network,
 )
-from tasks.base import TRAINING_SECTIONS, DiffanaTask, write_json_atomic
-from tasks.gpu import GpuWorkflow
+from tasks.base import TRAINING_SECTIONS, DiffanaTask
 from tasks.cuts import SelectionMixin
+from tasks.gpu import GpuWorkflow
 
 __all__ = ["TrainModel"]
 
@@ -81,7 +82,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         base = os.path.splitext(outputs["curves"].abspath)[0]
         plot_training_curves(result.stages, f"{model_kind.upper()}, {strategy}, fold {fold}", base,
                              validation=result.validation_losses, best_steps=result.best_steps)
-        write_json_atomic(outputs["metadata"].abspath, {
+        write_json(outputs["metadata"].abspath, {
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
         seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
         self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "

@@ -22,6 +22,7 @@ from analysis.config import Detector, JetDefinition
 from analysis.events import detector as response
 from analysis.events import truth
 from analysis.events.pythia import HadronLevelEvents
+from analysis.io import atomic_path
 
 __all__ = ["COLLECTIONS", "build_nanoaod", "read_nanoaod", "write_nanoaod"]
 
@@ -187,13 +188,11 @@ def write_nanoaod(path: str | os.PathLike[str], branches: dict[str, object],
     import uproot
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}:{runs}")
-    with uproot.recreate(tmp, uuid_function=lambda: digest) as file:
+    with atomic_path(path) as tmp, uproot.recreate(tmp, uuid_function=lambda: digest) as file:
         file.mktree("Events", branches, counter_name=lambda name: f"n{name}",
                     field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
         file["Runs"] = {key: np.array([value]) for key, value in {"run": 1, **runs}.items()}
-    os.replace(tmp, path)
 
 
 def read_nanoaod(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, np.ndarray]]:

@@ -19,10 +19,8 @@ dataset, ``⟨t⟩ = Σ_k w_k |t(x_k)| / Σ_k w_k`` (unweighted: ``w_k = 1``), w
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ import torch
 from torch.func import jacrev, vmap
 
 from analysis.errors import EmptySelectionError, InputDataError
+from analysis.io import write_json
 
 __all__ = ["TaylorCoefficients", "taylor_coefficients", "write_coefficients"]
 
@@ -185,17 +184,7 @@ def write_coefficients(path: str | os.PathLike[str], coefficients: TaylorCoeffic
         coefficients: the result of :func:`taylor_coefficients`.
         provenance: config hash, package versions, seed, ... stored under ``"provenance"``.
     """
-    payload = coefficients.to_dict() | {"provenance": provenance or {}}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".taylor-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_json(path, coefficients.to_dict(), provenance=provenance or {})
 
 
 def _check_inputs(inputs: torch.Tensor, weights: torch.Tensor | None,

@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # files only; no display on batch nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import mplhep  # noqa: E402
 
+from analysis.io import atomic_path
+
 __all__ = ["new_figure", "save_figure"]
 
 
@@ -41,10 +43,9 @@ def save_figure(figure, path_base: str | os.PathLike[str]) -> list[str]:
     figure.tight_layout()
     paths = [f"{os.fspath(path_base)}.{suffix}" for suffix in ("png", "pdf")]
     for path in paths:
-        tmp = f"{path}.tmp{os.getpid()}.{path.rsplit('.', 1)[1]}"
         # no creation date in the PDF: the same inputs give the same bytes
         metadata = {"CreationDate": None} if path.endswith(".pdf") else None
-        figure.savefig(tmp, dpi=100, metadata=metadata)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=100, metadata=metadata)
     plt.close(figure)
     return paths

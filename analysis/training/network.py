@@ -21,10 +21,16 @@ import torch
 
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError
+from analysis.io import atomic_path
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.training.models import (
+    NODE_FEATURES,
+    count_parameters,
+    sized_dnn,
+    sized_gnn,
+)
 from analysis.training.selection import class_normsys
-from analysis.training.models import NODE_FEATURES, count_parameters, sized_dnn, sized_gnn
 from analysis.training.skim_samples import (
     CLASSES,
     GraphAsVector,
@@ -344,9 +350,8 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
 
 def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module) -> None:
     """Write the state dict atomically (temporary file, then rename)."""
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
 
 
 def export_onnx(path: str | os.PathLike[str], model: torch.nn.Module, n_inputs: int) -> None:
@@ -359,9 +364,8 @@ def export_onnx(path: str | os.PathLike[str], model: torch.nn.Module, n_inputs: 
             ``logits``).
         n_inputs: width of the input rows.
     """
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}.onnx"
     example = (torch.zeros(2, n_inputs),)
-    torch.onnx.export(model.eval(), example, tmp, input_names=["x"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("n_events")},), verbose=False,
-                      external_data=False)  # one self-contained file
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(model.eval(), example, str(tmp), input_names=["x"],
+                          output_names=["logits"], verbose=False, external_data=False,
+                          dynamic_shapes=({0: torch.export.Dim("n_events")},))  # one file
