@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "temporary_name", "write_json", "write_parquet", "write_text"]
+__all__ = ["atomic_path", "read_columns", "read_json", "temporary_name", "write_json", "write_parquet",
+           "write_text"]
 
 
 def temporary_name(path: str | os.PathLike[str]) -> Path:
@@ -64,6 +65,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # after a failure (after success it is already renamed)
+
+
+def read_columns(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A flat Parquet table (what :func:`write_parquet` wrote) as column -> ``(n_rows,)`` numpy
+    array."""
+    import awkward as ak
+    import numpy as np
+
+    table = ak.from_parquet(os.fspath(path))
+    return {name: np.asarray(table[name]) for name in ak.fields(table)}
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON content of ``path`` (what :func:`write_json` wrote)."""
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

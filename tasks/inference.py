@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import awkward as ak
 import law
 import luigi
-import numpy as np
 
-from analysis.inference.fits import asimov_sigma_mu, fit_workspace, without_staterror
-from analysis.inference.histograms import fold_scores, histogram_dict, score_histograms
+from analysis.inference.fits import fit_network, fit_steps
+from analysis.inference.histograms import fold_histograms, histogram_dict
+from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import build_workspace, validate_workspace
-from analysis.io import write_json, write_parquet
+from analysis.io import read_columns, read_json, write_json, write_parquet
 from analysis.plotting.inference import (
     plot_impacts,
     plot_pulls,
     plot_scan,
     plot_score_stack,
 )
-from analysis.training.evaluate import weighted_auc
 from analysis.training.network import load_network, score_tables
 from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
@@ -77,48 +75,25 @@ class Evaluate(ModelTask):
         config = self.analysis_config
         tables = {d: {s: ak.from_parquet(p) for s, p in shifts.items()}
                   for d, shifts in self.selection_tables().items()}
-        merged: dict[str, dict[str, dict[str, list[np.ndarray]]]] = {}
+        per_fold = []
         for target in self.input()["models"]:
-            with open(target["metadata"].abspath) as stream:
-                metadata = json.load(stream)
+            metadata = read_json(target["metadata"].abspath)
             network = load_network(target["model"].abspath, metadata,
                                    config.training.target_parameters)
-            scored = score_tables(network, tables, config, metadata["fold"], self.model,
-                                  metadata.get("joint_cuts"))
-            for dataset, shifts in scored.items():
-                for shift, columns in shifts.items():
-                    into = merged.setdefault(dataset, {}).setdefault(shift, {})
-                    for name, values in columns.items():
-                        into.setdefault(name, []).append(values)
+            per_fold.append(score_tables(network, tables, config, metadata["fold"], self.model,
+                                         metadata.get("joint_cuts")))
+        merged = merge_fold_scores(per_fold)
         outputs = self.output()
         provenance = self.provenance(config.training.seed)
-        signal, background = [], []
-        process_class = list(class_of_process(config).values())
         for dataset, shifts in merged.items():
             for shift, columns in shifts.items():
-                joined = {name: np.concatenate(parts) for name, parts in columns.items()}
-                order = np.argsort(joined["event"], kind="stable")  # independent of fold order
-                joined = {name: values[order] for name, values in joined.items()}
                 target = outputs["scores"][dataset][shift]
                 target.parent.touch()
-                write_parquet(target.abspath, ak.Array(joined), provenance)
-                if shift == "nominal":
-                    is_signal = np.array([process_class[k] == CLASSES[0]
-                                          for k in joined["label"]], dtype=bool)
-                    signal.append((joined["p_tth"][is_signal], joined["weight"][is_signal]))
-                    background.append((joined["p_tth"][~is_signal],
-                                       joined["weight"][~is_signal]))
-        auc = weighted_auc(np.concatenate([s for s, _ in signal]),
-                           np.concatenate([w for _, w in signal]),
-                           np.concatenate([s for s, _ in background]),
-                           np.concatenate([w for _, w in background]))
-        write_json(outputs["evaluation"].abspath, {"auc": auc, "provenance": provenance})
+                write_parquet(target.abspath, ak.Array(columns), provenance)
+        signal = [k for k, c in enumerate(class_of_process(config).values()) if c == CLASSES[0]]
+        auc = signal_auc(merged, signal)
+        write_json(outputs["evaluation"].abspath, {"auc": auc}, provenance=provenance)
         self.publish_message(f"{self.title()}: AUC {auc:.4f}")
-
-
-def _columns(path: str) -> dict[str, np.ndarray]:
-    table = ak.from_parquet(path)
-    return {name: np.asarray(table[name]) for name in ak.fields(table)}
 
 
 def _shifts() -> tuple[str, ...]:
@@ -146,15 +121,11 @@ class CreateHistograms(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        scores = {d: {s: _columns(t.abspath) for s, t in shifts.items()}
+        scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
                   for d, shifts in self.input()["scores"].items()}
-        histograms = histogram_dict(score_histograms(scores, config.process_names,
-                                                     config.inference.n_bins))
-        n_folds = config.training.n_folds
-        per_fold = [histogram_dict(score_histograms(fold_scores(scores, fold, n_folds),
-                                                    config.process_names,
-                                                    config.inference.n_bins))
-                    for fold in range(n_folds)]
+        full, folds = fold_histograms(scores, config.process_names, config.inference.n_bins,
+                                      config.training.n_folds)
+        histograms = histogram_dict(full)
         outputs = self.output()
         outputs["histograms"].parent.touch()
         signal = next(p for p, spec in config.processes.items() if spec.role == "signal")
@@ -162,7 +133,8 @@ class CreateHistograms(ModelTask):
                          {p: s.color for p, s in config.processes.items()}, signal, self.title(),
                          os.path.splitext(outputs["plot"].abspath)[0])
         write_json(outputs["histograms"].abspath,
-                          {**histograms, "folds": per_fold, "provenance": self.provenance()})
+                   {**histograms, "folds": [histogram_dict(f) for f in folds]},
+                   provenance=self.provenance())
 
 
 class BuildWorkspace(ModelTask):
@@ -187,8 +159,7 @@ class BuildWorkspace(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        with open(self.input()["histograms"].abspath) as stream:
-            histograms = json.load(stream)
+        histograms = read_json(self.input()["histograms"].abspath)
         settings = config.inference
         options = {"pseudo_data_seed": settings.pseudo_data_seed,
                    "systematics": settings.systematics,
@@ -226,34 +197,22 @@ class Fit(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         settings = self.analysis_config.inference
-        with open(self.input()["workspace"].abspath) as stream:
-            spec = json.load(stream)
-        n_nuisances = len({m["name"] for s in spec["channels"][0]["samples"]
-                           for m in s["modifiers"] if m["type"] in ("normsys", "histosys")})
-        with open(self.input()["folds"].abspath) as stream:
-            folds = json.load(stream)["workspaces"]
-        sigma_mu_folds = [asimov_sigma_mu(fold) for fold in folds]
-        # the same without the MC statistical uncertainty: what the result would be with
-        # simulated samples much larger than the data (the demo's are smaller)
-        sigma_mu_no_mcstat = asimov_sigma_mu(without_staterror(spec))
-        sigma_mu_no_mcstat_folds = [asimov_sigma_mu(without_staterror(f)) for f in folds]
-        results = fit_workspace(spec, scan_points=settings.scan_points,
-                                scan_max=settings.scan_max, limit_max=settings.limit_max,
-                                limit_points=settings.limit_points,
-                                progress=self.progress(5 + 2 * n_nuisances, "Fit", "fit"))
+        spec = read_json(self.input()["workspace"].abspath)
+        results = fit_network(spec, read_json(self.input()["folds"].abspath)["workspaces"],
+                              scan_points=settings.scan_points, scan_max=settings.scan_max,
+                              limit_max=settings.limit_max, limit_points=settings.limit_points,
+                              progress=self.progress(fit_steps(spec), "Fit", "fit"))
         outputs = self.output()
         outputs["results"].parent.touch()
         base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}
-        plot_scan(results.scan_mu, {"Asimov (expected)": results.scan_asimov,
-                                    "pseudo-data": results.scan_observed}, self.title(),
+        plot_scan(results["scan_mu"], {"Asimov (expected)": results["scan_asimov"],
+                                       "pseudo-data": results["scan_observed"]}, self.title(),
                   base["scan"])
-        plot_pulls(results.pulls, f"{self.title()}: pulls (pseudo-data)", base["pulls"])
-        plot_impacts(results.impacts, f"{self.title()}: impacts (Asimov)", base["impacts"])
-        write_json(outputs["results"].abspath, {
-            **results.as_dict(), "sigma_mu_folds": sigma_mu_folds,
-            "sigma_mu_no_mcstat": sigma_mu_no_mcstat,
-            "sigma_mu_no_mcstat_folds": sigma_mu_no_mcstat_folds,
-            "provenance": self.provenance(settings.pseudo_data_seed)})
-        self.publish_message(f"{self.title()}: sigma_mu {results.sigma_mu:.3f} (stat "
-                             f"{results.sigma_mu_stat:.3f}), Z {results.expected_significance:.2f},"
-                             f" limit {results.expected_limit:.2f}")
+        plot_pulls(results["pulls"], f"{self.title()}: pulls (pseudo-data)", base["pulls"])
+        plot_impacts(results["impacts"], f"{self.title()}: impacts (Asimov)", base["impacts"])
+        write_json(outputs["results"].abspath, results,
+                   provenance=self.provenance(settings.pseudo_data_seed))
+        self.publish_message(f"{self.title()}: sigma_mu {results['sigma_mu']:.3f} (stat "
+                             f"{results['sigma_mu_stat']:.3f}), Z "
+                             f"{results['expected_significance']:.2f}, limit "
+                             f"{results['expected_limit']:.2f}")

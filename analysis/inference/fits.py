@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +30,8 @@ import numpy as np
 
 from analysis.errors import FitError
 
-__all__ = ["FitResults", "asimov_sigma_mu", "fit_workspace", "without_staterror"]
+__all__ = ["FitResults", "asimov_sigma_mu", "fit_network", "fit_workspace",
+           "fit_steps", "restored_pyhf_backend", "without_staterror"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,40 @@ def _use_optimizer(attempt: int) -> None:
         pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
 
 
+@contextmanager
+def restored_pyhf_backend() -> Iterator[None]:
+    """Run a block with pyhf's backend free to change, and restore the caller's afterwards.
+
+    pyhf keeps its tensor library and optimiser in process-wide state; the fits below switch
+    optimisers between retries, and a caller's own choice must survive them.
+    """
+    import pyhf
+
+    tensorlib, optimizer = pyhf.get_backend()
+    try:
+        yield
+    finally:
+        pyhf.set_backend(tensorlib, optimizer)
+
+
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def _quiet_pyhf_retries() -> Iterator[None]:
+    # pyhf logs every failed minimisation with its full covariance table: hide those records
+    # while we retry, without touching the logger's level (a filter, removed afterwards)
+    pyhf_log = logging.getLogger("pyhf.optimize.mixins")
+    drop = _DropRecords()
+    pyhf_log.addFilter(drop)
+    try:
+        yield
+    finally:
+        pyhf_log.removeFilter(drop)
+
+
 def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
     """``call()`` under each MINUIT setting of ``_OPTIMIZERS`` until one converges, then (for
     calls that need no uncertainties) with scipy's SLSQP.
@@ -114,12 +150,8 @@ def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
     """
     import pyhf
 
-    # pyhf logs every failed minimisation with its full covariance table: quiet while we retry
-    pyhf_log = logging.getLogger("pyhf.optimize.mixins")
-    level = pyhf_log.level
-    pyhf_log.setLevel(logging.CRITICAL)
     error: Exception | None = None
-    try:
+    with _quiet_pyhf_retries():
         for attempt in range(len(_OPTIMIZERS) + (not needs_uncertainties)):
             _use_optimizer(attempt)
             try:
@@ -129,9 +161,6 @@ def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
                 return result
             except pyhf.exceptions.FailedMinimization as err:
                 error = err
-    finally:
-        _use_optimizer(0)
-        pyhf_log.setLevel(level)
     raise FitError(f"fit_workspace: the fit did not converge with any of the MINUIT settings "
                    f"{_OPTIMIZERS}: {str(error).splitlines()[0]}")
 
@@ -231,7 +260,7 @@ def asimov_sigma_mu(spec: Mapping[str, Any]) -> float:
     ``-2 Delta ln L = 1`` interval on Asimov data at mu = 1 (POI units; NaN beyond the bounds)."""
     import pyhf
 
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
         _use_optimizer(0)
         model = pyhf.Workspace(dict(spec)).model()
         init = np.asarray(model.config.suggested_init(), dtype=float)
@@ -269,7 +298,7 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     """
     # CLs and test statistics divide by quantities that vanish for hopeless models (CLs = 0/0):
     # those points give NaN, which the limit search and the report handle
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
         return _fit_workspace(spec, scan_points, scan_max, limit_max, limit_points, progress)
 
 
@@ -410,3 +439,37 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
         observed_significance=math.sqrt(q0_observed), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
         scan_observed=scans[1], pulls=pulls, impacts=ranked, impact_widths=widths)
+
+
+def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]], *,
+                scan_points: int, scan_max: float, limit_max: float, limit_points: int,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Every result of one network's workspace, and sigma_mu per fold and without MC stat.
+
+    Args:
+        spec: the network's workspace (all events).
+        fold_specs: one workspace per fold (its own network's events at the full
+            luminosity): the spread of their sigma_mu is what the finite simulated sample
+            alone makes of a difference between networks.
+        scan_points, scan_max, limit_max, limit_points: as :func:`fit_workspace`.
+        progress: called with completed steps of :func:`fit_workspace`.
+
+    Returns:
+        :meth:`FitResults.as_dict` plus ``sigma_mu_folds`` (per fold), ``sigma_mu_no_mcstat``
+        and ``sigma_mu_no_mcstat_folds``: the same without the staterror modifiers, what
+        the result would be with simulated samples much larger than the data.
+    """
+    results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
+                            limit_max=limit_max, limit_points=limit_points, progress=progress)
+    return {**results.as_dict(),
+            "sigma_mu_folds": [asimov_sigma_mu(fold) for fold in fold_specs],
+            "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec)),
+            "sigma_mu_no_mcstat_folds": [asimov_sigma_mu(without_staterror(fold))
+                                         for fold in fold_specs]}
+
+
+def fit_steps(spec: Mapping[str, Any]) -> int:
+    """How many steps :func:`fit_workspace` reports to ``progress`` for ``spec``."""
+    nuisances = {m["name"] for channel in spec["channels"] for sample in channel["samples"]
+                 for m in sample["modifiers"] if m["type"] in ("normsys", "histosys")}
+    return 5 + 2 * len(nuisances)

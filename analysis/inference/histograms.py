@@ -18,7 +18,8 @@ import numpy as np
 from analysis.errors import InputDataError
 from analysis.training.skim_samples import SHIFT_NUISANCES, WEIGHT_NUISANCES
 
-__all__ = ["SYSTEMATICS", "VARIATIONS", "fold_scores", "histogram_dict", "score_histograms"]
+__all__ = ["SYSTEMATICS", "VARIATIONS", "fold_histograms", "fold_scores", "histogram_dict",
+           "score_histograms"]
 
 SYSTEMATICS: tuple[str, ...] = (*SHIFT_NUISANCES, *WEIGHT_NUISANCES)
 """Experimental and modelling systematics with up/down variations: jes, jer, btag, isr, fsr."""
@@ -76,7 +77,7 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
 
 
 def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fold: int,
-                n_folds: int) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                n_folds: int, scale: bool = True) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """The events of one fold (``event % n_folds == fold``), weights scaled by ``n_folds``.
 
     Each fold is scored by its own network, so the folds give independent estimates of the
@@ -87,19 +88,56 @@ def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fo
         scores: as :func:`score_histograms`, with an ``event`` column.
         fold: the fold, ``0 <= fold < n_folds``.
         n_folds: number of folds.
+        scale: multiply the weights by ``n_folds`` (the fold at the full luminosity).
 
     Returns:
-        The same structure, restricted to the fold; every ``weight*`` column times ``n_folds``.
+        The same structure, restricted to the fold; with ``scale`` every ``weight*`` column
+        times ``n_folds``.
     """
+    factor = n_folds if scale else 1
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for dataset, shifts in scores.items():
         out[dataset] = {}
         for shift, columns in shifts.items():
             keep = np.asarray(columns["event"]) % n_folds == fold
             out[dataset][shift] = {
-                name: (np.asarray(values)[keep] * n_folds if name.startswith("weight")
+                name: (np.asarray(values)[keep] * factor if name.startswith("weight")
                        else np.asarray(values)[keep]) for name, values in columns.items()}
     return out
+
+
+def fold_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                    processes: Sequence[str], n_bins: int, n_folds: int,
+                    score: str = "p_tth") -> tuple[hist.Hist, list[hist.Hist]]:
+    """The full histograms and each fold's at the full luminosity, every event filled once.
+
+    Each fold is filled once with its own events; the full histogram is their sum, and a fold
+    stands for the full luminosity with its values times ``n_folds`` and its variances times
+    ``n_folds**2`` (as :func:`fold_scores` scales the weights).
+
+    Args:
+        scores: as :func:`score_histograms`, with an ``event`` column (fold = ``event %
+            n_folds``).
+        processes: process names in label order.
+        n_bins: equal bins of the score in [0, 1].
+        n_folds: number of folds, >= 1.
+        score: the column to histogram.
+
+    Returns:
+        ``(full, [fold_0, ..., fold_{n_folds-1}])``, each as :func:`score_histograms` returns.
+    """
+    unscaled = [score_histograms(fold_scores(scores, fold, n_folds, scale=False), processes,
+                                 n_bins, score) for fold in range(n_folds)]
+    full = unscaled[0].copy()
+    for other in unscaled[1:]:
+        full += other
+    folds = []
+    for histogram in unscaled:
+        view = histogram.view()  # structured (value, variance), written in place
+        view["value"] *= n_folds
+        view["variance"] *= n_folds**2
+        folds.append(histogram)
+    return full, folds
 
 
 def histogram_dict(histograms: hist.Hist) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from analysis.config import AnalysisConfig
-from analysis.errors import InputDataError
+from analysis.errors import ConfigError, InputDataError
 from analysis.inference.histograms import SYSTEMATICS
 
 __all__ = ["CHANNEL", "POI", "build_workspace", "merge_bins", "poi_bounds", "validate_workspace"]
@@ -63,9 +63,13 @@ def merge_bins(values: np.ndarray, variances: np.ndarray, max_relative: float) -
 
     Returns:
         ``(n_bins,)`` int: the merged bin of each bin, ``0 .. n_merged - 1`` in bin order.
+
+    Raises:
+        ConfigError: ``max_relative <= 0`` (it comes from ``inference.max_background_mc_stat``).
     """
     if max_relative <= 0:
-        raise ValueError(f"merge_bins: max_relative must be > 0, got {max_relative}")
+        raise ConfigError(f"inference.max_background_mc_stat = {max_relative}: must be > 0 "
+                          f"(the largest relative MC-stat. uncertainty of a merged bin)")
     values = np.asarray(values, dtype=np.float64)
     variances = np.asarray(variances, dtype=np.float64)
     closed_at: list[int] = []  # lowest bin of each closed group, from the top down

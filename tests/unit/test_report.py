@@ -135,3 +135,36 @@ def test_sentence_judges_the_folds_when_the_combined_interval_is_undetermined() 
     verdict = strategy_verdict(results)
     with_mc = verdict[verdict.index("With MC stat."):verdict.index("Without MC stat.")]
     assert "lower σ_μ for DNN inference (learned cuts) -50.0 %, -50.0 %;" in with_mc
+
+
+def test_network_summary_reads_the_tasks_json_and_impacts_flag_the_bound() -> None:
+    from analysis.report import impact_cell, network_summary
+
+    fit = {key: 1.5 for key in ("sigma_mu", "sigma_mu_stat", "sigma_mu_syst",
+                                "expected_significance", "expected_limit", "observed_limit",
+                                "mu_hat", "mu_uncertainty", "sigma_mu_no_mcstat")}
+    fit |= {"impacts": {"fsr": [0.3, -0.2], "jes": [9.0, -2.0]}, "sigma_mu_folds": [1.0, 2.0],
+            "sigma_mu_no_mcstat_folds": [1.0, 1.0], "unrelated": 0}
+    record = network_summary(fit, {"auc": 0.7}, {"edges": [0, 0.5, 1], "poi_bounds": [-5, 10],
+                                                 "pruned_shapes": []},
+                             learned_cuts=False, model="gnn", strategy="ce")
+    assert record["n_bins"] == 2 and record["auc"] == 0.7 and "unrelated" not in record
+    assert impact_cell(record, "fsr") == "0.300"
+    # mu-hat = 1 can move down by 6 before the bound -5: an impact of 9 reached it
+    assert impact_cell(record, "jes") == "≥ 9.0 (μ at its bound)"
+    assert impact_cell(record, "isr") == "n/a"
+
+
+def test_report_tradeoff_comes_from_json_points(tmp_path: Path) -> None:
+    from analysis.report import tradeoff_table
+
+    points = [{"t": 0.0, "thresholds": [20.0], "data_fraction": 1.0, "signal_efficiency": 1.0,
+               "background_efficiency": 1.0, "sigma_mu_stat": 0.5, "sigma_mu": NAN,
+               "significance": 2.0},
+              {"t": 1.0, "thresholds": [35.5], "data_fraction": 0.4, "signal_efficiency": 0.8,
+               "background_efficiency": 0.3, "sigma_mu_stat": 0.4, "sigma_mu": 0.9,
+               "significance": 2.5}]
+    table = tradeoff_table(points, ["ht"], [">"])
+    assert table.header[:2] == ["t", "ht >"] and len(table.header) == len(table.rows[0])
+    assert table.rows[1][:3] == ["1 (learned)", "35.5", "0.400"]
+    assert table.rows[0][-2] == "n/a"  # NaN sigma_mu

@@ -14,9 +14,10 @@ import pytest
 from scipy.stats import norm
 
 from analysis.config import AnalysisConfig
-from analysis.inference.fits import asimov_sigma_mu, fit_workspace
+from analysis.inference.fits import asimov_sigma_mu, fit_network, fit_steps, fit_workspace
 from analysis.inference.histograms import (
     VARIATIONS,
+    fold_histograms,
     fold_scores,
     histogram_dict,
     score_histograms,
@@ -84,6 +85,15 @@ def test_fold_histograms_add_up_to_the_full_one(rng: np.random.Generator,
             # each fold stands for the full luminosity: the two together count twice
             assert total == pytest.approx(2 * np.asarray(
                 full["processes"][process][variation]["values"]), rel=1e-12)
+    # filled once per fold, the full histogram summed from the folds: the same numbers
+    summed, once = fold_histograms(scores, processes, 4, 2)
+    for got, want in ((summed, full), *zip(once, folds, strict=True)):
+        got = histogram_dict(got)
+        for process in processes:
+            for variation in VARIATIONS:
+                for kind in ("values", "variances"):
+                    assert got["processes"][process][variation][kind] == pytest.approx(
+                        want["processes"][process][variation][kind], rel=1e-12, abs=1e-12)
 
 
 def _histograms(config: AnalysisConfig, signal: list[float], background: list[float],
@@ -354,3 +364,24 @@ def test_workspace_rejects_missing_process(tiny_config: AnalysisConfig) -> None:
     with pytest.raises(InputDataError, match="no histograms for processes"):
         build_workspace(histograms, tiny_config, pseudo_data_seed=1)
 
+
+
+def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -> None:
+    import pyhf
+
+    spec = build_workspace(_histograms(tiny_config, [20.0, 60.0], [500.0, 200.0], 0.1),
+                           tiny_config, pseudo_data_seed=2)
+    before = pyhf.get_backend()
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(maxiter=321))
+    try:
+        mine = pyhf.get_backend()
+        results = fit_network(spec, [spec], scan_points=3, scan_max=3.0, limit_max=5.0,
+                              limit_points=6)
+        assert pyhf.get_backend()[1] is mine[1]  # the very optimiser object the caller set
+        assert pyhf.get_backend()[1].maxiter == 321
+        # the per-fold sigma_mu of a fold equal to the whole is the whole's
+        assert results["sigma_mu_folds"] == [pytest.approx(results["sigma_mu"], rel=1e-3)]
+        assert results["sigma_mu_no_mcstat"] <= results["sigma_mu"] * (1 + 1e-4)
+        assert fit_steps(spec) == 5 + 2 * len(results["impacts"])
+    finally:
+        pyhf.set_backend(*before)

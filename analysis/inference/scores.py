@@ -1,0 +1,83 @@
+"""Held-out scores: every event scored once by the fold network that never saw it, and its AUC.
+
+Each fold's network scores its own held-out fold; :func:`merge_fold_scores` joins the folds back
+into one table per dataset and shift, sorted by event number so that the result does not depend
+on the order in which the folds were scored. :func:`signal_auc` is the weighted ROC AUC of the
+ttH score on the nominal events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from analysis.errors import InputDataError
+from analysis.training.evaluate import weighted_auc
+
+__all__ = ["merge_fold_scores", "signal_auc"]
+
+Columns = Mapping[str, np.ndarray]
+Scores = Mapping[str, Mapping[str, Columns]]  # dataset -> shift -> column -> (n_events,)
+
+
+def merge_fold_scores(per_fold: Sequence[Scores]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Join the folds' scored events, sorted by event number (stable).
+
+    Args:
+        per_fold: per fold, dataset -> shift -> columns (``event``, ``label``, ``weight*``,
+            ``p_<class>``), each ``(n_events_in_fold,)``.
+
+    Returns:
+        dataset -> shift -> columns over all folds, ``(n_events,)``, in increasing ``event``.
+
+    Raises:
+        InputDataError: no fold, or folds whose columns differ.
+
+    Example:
+        >>> a = {"tt": {"nominal": {"event": np.array([4, 0]), "p_tth": np.array([.4, .0])}}}
+        >>> b = {"tt": {"nominal": {"event": np.array([1]), "p_tth": np.array([.1])}}}
+        >>> merge_fold_scores([a, b])["tt"]["nominal"]["p_tth"].tolist()
+        [0.0, 0.1, 0.4]
+    """
+    if not per_fold:
+        raise InputDataError("merge_fold_scores: no fold was scored")
+    merged: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for dataset, shifts in per_fold[0].items():
+        merged[dataset] = {}
+        for shift, columns in shifts.items():
+            names = set(columns)
+            for k, fold in enumerate(per_fold[1:], start=1):
+                if set(fold.get(dataset, {}).get(shift, {})) != names:
+                    raise InputDataError(f"merge_fold_scores: fold {k} has other columns than "
+                                         f"fold 0 for dataset {dataset}, shift {shift}")
+            joined = {name: np.concatenate([np.asarray(f[dataset][shift][name])
+                                            for f in per_fold]) for name in columns}
+            order = np.argsort(joined["event"], kind="stable")
+            merged[dataset][shift] = {name: values[order] for name, values in joined.items()}
+    return merged
+
+
+def signal_auc(scores: Scores, signal_labels: Sequence[int], score: str = "p_tth") -> float:
+    """Weighted ROC AUC of ``score``: signal against every background, nominal events.
+
+    Args:
+        scores: dataset -> shift -> columns with ``label`` (process index), ``weight``
+            (expected events) and ``score``; only the ``nominal`` shift is read.
+        signal_labels: the process indices that are signal.
+        score: the column that separates them (unitless).
+
+    Returns:
+        The area under the ROC curve, in [0, 1] (0.5: no separation).
+    """
+    signal_values, signal_weights, background_values, background_weights = [], [], [], []
+    for shifts in scores.values():
+        columns = shifts["nominal"]
+        is_signal = np.isin(np.asarray(columns["label"]), np.asarray(signal_labels))
+        values, weights = np.asarray(columns[score]), np.asarray(columns["weight"])
+        signal_values.append(values[is_signal])
+        signal_weights.append(weights[is_signal])
+        background_values.append(values[~is_signal])
+        background_weights.append(weights[~is_signal])
+    return weighted_auc(np.concatenate(signal_values), np.concatenate(signal_weights),
+                        np.concatenate(background_values), np.concatenate(background_weights))
