@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import platform
 from collections.abc import Callable
@@ -15,55 +12,22 @@ import law
 import luigi
 
 from analysis.config import AnalysisConfig, load_config
-from analysis.errors import ConfigError
+from analysis.stages import (
+    GENERATION_SECTIONS,
+    INFERENCE_SECTIONS,
+    SKIM_SECTIONS,
+    TRAINING_SECTIONS,
+    UNCERTAINTY_SECTIONS,
+    config_tag,
+)
+from analysis.threads import torch_threads
 
 __all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
-           "UNCERTAINTY_SECTIONS",
-           "DiffanaTask"]
+           "UNCERTAINTY_SECTIONS", "DiffanaTask", "torch_threads"]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VERSIONED_PACKAGES = ("diffana", "law", "luigi", "coffea", "uproot", "awkward", "numpy",
                        "pythia8mc", "fastjet", "torch", "pyhf")
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses (and their nesting) as plain JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-# config sections per stage, each including the stages before it; "section:part" is the part
-# of a section a stage reads (_section_content), so that e.g. a cross-section uncertainty, read
-# first by the losses, does not rerun the skim, and a plot label does not rerun the training
-GENERATION_SECTIONS = ("sqrt_s", "datasets", "detector", "objects")  # objects: b-tag WPs
-SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "processes:skim",
-                 "luminosity:value")
-UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
-TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "training")
-INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")
-
-
-def _section_content(config: AnalysisConfig, entry: str) -> Any:
-    """What a stage reads of a config section: ``name`` (all of it) or ``name:part``."""
-    name, _, part = entry.partition(":")
-    if not part:
-        return _plain(getattr(config, name))
-    if name == "luminosity":
-        return getattr(config.luminosity, {"value": "value", "uncertainty": "uncertainty"}[part])
-    if name == "processes":
-        processes = config.processes
-        if part == "skim":  # the label index follows the order of the processes
-            return {"order": list(processes), **{
-                p: {"role": spec.role, "cross_section": spec.cross_section.value,
-                    "gen_ttbar_id": _plain(spec.gen_ttbar_id)} for p, spec in processes.items()}}
-        if part == "uncertainty":
-            return {p: spec.cross_section.uncertainty for p, spec in processes.items()}
-        if part == "plot":
-            return {p: [spec.label, spec.color] for p, spec in processes.items()}
-    raise ValueError(f"config tag: unknown section part {entry!r}")
 
 
 class DiffanaTask(law.Task):
@@ -93,11 +57,7 @@ class DiffanaTask(law.Task):
         task after it, so ``law run`` reruns exactly those and keeps the rest (the skim, the
         generated events); changing it back finds the old outputs again.
         """
-        config = self.analysis_config
-        content = {entry: _section_content(config, entry)
-                   for entry in sorted(set(self.config_sections()))}
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode())
-        return f"cfg-{digest.hexdigest()[:8]}"
+        return config_tag(self.analysis_config, self.config_sections())
 
     def store_parts(self) -> tuple[str, ...]:
         return (self.analysis_config.name, self.task_family, self.version, self.config_tag())
@@ -137,35 +97,6 @@ class DiffanaTask(law.Task):
                 bar.close()
 
         return update
-
-
-def torch_threads(setting: str, workers: int, cpus: int | None = None) -> int:
-    """Intra-op threads of torch in one task process.
-
-    Args:
-        setting: ``"auto"`` (or empty) or a positive integer (law.cfg ``[diffana]
-            torch_threads``, or ``$DIFFANA_TORCH_THREADS``).
-        workers: luigi workers running tasks at once (``--workers``).
-        cpus: cores of the machine (default: ``os.cpu_count()``).
-
-    Returns:
-        The integer setting, or for ``auto`` the cores shared by the workers (at least 1):
-        with more threads than cores, torch's threads spin-wait for each other and every
-        process slows down (measured: GNN training steps 10x slower with 2 workers x 2 threads
-        on 2 cores).
-
-    Raises:
-        ConfigError: a setting that is neither ``auto`` nor a positive integer.
-    """
-    if setting.strip() in ("", "auto"):
-        return max(1, (cpus or os.cpu_count() or 1) // max(1, workers))
-    try:
-        value = int(setting)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"torch_threads = {setting!r}: must be 'auto' or an integer >= 1")
-    return value
 
 
 @DiffanaTask.event_handler(luigi.Event.START)

@@ -1,0 +1,37 @@
+"""analysis.stages: what each stage reads of the config, and the tag of its outputs."""
+
+import dataclasses
+
+import pytest
+
+from analysis.errors import ConfigError
+from analysis.stages import (
+    INFERENCE_SECTIONS,
+    SKIM_SECTIONS,
+    TRAINING_SECTIONS,
+    config_tag,
+    section_content,
+)
+
+
+def _with_uncertainty(config, process: str, uncertainty: float):
+    spec = config.processes[process]
+    processes = {**config.processes, process: dataclasses.replace(
+        spec, cross_section=dataclasses.replace(spec.cross_section, uncertainty=uncertainty))}
+    return dataclasses.replace(config, processes=processes)
+
+
+def test_an_uncertainty_reruns_training_but_not_the_skim(tiny_config) -> None:
+    process = next(iter(tiny_config.processes))
+    changed = _with_uncertainty(tiny_config, process, 0.37)
+    assert config_tag(changed, SKIM_SECTIONS) == config_tag(tiny_config, SKIM_SECTIONS)
+    assert config_tag(changed, TRAINING_SECTIONS) != config_tag(tiny_config, TRAINING_SECTIONS)
+    # order and repetition of the entries do not matter; the form is cfg-<8 hex>
+    tag = config_tag(tiny_config, INFERENCE_SECTIONS)
+    assert tag == config_tag(tiny_config, (*reversed(INFERENCE_SECTIONS), "inference"))
+    assert tag.startswith("cfg-") and len(tag) == 12
+
+
+def test_unknown_section_part_is_a_config_error(tiny_config) -> None:
+    with pytest.raises(ConfigError, match="processes:colour"):
+        section_content(tiny_config, "processes:colour")
