@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "read_columns", "read_json", "temporary_name", "write_json", "write_parquet",
+__all__ = ["atomic_path", "read_columns", "read_json", "read_tables", "temporary_name", "write_json", "write_parquet",
            "write_text"]
 
 
@@ -83,6 +83,21 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(stream)
 
 
+def read_tables(paths: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+    """Parquet tables as awkward arrays, in the nesting of ``paths`` (dataset -> shift -> path).
+
+    Args:
+        paths: dataset -> shift (``nominal``, ``jes_up``, ...) -> Parquet file.
+
+    Returns:
+        dataset -> shift -> ``(n_events,)`` awkward record array.
+    """
+    import awkward as ak
+
+    return {dataset: {shift: ak.from_parquet(path) for shift, path in shifts.items()}
+            for dataset, shifts in paths.items()}
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -108,13 +123,14 @@ def write_parquet(path: str | os.PathLike[str], table: Any,
 
     Args:
         path: destination file.
-        table: ``(n_events,)`` awkward record array (one field per column).
+        table: ``(n_events,)`` awkward record array (one field per column), or a mapping
+            column -> ``(n_events,)`` array.
         provenance: stored as JSON under the schema metadata key ``diffana_provenance``.
     """
     import awkward as ak
     import pyarrow.parquet as pq
 
-    arrow = ak.to_arrow_table(table)
+    arrow = ak.to_arrow_table(ak.Array(dict(table)) if isinstance(table, Mapping) else table)
     metadata = {**(arrow.schema.metadata or {}),
                 b"diffana_provenance": json.dumps(dict(provenance), sort_keys=True).encode()}
     with atomic_path(path) as tmp:

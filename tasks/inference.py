@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import awkward as ak
 import law
 import luigi
 
@@ -13,7 +12,7 @@ from analysis.inference.fits import fit_network, fit_steps
 from analysis.inference.histograms import fold_histograms, histogram_dict
 from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import build_workspace, validate_workspace
-from analysis.io import read_columns, read_json, write_json, write_parquet
+from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
 from analysis.plotting.inference import (
     plot_impacts,
     plot_pulls,
@@ -73,8 +72,7 @@ class Evaluate(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        tables = {d: {s: ak.from_parquet(p) for s, p in shifts.items()}
-                  for d, shifts in self.selection_tables().items()}
+        tables = read_tables(self.selection_tables())
         per_fold = []
         for target in self.input()["models"]:
             metadata = read_json(target["metadata"].abspath)
@@ -89,7 +87,7 @@ class Evaluate(ModelTask):
             for shift, columns in shifts.items():
                 target = outputs["scores"][dataset][shift]
                 target.parent.touch()
-                write_parquet(target.abspath, ak.Array(columns), provenance)
+                write_parquet(target.abspath, columns, provenance)
         signal = [k for k, c in enumerate(class_of_process(config).values()) if c == CLASSES[0]]
         auc = signal_auc(merged, signal)
         write_json(outputs["evaluation"].abspath, {"auc": auc}, provenance=provenance)
