@@ -14,14 +14,14 @@ import luigi
 
 from analysis.io import write_json, write_parquet, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
-from analysis.skim.objects import OBJECT_SHIFTS
-from analysis.training.selection import (
+from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
     selection_mask,
     selection_samples,
     selection_tradeoff,
 )
+from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
 

@@ -21,7 +21,7 @@ from analysis.plotting.inference import (
     plot_scan,
     plot_score_stack,
 )
-from analysis.training.evaluate import weighted_auc
+from analysis.training.metrics import weighted_auc
 from analysis.training.network import load_network, score_tables
 from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask

@@ -23,14 +23,14 @@ from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.io import atomic_path
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.selection.learn import class_normsys
+from analysis.training.loop import STRATEGIES, train_classifier
 from analysis.training.models import (
     NODE_FEATURES,
     count_parameters,
     sized_dnn,
     sized_gnn,
 )
-from analysis.training.selection import class_normsys
 from analysis.training.skim_samples import (
     CLASSES,
     GraphAsVector,
@@ -155,14 +155,14 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
 
     The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
     and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
-    uncertainties as normsys (:func:`~analysis.training.selection.class_normsys`).
+    uncertainties as normsys (:func:`~analysis.selection.learn.class_normsys`).
 
     Args:
         tables: dataset -> shift -> skim table or its Parquet path.
         config: the analysis (features, processes, ``training`` settings).
         fold: the held-out fold, not used here.
         model_kind: ``"dnn"`` or ``"gnn"``.
-        strategy: one of :data:`~analysis.training.fit.STRATEGIES`.
+        strategy: one of :data:`~analysis.training.loop.STRATEGIES`.
         device: where to train; default CUDA if available, else the CPU (the same code).
         progress: called with the number of optimiser steps done (of ``ce_steps`` plus
             ``strategy_steps`` unless the strategy is ``"ce"``).

@@ -3,8 +3,8 @@
 A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name; a nuisance
 (:class:`Nuisance`) is a pair of user functions that shift the inputs or reweight the events.
 :func:`prepare_samples` checks both and turns them into tensors of the model's dtype and device,
-with the up/down variations evaluated once; :mod:`analysis.training.fit` trains on them and
-:mod:`analysis.training.evaluate` evaluates on them.
+with the up/down variations evaluated once; :mod:`analysis.training.loop` trains on them and
+:mod:`analysis.training.metrics` evaluates on them.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def test_missing_shift(tables: dict, tiny_config: AnalysisConfig) -> None:
 @pytest.mark.parametrize("kind", ["dnn", "gnn"])
 def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisConfig,
                                           kind: str) -> None:
-    from analysis.training.fit import train_classifier
+    from analysis.training.loop import train_classifier
     from analysis.training.models import EventDNN
 
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 0, model_kind=kind)

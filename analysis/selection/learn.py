@@ -11,7 +11,7 @@ either
   and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``. The MC
   statistical uncertainty is left out: hard cuts empty bins, where it is undefined; or
 - ``"significance"``: the Asimov discovery significance of the selected yields with a relative
-  background uncertainty (Cowan's formula, :func:`~analysis.relax.cut_objectives.asimov_significance`).
+  background uncertainty (Cowan's formula, :func:`~analysis.selection.objectives.asimov_significance`).
 
 Both objectives see the yields, so a cut cannot drift without changing the loss (the failure
 mode of a yield-blind loss, :mod:`analysis.relax.cuts`); thresholds start at a loose quantile of
@@ -37,11 +37,11 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import EmptySelectionError, FitError, InputDataError
-from analysis.relax.cut_objectives import asimov_significance, selected_yield
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.relax.likelihood import sigma_mu
-from analysis.training.evaluate import drop_empty_bins
+from analysis.selection.objectives import asimov_significance, selected_yield
 from analysis.training.losses import binned_model_from_scores
+from analysis.training.metrics import drop_empty_bins
 from analysis.training.skim_samples import CLASSES, class_of_process, training_samples
 
 __all__ = [

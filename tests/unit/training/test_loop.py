@@ -1,4 +1,4 @@
-"""Tests of analysis.training.fit and .evaluate: the strategies, hard-bin sigma_mu, errors."""
+"""Tests of analysis.training.loop and .evaluate: the strategies, hard-bin sigma_mu, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.evaluate import binned_model_from_classifier, evaluate_sigma_mu
-from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.training.loop import STRATEGIES, train_classifier
+from analysis.training.metrics import binned_model_from_classifier, evaluate_sigma_mu
 from analysis.training.samples import Nuisance
 
 N_EVENTS = 120
@@ -160,7 +160,7 @@ def test_early_stopping_keeps_the_best_validation_model(strategy: str) -> None:
     assert len(history.loss) == steps[-1]  # stopped at an evaluation (or ran to the end)
     if len(history.loss) < 60:  # stopped early: the last `patience` evaluations were worse
         assert all(v >= min(values) for v in values[-2:])
-    from analysis.training.fit import _validation_loss
+    from analysis.training.loop import _validation_loss
     from analysis.training.samples import prepare_samples
 
     used = _nuisances() if strategy != "ce" else []

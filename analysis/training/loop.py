@@ -16,7 +16,7 @@ factor). :func:`train_classifier` minimises one of three losses of
 - ``"significance"``: minus the Asimov discovery significance ``Z0`` of the same binned model,
   from two profiled fits, differentiable through the envelope theorem.
 
-:func:`~analysis.training.evaluate.evaluate_sigma_mu` then reports ``sigma_mu`` of the trained
+:func:`~analysis.training.metrics.evaluate_sigma_mu` then reports ``sigma_mu`` of the trained
 score with **hard** bins, stat only and with the systematics. The classifier maps
 ``(n_events, n_features)`` to logits: one column (binary, score ``sigmoid``), two columns
 (background, signal) or one column per sample in the order of ``samples``; the score is the
@@ -36,6 +36,14 @@ from dataclasses import dataclass, field
 import torch
 
 from analysis.errors import ConfigError
+from analysis.relax.likelihood import asimov_data
+from analysis.relax.significance import discovery_significance
+from analysis.training.losses import (
+    binned_model_from_scores,
+    cross_entropy_loss,
+    inference_loss,
+    systematic_penalty,
+)
 from analysis.training.samples import (
     Edges,
     NormSys,
@@ -46,14 +54,6 @@ from analysis.training.samples import (
     prepare_samples,
     signal_score,
     varied_scores,
-)
-from analysis.relax.likelihood import asimov_data
-from analysis.relax.significance import discovery_significance
-from analysis.training.losses import (
-    binned_model_from_scores,
-    cross_entropy_loss,
-    inference_loss,
-    systematic_penalty,
 )
 
 __all__ = ["STRATEGIES", "TrainingHistory", "train_classifier"]

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.evaluate import evaluate_sigma_mu
-from analysis.training.fit import train_classifier
+from analysis.training.loop import train_classifier
+from analysis.training.metrics import evaluate_sigma_mu
 from analysis.training.samples import Nuisance
 
 __all__ = [
@@ -336,11 +336,11 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
         ) -> dict[str, Evaluation]:
     """Train CE and ``sigma_mu`` networks on the toy and evaluate them (arXiv:2003.07186, Sec. 4).
 
-    :func:`~analysis.training.fit.train_classifier` with ``"ce"`` (full-batch Adam, classes
+    :func:`~analysis.training.loop.train_classifier` with ``"ce"`` (full-batch Adam, classes
     balanced), then, from copies of that network, with ``"inference"`` on the soft histogram of
     ``n_bins`` equal bins of the output in ``[0, 1]``, with the background shift as a
-    :meth:`~analysis.training.fit.Nuisance.shift` (and, if ``train_stat_only``, without it).
-    Each network is evaluated by :func:`~analysis.training.evaluate.evaluate_sigma_mu` on an
+    :meth:`~analysis.training.loop.Nuisance.shift` (and, if ``train_stat_only``, without it).
+    Each network is evaluated by :func:`~analysis.training.metrics.evaluate_sigma_mu` on an
     independent test sample; the precision is the spread over ``n_splits`` disjoint test
     sub-samples (weights scaled by ``n_splits``) divided by ``sqrt(n_splits)``.
 
@@ -366,7 +366,7 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
         ``train_stat_only``), "sigma_mu, with syst."}`` -> :class:`Evaluation`.
 
     Raises:
-        ConfigError, InputDataError: as :func:`~analysis.training.fit.train_classifier`.
+        ConfigError, InputDataError: as :func:`~analysis.training.loop.train_classifier`.
         FitError: if a Fisher information is singular.
     """
     train = generate_toy(toy, n_train, torch.Generator().manual_seed(seed))
