@@ -186,7 +186,10 @@ def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> 
     out: list[Pair] = []
     for k, (direction, function) in enumerate((("up", nuisance.up), ("down", nuisance.down))):
         if nuisance.kind == "precomputed":
-            assert nuisance.varied is not None  # set by Nuisance.precomputed
+            if nuisance.varied is None or sample not in nuisance.varied:
+                raise ConfigError(f"nuisance {nuisance.name!r}: precomputed without varied "
+                                  f"samples for {sample!r} (build it with "
+                                  f"Nuisance.precomputed)")
             xv, wv = nuisance.varied[sample][k]
             pair = _as_tensors(f"{sample} ({nuisance.name} {direction})", xv, wv, x.dtype,
                                x.device)

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.loop import train_classifier
+from analysis.training.loop import LossSettings, train_classifier
 from analysis.training.metrics import evaluate_sigma_mu
+from analysis.training.models import seeded_build
 from analysis.training.samples import Nuisance
 
 __all__ = [
@@ -309,10 +310,9 @@ class Evaluation:
 
 def make_network(seed: int, n_hidden: int = 100) -> torch.nn.Module:
     """2-``n_hidden``-1 ReLU network, one logit per event, initialised from ``seed``."""
-    with torch.random.fork_rng():  # torch.nn draws from the global generator; restored after
-        torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(2, n_hidden), torch.nn.ReLU(),
-                                   torch.nn.Linear(n_hidden, 1))
+    return seeded_build(lambda: torch.nn.Sequential(torch.nn.Linear(2, n_hidden), torch.nn.ReLU(),
+                                                    torch.nn.Linear(n_hidden, 1)),
+                        torch.Generator().manual_seed(seed))
 
 
 def _evaluate(net: torch.nn.Module, x: dict[str, torch.Tensor], w: dict[str, torch.Tensor],
@@ -382,12 +382,12 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
     nets = {"cross entropy": ce}
     if penalty_weight is not None:
         nets["CE + penalty"], _ = train_classifier(
-            copy.deepcopy(ce), samples, "penalty", [shift], edges=edges, bandwidth=bandwidth,
-            penalty_weight=penalty_weight, steps=sigma_mu_steps, lr=sigma_mu_lr)
+            copy.deepcopy(ce), samples, "penalty", [shift], steps=sigma_mu_steps, lr=sigma_mu_lr,
+            loss=LossSettings(edges=edges, bandwidth=bandwidth, penalty_weight=penalty_weight))
     for name, nuisances in (("sigma_mu, stat. only", []), ("sigma_mu, with syst.", [shift])):
         if nuisances or train_stat_only:
             nets[name], _ = train_classifier(copy.deepcopy(ce), samples, "inference", nuisances,
-                                             edges=edges, bandwidth=bandwidth,
-                                             steps=sigma_mu_steps, lr=sigma_mu_lr)
+                                             steps=sigma_mu_steps, lr=sigma_mu_lr,
+                                             loss=LossSettings(edges=edges, bandwidth=bandwidth))
     return {name: _evaluate(net, test, w_test, shift, edges, n_splits)
             for name, net in nets.items()}
