@@ -20,10 +20,10 @@ import numpy as np
 import pyhf
 import torch
 
+from analysis.relax.histfactory import BinnedModel
 from analysis.relax.likelihood import asimov_data
 from analysis.relax.significance import p0
 from analysis.relax.simplemodels import uncorrelated_background
-from analysis.relax.workspace import BinnedModel
 
 PHI_RANGE = (0.0, 10.0)  # the example's range of phi
 

@@ -2,17 +2,17 @@
 
 Usage: python benchmarks/reproduce_2003_07186.py [--n-train 50000] [--n-test 200000] [--seed 1]
 
-The toy (:mod:`analysis.training.toys`): signal N((0,0), I), 50 events; background N((1,1), I),
+The toy (:mod:`analysis.validation.gaussian_toy`): signal N((0,0), I), 50 events; background N((1,1), I),
 1000 events, with a histosys from the background inputs shifted by (0, +-1) (the same toy serves
 arXiv:1907.11674, whose CE + penalty training is the third network). A 2-100-1 network
 with a sigmoid output is trained (Adam, full batch, CPU, fixed seed) by
-:func:`~analysis.training.fit.train_classifier` either with the weighted cross entropy (classes
+:func:`~analysis.training.loop.train_classifier` either with the weighted cross entropy (classes
 balanced) or, starting from that network, with the expected sigma_mu of the 8-bin histogram of
 its output on Asimov data (soft histogram, the shift a ``Nuisance.shift``; the reproduction is
-:func:`~analysis.training.toys.run`). Every network is then evaluated with hard bins on an
+:func:`~analysis.validation.gaussian_toy.run`). Every network is then evaluated with hard bins on an
 independent test sample, with and without the systematic, and compared with the best achievable
 sigma_mu from the unbinned Fisher information of the true densities
-(:func:`~analysis.training.toys.optimal_sigma_mu`). The test-sample precision of each binned
+(:func:`~analysis.validation.gaussian_toy.optimal_sigma_mu`). The test-sample precision of each binned
 sigma_mu is the spread over 8 disjoint sub-samples divided by sqrt(8).
 Prints a Markdown table beside the paper's numbers (not retrieved: the paper's table could not
 be read from the sources available here, so that column says so).
@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from analysis.training.toys import PAPER_TOY, optimal_sigma_mu, run
+from analysis.validation.gaussian_toy import PAPER_TOY, optimal_sigma_mu, run
 
 N_BINS = 8  # equidistant bins of the NN output in [0, 1]
 PENALTY_WEIGHT = 10.0  # lambda of the CE + penalty network

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/reproduce_watts_cuts.py [--n-events 10000] [--seed 20230508] [--steps 300]
 
-The toy, the objectives, the learning and the grid scan live in ``analysis.relax.cut_toy``.
+The toy, the objectives, the learning and the grid scan live in ``analysis.validation.cut_toy``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from analysis.relax.cut_toy import (
+from analysis.validation.cut_toy import (
     COARSE_POINTS,
     COARSE_TAIL,
     EXPECTED_EVENTS,
@@ -21,8 +21,8 @@ from analysis.relax.cut_toy import (
     FINE_STEP,
     INIT_QUANTILES,
     MIN_BACKGROUND,
-    NAMES,
     N_CANDIDATES,
+    NAMES,
     OBJECTIVES,
     SLOPE_END,
     SLOPE_STARTS,

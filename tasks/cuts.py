@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import os
 from typing import Any
 
@@ -12,16 +10,23 @@ import awkward as ak
 import law
 import luigi
 
-from analysis.io import write_json, write_parquet, write_text
+from analysis.errors import ConfigError
+from analysis.io import write_json, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
-from analysis.skim.objects import OBJECT_SHIFTS
-from analysis.training.selection import (
+from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
-    selection_mask,
     selection_samples,
     selection_tradeoff,
 )
+from analysis.selection.reduce import (
+    load_selection_samples,
+    reduce_tables,
+    save_selection_samples,
+    tradeoff_markdown,
+    tradeoff_records,
+)
+from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
 
@@ -40,8 +45,9 @@ def skim_tables(task: law.Task) -> dict[str, dict[str, str]]:
 class LearnCuts(DiffanaTask):
     """Thresholds of the config's ``cuts:`` learned on all skimmed events.
 
-    Outputs: ``cuts.json`` (thresholds, start, objective before and after, provenance) and the
-    optimisation curve ``learning.png``/``.pdf``.
+    Outputs: ``cuts.json`` (thresholds, start, objective before and after, provenance), the
+    optimisation curve ``learning.png``/``.pdf`` and the samples it learned on
+    (``selection_samples.pt``), which ReduceEvents scans the trade-off on.
     """
 
     config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "cuts")
@@ -50,19 +56,21 @@ class LearnCuts(DiffanaTask):
         return Skim.req(self, branch=-1)
 
     def output(self) -> dict[str, law.LocalFileTarget]:
-        return {"cuts": self.target("cuts.json"), "plot": self.target("learning.png")}
+        return {"cuts": self.target("cuts.json"), "plot": self.target("learning.png"),
+                "samples": self.target("selection_samples.pt")}
 
     @law.decorator.safe_output
     def run(self) -> None:
         settings = self.analysis_config.cuts
         if settings is None:
-            raise ValueError(f"{self.analysis_config.source}: no 'cuts:' section; run the "
-                             f"analysis with --no-learned-cuts or add one")
+            raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section: add one, or "
+                              f"run the analysis with --learned-cuts false")
         samples = selection_samples(_read(skim_tables(self)), self.analysis_config)
         selection = learn_selection(samples, settings,
                                     progress=self.progress(settings.steps, "LearnCuts", "step"))
         outputs = self.output()
         outputs["cuts"].parent.touch()
+        save_selection_samples(outputs["samples"].abspath, samples)
         plot_learning(selection, os.path.splitext(outputs["plot"].abspath)[0])
         write_json(outputs["cuts"].abspath, {
             **selection.as_dict(), "columns": list(samples.columns),
@@ -75,25 +83,6 @@ class LearnCuts(DiffanaTask):
 
 def _read(paths: dict[str, dict[str, str]]) -> dict[str, dict[str, ak.Array]]:
     return {d: {s: ak.from_parquet(p) for s, p in shifts.items()} for d, shifts in paths.items()}
-
-
-def _markdown_table(points: list[dict[str, Any]], selection: LearnedSelection) -> str:
-    def number(x: float, digits: str = ".4g") -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, digits)
-
-    header = " | ".join(f"{f} {d}" for f, d in zip(selection.features, selection.directions,
-                                                     strict=True))
-    lines = [f"| t | {header} | events kept | signal eff. | background eff. | "
-             f"σ_μ stat | σ_μ total | Z_A |",
-             "|" + "---|" * (7 + len(selection.features))]
-    for p in points:
-        cuts = " | ".join(number(t) for t in p["thresholds"])
-        mark = " (learned)" if abs(p["t"] - 1.0) < 1e-9 else ""
-        lines.append(f"| {p['t']:.3g}{mark} | {cuts} | {p['data_fraction']:.3f} | "
-                     f"{p['signal_efficiency']:.3f} | {p['background_efficiency']:.3f} | "
-                     f"{number(p['sigma_mu_stat'])} | {number(p['sigma_mu'])} | "
-                     f"{number(p['significance'], '.3f')} |")
-    return "\n".join(lines) + "\n"
 
 
 class ReduceEvents(DiffanaTask):
@@ -122,30 +111,24 @@ class ReduceEvents(DiffanaTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
-        with open(self.input()["cuts"]["cuts"].abspath) as stream:
+        learned = self.input()["cuts"]
+        with open(learned["cuts"].abspath) as stream:
             selection = LearnedSelection.from_dict(json.load(stream))
-        tables = _read(skim_tables(self))
-        samples = selection_samples(tables, self.analysis_config)
+        samples = load_selection_samples(learned["samples"].abspath)
         settings = self.analysis_config.cuts
-        assert settings is not None  # LearnCuts checked it
+        if settings is None:  # LearnCuts checked it; a config edited in between
+            raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section")
         tradeoff = selection_tradeoff(samples, selection, settings)
-        points = [dataclasses.asdict(p) | {"thresholds": list(p.thresholds)} for p in tradeoff]
-        outputs = self.output()
-        provenance = self.provenance()
-        kept, total = 0, 0
-        for dataset, shifts in tables.items():
-            for shift, table in shifts.items():
-                target = outputs["tables"][dataset][shift]
-                target.parent.touch()
-                mask = selection_mask({f: table[f] for f in selection.features}, selection)
-                if shift == "nominal":
-                    kept, total = kept + int(mask.sum()), total + len(mask)
-                write_parquet(target.abspath, table[mask], provenance)
+        outputs, provenance = self.output(), self.provenance()
+        outputs["table"].parent.touch()
+        for targets in outputs["tables"].values():
+            next(iter(targets.values())).parent.touch()
+        kept, total = reduce_tables(skim_tables(self), self.tables(), selection, provenance)
         plot_tradeoff(tradeoff, os.path.splitext(outputs["plot"].abspath)[0])
-        write_text(outputs["table"].abspath, _markdown_table(points, selection))
+        write_text(outputs["table"].abspath, tradeoff_markdown(tradeoff, selection))
         write_json(outputs["tradeoff"].abspath, {
-            "points": points, "selection": selection.as_dict(), "kept_events": kept,
-            "skimmed_events": total, "provenance": provenance})
+            "points": tradeoff_records(tradeoff), "selection": selection.as_dict(),
+            "kept_events": kept, "skimmed_events": total, "provenance": provenance})
         self.publish_message(f"ReduceEvents: kept {kept} of {total} skimmed events")
 
 

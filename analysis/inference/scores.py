@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from analysis.errors import InputDataError
-from analysis.training.evaluate import weighted_auc
+from analysis.training.metrics import weighted_auc
 
 __all__ = ["merge_fold_scores", "signal_auc"]
 

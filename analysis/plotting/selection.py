@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from analysis.plotting.figures import new_figure, save_figure
-from analysis.training.selection import LearnedSelection, TradeoffPoint
+from analysis.selection.learn import LearnedSelection, TradeoffPoint
 
 __all__ = ["plot_learning", "plot_tradeoff"]
 
@@ -42,7 +42,7 @@ def plot_tradeoff(points: Sequence[TradeoffPoint], path_base: str | os.PathLike[
     The learned cuts (``t = 1``) are marked with a star.
 
     Args:
-        points: the trade-off scan of :func:`~analysis.training.selection.selection_tradeoff`.
+        points: the trade-off scan of :func:`~analysis.selection.learn.selection_tradeoff`.
         path_base: output path without suffix.
 
     Returns:

@@ -17,7 +17,7 @@ import math
 import torch
 
 from analysis.errors import FitError, InputDataError
-from analysis.relax.workspace import BinnedModel, Modifier, ParameterSet
+from analysis.relax.histfactory import BinnedModel, Modifier, ParameterSet
 
 __all__ = [
     "nominal_parameters",
@@ -324,7 +324,7 @@ def sigma_mu(model: BinnedModel, pars: torch.Tensor | None = None) -> torch.Tens
         FitError: if the Fisher information is not positive definite.
 
     Example:
-        >>> from analysis.relax.workspace import Channel, Sample
+        >>> from analysis.relax.histfactory import Channel, Sample
         >>> s = Sample("s", torch.tensor([10.0], dtype=torch.float64), (Modifier.normfactor(),))
         >>> b = Sample("b", torch.tensor([100.0], dtype=torch.float64))
         >>> round(sigma_mu(BinnedModel((Channel("sr", (s, b)),))).item(), 4)  # sqrt(s + b) / s

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from analysis.errors import FitError, InputDataError
+from analysis.relax.histfactory import BinnedModel
 from analysis.relax.likelihood import nll, nominal_parameters
-from analysis.relax.workspace import BinnedModel
 
 __all__ = [
     "profile_fit",
@@ -81,7 +81,7 @@ def profile_fit(model: BinnedModel, data: torch.Tensor,
             (max ``|dNLL/du|`` above ``1e-9`` times the summed data, at least ``1e-9``).
 
     Example:
-        >>> from analysis.relax.workspace import Channel, Modifier, Sample
+        >>> from analysis.relax.histfactory import Channel, Modifier, Sample
         >>> s = Sample("s", torch.tensor([10.0], dtype=torch.float64), (Modifier.normfactor(),))
         >>> b = Sample("b", torch.tensor([50.0], dtype=torch.float64))
         >>> m = BinnedModel((Channel("sr", (s, b)),))
@@ -246,7 +246,7 @@ def discovery_significance(model: BinnedModel, data: torch.Tensor) -> torch.Tens
         FitError: if a fit does not converge.
 
     Example:
-        >>> from analysis.relax.workspace import Channel, Modifier, Sample
+        >>> from analysis.relax.histfactory import Channel, Modifier, Sample
         >>> from analysis.relax.likelihood import asimov_data
         >>> s = Sample("s", torch.tensor([10.0], dtype=torch.float64), (Modifier.normfactor(),))
         >>> b = Sample("b", torch.tensor([50.0], dtype=torch.float64))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from analysis.relax.workspace import BinnedModel, Channel, Modifier, Sample
+from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
 
 __all__ = ["uncorrelated_background"]
 

@@ -35,6 +35,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from analysis.errors import InputDataError, ResourceError
+from analysis.training.models import seeded_build
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,7 @@ def train_single_process(make_model: ModelFactory, x: torch.Tensor, labels: torc
     Returns:
         The final state dict (CPU tensors).
     """
-    torch.manual_seed(seed)
-    model = make_model()
+    model = seeded_build(make_model, torch.Generator().manual_seed(seed))
     _sgd_steps(model, x, labels, steps, lr)
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -107,8 +107,8 @@ def _worker(rank: int, world_size: int, init_file: str, backend: str, make_model
                             world_size=world_size)
     try:
         device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
-        torch.manual_seed(seed)  # DDP also broadcasts rank 0's parameters at construction
-        model = make_model().to(device)
+        # the same seed on every rank; DDP also broadcasts rank 0's parameters at construction
+        model = seeded_build(make_model, torch.Generator().manual_seed(seed)).to(device)
         ids = [rank] if device.type == "cuda" else None
         replica = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         part = shard_slice(len(labels), rank, world_size)
@@ -202,6 +202,7 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
     the progress."""
     from tqdm import tqdm
 
+    from analysis.training.loop import DataParallel
     from analysis.training.network import train_network
 
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
@@ -230,7 +231,8 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
                 bar.update(done - bar.n)
 
         result = train_network(tables, config, fold, model_kind, strategy, device=device,
-                               progress=progress, wrap=wrap)
+                               progress=progress,
+                               data_parallel=DataParallel(wrap))
         if bar is not None:
             bar.close()
         result.data_parallel_processes = dist.get_world_size()

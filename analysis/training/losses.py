@@ -7,7 +7,7 @@
   in the input space", Comput. Softw. Big Sci. 4 (2020) 5, arXiv:1907.11674, Sec. 2:
   ``L = L_CE + lambda * L_syst`` with
   ``L_syst = sum_variations sum_bins ((N_k,shifted - N_k,nominal) / N_k,nominal)^2``.
-- :func:`binned_model_from_scores` builds a :class:`~analysis.relax.workspace.BinnedModel` from the
+- :func:`binned_model_from_scores` builds a :class:`~analysis.relax.histfactory.BinnedModel` from the
   histograms of the NN output per sample (signal with the POI normfactor, histosys from shifted
   samples, normsys, optional staterror), and :func:`inference_loss` returns its expected
   ``sigma_mu`` on Asimov data, the objective of Wunsch, Jörger, Wolf, Quast, "Optimal statistical
@@ -28,9 +28,13 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.relax.histograms import hard_histogram, soft_histogram, straight_through_histogram
+from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
+from analysis.relax.histograms import (
+    hard_histogram,
+    soft_histogram,
+    straight_through_histogram,
+)
 from analysis.relax.likelihood import covariance
-from analysis.relax.workspace import BinnedModel, Channel, Modifier, Sample
 
 __all__ = [
     "HISTOGRAM_MODES",
@@ -258,7 +262,7 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
         poi: name of the signal-strength normfactor.
 
     Returns:
-        The :class:`~analysis.relax.workspace.BinnedModel`, differentiable in the scores for the
+        The :class:`~analysis.relax.histfactory.BinnedModel`, differentiable in the scores for the
         soft and straight-through histograms.
 
     Raises:

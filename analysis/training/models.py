@@ -31,6 +31,7 @@ from analysis.errors import ConfigError, InputDataError
 
 __all__ = [
     "NODE_FEATURES",
+    "seeded_build",
     "EventDNN",
     "EventGNN",
     "MatchedSizes",
@@ -50,6 +51,31 @@ _MIN_MASS2 = 1e-12  # GeV^2: keeps sqrt differentiable for massless collinear pa
 _MAX_WIDTH = 1 << 14  # search limit of the sizing helpers
 _JET_COLUMNS = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask")
 _EVENT_COLUMNS = ("lepton_pt", "lepton_eta", "lepton_phi", "met_pt", "met_phi")
+
+
+def seeded_build(build: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
+    """``build()`` with its random initialisation seeded by ``generator``.
+
+    torch's layers draw their initial values from the global generator and take no generator of
+    their own, so the module is built on a fork of the global CPU generator seeded with
+    ``generator.initial_seed()``; the caller's global random state is the same afterwards.
+
+    Args:
+        build: makes the untrained module (e.g. ``lambda: sized_dnn(10, 3, 5000)``).
+        generator: carries the seed (its initial seed; its state is not advanced).
+
+    Returns:
+        The module ``build`` returns.
+
+    Example:
+        >>> a = seeded_build(lambda: nn.Linear(2, 1), torch.Generator().manual_seed(3))
+        >>> b = seeded_build(lambda: nn.Linear(2, 1), torch.Generator().manual_seed(3))
+        >>> bool(torch.equal(a.weight, b.weight))
+        True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator.initial_seed())
+        return build()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -19,18 +19,28 @@ import awkward as ak
 import numpy as np
 import torch
 
-from analysis.config import AnalysisConfig
+from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.io import atomic_path
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.selection.learn import class_normsys, hard_cut_mask, initial_cuts
+from analysis.training.loop import (
+    STRATEGIES,
+    YIELD_AWARE,
+    DataParallel,
+    EarlyStopping,
+    JointCuts,
+    LossSettings,
+    Stage,
+    train,
+)
 from analysis.training.models import (
     NODE_FEATURES,
     count_parameters,
+    seeded_build,
     sized_dnn,
     sized_gnn,
 )
-from analysis.training.selection import class_normsys
 from analysis.training.skim_samples import (
     CLASSES,
     GraphAsVector,
@@ -39,8 +49,9 @@ from analysis.training.skim_samples import (
     training_samples,
 )
 
-__all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "network_variants", "export_onnx", "load_network", "save_checkpoint",
-           "score_tables", "train_network"]
+__all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "export_onnx", "load_network",
+           "network_variants", "save_checkpoint", "score_tables", "train_network",
+           "training_stages"]
 
 SIGNAL_CLASS = CLASSES[0]
 log = logging.getLogger(__name__)
@@ -130,62 +141,86 @@ class _ScaledCuts(torch.nn.Module):
         return self.cuts.weights_at(x, self.thresholds())
 
 
-def _joint_cuts(config: AnalysisConfig, samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+def _joint_cuts(settings: LearnedCutsSettings,
+                samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
                 features: Sequence[str]) -> _ScaledCuts:
     """The config's cuts as learnable cuts on the DNN inputs, started at the loose quantile."""
-    settings = config.cuts
-    assert settings is not None  # checked by the config
-    cuts = LearnableCuts([c.feature for c in settings.cuts], [c.direction for c in settings.cuts],
-                         columns=list(features), slope=settings.slope_start)
     x_all = torch.as_tensor(np.concatenate([x for x, _ in samples.values()]))
     w_all = torch.as_tensor(np.concatenate([w for _, w in samples.values()]))
-    q = settings.initial_quantile
-    cuts.init_from_quantiles(x_all, w_all.abs(), quantile=[
-        q if c.direction == ">" else 1 - q for c in settings.cuts])
-    return _ScaledCuts(cuts)
+    return _ScaledCuts(initial_cuts(settings, features, x_all, w_all))
+
+
+def training_stages(training: Training, strategy: str,
+                    joint_cuts: JointCuts | None = None) -> list[Stage]:
+    """The stages of a pipeline network: a CE warm-up, then the strategy's loss.
+
+    Args:
+        training: the config's ``training`` section (steps and learning rates).
+        strategy: one of :data:`~analysis.training.loop.STRATEGIES`; ``"ce"`` is the warm-up
+            alone.
+        joint_cuts: cuts trained with the network in the second stage, named
+            ``"<strategy>+cuts"``.
+
+    Returns:
+        ``[Stage("ce", ce_steps, learning_rate)]`` and, unless ``strategy`` is ``"ce"``,
+        ``Stage(strategy, strategy_steps, strategy_learning_rate)``.
+
+    Example:
+        >>> from analysis.config import Training
+        >>> [(s.label, s.steps) for s in training_stages(Training(), "inference")]
+        [('ce', 200), ('inference', 100)]
+    """
+    stages = [Stage("ce", training.ce_steps, training.learning_rate)]
+    if strategy != "ce":
+        name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint_cuts is not None else strategy
+        stages.append(Stage(strategy, training.strategy_steps, training.strategy_learning_rate,
+                            joint_cuts=joint_cuts, name=name))
+    return stages
 
 
 def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: AnalysisConfig,
                   fold: int, model_kind: str, strategy: str,
                   device: str | torch.device | None = None,
                   progress: Callable[[int], None] | None = None,
-                  wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None
-                  ) -> TrainingResult:
+                  data_parallel: DataParallel | None = None) -> TrainingResult:
     """Train one network on the training folds of the skims.
 
     The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
     and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
-    uncertainties as normsys (:func:`~analysis.training.selection.class_normsys`).
+    uncertainties as normsys (:func:`~analysis.selection.learn.class_normsys`). The stages are
+    :func:`training_stages`; early stopping watches a fifth of the training folds.
 
     Args:
         tables: dataset -> shift -> skim table or its Parquet path.
-        config: the analysis (features, processes, ``training`` settings).
+        config: the analysis (features, processes, ``training`` settings, ``cuts`` for joint
+            cuts).
         fold: the held-out fold, not used here.
         model_kind: ``"dnn"`` or ``"gnn"``.
-        strategy: one of :data:`~analysis.training.fit.STRATEGIES`.
+        strategy: one of :data:`~analysis.training.loop.STRATEGIES`, or
+            ``"<strategy>+cuts"`` for cuts trained jointly (:data:`JOINT_CUTS_SUFFIX`).
         device: where to train; default CUDA if available, else the CPU (the same code).
         progress: called with the number of optimiser steps done (of ``ce_steps`` plus
             ``strategy_steps`` unless the strategy is ``"ce"``).
-        wrap: what the optimiser loop calls instead of the network, e.g. the data-parallel
-            :class:`~analysis.training.distributed.RowShardedModule` around it; the returned
-            model is the network itself.
+        data_parallel: the :class:`~analysis.training.loop.DataParallel` hook when this process
+            is one rank of a data-parallel group; the returned model is the network itself.
 
     Returns:
         The trained network (eval mode, float32, on the CPU) and its description.
 
     Raises:
-        ConfigError: unknown model kind or strategy. InputDataError: missing skim columns or an
-            empty class. FitError: a singular likelihood during inference-aware training.
+        ConfigError: unknown model kind or strategy, or joint cuts without a ``cuts:`` section.
+        InputDataError: missing skim columns or an empty class. FitError: a singular likelihood
+        during inference-aware training.
     """
     settings = config.training
     joint = strategy.endswith(JOINT_CUTS_SUFFIX)
-    strategy = strategy.removesuffix(JOINT_CUTS_SUFFIX)
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy {strategy!r}: must be one of {STRATEGIES}")
-    if joint and (model_kind != "dnn" or strategy not in ("inference", "significance")
-                  or config.cuts is None):
-        raise ConfigError(f"joint cuts: only the DNN with 'inference' or 'significance' and a "
-                          f"'cuts:' section, not {model_kind}/{strategy}")
+    loss = strategy.removesuffix(JOINT_CUTS_SUFFIX)
+    where = f"{config.source or config.name}: training"
+    if loss not in STRATEGIES:
+        raise ConfigError(f"{where}: strategy {loss!r}: must be one of {STRATEGIES}")
+    if joint and (model_kind != "dnn" or loss not in YIELD_AWARE or config.cuts is None):
+        raise ConfigError(f"{where}.joint_cuts: only the DNN with {YIELD_AWARE} and a 'cuts:' "
+                          f"section, not {model_kind}/{loss}")
     features = tuple(config.features.event)
     read = _read(tables)
     # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
@@ -196,12 +231,15 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         validation, validation_nuisances = training_samples(
             read, config, features, fold, settings.n_folds, model_kind, train=True,
             part="validation", rescale=True)
+        stopping: EarlyStopping | None = EarlyStopping(
+            validation, validation_nuisances, settings.patience, settings.validate_every)
     except EmptySelectionError as err:  # tiny samples: a class missing from the slice
         log.warning("train_network: no early stopping (%s)", err)
-        validation, validation_nuisances = None, None
+        stopping = None
     n_inputs = next(iter(samples.values()))[0].shape[1]
-    torch.manual_seed(settings.seed + 1000 * fold)  # the same initialisation for every strategy
-    model = build_network(model_kind, n_inputs, settings.target_parameters)
+    # the same initialisation for every strategy of a fold
+    model = build_network(model_kind, n_inputs, settings.target_parameters,
+                          torch.Generator().manual_seed(settings.seed + 1000 * fold))
     if model_kind == "dnn":
         x_all = np.concatenate([x for x, _ in samples.values()])
         model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),  # type: ignore[operator]
@@ -209,64 +247,39 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     device = torch.device(device if device is not None else
                           "cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
-    trainable = wrap(model) if wrap is not None else model
-    result = TrainingResult(model, model_kind, f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else
-                            strategy, fold, n_inputs, count_parameters(model),
+    cuts, cut_settings = None, config.cuts if joint else None
+    if cut_settings is not None:
+        cuts = JointCuts(_joint_cuts(cut_settings, samples, features).to(device),
+                         slope_schedule(cut_settings.slope_start, cut_settings.slope_end,
+                                        settings.strategy_steps).tolist(),
+                         cut_settings.learning_rate)
+    stages = training_stages(settings, loss, cuts)
+    normsys = class_normsys(read, config) if loss in YIELD_AWARE else None
+    histories = train(model, samples, stages, nuisances,
+                      loss=LossSettings(SIGNAL_CLASS, np.linspace(0.0, 1.0, settings.n_bins + 1)
+                                        .tolist(), settings.bandwidth, settings.penalty_weight,
+                                        staterror=True),
+                      normsys=normsys, generator=torch.Generator().manual_seed(settings.seed),
+                      early_stopping=stopping, data_parallel=data_parallel, progress=progress)
+    result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
+                            count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()})
-    generator = torch.Generator().manual_seed(settings.seed)
-    stopping = {"patience": settings.patience, "validate_every": settings.validate_every}
-    _, history = train_classifier(trainable, samples, "ce", signal=SIGNAL_CLASS,
-                                  steps=settings.ce_steps, lr=settings.learning_rate,
-                                  generator=generator, validation=validation,
-                                  validation_nuisances=validation_nuisances, progress=progress,
-                                  **stopping)
-    result.stages.append(("ce", history.loss))
-    result.best_steps["ce"] = history.best_step
-    result.validation_losses["ce"] = history.validation_loss
-    result.seconds["ce"] = history.seconds
-    if strategy != "ce":
-        edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
-        normsys = class_normsys(read, config) if strategy in ("inference", "significance") else None
-        offset = settings.ce_steps
-
-        def stage_progress(done: int) -> None:
-            if progress is not None:
-                progress(offset + done)
-
-        selection, slopes = None, None
-        if joint:
-            assert config.cuts is not None
-            selection = _joint_cuts(config, samples, features).to(device)
-            slopes = slope_schedule(config.cuts.slope_start, config.cuts.slope_end,
-                                    settings.strategy_steps).tolist()
-        _, history = train_classifier(trainable, samples, strategy, nuisances,
-                                      signal=SIGNAL_CLASS,
-                                      edges=edges, bandwidth=settings.bandwidth,
-                                      penalty_weight=settings.penalty_weight, normsys=normsys,
-                                      staterror=True,
-                                      steps=settings.strategy_steps,
-                                      lr=settings.strategy_learning_rate,
-                                      generator=generator, validation=validation,
-                                      validation_nuisances=validation_nuisances,
-                                      progress=stage_progress, selection=selection,
-                                      selection_slopes=slopes,
-                                      selection_lr=config.cuts.learning_rate if joint else None,
-                                      **stopping)
-        name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint else strategy
-        result.stages.append((name, history.loss))
-        result.best_steps[name] = history.best_step
-        result.validation_losses[name] = history.validation_loss
-        result.seconds[name] = history.seconds
-        if selection is not None:
-            result.joint_cuts = {"features": list(selection.cuts.feature_names),
-                                 "directions": list(selection.cuts.directions),
-                                 "thresholds": selection.thresholds().detach().cpu().tolist()}
-    result.model = model.cpu()
+    for history in histories:
+        result.stages.append((history.strategy, history.loss))
+        result.best_steps[history.strategy] = history.best_step
+        result.validation_losses[history.strategy] = history.validation_loss
+        result.seconds[history.strategy] = history.seconds
+    if cuts is not None:
+        scaled = cuts.module
+        result.joint_cuts = {"features": list(scaled.cuts.feature_names),
+                             "directions": list(scaled.cuts.directions),
+                             "thresholds": scaled.thresholds().detach().cpu().tolist()}
     return result
 
 
-def build_network(model_kind: str, n_inputs: int, target_parameters: int) -> torch.nn.Module:
+def build_network(model_kind: str, n_inputs: int, target_parameters: int,
+                  generator: torch.Generator | None = None) -> torch.nn.Module:
     """The untrained network of :func:`train_network` (random initialisation).
 
     Args:
@@ -274,6 +287,8 @@ def build_network(model_kind: str, n_inputs: int, target_parameters: int) -> tor
             :func:`~analysis.training.skim_samples.graph_vector` rows of width ``n_inputs``).
         n_inputs: width of the input rows.
         target_parameters: trainable parameters to size it to (arXiv:2402.17386).
+        generator: seeds the initialisation (:func:`~analysis.training.models.seeded_build`);
+            None: seed 0. The caller's global random state is left as it was.
 
     Returns:
         ``(n_events, n_inputs) -> (n_events, len(CLASSES))`` logits, float32.
@@ -281,10 +296,12 @@ def build_network(model_kind: str, n_inputs: int, target_parameters: int) -> tor
     Raises:
         ConfigError: unknown ``model_kind``.
     """
+    seeds = generator if generator is not None else torch.Generator().manual_seed(0)
     if model_kind == "dnn":
-        return sized_dnn(n_inputs, len(CLASSES), target_parameters)
+        return seeded_build(lambda: sized_dnn(n_inputs, len(CLASSES), target_parameters), seeds)
     if model_kind == "gnn":
-        return GraphAsVector(sized_gnn(len(NODE_FEATURES), len(CLASSES), target_parameters))
+        return seeded_build(lambda: GraphAsVector(sized_gnn(len(NODE_FEATURES), len(CLASSES),
+                                                            target_parameters)), seeds)
     raise ConfigError(f"model {model_kind!r}: must be 'dnn' or 'gnn'")
 
 
@@ -331,11 +348,9 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
         for shift, table in shifts.items():
             keep = fold_mask(np.asarray(table["event"]), fold, config.training.n_folds)
             if joint_cuts is not None:
-                for feature, direction, threshold in zip(
-                        joint_cuts["features"], joint_cuts["directions"],
-                        joint_cuts["thresholds"], strict=True):
-                    values = np.asarray(table[feature], dtype=np.float64)
-                    keep &= values > threshold if direction == ">" else values < threshold
+                keep &= hard_cut_mask({f: table[f] for f in joint_cuts["features"]},
+                                      joint_cuts["features"], joint_cuts["directions"],
+                                      joint_cuts["thresholds"])
             x = model_inputs(table, config.features.event, model_kind,
                              f"dataset {dataset}, shift {shift}")[keep]
             with torch.no_grad():

@@ -3,8 +3,8 @@
 A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name; a nuisance
 (:class:`Nuisance`) is a pair of user functions that shift the inputs or reweight the events.
 :func:`prepare_samples` checks both and turns them into tensors of the model's dtype and device,
-with the up/down variations evaluated once; :mod:`analysis.training.fit` trains on them and
-:mod:`analysis.training.evaluate` evaluates on them.
+with the up/down variations evaluated once; :mod:`analysis.training.loop` trains on them and
+:mod:`analysis.training.metrics` evaluates on them.
 """
 
 from __future__ import annotations
@@ -186,7 +186,10 @@ def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> 
     out: list[Pair] = []
     for k, (direction, function) in enumerate((("up", nuisance.up), ("down", nuisance.down))):
         if nuisance.kind == "precomputed":
-            assert nuisance.varied is not None  # set by Nuisance.precomputed
+            if nuisance.varied is None or sample not in nuisance.varied:
+                raise ConfigError(f"nuisance {nuisance.name!r}: precomputed without varied "
+                                  f"samples for {sample!r} (build it with "
+                                  f"Nuisance.precomputed)")
             xv, wv = nuisance.varied[sample][k]
             pair = _as_tensors(f"{sample} ({nuisance.name} {direction})", xv, wv, x.dtype,
                                x.device)

@@ -5,7 +5,7 @@ The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nomin
 process's position in the config), the ``weight`` and its variations ``weight_<syst>_up/down``,
 the event features and the padded ``jet_*``, ``lepton_*`` and ``met_*`` columns.
 :func:`training_samples` turns them into the samples of
-:func:`~analysis.training.fit.train_classifier`: one per class of :data:`CLASSES` (ttH, tt+bb,
+:func:`~analysis.training.loop.train_classifier`: one per class of :data:`CLASSES` (ttH, tt+bb,
 tt+other), events split into folds by event number, and the JES, JER, b-tag, ISR and FSR
 variations as precomputed nuisances. A GNN is trained by the same function through
 :class:`GraphAsVector`, which reads the event graph from one flat input row per event.
@@ -118,7 +118,7 @@ class GraphAsVector(torch.nn.Module):
 
     ``forward(x)`` with ``x`` ``(n_events, n_nodes * n_node_features + n_nodes)`` returns the GNN
     logits of ``(nodes, mask > 0.5)``, so that
-    :func:`~analysis.training.fit.train_classifier` trains a GNN unchanged.
+    :func:`~analysis.training.loop.train_classifier` trains a GNN unchanged.
 
     Args:
         gnn: the wrapped model (no global features); its parameters are this module's.

@@ -28,7 +28,7 @@ from analysis.inference.workspace import (
     poi_bounds,
     validate_workspace,
 )
-from analysis.training.evaluate import weighted_auc
+from analysis.training.metrics import weighted_auc
 
 
 def _scores(rng: np.random.Generator, n_processes: int) -> dict:

@@ -12,15 +12,7 @@ import pytest
 import torch
 
 from analysis.errors import InputDataError
-from analysis.relax.likelihood import (
-    asimov_data,
-    covariance,
-    fisher_information,
-    nll,
-    nominal_parameters,
-    sigma_mu,
-)
-from analysis.relax.workspace import (
+from analysis.relax.histfactory import (
     MODIFIER_KINDS,
     BinnedModel,
     Channel,
@@ -29,6 +21,14 @@ from analysis.relax.workspace import (
     data_from_pyhf,
     parameters_from_pyhf,
     to_pyhf_workspace,
+)
+from analysis.relax.likelihood import (
+    asimov_data,
+    covariance,
+    fisher_information,
+    nll,
+    nominal_parameters,
+    sigma_mu,
 )
 
 N_WORKSPACES = 20

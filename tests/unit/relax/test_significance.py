@@ -12,8 +12,15 @@ import torch
 from scipy.stats import norm  # type: ignore[import-untyped]
 
 from analysis.errors import FitError, InputDataError
+from analysis.relax.histfactory import (
+    BinnedModel,
+    Channel,
+    Modifier,
+    Sample,
+    data_from_pyhf,
+    to_pyhf_workspace,
+)
 from analysis.relax.likelihood import asimov_data, nll, nominal_parameters
-from analysis.relax.simplemodels import uncorrelated_background
 from analysis.relax.significance import (
     discovery_significance,
     p0,
@@ -22,14 +29,7 @@ from analysis.relax.significance import (
     q0,
     q_mu,
 )
-from analysis.relax.workspace import (
-    BinnedModel,
-    Channel,
-    Modifier,
-    Sample,
-    data_from_pyhf,
-    to_pyhf_workspace,
-)
+from analysis.relax.simplemodels import uncorrelated_background
 
 Z0_RTOL = 0.01
 GRAD_RTOL = 1e-4

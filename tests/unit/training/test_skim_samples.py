@@ -170,12 +170,13 @@ def test_missing_shift(tables: dict, tiny_config: AnalysisConfig) -> None:
 @pytest.mark.parametrize("kind", ["dnn", "gnn"])
 def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisConfig,
                                           kind: str) -> None:
-    from analysis.training.fit import train_classifier
+    from analysis.training.loop import LossSettings, train_classifier
     from analysis.training.models import EventDNN
 
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 0, model_kind=kind)
     torch.manual_seed(0)
     model = (EventDNN(len(FEATURES), (8,), len(CLASSES)) if kind == "dnn"
              else GraphAsVector(EventGNN(len(NODE_FEATURES), 8, 1, len(CLASSES))))
-    _, history = train_classifier(model, samples, "penalty", nuisances, signal="tth", steps=2)
+    _, history = train_classifier(model, samples, "penalty", nuisances, steps=2,
+                                  loss=LossSettings(signal="tth"))
     assert len(history.loss) == 2 and all(np.isfinite(history.loss))

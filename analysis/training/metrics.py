@@ -1,10 +1,10 @@
-"""Evaluation helper: hard-binned ``sigma_mu`` and HistFactory model of a trained classifier.
+"""Figures of merit of a trained classifier: hard-binned ``sigma_mu``, its HistFactory model, AUC.
 
 :func:`evaluate_sigma_mu` reports ``sigma_mu`` of the signal score of a classifier trained by
-:func:`~analysis.training.fit.train_classifier` (or any classifier of the same form) with
+:func:`~analysis.training.loop.train_classifier` (or any classifier of the same form) with
 **hard** bins, stat only and with the systematics; :func:`binned_model_from_classifier` gives
 that binned model itself (e.g. for a pyhf workspace) and :func:`classifier_scores` the score.
-Samples and nuisances are given as for training (:mod:`analysis.training.fit`).
+Samples and nuisances are given as for training (:mod:`analysis.training.loop`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from analysis.errors import InputDataError
+from analysis.relax.histfactory import BinnedModel
 from analysis.relax.likelihood import sigma_mu
-from analysis.relax.workspace import BinnedModel
 from analysis.training.losses import binned_model_from_scores
 from analysis.training.samples import (
     ArrayLike,
@@ -95,7 +95,7 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
                                  nuisances: Sequence[Nuisance], edges: Edges, *,
                                  signal: str = "signal", normsys: NormSys | None = None,
                                  with_systematics: bool = True) -> BinnedModel:
-    """Float64 :class:`~analysis.relax.workspace.BinnedModel` of the signal score, hard bins.
+    """Float64 :class:`~analysis.relax.histfactory.BinnedModel` of the signal score, hard bins.
 
     Built by :func:`~analysis.training.losses.binned_model_from_scores` with
     ``histogram="hard"`` and ``flow="clip"``: one channel ``"nn"``, the signal with the POI
@@ -105,8 +105,8 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
 
     Args:
         model: the trained classifier.
-        samples: as :func:`~analysis.training.fit.train_classifier`.
-        nuisances: as :func:`~analysis.training.fit.train_classifier`.
+        samples: as :func:`~analysis.training.loop.train_classifier`.
+        nuisances: as :func:`~analysis.training.loop.train_classifier`.
         edges: ``(n_bins + 1,)`` strictly increasing score bin edges.
         signal: name of the signal sample.
         normsys: systematic -> sample -> ``(hi, lo)``.
@@ -117,7 +117,7 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
         out: they carry no information at ``mu = 1``.
 
     Raises:
-        ConfigError, InputDataError: as :func:`~analysis.training.fit.train_classifier`;
+        ConfigError, InputDataError: as :func:`~analysis.training.loop.train_classifier`;
             InputDataError also if no bin has events.
     """
     nuisances = nuisances if with_systematics else ()
@@ -184,8 +184,8 @@ def evaluate_sigma_mu(model: torch.nn.Module, samples: Samples, nuisances: Seque
 
     Args:
         model: the trained classifier.
-        samples: as :func:`~analysis.training.fit.train_classifier`.
-        nuisances: as :func:`~analysis.training.fit.train_classifier`.
+        samples: as :func:`~analysis.training.loop.train_classifier`.
+        nuisances: as :func:`~analysis.training.loop.train_classifier`.
         edges: ``(n_bins + 1,)`` strictly increasing score bin edges (the analysis binning).
         signal: name of the signal sample.
         normsys: systematic -> sample -> ``(hi, lo)``.

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
-from analysis.training.selection import (
+from analysis.selection.learn import (
     LearnedSelection,
     SelectionSamples,
     class_normsys,

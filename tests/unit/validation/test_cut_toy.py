@@ -1,6 +1,6 @@
 """Watts' cut toy (EPJ Web Conf. 295, 09011): learned hard cuts reach >= 98 % of a grid scan.
 
-Uses ``analysis.relax.cut_toy`` (which the benchmark prints) at full size, 10k events per class,
+Uses ``analysis.validation.cut_toy`` (which the benchmark prints) at full size, 10k events per class,
 one fixed seed. Timings live in the benchmark, not here.
 """
 
@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from analysis.errors import InputDataError
-from analysis.relax.cut_objectives import asimov_significance, s_over_sqrt_b, selected_yield
+from analysis.selection.objectives import (
+    asimov_significance,
+    s_over_sqrt_b,
+    selected_yield,
+)
 
 SEED = 20230508
 N_EVENTS = 10_000
@@ -22,7 +26,7 @@ MIN_RATIO = 0.98  # the issue's criterion
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    from analysis.relax import cut_toy
+    from analysis.validation import cut_toy
 
     return cut_toy
 

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.evaluate import evaluate_sigma_mu
-from analysis.training.fit import train_classifier
+from analysis.training.loop import LossSettings, train_classifier
+from analysis.training.metrics import evaluate_sigma_mu
+from analysis.training.models import seeded_build
 from analysis.training.samples import Nuisance
 
 __all__ = [
@@ -309,10 +310,9 @@ class Evaluation:
 
 def make_network(seed: int, n_hidden: int = 100) -> torch.nn.Module:
     """2-``n_hidden``-1 ReLU network, one logit per event, initialised from ``seed``."""
-    with torch.random.fork_rng():  # torch.nn draws from the global generator; restored after
-        torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(2, n_hidden), torch.nn.ReLU(),
-                                   torch.nn.Linear(n_hidden, 1))
+    return seeded_build(lambda: torch.nn.Sequential(torch.nn.Linear(2, n_hidden), torch.nn.ReLU(),
+                                                    torch.nn.Linear(n_hidden, 1)),
+                        torch.Generator().manual_seed(seed))
 
 
 def _evaluate(net: torch.nn.Module, x: dict[str, torch.Tensor], w: dict[str, torch.Tensor],
@@ -336,11 +336,11 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
         ) -> dict[str, Evaluation]:
     """Train CE and ``sigma_mu`` networks on the toy and evaluate them (arXiv:2003.07186, Sec. 4).
 
-    :func:`~analysis.training.fit.train_classifier` with ``"ce"`` (full-batch Adam, classes
+    :func:`~analysis.training.loop.train_classifier` with ``"ce"`` (full-batch Adam, classes
     balanced), then, from copies of that network, with ``"inference"`` on the soft histogram of
     ``n_bins`` equal bins of the output in ``[0, 1]``, with the background shift as a
-    :meth:`~analysis.training.fit.Nuisance.shift` (and, if ``train_stat_only``, without it).
-    Each network is evaluated by :func:`~analysis.training.evaluate.evaluate_sigma_mu` on an
+    :meth:`~analysis.training.loop.Nuisance.shift` (and, if ``train_stat_only``, without it).
+    Each network is evaluated by :func:`~analysis.training.metrics.evaluate_sigma_mu` on an
     independent test sample; the precision is the spread over ``n_splits`` disjoint test
     sub-samples (weights scaled by ``n_splits``) divided by ``sqrt(n_splits)``.
 
@@ -366,7 +366,7 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
         ``train_stat_only``), "sigma_mu, with syst."}`` -> :class:`Evaluation`.
 
     Raises:
-        ConfigError, InputDataError: as :func:`~analysis.training.fit.train_classifier`.
+        ConfigError, InputDataError: as :func:`~analysis.training.loop.train_classifier`.
         FitError: if a Fisher information is singular.
     """
     train = generate_toy(toy, n_train, torch.Generator().manual_seed(seed))
@@ -382,12 +382,12 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
     nets = {"cross entropy": ce}
     if penalty_weight is not None:
         nets["CE + penalty"], _ = train_classifier(
-            copy.deepcopy(ce), samples, "penalty", [shift], edges=edges, bandwidth=bandwidth,
-            penalty_weight=penalty_weight, steps=sigma_mu_steps, lr=sigma_mu_lr)
+            copy.deepcopy(ce), samples, "penalty", [shift], steps=sigma_mu_steps, lr=sigma_mu_lr,
+            loss=LossSettings(edges=edges, bandwidth=bandwidth, penalty_weight=penalty_weight))
     for name, nuisances in (("sigma_mu, stat. only", []), ("sigma_mu, with syst.", [shift])):
         if nuisances or train_stat_only:
             nets[name], _ = train_classifier(copy.deepcopy(ce), samples, "inference", nuisances,
-                                             edges=edges, bandwidth=bandwidth,
-                                             steps=sigma_mu_steps, lr=sigma_mu_lr)
+                                             steps=sigma_mu_steps, lr=sigma_mu_lr,
+                                             loss=LossSettings(edges=edges, bandwidth=bandwidth))
     return {name: _evaluate(net, test, w_test, shift, edges, n_splits)
             for name, net in nets.items()}

@@ -9,7 +9,7 @@ unweighted counts that code uses.
 
 Cuts: ``lo_0 < x_0 < hi_0`` and ``lo_1 < x_1 < hi_1`` (:class:`LearnableCuts`, sigmoid), learned
 with Adam for S/sqrt(B) and for the Asimov significance with a 10 % background uncertainty
-(:mod:`analysis.relax.cut_objectives`), from quantile initialisations (a few restarts), with the
+(:mod:`analysis.selection.objectives`), from quantile initialisations (a few restarts), with the
 slope annealed geometrically from soft to hard. Both objectives floor the background at
 ``MIN_BACKGROUND`` expected events (the tiny-``b`` divergence of a finite sample); the grid uses
 the same objective functions, so the same floor.
@@ -33,8 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.relax.cut_objectives import asimov_significance, s_over_sqrt_b, selected_yield
 from analysis.relax.cuts import LearnableCuts, slope_schedule
+from analysis.selection.objectives import (
+    asimov_significance,
+    s_over_sqrt_b,
+    selected_yield,
+)
 
 __all__ = [
     "BACKGROUND_COV",

@@ -1,4 +1,4 @@
-"""Tests of analysis.training.fit and .evaluate: the strategies, hard-bin sigma_mu, errors."""
+"""Tests of analysis.training.loop and .metrics: stages, strategies, hard-bin sigma_mu, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.evaluate import binned_model_from_classifier, evaluate_sigma_mu
-from analysis.training.fit import STRATEGIES, train_classifier
+from analysis.training.loop import (
+    STRATEGIES,
+    EarlyStopping,
+    JointCuts,
+    LossSettings,
+    Stage,
+    train,
+    train_classifier,
+)
+from analysis.training.metrics import binned_model_from_classifier, evaluate_sigma_mu
 from analysis.training.samples import Nuisance
 
 N_EVENTS = 120
@@ -34,14 +42,15 @@ def _nuisances() -> list[Nuisance]:
 
 
 def _model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    with torch.random.fork_rng(devices=[]):  # the tests leave the global generator alone
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_each_strategy_reduces_its_own_loss(strategy: str) -> None:
     _, history = train_classifier(_model(), _samples(), strategy, _nuisances(), steps=STEPS,
-                                  lr=0.05, penalty_weight=2.0)
+                                  lr=0.05, loss=LossSettings(penalty_weight=2.0))
     assert history.strategy == strategy and len(history.loss) == STEPS
     assert all(math.isfinite(v) for v in history.loss)
     assert history.loss[-1] < history.loss[0]
@@ -82,7 +91,7 @@ def test_shift_and_weight_nuisances_enter_as_histosys() -> None:
 
 
 def test_invalid_strategy_raises_config_error() -> None:
-    with pytest.raises(ConfigError, match="strategy = 'mse'"):
+    with pytest.raises(ConfigError, match="Stage 'mse': loss = 'mse'"):
         train_classifier(_model(), _samples(), "mse")
 
 
@@ -153,20 +162,19 @@ def test_precomputed_variation_with_other_events_trains() -> None:
 def test_early_stopping_keeps_the_best_validation_model(strategy: str) -> None:
     samples, validation = _samples(3), _samples(4)
     model, history = train_classifier(_model(), samples, strategy, _nuisances(), steps=60,
-                                      lr=0.2, validation=validation, patience=2,
-                                      validate_every=5)
+                                      lr=0.2, early_stopping=EarlyStopping(
+                                          validation, patience=2, validate_every=5))
     steps, values = zip(*history.validation_loss)
     assert history.best_step == steps[int(np.argmin(values))]
     assert len(history.loss) == steps[-1]  # stopped at an evaluation (or ran to the end)
     if len(history.loss) < 60:  # stopped early: the last `patience` evaluations were worse
         assert all(v >= min(values) for v in values[-2:])
-    from analysis.training.fit import _validation_loss
+    from analysis.training.loop import _validation_loss
     from analysis.training.samples import prepare_samples
 
     used = _nuisances() if strategy != "ce" else []
     check = prepare_samples(model, validation, used, "signal", None)
-    kept = _validation_loss(model, check, strategy, (0.0, 0.25, 0.5, 0.75, 1.0), 0.1, 1.0, None,
-                            "signal")
+    kept = _validation_loss(model, check, strategy, LossSettings(), None)
     assert kept == pytest.approx(min(values), rel=1e-6)  # the best model is the one returned
 
 
@@ -182,28 +190,81 @@ def test_cuts_trained_jointly_in_front_of_the_network() -> None:
     start = cuts.thresholds.detach().clone()
     slopes = slope_schedule(1.0, 20.0, STEPS).tolist()
     with pytest.raises(ConfigError, match="yield-blind"):
-        train_classifier(_model(), samples, "penalty", _nuisances(), selection=cuts)
-    with pytest.raises(ConfigError, match="selection_slopes"):
-        train_classifier(_model(), samples, "inference", _nuisances(), selection=cuts,
-                         steps=STEPS, selection_slopes=slopes[:-1])
+        train_classifier(_model(), samples, "penalty", _nuisances(), joint_cuts=JointCuts(cuts))
+    with pytest.raises(ConfigError, match="joint_cuts.slopes has 14 values for 15 steps"):
+        train_classifier(_model(), samples, "inference", _nuisances(), steps=STEPS,
+                         joint_cuts=JointCuts(cuts, slopes[:-1]))
     _, history = train_classifier(_model(), samples, "inference", _nuisances(), steps=STEPS,
-                                  lr=0.05, selection=cuts, selection_slopes=slopes,
-                                  selection_lr=0.1)
+                                  lr=0.05, joint_cuts=JointCuts(cuts, slopes, 0.1))
     assert cuts.slope == pytest.approx(20.0)
     assert not torch.allclose(cuts.thresholds.detach(), start)
     assert history.loss[-1] < history.loss[0]
+
+
+def test_stages_run_in_order_on_one_model_and_one_generator() -> None:
+    """Two stages equal two one-stage trainings one after the other with the same generator;
+    progress counts the steps of all stages."""
+    stages = [Stage("ce", 6, 0.05), Stage("inference", 4, 0.01, batch_size=60, name="sigma")]
+    done: list[int] = []
+    model = _model()
+    histories = train(model, _samples(), stages, _nuisances(),
+                      generator=torch.Generator().manual_seed(5), progress=done.append)
+    assert [h.strategy for h in histories] == ["ce", "sigma"]
+    assert [len(h.loss) for h in histories] == [6, 4]
+    assert done == list(range(1, 11))
+    generator = torch.Generator().manual_seed(5)
+    by_hand = _model()
+    _, first = train_classifier(by_hand, _samples(), "ce", steps=6, lr=0.05, generator=generator)
+    _, second = train_classifier(by_hand, _samples(), "inference", _nuisances(), steps=4,
+                                 lr=0.01, batch_size=60, generator=generator)
+    assert histories[0].loss == first.loss and histories[1].loss == second.loss
+    for a, b in zip(model.state_dict().values(), by_hand.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_stage_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="stages is empty"):
+        train(_model(), _samples(), [])
+    with pytest.raises(ConfigError, match="Stage 'ce': steps = 0"):
+        train(_model(), _samples(), [Stage("ce", 0, 0.1)])
+    with pytest.raises(ConfigError, match="Stage 'ce': learning_rate = -1"):
+        train(_model(), _samples(), [Stage("ce", 1, -1.0)])
+    with pytest.raises(ConfigError, match="batch_size = 0"):
+        train(_model(), _samples(), [Stage("ce", 1, 0.1, batch_size=0)])
+    with pytest.raises(ConfigError, match="penalty_weight = -1"):
+        train(_model(), _samples(), [Stage("ce", 1, 0.1)], loss=LossSettings(penalty_weight=-1))
+    with pytest.raises(ConfigError, match="patience = 0"):
+        train(_model(), _samples(), [Stage("ce", 1, 0.1)],
+              early_stopping=EarlyStopping(_samples(4), patience=0))
+
+
+def _first_step(strategy: str, device: str) -> tuple[float, list[torch.Tensor]]:
+    """Loss and gradients of the first step, float64, all events (no batches, no rounding
+    drift from many steps)."""
+    from analysis.training.loop import _loss
+    from analysis.training.samples import prepare_samples
+
+    model = _model().double().to(device)
+    used = _nuisances() if strategy != "ce" else []
+    data = prepare_samples(model, _samples(), used, "signal", None)
+    index = {name: torch.arange(x.shape[0], device=x.device) for name, x in data.x.items()}
+    loss = _loss(model, data, strategy, index, dict.fromkeys(data.x, 1.0),
+                 LossSettings(penalty_weight=2.0), None)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return float(loss), [g.cpu() for g in grads]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_the_same_training_on_cuda_as_on_the_cpu(strategy: str) -> None:
-    """No code change between devices: the model's device decides, and the losses agree."""
-    losses = {}
-    for device in ("cpu", "cuda"):
-        model, history = train_classifier(_model().to(device), _samples(), strategy, _nuisances(),
-                                          steps=STEPS, lr=0.05, penalty_weight=2.0)
-        assert next(model.parameters()).device.type == device
-        losses[device] = history.loss
-    # float32 sums in another order: agreement to 1e-3 over the steps
-    assert losses["cuda"] == pytest.approx(losses["cpu"], rel=1e-3, abs=1e-5)
+    """No code change between devices: the model's device decides; in float64 the first step's
+    loss and gradients agree (a trajectory of float32 steps would not be deterministic)."""
+    model, history = train_classifier(_model().cuda(), _samples(), strategy, _nuisances(),
+                                      steps=2, lr=0.05, loss=LossSettings(penalty_weight=2.0))
+    assert next(model.parameters()).device.type == "cuda" and len(history.loss) == 2
+    cpu_loss, cpu_grads = _first_step(strategy, "cpu")
+    cuda_loss, cuda_grads = _first_step(strategy, "cuda")
+    assert cuda_loss == pytest.approx(cpu_loss, rel=1e-9)
+    for a, b in zip(cuda_grads, cpu_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)

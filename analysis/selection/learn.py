@@ -11,7 +11,7 @@ either
   and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``. The MC
   statistical uncertainty is left out: hard cuts empty bins, where it is undefined; or
 - ``"significance"``: the Asimov discovery significance of the selected yields with a relative
-  background uncertainty (Cowan's formula, :func:`~analysis.relax.cut_objectives.asimov_significance`).
+  background uncertainty (Cowan's formula, :func:`~analysis.selection.objectives.asimov_significance`).
 
 Both objectives see the yields, so a cut cannot drift without changing the loss (the failure
 mode of a yield-blind loss, :mod:`analysis.relax.cuts`); thresholds start at a loose quantile of
@@ -25,6 +25,7 @@ learned one with hard cuts, giving the data size kept, the signal efficiency and
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -37,11 +38,11 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import EmptySelectionError, FitError, InputDataError
-from analysis.relax.cut_objectives import asimov_significance, selected_yield
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.relax.likelihood import sigma_mu
-from analysis.training.evaluate import drop_empty_bins
+from analysis.selection.objectives import asimov_significance, selected_yield
 from analysis.training.losses import binned_model_from_scores
+from analysis.training.metrics import drop_empty_bins
 from analysis.training.skim_samples import CLASSES, class_of_process, training_samples
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "SelectionSamples",
     "TradeoffPoint",
     "class_normsys",
+    "hard_cut_mask",
+    "initial_cuts",
     "learn_selection",
     "selection_columns",
     "selection_mask",
@@ -234,7 +237,8 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     w = {c: _merge(train[c], held[c])[1] for c in CLASSES}
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]] = {}
     for a, b in zip(train_nuis, held_nuis, strict=True):
-        assert a.varied is not None and b.varied is not None  # precomputed nuisances
+        if a.varied is None or b.varied is None:  # training_samples makes precomputed ones
+            raise InputDataError(f"selection_samples: nuisance {a.name!r} is not precomputed")
         varied[a.name] = {c: (_merge(a.varied[c][0], b.varied[c][0]),
                               _merge(a.varied[c][1], b.varied[c][1])) for c in CLASSES}
     return SelectionSamples(columns, x, w, varied, class_normsys(tables, config))
@@ -308,16 +312,72 @@ def _new_cuts(settings: LearnedCutsSettings, columns: Sequence[str]) -> Learnabl
                          columns=list(columns), slope=settings.slope_start)
 
 
+def initial_cuts(settings: LearnedCutsSettings, columns: Sequence[str], x: torch.Tensor,
+                 weights: torch.Tensor) -> LearnableCuts:
+    """The config's cuts on ``columns``, started at the loose quantile of the events.
+
+    A ``">"`` cut starts at the ``initial_quantile`` of its feature under ``|weights|``, a ``"<"``
+    cut at ``1 - initial_quantile``, so every cut starts inside the data and gets a gradient;
+    the slope starts at ``slope_start`` (LearnCuts and the cuts trained with a network alike).
+
+    Args:
+        settings: the config's ``cuts`` section.
+        columns: names of the columns of ``x``.
+        x: ``(n_events, len(columns))`` features (any units; the cuts take their dtype).
+        weights: ``(n_events,)`` event weights.
+
+    Returns:
+        :class:`~analysis.relax.cuts.LearnableCuts` in the dtype of ``x``.
+
+    Raises:
+        InputDataError: a cut feature not among ``columns``, or a constant feature.
+    """
+    q = settings.initial_quantile
+    cuts = _new_cuts(settings, columns).to(x.dtype)
+    cuts.init_from_quantiles(x, weights.abs(),
+                             quantile=[q if c.direction == ">" else 1 - q for c in settings.cuts])
+    return cuts
+
+
+def hard_cut_mask(columns: Mapping[str, Any], features: Sequence[str],
+                  directions: Sequence[str], thresholds: Sequence[float]) -> np.ndarray:
+    """Hard cuts on a table: ``(n_events,)`` bool, ``True`` where every cut passes.
+
+    The one hard-cut rule of the project, :meth:`~analysis.relax.cuts.LearnableCuts.hard`:
+    ``value > threshold`` for ``">"``, ``value < threshold`` for ``"<"``, in float64; NaN fails.
+
+    Args:
+        columns: column name -> ``(n_events,)`` values (e.g. a skim table).
+        features, directions, thresholds: the cuts, one entry each (feature units).
+
+    Raises:
+        InputDataError: a cut feature missing from ``columns``, or no cut.
+
+    Example:
+        >>> hard_cut_mask({"ht": [100.0, 300.0, 500.0]}, ["ht", "ht"], [">", "<"], [200.0, 400.0])
+        array([False,  True, False])
+    """
+    if not features:
+        raise InputDataError("hard_cut_mask: no cut given")
+    names = list(dict.fromkeys(features))
+    try:
+        x = np.stack([np.asarray(columns[f], dtype=np.float64) for f in names], axis=1)
+    except (KeyError, ValueError) as err:
+        raise InputDataError(f"hard_cut_mask: no column {err} to cut on; have "
+                             f"{sorted(columns)[:20]}") from err
+    cuts = LearnableCuts(list(features), list(directions), columns=names).to(torch.float64)
+    with torch.no_grad():
+        cuts.thresholds.copy_(torch.tensor(list(thresholds), dtype=torch.float64))
+    return cuts.hard(torch.from_numpy(x)).numpy().astype(bool)
+
+
 def _hard_select(cuts: LearnableCuts, thresholds: Sequence[float]
                  ) -> Callable[[torch.Tensor], torch.Tensor]:
-    t = torch.as_tensor(list(thresholds), dtype=_DTYPE)
-    signs = cuts.signs.to(_DTYPE)
-    index = cuts.feature_index
-
-    def select(x: torch.Tensor) -> torch.Tensor:
-        return (signs * (x[:, index] - t) > 0).all(dim=1).to(x.dtype)
-
-    return select
+    """``x -> (n_events,)`` 0/1 of ``cuts`` at ``thresholds`` (:meth:`LearnableCuts.hard`)."""
+    fixed = copy.deepcopy(cuts).to(_DTYPE)
+    with torch.no_grad():
+        fixed.thresholds.copy_(torch.as_tensor(list(thresholds), dtype=_DTYPE))
+    return fixed.hard
 
 
 def learn_selection(samples: SelectionSamples, settings: LearnedCutsSettings,
@@ -341,12 +401,9 @@ def learn_selection(samples: SelectionSamples, settings: LearnedCutsSettings,
         EmptySelectionError: the initial cuts keep nothing. FitError: a singular likelihood.
     """
     columns = samples.columns
-    cuts = _new_cuts(settings, columns).to(_DTYPE)
     x_all = torch.cat(list(samples.x.values()))
     w_all = torch.cat(list(samples.w.values()))
-    q = settings.initial_quantile
-    cuts.init_from_quantiles(x_all, w_all.abs(),
-                             quantile=[q if c.direction == ">" else 1 - q for c in settings.cuts])
+    cuts = initial_cuts(settings, columns, x_all.to(_DTYPE), w_all)
     initial = cuts.thresholds.detach().clone()
     scales = cuts.scales.clone()
     values = x_all[:, cuts.feature_index]
@@ -443,19 +500,10 @@ def selection_mask(columns: Mapping[str, Any], selection: LearnedSelection) -> n
 
     Args:
         columns: column name -> ``(n_events,)`` values (e.g. a skim table).
-        selection: the cuts.
+        selection: the cuts (:func:`hard_cut_mask`).
 
     Raises:
         InputDataError: a cut feature missing from ``columns``.
     """
-    mask: np.ndarray | None = None
-    for feature, direction, threshold in zip(selection.features, selection.directions,
-                                             selection.thresholds, strict=True):
-        try:
-            values = np.asarray(columns[feature], dtype=np.float64)
-        except (KeyError, ValueError) as err:
-            raise InputDataError(f"selection_mask: no column {feature!r} to cut on") from err
-        passed = values > threshold if direction == ">" else values < threshold
-        mask = passed if mask is None else mask & passed
-    assert mask is not None  # a selection has at least one cut
-    return mask
+    return hard_cut_mask(columns, selection.features, selection.directions,
+                         selection.thresholds)

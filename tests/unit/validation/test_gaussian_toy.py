@@ -1,4 +1,4 @@
-"""Tests of analysis.training.toys and the reduced-size reproduction of arXiv:2003.07186's toy."""
+"""Tests of analysis.validation.gaussian_toy and the reduced-size reproduction of arXiv:2003.07186's toy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.toys import (
+from analysis.validation.gaussian_toy import (
     PAPER_TOY,
     GaussianToy,
     background_density,

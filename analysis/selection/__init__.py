@@ -1,0 +1,1 @@
+"""The learned skim (LearnCuts, ReduceEvents): cut objectives, learned thresholds, reduced tables."""
