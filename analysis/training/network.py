@@ -50,7 +50,7 @@ from analysis.training.skim_samples import (
 )
 
 __all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "export_onnx", "load_network",
-           "network_variants", "save_checkpoint", "score_tables", "train_network",
+           "network_variants", "planned_steps", "save_checkpoint", "score_tables", "train_network",
            "training_stages"]
 
 SIGNAL_CLASS = CLASSES[0]
@@ -176,6 +176,22 @@ def training_stages(training: Training, strategy: str,
         stages.append(Stage(strategy, training.strategy_steps, training.strategy_learning_rate,
                             joint_cuts=joint_cuts, name=name))
     return stages
+
+
+def planned_steps(training: Training, strategy: str) -> int:
+    """Optimiser steps of :func:`train_network` without early stopping (a progress total).
+
+    Args:
+        training: the config's ``training`` section.
+        strategy: as for :func:`train_network` (``"<strategy>+cuts"`` included).
+
+    Example:
+        >>> from analysis.config import Training
+        >>> planned_steps(Training(), "ce"), planned_steps(Training(), "inference+cuts")
+        (200, 300)
+    """
+    loss = strategy.removesuffix(JOINT_CUTS_SUFFIX)
+    return sum(stage.steps for stage in training_stages(training, loss))
 
 
 def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: AnalysisConfig,
