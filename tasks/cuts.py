@@ -16,7 +16,6 @@ from analysis.plotting.selection import plot_learning, plot_tradeoff
 from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
-    selection_samples,
     selection_tradeoff,
 )
 from analysis.selection.reduce import (
@@ -26,6 +25,7 @@ from analysis.selection.reduce import (
     tradeoff_markdown,
     tradeoff_records,
 )
+from analysis.selection.samples import selection_samples
 from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim

@@ -24,10 +24,10 @@ from analysis.errors import InputDataError
 from analysis.io import atomic_path, write_parquet
 from analysis.selection.learn import (
     LearnedSelection,
-    SelectionSamples,
     TradeoffPoint,
     selection_mask,
 )
+from analysis.selection.samples import SelectionSamples
 
 __all__ = ["load_selection_samples", "reduce_tables", "save_selection_samples",
            "tradeoff_markdown", "tradeoff_records"]

@@ -23,7 +23,8 @@ from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.io import atomic_path
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.selection.learn import class_normsys, hard_cut_mask, initial_cuts
+from analysis.selection.learn import hard_cut_mask, initial_cuts
+from analysis.selection.samples import class_normsys
 from analysis.training.loop import (
     STRATEGIES,
     YIELD_AWARE,
@@ -203,7 +204,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
 
     The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
     and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
-    uncertainties as normsys (:func:`~analysis.selection.learn.class_normsys`). The stages are
+    uncertainties as normsys (:func:`~analysis.selection.samples.class_normsys`). The stages are
     :func:`training_stages`; early stopping watches a fifth of the training folds.
 
     Args:

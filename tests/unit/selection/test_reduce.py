@@ -16,7 +16,6 @@ import torch
 from analysis.errors import InputDataError
 from analysis.selection.learn import (
     LearnedSelection,
-    SelectionSamples,
     TradeoffPoint,
     hard_cut_mask,
 )
@@ -27,6 +26,7 @@ from analysis.selection.reduce import (
     tradeoff_markdown,
     tradeoff_records,
 )
+from analysis.selection.samples import SelectionSamples
 
 SELECTION = LearnedSelection(("ht", "met_pt"), (">", "<"), (300.0, 80.0), (100.0, 150.0),
                              (0.0, 1e3), "sigma_mu")
