@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-import awkward as ak
 import law
 import luigi
 
@@ -65,7 +64,7 @@ class LearnCuts(DiffanaTask):
         if settings is None:
             raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section: add one, or "
                               f"run the analysis with --learned-cuts false")
-        samples = selection_samples(_read(skim_tables(self)), self.analysis_config)
+        samples = selection_samples(skim_tables(self), self.analysis_config)
         selection = learn_selection(samples, settings,
                                     progress=self.progress(settings.steps, "LearnCuts", "step"))
         outputs = self.output()
@@ -75,14 +74,7 @@ class LearnCuts(DiffanaTask):
         write_json(outputs["cuts"].abspath, {
             **selection.as_dict(), "columns": list(samples.columns),
             "provenance": self.provenance()})
-        cuts = ", ".join(f"{f} {d} {t:.4g}" for f, d, t in zip(
-            selection.features, selection.directions, selection.thresholds, strict=True))
-        self.publish_message(f"learned cuts: {cuts}; {selection.objective} "
-                             f"{selection.initial_hard_value:.4g} -> {selection.hard_value:.4g}")
-
-
-def _read(paths: dict[str, dict[str, str]]) -> dict[str, dict[str, ak.Array]]:
-    return {d: {s: ak.from_parquet(p) for s, p in shifts.items()} for d, shifts in paths.items()}
+        self.publish_message(f"learned cuts: {selection.summary()}")
 
 
 class ReduceEvents(DiffanaTask):

@@ -102,6 +102,19 @@ class LearnedSelection:
                   for k, v in data.items() if k in fields}
         return cls(**values)
 
+    def summary(self) -> str:
+        """One line: the cuts and the hard objective before and after.
+
+        Example:
+            >>> LearnedSelection(("ht",), (">",), (312.5,), (250.0,), (0.0,), "sigma_mu",
+            ...                  hard_value=0.41, initial_hard_value=0.5).summary()
+            'ht > 312.5; sigma_mu 0.5 -> 0.41'
+        """
+        cuts = ", ".join(f"{f} {d} {t:.4g}" for f, d, t in zip(
+            self.features, self.directions, self.thresholds, strict=True))
+        return (f"{cuts}; {self.objective} {self.initial_hard_value:.4g} -> "
+                f"{self.hard_value:.4g}")
+
     def at(self, t: float) -> tuple[float, ...]:
         """Thresholds ``loose + t * (learned - loose)``: ``t = 0`` no cut, ``t = 1`` learned."""
         return tuple(lo + t * (hi - lo) for lo, hi in zip(self.loose_thresholds, self.thresholds,

@@ -18,7 +18,12 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
-from analysis.training.skim_samples import CLASSES, class_of_process, training_samples
+from analysis.training.skim_samples import (
+    CLASSES,
+    class_of_process,
+    read_tables,
+    training_samples,
+)
 
 __all__ = ["SelectionSamples", "class_normsys", "selection_columns", "selection_samples"]
 
@@ -108,7 +113,8 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     """Every event of the skims (all folds) per class, on :func:`selection_columns`.
 
     Args:
-        tables: dataset -> shift (``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim table.
+        tables: dataset -> shift (``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim table
+            or its Parquet path.
         config: the analysis; its ``cuts`` section unless ``settings`` is given.
         settings: the learned-cut settings.
 
@@ -120,6 +126,7 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     if settings is None:
         raise InputDataError(f"{config.source or config.name}: no 'cuts' section: nothing to learn")
     columns = selection_columns(settings)
+    tables = read_tables(tables)
     n_folds = config.training.n_folds
     parts = [training_samples(tables, config, columns, 0, n_folds, "dnn", train=flag)
              for flag in (True, False)]

@@ -47,6 +47,7 @@ from analysis.training.skim_samples import (
     GraphAsVector,
     fold_mask,
     model_inputs,
+    read_tables,
     training_samples,
 )
 
@@ -90,11 +91,6 @@ class TrainingResult:
                                       for name, points in self.validation_losses.items()},
                 "joint_cuts": self.joint_cuts,
                 "data_parallel_processes": self.data_parallel_processes}
-
-
-def _read(tables: Mapping[str, Mapping[str, str | ak.Array]]) -> dict[str, dict[str, ak.Array]]:
-    return {dataset: {shift: ak.from_parquet(t) if isinstance(t, (str, os.PathLike)) else t
-                      for shift, t in shifts.items()} for dataset, shifts in tables.items()}
 
 
 JOINT_CUTS_SUFFIX = "+cuts"
@@ -239,7 +235,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         raise ConfigError(f"{where}.joint_cuts: only the DNN with {YIELD_AWARE} and a 'cuts:' "
                           f"section, not {model_kind}/{loss}")
     features = tuple(config.features.event)
-    read = _read(tables)
+    read = read_tables(tables)
     # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
     # the held-out fold stays unseen until Evaluate; weights scaled to the full luminosity
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
@@ -360,7 +356,7 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
         ``weight*`` columns), and ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
     """
     out: dict[str, dict[str, Any]] = {}
-    for dataset, shifts in _read(tables).items():
+    for dataset, shifts in read_tables(tables).items():
         out[dataset] = {}
         for shift, table in shifts.items():
             keep = fold_mask(np.asarray(table["event"]), fold, config.training.n_folds)
