@@ -84,6 +84,4 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
                              validation=result.validation_losses, best_steps=result.best_steps)
         write_json(outputs["metadata"].abspath, {
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
-        seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
-        self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "
-                             f"parameters, final loss {result.stages[-1][1][-1]:.4g} ({seconds})")
+        self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.summary()}")

@@ -80,6 +80,19 @@ class TrainingResult:
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
     data_parallel_processes: int = 1  # DDP ranks that trained it (a share of n >= 2 GPUs)
 
+    def summary(self) -> str:
+        """One line: parameters, the final loss and the wall time of each stage.
+
+        Example:
+            >>> r = TrainingResult(torch.nn.Linear(1, 1), "dnn", "ce", 0, 1, 2, ("ht",),
+            ...                    stages=[("ce", [0.9, 0.5])], seconds={"ce": 3.2})
+            >>> r.summary()
+            '2 parameters, final loss 0.5 (ce 3 s)'
+        """
+        seconds = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+        return (f"{self.n_parameters} parameters, final loss {self.stages[-1][1][-1]:.4g} "
+                f"({seconds})")
+
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
         return {"model": self.model_kind, "strategy": self.strategy, "fold": self.fold,
