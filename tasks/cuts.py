@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any
 
-import awkward as ak
 import law
 import luigi
 
@@ -16,7 +15,6 @@ from analysis.plotting.selection import plot_learning, plot_tradeoff
 from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
-    selection_samples,
     selection_tradeoff,
 )
 from analysis.selection.reduce import (
@@ -26,6 +24,7 @@ from analysis.selection.reduce import (
     tradeoff_markdown,
     tradeoff_records,
 )
+from analysis.selection.samples import selection_samples
 from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
@@ -65,7 +64,7 @@ class LearnCuts(DiffanaTask):
         if settings is None:
             raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section: add one, or "
                               f"run the analysis with --learned-cuts false")
-        samples = selection_samples(_read(skim_tables(self)), self.analysis_config)
+        samples = selection_samples(skim_tables(self), self.analysis_config)
         selection = learn_selection(samples, settings,
                                     progress=self.progress(settings.steps, "LearnCuts", "step"))
         outputs = self.output()
@@ -75,14 +74,7 @@ class LearnCuts(DiffanaTask):
         write_json(outputs["cuts"].abspath, {
             **selection.as_dict(), "columns": list(samples.columns),
             "provenance": self.provenance()})
-        cuts = ", ".join(f"{f} {d} {t:.4g}" for f, d, t in zip(
-            selection.features, selection.directions, selection.thresholds, strict=True))
-        self.publish_message(f"learned cuts: {cuts}; {selection.objective} "
-                             f"{selection.initial_hard_value:.4g} -> {selection.hard_value:.4g}")
-
-
-def _read(paths: dict[str, dict[str, str]]) -> dict[str, dict[str, ak.Array]]:
-    return {d: {s: ak.from_parquet(p) for s, p in shifts.items()} for d, shifts in paths.items()}
+        self.publish_message(f"learned cuts: {selection.summary()}")
 
 
 class ReduceEvents(DiffanaTask):

@@ -13,6 +13,7 @@ from analysis.training.distributed import train_network_data_parallel
 from analysis.training.network import (
     export_onnx,
     network_variants,
+    planned_steps,
     save_checkpoint,
     train_network,
 )
@@ -61,8 +62,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     def run(self) -> None:
         fold, model_kind, strategy = self.branch_data
         tables = self.selection_tables()
-        training = self.analysis_config.training
-        steps = training.ce_steps + (training.strategy_steps if strategy != "ce" else 0)
+        steps = planned_steps(self.analysis_config.training, strategy)
         if self.data_parallel_size >= 2:
             self.publish_message(f"{model_kind}/{strategy}/fold {fold}: data-parallel on "
                                  f"{self.data_parallel_size} processes")
@@ -84,6 +84,4 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
                              validation=result.validation_losses, best_steps=result.best_steps)
         write_json(outputs["metadata"].abspath, {
             **result.metadata(), "provenance": self.provenance(self.analysis_config.training.seed)})
-        seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
-        self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.n_parameters} "
-                             f"parameters, final loss {result.stages[-1][1][-1]:.4g} ({seconds})")
+        self.publish_message(f"{model_kind}/{strategy}/fold {fold}: {result.summary()}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,10 +24,10 @@ from analysis.errors import InputDataError
 from analysis.io import atomic_path, write_parquet
 from analysis.selection.learn import (
     LearnedSelection,
-    SelectionSamples,
     TradeoffPoint,
     selection_mask,
 )
+from analysis.selection.samples import SelectionSamples
 
 __all__ = ["load_selection_samples", "reduce_tables", "save_selection_samples",
            "tradeoff_markdown", "tradeoff_records"]
@@ -123,7 +124,7 @@ def load_selection_samples(path: str | os.PathLike[str]) -> SelectionSamples:
     """
     try:
         payload = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
         raise InputDataError(f"{path}: unreadable selection samples ({err})") from err
     if not isinstance(payload, dict) or payload.pop("format", None) != _FORMAT:
         raise InputDataError(f"{path}: not a selection-samples file ({_FORMAT})")

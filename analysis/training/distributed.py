@@ -203,7 +203,7 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
     from tqdm import tqdm
 
     from analysis.training.loop import DataParallel
-    from analysis.training.network import train_network
+    from analysis.training.network import planned_steps, train_network
 
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
                             world_size=world_size)
@@ -221,10 +221,8 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
 
         bar = None
         if rank == 0 and progress_label is not None:
-            training = config.training
-            bar = tqdm(total=training.ce_steps + (training.strategy_steps
-                                                  if strategy != "ce" else 0),
-                       desc=progress_label, unit="step")
+            bar = tqdm(total=planned_steps(config.training, strategy), desc=progress_label,
+                       unit="step")
 
         def progress(done: int) -> None:
             if bar is not None:

@@ -1,6 +1,6 @@
 """The training loop: a classifier trained in stages (e.g. a CE warm-up, then the chosen loss).
 
-A training is a list of :class:`Stage` s run one after the other on the same network, each with its
+A training is a list of stages (:class:`Stage`) run one after the other on the same network, each with its
 own loss, steps and learning rate (a fresh Adam optimiser per stage) and one batch generator for
 all of them. The losses (:data:`STRATEGIES`, from :mod:`analysis.training.losses`):
 
@@ -20,8 +20,8 @@ data-parallel process group: the wrapper of the network, the gradient average of
 rank 0's early-stopping decision). :func:`train` runs the stages; :func:`train_classifier` is
 the one-stage form for a user's own samples.
 
-Samples are ``(inputs, weights)`` per name and nuisances :class:`~analysis.training.samples.
-Nuisance` s (:mod:`analysis.training.samples`). The classifier maps ``(n_events, n_features)`` to
+Samples are ``(inputs, weights)`` per name, systematic uncertainties are
+:class:`~analysis.training.samples.Nuisance` objects (:mod:`analysis.training.samples`). The classifier maps ``(n_events, n_features)`` to
 logits: one column (binary, score ``sigmoid``), two columns (background, signal) or one column per
 sample in the order of ``samples``; the score is the softmax probability of the signal class.
 :func:`~analysis.training.metrics.evaluate_sigma_mu` then reports ``sigma_mu`` of the trained
@@ -402,7 +402,7 @@ def train(model: torch.nn.Module, samples: Samples, stages: Sequence[Stage],
             columns (module docstring); its dtype and device are used for everything.
         samples: sample name -> ``(inputs (n_events, n_features), weights (n_events,))``,
             numpy arrays or tensors; weights are expected events per simulated event.
-        stages: the :class:`Stage` s, in order, e.g. ``[Stage("ce", 200, 3e-3),
+        stages: the stages (:class:`Stage`), in order, e.g. ``[Stage("ce", 200, 3e-3),
             Stage("inference", 100, 1e-3)]``.
         nuisances: the systematic variations (:class:`~analysis.training.samples.Nuisance`);
             ignored by ``"ce"``.

@@ -23,7 +23,8 @@ from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.io import atomic_path
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.selection.learn import class_normsys, hard_cut_mask, initial_cuts
+from analysis.selection.learn import hard_cut_mask, initial_cuts
+from analysis.selection.samples import class_normsys
 from analysis.training.loop import (
     STRATEGIES,
     YIELD_AWARE,
@@ -46,11 +47,12 @@ from analysis.training.skim_samples import (
     GraphAsVector,
     fold_mask,
     model_inputs,
+    read_tables,
     training_samples,
 )
 
 __all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "export_onnx", "load_network",
-           "network_variants", "save_checkpoint", "score_tables", "train_network",
+           "network_variants", "planned_steps", "save_checkpoint", "score_tables", "train_network",
            "training_stages"]
 
 SIGNAL_CLASS = CLASSES[0]
@@ -78,6 +80,19 @@ class TrainingResult:
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
     data_parallel_processes: int = 1  # DDP ranks that trained it (a share of n >= 2 GPUs)
 
+    def summary(self) -> str:
+        """One line: parameters, the final loss and the wall time of each stage.
+
+        Example:
+            >>> r = TrainingResult(torch.nn.Linear(1, 1), "dnn", "ce", 0, 1, 2, ("ht",),
+            ...                    stages=[("ce", [0.9, 0.5])], seconds={"ce": 3.2})
+            >>> r.summary()
+            '2 parameters, final loss 0.5 (ce 3 s)'
+        """
+        seconds = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+        return (f"{self.n_parameters} parameters, final loss {self.stages[-1][1][-1]:.4g} "
+                f"({seconds})")
+
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
         return {"model": self.model_kind, "strategy": self.strategy, "fold": self.fold,
@@ -89,11 +104,6 @@ class TrainingResult:
                                       for name, points in self.validation_losses.items()},
                 "joint_cuts": self.joint_cuts,
                 "data_parallel_processes": self.data_parallel_processes}
-
-
-def _read(tables: Mapping[str, Mapping[str, str | ak.Array]]) -> dict[str, dict[str, ak.Array]]:
-    return {dataset: {shift: ak.from_parquet(t) if isinstance(t, (str, os.PathLike)) else t
-                      for shift, t in shifts.items()} for dataset, shifts in tables.items()}
 
 
 JOINT_CUTS_SUFFIX = "+cuts"
@@ -178,6 +188,22 @@ def training_stages(training: Training, strategy: str,
     return stages
 
 
+def planned_steps(training: Training, strategy: str) -> int:
+    """Optimiser steps of :func:`train_network` without early stopping (a progress total).
+
+    Args:
+        training: the config's ``training`` section.
+        strategy: as for :func:`train_network` (``"<strategy>+cuts"`` included).
+
+    Example:
+        >>> from analysis.config import Training
+        >>> planned_steps(Training(), "ce"), planned_steps(Training(), "inference+cuts")
+        (200, 300)
+    """
+    loss = strategy.removesuffix(JOINT_CUTS_SUFFIX)
+    return sum(stage.steps for stage in training_stages(training, loss))
+
+
 def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: AnalysisConfig,
                   fold: int, model_kind: str, strategy: str,
                   device: str | torch.device | None = None,
@@ -187,7 +213,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
 
     The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
     and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
-    uncertainties as normsys (:func:`~analysis.selection.learn.class_normsys`). The stages are
+    uncertainties as normsys (:func:`~analysis.selection.samples.class_normsys`). The stages are
     :func:`training_stages`; early stopping watches a fifth of the training folds.
 
     Args:
@@ -222,7 +248,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         raise ConfigError(f"{where}.joint_cuts: only the DNN with {YIELD_AWARE} and a 'cuts:' "
                           f"section, not {model_kind}/{loss}")
     features = tuple(config.features.event)
-    read = _read(tables)
+    read = read_tables(tables)
     # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
     # the held-out fold stays unseen until Evaluate; weights scaled to the full luminosity
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
@@ -343,7 +369,7 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
         ``weight*`` columns), and ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
     """
     out: dict[str, dict[str, Any]] = {}
-    for dataset, shifts in _read(tables).items():
+    for dataset, shifts in read_tables(tables).items():
         out[dataset] = {}
         for shift, table in shifts.items():
             keep = fold_mask(np.asarray(table["event"]), fold, config.training.n_folds)

@@ -139,7 +139,7 @@ def _classes(names: list[str], signal: str, n_classes: int) -> tuple[dict[str, i
         return {name: int(name == signal) for name in names}, 1
     if n_classes == len(names):
         return {name: i for i, name in enumerate(names)}, names.index(signal)
-    raise ConfigError(f"train_classifier: the model has {n_classes} outputs: need 1 or 2 "
+    raise ConfigError(f"training: the model has {n_classes} outputs: need 1 or 2 "
                       f"(signal vs background) or one per sample ({len(names)}: {names})")
 
 
@@ -147,7 +147,7 @@ def _check_config(samples: Samples, nuisances: Sequence[Nuisance], signal: str,
                   normsys: NormSys | None) -> list[str]:
     names = list(samples)
     if not names:
-        raise InputDataError("train_classifier: samples is empty")
+        raise InputDataError("training: samples is empty")
     if signal not in samples:
         raise ConfigError(f"signal = {signal!r}: not among the samples {names}")
     seen = {"mu"}

@@ -12,12 +12,11 @@ import torch
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
 from analysis.selection.learn import (
     LearnedSelection,
-    SelectionSamples,
-    class_normsys,
     learn_selection,
     selection_mask,
     selection_tradeoff,
 )
+from analysis.selection.samples import SelectionSamples, class_normsys
 from analysis.training.skim_samples import CLASSES
 
 COLUMNS = ("a", "b", "disc")

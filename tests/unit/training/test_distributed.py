@@ -19,7 +19,7 @@ from analysis.training.distributed import (
     train_network_data_parallel,
     train_single_process,
 )
-from analysis.training.models import count_parameters, sized_dnn
+from analysis.training.models import count_parameters, seeded_build, sized_dnn
 
 N_FEATURES, N_CLASSES, TARGET = 6, 3, 300
 
@@ -83,8 +83,7 @@ def _sharded_gradients(rank: int, world_size: int, init_file: str, x: torch.Tens
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world_size)
     try:
-        torch.manual_seed(3)
-        model = sized_dnn(N_FEATURES, N_CLASSES, TARGET)
+        model = seeded_build(lambda: sized_dnn(N_FEATURES, N_CLASSES, TARGET), torch.Generator().manual_seed(3))
         rows: list[int] = []  # what this rank's network saw: its own rows only
         model.register_forward_pre_hook(lambda _, args: rows.append(args[0].shape[0]))
         wrapped = RowShardedModule(torch.nn.parallel.DistributedDataParallel(model), rank,
@@ -104,8 +103,7 @@ def test_row_sharded_ddp_gives_the_full_gradient_of_a_nonseparable_loss(tmp_path
     x = torch.randn(37, N_FEATURES, generator=torch.Generator().manual_seed(11))
     mp.spawn(_sharded_gradients, args=(2, str(tmp_path / "rendezvous"), x, str(tmp_path)),
              nprocs=2, join=True)
-    torch.manual_seed(3)
-    model = sized_dnn(N_FEATURES, N_CLASSES, TARGET)
+    model = seeded_build(lambda: sized_dnn(N_FEATURES, N_CLASSES, TARGET), torch.Generator().manual_seed(3))
     loss = _nonseparable_loss(model, x)
     loss.backward()
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]

@@ -14,6 +14,7 @@ from analysis.training.models import (
     count_parameters,
     graph_inputs,
     matched_sizes,
+    seeded_build,
     sized_dnn,
     sized_gnn,
 )
@@ -39,9 +40,9 @@ def _columns(rng: np.random.Generator, n_events: int = 5) -> dict[str, np.ndarra
 
 @pytest.fixture
 def gnn() -> EventGNN:
-    torch.manual_seed(3)
-    return EventGNN(len(NODE_FEATURES), hidden=16, n_layers=2, n_classes=N_CLASSES,
-                    n_global_features=2).double()
+    return seeded_build(lambda: EventGNN(len(NODE_FEATURES), hidden=16, n_layers=2,
+                                         n_classes=N_CLASSES, n_global_features=2),
+                        torch.Generator().manual_seed(3)).double()
 
 
 def test_graph_inputs_on_a_hand_made_table() -> None:
@@ -72,8 +73,8 @@ def test_graph_inputs_names_missing_and_misshapen_columns(rng: np.random.Generat
 
 
 def test_dnn_standardisation_and_shapes(rng: np.random.Generator) -> None:
-    torch.manual_seed(0)
-    model = EventDNN(N_FEATURES, (16, 8), N_CLASSES, dropout=0.1).eval()
+    model = seeded_build(lambda: EventDNN(N_FEATURES, (16, 8), N_CLASSES, dropout=0.1),
+                         torch.Generator().manual_seed(0)).eval()
     x = torch.as_tensor(rng.normal(5.0, 3.0, (7, N_FEATURES)), dtype=torch.float32)
     reference = model((x - 5.0) / 3.0)
     model.set_standardisation(np.full(N_FEATURES, 5.0), np.full(N_FEATURES, 3.0))
@@ -110,8 +111,8 @@ def test_gnn_is_invariant_under_jet_permutations(rng: np.random.Generator, gnn: 
 
 @pytest.mark.parametrize("aggregation", ["sum", "mean"])
 def test_gnn_ignores_padded_nodes(rng: np.random.Generator, aggregation: str) -> None:
-    torch.manual_seed(4)
-    model = EventGNN(len(NODE_FEATURES), 12, 2, N_CLASSES, aggregation=aggregation).double()
+    model = seeded_build(lambda: EventGNN(len(NODE_FEATURES), 12, 2, N_CLASSES,
+                                          aggregation=aggregation), torch.Generator().manual_seed(4)).double()
     nodes, mask = graph_inputs(_columns(rng), dtype=torch.float64)
     out = model(nodes, mask)
     garbage = torch.as_tensor(rng.normal(0, 1e3, (len(nodes), 4, len(NODE_FEATURES))))

@@ -9,7 +9,7 @@ import torch
 
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.models import NODE_FEATURES, EventGNN, graph_inputs
+from analysis.training.models import NODE_FEATURES, EventGNN, graph_inputs, seeded_build
 from analysis.training.skim_samples import (
     CLASSES,
     GraphAsVector,
@@ -139,8 +139,8 @@ def test_nuisances(tables: dict, tiny_config: AnalysisConfig) -> None:
 
 
 def test_graph_as_vector_matches_gnn(tables: dict) -> None:
-    torch.manual_seed(0)
-    gnn = EventGNN(len(NODE_FEATURES), hidden=8, n_layers=1, n_classes=3)
+    gnn = seeded_build(lambda: EventGNN(len(NODE_FEATURES), hidden=8, n_layers=1, n_classes=3),
+                       torch.Generator().manual_seed(0))
     columns = {k: tables["tth"]["nominal"][k].to_numpy() for k in ak.fields(tables["tth"]["nominal"])}
     nodes, mask = graph_inputs(columns)
     vector = torch.as_tensor(graph_vector(columns))
@@ -174,9 +174,9 @@ def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisCon
     from analysis.training.models import EventDNN
 
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 0, model_kind=kind)
-    torch.manual_seed(0)
-    model = (EventDNN(len(FEATURES), (8,), len(CLASSES)) if kind == "dnn"
-             else GraphAsVector(EventGNN(len(NODE_FEATURES), 8, 1, len(CLASSES))))
+    model = seeded_build(lambda: EventDNN(len(FEATURES), (8,), len(CLASSES)) if kind == "dnn"
+                         else GraphAsVector(EventGNN(len(NODE_FEATURES), 8, 1, len(CLASSES))),
+                         torch.Generator().manual_seed(0))
     _, history = train_classifier(model, samples, "penalty", nuisances, steps=2,
                                   loss=LossSettings(signal="tth"))
     assert len(history.loss) == 2 and all(np.isfinite(history.loss))

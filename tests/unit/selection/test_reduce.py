@@ -1,0 +1,111 @@
+"""The learned cuts applied: one hard-cut rule, reduced tables and counts, the trade-off table,
+the selection samples handed from LearnCuts to ReduceEvents."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from analysis.errors import InputDataError
+from analysis.selection.learn import (
+    LearnedSelection,
+    TradeoffPoint,
+    hard_cut_mask,
+)
+from analysis.selection.reduce import (
+    load_selection_samples,
+    reduce_tables,
+    save_selection_samples,
+    tradeoff_markdown,
+    tradeoff_records,
+)
+from analysis.selection.samples import SelectionSamples
+
+SELECTION = LearnedSelection(("ht", "met_pt"), (">", "<"), (300.0, 80.0), (100.0, 150.0),
+                             (0.0, 1e3), "sigma_mu")
+
+
+def test_hard_cut_mask_is_the_strict_inequality_and_nan_fails(rng: np.random.Generator) -> None:
+    ht = rng.uniform(0, 600, 500)
+    met = rng.uniform(0, 160, 500)
+    ht[:3] = [300.0, np.nan, 300.0 + 1e-9]  # on the threshold fails, NaN fails
+    mask = hard_cut_mask({"ht": ht, "met_pt": met}, ["ht", "met_pt"], [">", "<"], [300.0, 80.0])
+    with np.errstate(invalid="ignore"):
+        expected = (ht > 300.0) & (met < 80.0)
+    assert mask.dtype == bool and np.array_equal(mask, expected)
+    assert list(mask[:2]) == [False, False] and mask[2] == (met[2] < 80.0)
+    window = hard_cut_mask({"ht": ht}, ["ht", "ht"], [">", "<"], [100.0, 200.0])
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(window, (ht > 100) & (ht < 200))
+    with pytest.raises(InputDataError, match="no column 'met_pt'"):
+        hard_cut_mask({"ht": ht}, ["ht", "met_pt"], [">", "<"], [300.0, 80.0])
+
+
+def _table(rng: np.random.Generator, n: int) -> ak.Array:
+    return ak.Array({"event": np.arange(n), "ht": rng.uniform(0, 600, n),
+                     "met_pt": rng.uniform(0, 160, n), "weight": np.ones(n)})
+
+
+def test_reduce_tables_keeps_passing_events_and_counts_nominal(
+        rng: np.random.Generator, tmp_path: Path) -> None:
+    tables, outputs, n = {}, {}, {"a": 200, "b": 120}
+    for dataset, size in n.items():
+        tables[dataset], outputs[dataset] = {}, {}
+        for shift in ("nominal", "jes_up"):
+            path = tmp_path / f"{dataset}_{shift}.parquet"
+            ak.to_parquet(_table(rng, size), path)
+            tables[dataset][shift] = str(path)
+            outputs[dataset][shift] = str(tmp_path / f"out_{dataset}_{shift}.parquet")
+    kept, total = reduce_tables(tables, outputs, SELECTION, {"seed": 3})
+    assert total == sum(n.values())
+    expected_kept = 0
+    for dataset, shifts in tables.items():
+        for shift, path in shifts.items():
+            before, after = ak.from_parquet(path), ak.from_parquet(outputs[dataset][shift])
+            passed = (np.asarray(before["ht"]) > 300) & (np.asarray(before["met_pt"]) < 80)
+            assert np.array_equal(np.asarray(after["event"]), np.asarray(before["event"])[passed])
+            metadata = pq.read_schema(outputs[dataset][shift]).metadata
+            assert json.loads(metadata[b"diffana_provenance"]) == {"seed": 3}
+            if shift == "nominal":
+                expected_kept += int(passed.sum())
+    assert kept == expected_kept and 0 < kept < total
+    with pytest.raises(InputDataError, match="no output for dataset 'a', shift 'nominal'"):
+        reduce_tables(tables, {}, SELECTION, {})
+
+
+def test_tradeoff_table_marks_the_learned_point_and_missing_values() -> None:
+    points = [TradeoffPoint(0.0, (0.0, 1e3), 1.0, 1.0, 1.0, 0.9, 1.2, 1.5),
+              TradeoffPoint(1.0, (300.0, 80.0), 0.25, 0.8, 0.1, 0.5, math.nan, 3.25)]
+    records = tradeoff_records(points)
+    assert records[1]["thresholds"] == [300.0, 80.0] and records[0]["data_fraction"] == 1.0
+    lines = tradeoff_markdown(points, SELECTION).splitlines()
+    assert lines[0].startswith("| t | ht > | met_pt < | events kept |")
+    assert lines[1] == "|" + "---|" * 9
+    assert lines[2] == "| 0 | 0 | 1000 | 1.000 | 1.000 | 1.000 | 0.9 | 1.2 | 1.500 |"
+    assert lines[3] == "| 1 (learned) | 300 | 80 | 0.250 | 0.800 | 0.100 | 0.5 | n/a | 3.250 |"
+
+
+def test_selection_samples_round_trip(tmp_path: Path) -> None:
+    x = {"tth": torch.arange(6.0, dtype=torch.float64).reshape(3, 2)}
+    w = {"tth": torch.ones(3, dtype=torch.float64)}
+    varied = {"jes": {"tth": ((x["tth"] * 1.1, w["tth"]), (x["tth"] * 0.9, w["tth"]))}}
+    samples = SelectionSamples(("ht", "disc"), x, w, varied, {"lumi": {"tth": (1.02, 0.98)}})
+    path = tmp_path / "samples.pt"
+    save_selection_samples(path, samples)
+    back = load_selection_samples(path)
+    assert back.columns == samples.columns and back.normsys == samples.normsys
+    assert torch.equal(back.x["tth"], x["tth"]) and torch.equal(back.w["tth"], w["tth"])
+    assert torch.equal(back.varied["jes"]["tth"][0][0], x["tth"] * 1.1)
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(InputDataError, match="other.pt: not a selection-samples file"):
+        load_selection_samples(tmp_path / "other.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputDataError, match="broken.pt: unreadable"):
+        load_selection_samples(tmp_path / "broken.pt")

@@ -1,0 +1,131 @@
+"""The pipeline's networks: stages from the config, seeded builds, one training, joint cuts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from test_skim_samples import DATASETS, SHIFTS, _table
+
+from analysis.config import AnalysisConfig, Training
+from analysis.errors import ConfigError
+from analysis.selection.learn import hard_cut_mask
+from analysis.training.network import (
+    build_network,
+    network_variants,
+    score_tables,
+    train_network,
+    training_stages,
+)
+from analysis.training.skim_samples import fold_mask
+
+N_EVENTS = 60
+CE_STEPS, STRATEGY_STEPS = 4, 3
+
+
+@pytest.fixture(scope="module")
+def config(tiny_config: AnalysisConfig) -> AnalysisConfig:
+    training = dataclasses.replace(tiny_config.training, ce_steps=CE_STEPS,
+                                   strategy_steps=STRATEGY_STEPS, validate_every=2, patience=2,
+                                   target_parameters=300)
+    return dataclasses.replace(tiny_config, training=training)
+
+
+@pytest.fixture(scope="module")
+def tables(config: AnalysisConfig) -> dict[str, dict[str, ak.Array]]:
+    """3 datasets x 5 shifts with every event feature of the config (signal shifted up)."""
+    rng = np.random.default_rng(11)
+    out = {}
+    for d, (dataset, processes) in enumerate(DATASETS.items()):
+        labels = np.array([config.label_of(processes[(i // 2) % len(processes)])
+                           for i in range(N_EVENTS)], dtype=np.int64)
+        out[dataset] = {}
+        for shift in SHIFTS:
+            columns = _table(rng, labels, 1000 * d, shift)
+            for feature in config.features.event:
+                columns.setdefault(feature, rng.uniform(0, 5, N_EVENTS) + 0.7 * (labels == 0))
+            out[dataset][shift] = ak.Array(columns)
+    return out
+
+
+def test_stages_are_a_ce_warm_up_then_the_strategy() -> None:
+    training = Training(ce_steps=7, strategy_steps=5, learning_rate=0.1,
+                        strategy_learning_rate=0.01)
+    (ce,) = training_stages(training, "ce")
+    assert (ce.loss, ce.steps, ce.learning_rate, ce.joint_cuts) == ("ce", 7, 0.1, None)
+    warm, second = training_stages(training, "significance")
+    assert warm == ce
+    assert (second.label, second.steps, second.learning_rate) == ("significance", 5, 0.01)
+
+
+def test_variants_add_the_joint_cuts_to_the_dnn(config: AnalysisConfig) -> None:
+    training = dataclasses.replace(config.training, models=("dnn", "gnn"),
+                                   strategies=("ce", "inference"), joint_cuts=("inference",))
+    variants = network_variants(dataclasses.replace(config, training=training))
+    assert variants == [("dnn", "ce"), ("dnn", "inference"), ("gnn", "ce"), ("gnn", "inference"),
+                        ("dnn", "inference+cuts")]
+
+
+def test_build_is_seeded_by_its_generator_and_leaves_the_global_one() -> None:
+    state = torch.get_rng_state()
+    a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
+    b = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
+    c = build_network("dnn", 5, 300, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
+    gnn = build_network("gnn", 10, 300)
+    assert 200 < sum(p.numel() for p in gnn.parameters()) < 400
+    with pytest.raises(ConfigError, match="model 'bdt'"):
+        build_network("bdt", 5, 300)
+
+
+def test_one_training_is_reproducible_and_records_each_stage_once(
+        tables: dict, config: AnalysisConfig) -> None:
+    state = torch.get_rng_state()
+    done: list[int] = []
+    result = train_network(tables, config, 0, "dnn", "inference", device="cpu",
+                           progress=done.append)
+    assert torch.equal(torch.get_rng_state(), state)  # no global seeding
+    assert [name for name, _ in result.stages] == ["ce", "inference"]
+    assert done[-1] <= CE_STEPS + STRATEGY_STEPS and done == sorted(done)
+    assert CE_STEPS + 1 in done  # the second stage counts on from the first's planned steps
+    metadata = result.metadata()
+    assert set(metadata["losses"]) == set(metadata["best_steps"]) == {"ce", "inference"}
+    assert metadata["joint_cuts"] is None and metadata["strategy"] == "inference"
+    again = train_network(tables, config, 0, "dnn", "inference", device="cpu")
+    assert again.stages == result.stages
+    for x, y in zip(result.model.state_dict().values(), again.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(x, y)
+
+
+def test_joint_cuts_are_learned_and_applied_hard(tables: dict, config: AnalysisConfig) -> None:
+    result = train_network(tables, config, 1, "dnn", "inference+cuts", device="cpu")
+    assert [name for name, _ in result.stages] == ["ce", "inference+cuts"]
+    cuts = result.joint_cuts
+    assert cuts is not None and cuts["features"] == [c.feature for c in config.cuts.cuts]
+    scores = score_tables(result.model, tables, config, 1, "dnn", joint_cuts=cuts)
+    table = tables["tth"]["nominal"]
+    keep = fold_mask(np.asarray(table["event"]), 1, config.training.n_folds)
+    keep &= hard_cut_mask({f: table[f] for f in cuts["features"]}, cuts["features"],
+                          cuts["directions"], cuts["thresholds"])
+    assert np.array_equal(scores["tth"]["nominal"]["event"], np.asarray(table["event"])[keep])
+    p = np.stack([scores["tth"]["nominal"][f"p_{c}"] for c in ("tth", "ttbb", "ttother")], 1)
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("model", "strategy", "message"), [
+    ("gnn", "inference+cuts", "training.joint_cuts: only the DNN"),
+    ("dnn", "ce+cuts", "training.joint_cuts: only the DNN"),
+    ("dnn", "mse", "training: strategy 'mse'"),
+])
+def test_errors_name_the_config_key(tables: dict, config: AnalysisConfig, model: str,
+                                    strategy: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        train_network(tables, config, 0, model, strategy, device="cpu")
+    assert config.source in str(info.value)
