@@ -18,7 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "read_columns", "read_json", "read_tables", "temporary_name", "write_json", "write_parquet",
+from analysis.errors import InputDataError
+
+__all__ = ["atomic_path", "read_columns", "read_json", "read_tables", "temporary_name",
+           "write_json", "write_parquet",
            "write_text"]
 
 
@@ -83,19 +86,31 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(stream)
 
 
-def read_tables(paths: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
-    """Parquet tables as awkward arrays, in the nesting of ``paths`` (dataset -> shift -> path).
+def read_tables(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Parquet tables as awkward arrays, in the nesting of ``tables`` (dataset -> shift).
 
     Args:
-        paths: dataset -> shift (``nominal``, ``jes_up``, ...) -> Parquet file.
+        tables: dataset -> shift (``nominal``, ``jes_up``, ...) -> Parquet path, or an awkward
+            array already read (kept as it is).
 
     Returns:
         dataset -> shift -> ``(n_events,)`` awkward record array.
+
+    Raises:
+        InputDataError: a path that is not a readable Parquet file (the message names it).
     """
     import awkward as ak
 
-    return {dataset: {shift: ak.from_parquet(path) for shift, path in shifts.items()}
-            for dataset, shifts in paths.items()}
+    def read(table: Any) -> Any:
+        if not isinstance(table, (str, os.PathLike)):
+            return table
+        try:
+            return ak.from_parquet(os.fspath(table))
+        except (OSError, ValueError) as err:
+            raise InputDataError(f"{table}: unreadable table ({err})") from err
+
+    return {dataset: {shift: read(t) for shift, t in shifts.items()}
+            for dataset, shifts in tables.items()}
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

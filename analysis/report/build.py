@@ -20,6 +20,7 @@ from analysis.report.comparison import (
     strategy_verdict,
     uncertainty_breakdown,
 )
+from analysis.selection.reduce import tradeoff_cells
 
 __all__ = ["NetworkFigures", "build_report", "format_number", "impact_cell", "network_key",
            "network_summary", "tradeoff_table"]
@@ -90,22 +91,11 @@ def tradeoff_table(points: Sequence[Mapping[str, Any]], features: Sequence[str],
     """The learned skim's trade-off (ReduceEvents' ``tradeoff.json``) as a table.
 
     Args:
-        points: per scale ``t`` of the learned thresholds (0: no cut, 1: learned):
-            ``thresholds`` (one per feature), ``data_fraction``, ``signal_efficiency``,
-            ``background_efficiency``, ``sigma_mu_stat``, ``sigma_mu``, ``significance``.
+        points: per scale ``t`` of the learned thresholds (0: no cut, 1: learned), as
+            :func:`~analysis.selection.reduce.tradeoff_records` writes them.
         features, directions: the cut features and their directions (``>``/``<``).
     """
-    def number(x: Any, digits: str = ".4g") -> str:
-        return format_number(x, digits)
-
-    header = ["t", *(f"{f} {d}" for f, d in zip(features, directions, strict=True)),
-              "events kept", "signal eff.", "background eff.", "σ_μ stat", "σ_μ total", "Z_A"]
-    rows = [[f"{p['t']:.3g}" + (" (learned)" if abs(p["t"] - 1.0) < 1e-9 else ""),
-             *(number(t) for t in p["thresholds"]), f"{p['data_fraction']:.3f}",
-             f"{p['signal_efficiency']:.3f}", f"{p['background_efficiency']:.3f}",
-             number(p["sigma_mu_stat"]), number(p["sigma_mu"]), number(p["significance"], ".3f")]
-            for p in points]
-    return Table(header, rows)
+    return Table(*tradeoff_cells(points, features, directions))
 
 
 @dataclass(frozen=True)

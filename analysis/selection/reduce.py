@@ -29,7 +29,7 @@ from analysis.selection.learn import (
 )
 from analysis.selection.samples import SelectionSamples
 
-__all__ = ["load_selection_samples", "reduce_tables", "save_selection_samples",
+__all__ = ["load_selection_samples", "reduce_tables", "save_selection_samples", "tradeoff_cells",
            "tradeoff_markdown", "tradeoff_records"]
 
 _FORMAT = "diffana-selection-samples-1"
@@ -79,32 +79,42 @@ def tradeoff_records(points: Sequence[TradeoffPoint]) -> list[dict[str, Any]]:
 
 
 def _number(x: float | None, digits: str = ".4g") -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, digits)
+    return "n/a" if x is None or not math.isfinite(x) else format(x, digits)
+
+
+def tradeoff_cells(records: Sequence[Mapping[str, Any]], features: Sequence[str],
+                   directions: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """The trade-off scan as table cells, one row per point, the learned one (t = 1) marked.
+
+    Args:
+        records: :func:`tradeoff_records` (as ``tradeoff.json`` holds them).
+        features, directions: the cut features and their directions (column headers).
+
+    Returns:
+        ``(header, rows)``: ``t``, each threshold, events kept, signal and background
+        efficiency, sigma_mu stat only and total, Z_A.
+    """
+    header = ["t", *(f"{f} {d}" for f, d in zip(features, directions, strict=True)),
+              "events kept", "signal eff.", "background eff.", "σ_μ stat", "σ_μ total", "Z_A"]
+    rows = [[f"{p['t']:.3g}" + (" (learned)" if abs(p["t"] - 1.0) < 1e-9 else ""),
+             *(_number(t) for t in p["thresholds"]), f"{p['data_fraction']:.3f}",
+             f"{p['signal_efficiency']:.3f}", f"{p['background_efficiency']:.3f}",
+             _number(p["sigma_mu_stat"]), _number(p["sigma_mu"]),
+             _number(p["significance"], ".3f")] for p in records]
+    return header, rows
 
 
 def tradeoff_markdown(points: Sequence[TradeoffPoint], selection: LearnedSelection) -> str:
-    """The trade-off scan as a Markdown table, one row per point, the learned one marked.
+    """The trade-off scan as a Markdown table (:func:`tradeoff_cells`).
 
     Args:
         points: from :func:`~analysis.selection.learn.selection_tradeoff`.
         selection: the learned cuts (column headers).
-
-    Returns:
-        Markdown: ``t``, each threshold, events kept, signal and background efficiency,
-        sigma_mu stat only and total, Z_A.
     """
-    header = " | ".join(f"{f} {d}" for f, d in zip(selection.features, selection.directions,
-                                                     strict=True))
-    lines = [f"| t | {header} | events kept | signal eff. | background eff. | "
-             f"σ_μ stat | σ_μ total | Z_A |",
-             "|" + "---|" * (7 + len(selection.features))]
-    for p in tradeoff_records(points):
-        cuts = " | ".join(_number(t) for t in p["thresholds"])
-        mark = " (learned)" if abs(p["t"] - 1.0) < 1e-9 else ""
-        lines.append(f"| {p['t']:.3g}{mark} | {cuts} | {p['data_fraction']:.3f} | "
-                     f"{p['signal_efficiency']:.3f} | {p['background_efficiency']:.3f} | "
-                     f"{_number(p['sigma_mu_stat'])} | {_number(p['sigma_mu'])} | "
-                     f"{_number(p['significance'], '.3f')} |")
+    header, rows = tradeoff_cells(tradeoff_records(points), selection.features,
+                                  selection.directions)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

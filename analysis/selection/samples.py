@@ -18,10 +18,10 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
+from analysis.io import read_tables
 from analysis.training.skim_samples import (
     CLASSES,
     class_of_process,
-    read_tables,
     training_samples,
 )
 

@@ -21,7 +21,7 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
-from analysis.io import atomic_path
+from analysis.io import atomic_path, read_tables
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.selection.learn import hard_cut_mask, initial_cuts
 from analysis.selection.samples import class_normsys
@@ -47,7 +47,6 @@ from analysis.training.skim_samples import (
     GraphAsVector,
     fold_mask,
     model_inputs,
-    read_tables,
     training_samples,
 )
 

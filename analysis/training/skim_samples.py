@@ -13,7 +13,6 @@ variations as precomputed nuisances. A GNN is trained by the same function throu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +35,6 @@ __all__ = [
     "fold_mask",
     "graph_vector",
     "model_inputs",
-    "read_tables",
     "training_samples",
 ]
 
@@ -68,24 +66,6 @@ def class_of_process(config: AnalysisConfig, ttbb_process: str = _TTBB_PROCESS) 
                           f"the tt+bb background of the {CLASSES} classifier")
     return {name: ("tth" if p.role == "signal" else "ttbb" if name == ttbb_process else "ttother")
             for name, p in config.processes.items()}
-
-
-def read_tables(tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, ak.Array]]:
-    """dataset -> shift -> skim table, each Parquet path read (awkward arrays kept as they are).
-
-    Raises:
-        InputDataError: a path that is not a readable Parquet file.
-    """
-    def read(table: Any) -> ak.Array:
-        if not isinstance(table, (str, os.PathLike)):
-            return table
-        try:
-            return ak.from_parquet(table)
-        except (OSError, ValueError) as err:
-            raise InputDataError(f"{table}: unreadable skim table ({err})") from err
-
-    return {dataset: {shift: read(t) for shift, t in shifts.items()}
-            for dataset, shifts in tables.items()}
 
 
 def fold_mask(event: np.ndarray, fold: int, n_folds: int = 2) -> np.ndarray:
