@@ -29,16 +29,18 @@ from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
 
-__all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "skim_tables"]
+__all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "event_tables"]
 
 
-def skim_tables(task: law.Task) -> dict[str, dict[str, str]]:
-    """dataset -> shift -> Parquet path of every Skim branch (all shifts)."""
-    skim = Skim.req(task, branch=-1)
-    targets = skim.output()["collection"].targets
-    datasets = skim.get_branch_map()
-    return {datasets[b]: {shift: targets[b][shift].abspath for shift in OBJECT_SHIFTS}
-            for b in targets}
+def event_tables(events: Any) -> dict[str, dict[str, str]]:
+    """dataset -> shift -> Parquet path, from an input that is the Skim workflow's output
+    (``{"collection": ...}``) or ReduceEvents' (``{"tables": ...}``)."""
+    if "tables" in events:
+        return {d: {s: t.abspath for s, t in shifts.items()}
+                for d, shifts in events["tables"].items()}
+    # a Skim branch writes <dataset>/<shift>.parquet: its folder names the dataset
+    return {outputs["nominal"].parent.basename: {s: outputs[s].abspath for s in OBJECT_SHIFTS}
+            for outputs in events["collection"].targets.values()}
 
 
 class LearnCuts(DiffanaTask):
@@ -64,7 +66,7 @@ class LearnCuts(DiffanaTask):
         if settings is None:
             raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section: add one, or "
                               f"run the analysis with --learned-cuts false")
-        samples = selection_samples(skim_tables(self), self.analysis_config)
+        samples = selection_samples(event_tables(self.input()), self.analysis_config)
         selection = learn_selection(samples, settings,
                                     progress=self.progress(settings.steps, "LearnCuts", "step"))
         outputs = self.output()
@@ -96,11 +98,6 @@ class ReduceEvents(DiffanaTask):
         return {"tables": datasets, "tradeoff": self.target("tradeoff.json"),
                 "table": self.target("tradeoff.md"), "plot": self.target("tradeoff.png")}
 
-    def tables(self) -> dict[str, dict[str, str]]:
-        """dataset -> shift -> Parquet path of the reduced tables."""
-        return {d: {s: t.abspath for s, t in shifts.items()}
-                for d, shifts in self.output()["tables"].items()}
-
     @law.decorator.safe_output
     def run(self) -> None:
         learned = self.input()["cuts"]
@@ -115,7 +112,8 @@ class ReduceEvents(DiffanaTask):
         outputs["table"].parent.touch()
         for targets in outputs["tables"].values():
             next(iter(targets.values())).parent.touch()
-        kept, total = reduce_tables(skim_tables(self), self.tables(), selection, provenance)
+        kept, total = reduce_tables(event_tables(self.input()["skim"]),
+                                    event_tables(outputs), selection, provenance)
         plot_tradeoff(tradeoff, os.path.splitext(outputs["plot"].abspath)[0])
         write_text(outputs["table"].abspath, tradeoff_markdown(tradeoff, selection))
         write_json(outputs["tradeoff"].abspath, {
@@ -151,8 +149,7 @@ class SelectionMixin:
             return ReduceEvents.req(self)
         return Skim.req(self, branch=-1)
 
-    def selection_tables(self) -> dict[str, dict[str, str]]:
-        """dataset -> shift -> Parquet path of the events this task works on."""
-        if self.learned_cuts:
-            return ReduceEvents.req(self).tables()
-        return skim_tables(self)
+    def selection_tables(self, events: Any) -> dict[str, dict[str, str]]:
+        """dataset -> shift -> Parquet path of the events this task works on, from the input
+        of :meth:`selection_requires`."""
+        return event_tables(events)

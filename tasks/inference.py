@@ -72,7 +72,7 @@ class Evaluate(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        tables = read_tables(self.selection_tables())
+        tables = read_tables(self.selection_tables(self.input()["events"]))
         per_fold = []
         for target in self.input()["models"]:
             metadata = read_json(target["metadata"].abspath)

@@ -56,7 +56,8 @@ class TaylorAnalysis(ModelTask):
         metadata = read_json(trained["metadata"].abspath)
         network = load_network(trained["model"].abspath, metadata,
                                config.training.target_parameters)
-        x, w, names = taylor_inputs(self.selection_tables(), config, self.model, fold=0,
+        tables = self.selection_tables(self.input()["events"])
+        x, w, names = taylor_inputs(tables, config, self.model, fold=0,
                                     max_events=_MAX_TAYLOR_EVENTS)
         coefficients = signal_taylor_coefficients(network, x, w, names,
                                                   progress=self.progress(len(x), "Taylor"))
