@@ -23,6 +23,9 @@ from analysis.errors import ConfigError
 
 __all__ = [
     "CONFIG_DIR",
+    "MODEL_KINDS",
+    "STRATEGIES",
+    "YIELD_AWARE",
     "AnalysisConfig",
     "CrossSection",
     "Dataset",
@@ -186,13 +189,25 @@ class Systematics:
     btag_sf_light: float = field(metadata=_check(0.0))
 
 
+ModelKind = Literal["dnn", "gnn"]
+Strategy = Literal["ce", "penalty", "inference", "significance"]
+YieldAwareStrategy = Literal["inference", "significance"]
+MODEL_KINDS: tuple[str, ...] = typing.get_args(ModelKind)
+"""The networks: an MLP on event features (dnn) and a graph network on the objects (gnn)."""
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+"""Training losses: cross entropy, CE + systematic penalty, inference-aware sigma_mu, profiled
+significance (the one source of these names: config, training and tasks read them here)."""
+YIELD_AWARE: tuple[str, ...] = typing.get_args(YieldAwareStrategy)
+"""The losses that see the yields: the only ones cuts may be learned with jointly
+(``<strategy>+cuts``)."""
+
+
 @dataclass(frozen=True)
 class Training:
     """Network training (TrainModel): models, strategies, folds and optimiser settings."""
 
-    models: tuple[Literal["dnn", "gnn"], ...] = ("dnn", "gnn")
-    strategies: tuple[Literal["ce", "penalty", "inference", "significance"], ...] = (
-        "ce", "penalty", "inference")
+    models: tuple[ModelKind, ...] = ("dnn", "gnn")
+    strategies: tuple[Strategy, ...] = ("ce", "penalty", "inference")
     n_folds: int = field(default=2, metadata=_check(2))
     target_parameters: int = field(default=5000, metadata=_check(100))  # DNN and GNN alike
     ce_steps: int = field(default=200, metadata=_check(1))
@@ -210,7 +225,7 @@ class Training:
     patience: int = field(default=5, metadata=_check(1))
     # strategies also trained with the config's `cuts:` as learnable cuts in front of the DNN,
     # jointly with it (branch "<strategy>+cuts"); yield-aware losses only
-    joint_cuts: tuple[Literal["inference", "significance"], ...] = field(default=(), metadata={
+    joint_cuts: tuple[YieldAwareStrategy, ...] = field(default=(), metadata={
         "why": "the cross entropy normalises each class, so cuts in front of it would learn to "
                "drop hard-to-classify events at no cost for the lost signal"})
 

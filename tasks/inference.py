@@ -8,6 +8,7 @@ from typing import Any
 import law
 import luigi
 
+from analysis.config import MODEL_KINDS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
 from analysis.inference.histograms import fold_histograms, histogram_dict
 from analysis.inference.scores import merge_fold_scores, signal_auc
@@ -33,10 +34,9 @@ class ModelTask(SelectionMixin, DiffanaTask):
 
     config_dependencies = TRAINING_SECTIONS
 
-    model = luigi.ChoiceParameter(choices=("dnn", "gnn"), default="dnn",
+    model = luigi.ChoiceParameter(choices=MODEL_KINDS, default="dnn",
                                   description="network: dnn or gnn; default: dnn")
-    strategy = luigi.ChoiceParameter(choices=("ce", "penalty", "inference", "significance",
-                                              "inference+cuts", "significance+cuts"),
+    strategy = luigi.ChoiceParameter(choices=(*STRATEGIES, *(f"{s}+cuts" for s in YIELD_AWARE)),
                                      default="ce", description="training strategy (+cuts: with "
                                      "cuts learned jointly); default: ce")
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from analysis.config import STRATEGIES, YIELD_AWARE
 from analysis.errors import ConfigError
 from analysis.relax.likelihood import asimov_data
 from analysis.relax.significance import discovery_significance
@@ -66,10 +67,6 @@ __all__ = ["STRATEGIES", "YIELD_AWARE", "DataParallel", "EarlyStopping", "JointC
 
 log = logging.getLogger(__name__)
 
-STRATEGIES: tuple[str, ...] = ("ce", "penalty", "inference", "significance")
-"""Training losses of a :class:`Stage`."""
-YIELD_AWARE: tuple[str, ...] = ("inference", "significance")
-"""The losses that see the yields: the only ones joint cuts may be trained with."""
 
 
 @dataclass

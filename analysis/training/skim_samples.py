@@ -20,7 +20,7 @@ import awkward as ak
 import numpy as np
 import torch
 
-from analysis.config import AnalysisConfig
+from analysis.config import MODEL_KINDS, AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.training.models import EventGNN, graph_inputs
 from analysis.training.samples import Nuisance
@@ -41,7 +41,6 @@ __all__ = [
 CLASSES: tuple[str, ...] = ("tth", "ttbb", "ttother")
 """Output classes of the multi-class classifier: the signal, tt+bb, every other background."""
 
-MODEL_KINDS: tuple[str, ...] = ("dnn", "gnn")
 SHIFT_NUISANCES: tuple[str, ...] = ("jes", "jer")
 """Nuisances from re-skimmed tables ``<name>_up/down`` (other events than nominal)."""
 WEIGHT_NUISANCES: tuple[str, ...] = ("btag", "isr", "fsr")
