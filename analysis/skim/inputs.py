@@ -46,7 +46,7 @@ def input_branches(nanoaod: NanoAOD, needs_ttbar_id: bool = False) -> InputBranc
     version = f"nanoaod.version: {nanoaod.version}"
     wanted = {b: "event identity" for b in ("run", "luminosityBlock", "event")}
     wanted["genWeight"] = "weights (genWeight x cross section x luminosity)"
-    wanted.update({b: "weight_isr/fsr variations (PSWeight)" for b in ("nPSWeight", "PSWeight")})
+    wanted["PSWeight"] = "weight_isr/fsr variations (PSWeight)"
     if needs_ttbar_id:
         wanted["genTtbarId"] = "processes.*.gen_ttbar_id"
     wanted.update({f"Jet_{f}": "objects.jets" for f in ("pt", "eta", "phi", "mass")})
