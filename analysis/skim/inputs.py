@@ -11,8 +11,11 @@ from analysis.config import NANOAOD_PROFILES, NanoAOD
 from analysis.errors import InputDataError
 from analysis.skim.jetid import JET_ID_INPUTS
 
-__all__ = ["ELECTRON_FIELDS", "MUON_FIELDS", "InputBranches", "check_nanoaod_files",
-           "filter_efficiency", "input_branches", "looks_like"]
+__all__ = ["ELECTRON_FIELDS", "MUON_FIELDS", "REQUIRED_BRANCHES", "InputBranches",
+           "check_nanoaod_files", "filter_efficiency", "input_branches", "looks_like"]
+
+MUON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "tightId", "pfRelIso04_all")
+ELECTRON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "cutBased", "pfRelIso03_all")
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,8 @@ def input_branches(nanoaod: NanoAOD, needs_ttbar_id: bool = False) -> InputBranc
     return InputBranches(wanted, nanoaod.version)
 
 
-MUON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "tightId", "pfRelIso04_all")
-ELECTRON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "cutBased", "pfRelIso03_all")
+REQUIRED_BRANCHES = tuple(input_branches(NanoAOD()).wanted)
+"""The branches read from a file of the default layout (generated events: NanoAOD v12)."""
 
 
 def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)

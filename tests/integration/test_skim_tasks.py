@@ -252,3 +252,23 @@ def test_law_run_shows_the_message_not_a_traceback(tmp_path: Path) -> None:
             "(nanoaod.met: MET). The file looks like NanoAOD v15") in terminal, terminal
     assert "Traceback" not in terminal, terminal
     assert not list((tmp_path / "store").rglob("*.parquet"))
+
+
+def test_law_run_shows_a_config_error_as_its_message(tmp_path: Path) -> None:
+    """A ConfigError met while luigi checks the task (complete()): the message, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.unit.skim.nanoaod_layouts import layout_config
+
+    config = layout_config(tmp_path, ["unused.root"], {"version": "v12"},
+                           {"n_tight_leptons": 0}, ["ht", "lepton_pt"], name="lepton_free")
+    law = Path(sys.executable).parent / "law"
+    result = subprocess.run(
+        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
+        env={**os.environ, "DIFFANA_STORE": str(tmp_path / "store")}, capture_output=True,
+        text=True, timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
+    terminal = result.stdout + result.stderr
+    assert (f"ConfigError: {config}: features.event = \"lepton_pt\": needs 1 tight lepton in every "
+            "selected event, but selection.n_tight_leptons = 0") in terminal, terminal
+    assert "Traceback" not in terminal and result.returncode != 0, terminal
