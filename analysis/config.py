@@ -33,6 +33,9 @@ __all__ = [
     "GeneratorSettings",
     "InferenceSettings",
     "LearnedCutsSettings",
+    "NANOAOD_PROFILES",
+    "NanoAOD",
+    "NanoAODProfile",
     "Process",
     "Training",
     "load_config",
@@ -139,12 +142,58 @@ class Objects:
 
 @dataclass(frozen=True)
 class Selection:
-    """Single-lepton preselection."""
+    """Preselection: exactly ``n_tight_leptons`` (0 all-hadronic, 1, 2, ...), jets, b tags."""
 
     n_tight_leptons: int = field(metadata=_check(0))
     n_jets_min: int = field(metadata=_check(0))
     n_btag_min: int = field(metadata=_check(0))
     btag_working_point: Literal["loose", "medium", "tight"] = "loose"
+
+
+@dataclass(frozen=True)
+class NanoAODProfile:
+    """What one NanoAOD version offers: where the jet ID comes from, MET and b-tag branches.
+
+    ``jet_id``: ``"file"`` reads ``Jet_jetId``; ``"recompute"`` evaluates JME's criteria on the
+    jet's energy fractions and multiplicities (``analysis.skim.jetid``), for versions that
+    dropped ``Jet_jetId``.
+    """
+
+    version: str
+    jet_id: Literal["file", "recompute"]
+    met: tuple[str, ...]  # MET collections: <name>_pt, <name>_phi
+    btag: tuple[str, ...]  # b-tag discriminant branches of the Jet collection
+    description: str
+
+
+NANOAOD_PROFILES = {
+    "v9": NanoAODProfile("v9", "file", ("MET", "PuppiMET"),
+                         ("Jet_btagDeepFlavB", "Jet_btagDeepB"), "Run 2 UL (2016-2018)"),
+    "v12": NanoAODProfile("v12", "file", ("MET", "PuppiMET"),
+                          ("Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagRobustParTAK4B"),
+                          "Run 3 2022-2023"),
+    "v15": NanoAODProfile("v15", "recompute", ("PFMET", "PuppiMET"),
+                          ("Jet_btagDeepFlavB", "Jet_btagPNetB", "Jet_btagUParTAK4B"),
+                          "Run 3 2024 and reprocessings: no Jet_jetId, no MET_*"),
+}
+"""The NanoAOD versions the skim reads (``nanoaod.version``); generated events are ``v12``."""
+
+
+@dataclass(frozen=True)
+class NanoAOD:
+    """The NanoAOD layout of the input files: version, MET collection, b-tag discriminant.
+
+    The working points of ``btag`` are ``objects.jets.btag_loose/medium/tight``.
+    """
+
+    version: Literal["v9", "v12", "v15"] = "v12"
+    met: Literal["MET", "PFMET", "PuppiMET"] = "MET"
+    btag: str = "Jet_btagDeepFlavB"
+
+    @property
+    def profile(self) -> NanoAODProfile:
+        """Branch names and recipes of ``version``."""
+        return NANOAOD_PROFILES[self.version]
 
 
 @dataclass(frozen=True)
@@ -297,6 +346,8 @@ class AnalysisConfig:
     features: Features
     detector: Detector
     systematics: Systematics
+    # the input files' layout (Skim); generated events are written as v12
+    nanoaod: NanoAOD = field(default_factory=NanoAOD)
     training: Training = field(default_factory=Training)
     cuts: LearnedCutsSettings | None = None  # LearnCuts/ReduceEvents; None: no learned skim
     inference: InferenceSettings = field(default_factory=InferenceSettings)
@@ -477,6 +528,8 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if name not in EVENT_FEATURES:
             _fail(path, "features.event", name,
                   f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+        _check_lepton_feature(config, path, "features.event", name)
+    _check_nanoaod(config, path)
     for name in config.inference.systematics:
         if name not in FIT_SYSTEMATICS:
             _fail(path, "inference.systematics", name,
@@ -495,6 +548,7 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
             if cut.feature not in EVENT_FEATURES:
                 _fail(path, f"cuts.cuts[{i}].feature", cut.feature,
                       f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+            _check_lepton_feature(config, path, f"cuts.cuts[{i}].feature", cut.feature)
         if not config.cuts.cuts:
             _fail(path, "cuts.cuts", [], "needs at least one cut")
         if config.cuts.discriminant not in EVENT_FEATURES:
@@ -511,6 +565,31 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
                 _fail(path, f"processes.{name}.gen_ttbar_id", category,
                       f"category already belongs to process {seen[category]}")
             seen[category] = name
+
+
+def _check_lepton_feature(config: AnalysisConfig, path: str, key: str, name: str) -> None:
+    """A lepton feature needs as many tight leptons as it describes: the selection's count."""
+    needed = LEPTON_FEATURES.get(name, 0)
+    have = config.selection.n_tight_leptons
+    if needed > have:
+        _fail(path, key, name,
+              f"needs {needed} tight lepton{'s' if needed > 1 else ''} in every selected event, "
+              f"but selection.n_tight_leptons = {have}: remove it, or select more leptons")
+
+
+def _check_nanoaod(config: AnalysisConfig, path: str) -> None:
+    nano, profile = config.nanoaod, config.nanoaod.profile
+    if nano.met not in profile.met:
+        _fail(path, "nanoaod.met", nano.met, f"NanoAOD {nano.version} has no {nano.met}_pt; "
+              f"choose one of {', '.join(profile.met)}")
+    if nano.btag not in profile.btag:
+        _fail(path, "nanoaod.btag", nano.btag, f"not a b-tag discriminant of NanoAOD "
+              f"{nano.version} (known: {', '.join(profile.btag)})")
+    generated = [name for name, d in config.datasets.items() if d.generator is not None]
+    if generated and nano != NanoAOD():
+        _fail(path, "nanoaod", dataclasses.asdict(nano),
+              f"dataset {generated[0]} is generated, and generated events are written as NanoAOD "
+              f"{dataclasses.asdict(NanoAOD())}")
 
 
 def _check_efficiencies(config: AnalysisConfig, path: str) -> None:
@@ -539,4 +618,8 @@ EVENT_FEATURES = (
     "ht", "n_jets", "n_btag", "lepton_pt", "lepton_eta", "met_pt", "met_phi", "mt_w",
     "jet1_pt", "jet1_eta", "jet2_pt", "jet2_eta", "jet3_pt", "jet4_pt",
     "mbb_closest", "drbb_closest", "mbb_max", "centrality", "aplanarity",
+    "lepton2_pt", "lepton2_eta", "mll",
 )
+# Features that describe tight leptons: how many each needs (selection.n_tight_leptons >= it).
+LEPTON_FEATURES = {"lepton_pt": 1, "lepton_eta": 1, "mt_w": 1,
+                   "lepton2_pt": 2, "lepton2_eta": 2, "mll": 2}

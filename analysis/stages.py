@@ -34,7 +34,7 @@ def _plain(value: Any) -> Any:
 # config sections per stage, each including the stages before it
 GENERATION_SECTIONS = ("sqrt_s", "datasets", "detector", "objects")  # objects: b-tag WPs
 SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "processes:skim",
-                 "luminosity:value")
+                 "luminosity:value", "nanoaod")
 UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
 TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "training")
 INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")

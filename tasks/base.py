@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
+import re
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -12,6 +14,7 @@ import law
 import luigi
 
 from analysis.config import AnalysisConfig, load_config
+from analysis.errors import DiffanaError
 from analysis.stages import (
     GENERATION_SECTIONS,
     INFERENCE_SECTIONS,
@@ -108,3 +111,32 @@ def _share_cores_between_workers(task: DiffanaTask) -> None:
     import torch  # loaded with the task modules anyway; set here, before the task runs
 
     torch.set_num_threads(threads)
+
+
+# ---- user-facing errors: on the command line the message, not a traceback -------------------
+# A DiffanaError (bad config, bad input, empty selection, ...) names the file, key or branch and
+# says what to do; a traceback around it only hides it. luigi logs a task's failure through
+# "luigi-interface", with exc_info from run() and with the traceback inside the text from
+# complete() or deps(); this filter reduces both to the task and the message. Other exceptions
+# keep their tracebacks.
+_DIFFANA_ERROR_LINE = re.compile(r"^analysis\.errors\.(\w+): (.*)$", re.MULTILINE)
+
+
+class _DiffanaErrorMessageOnly(logging.Filter):
+    """Replaces the traceback of a DiffanaError in luigi's log records by its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, DiffanaError):
+            record.msg, record.args = "%s\n%s: %s", (record.getMessage(), type(error).__name__,
+                                                      error)
+            record.exc_info, record.exc_text = None, None
+        elif "Traceback (most recent call last)" in str(record.msg):
+            found = _DIFFANA_ERROR_LINE.findall(record.getMessage())
+            if found:
+                head = record.getMessage().split("\n", 1)[0].rstrip(":")
+                record.msg, record.args = "%s\n%s: %s", (head, *found[-1])
+        return True
+
+
+logging.getLogger("luigi-interface").addFilter(_DiffanaErrorMessageOnly())

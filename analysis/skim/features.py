@@ -1,19 +1,24 @@
-"""Event-level and object-level features of selected single-lepton events.
+"""Event-level and object-level features of selected events with 0, 1, 2, ... tight leptons.
 
 Definitions (GeV, rad):
 
 - ``ht``: scalar sum of the selected jets' pt; ``n_jets``; ``n_btag``: jets above the medium
-  working point; ``lepton_pt/eta``; ``met_pt/phi``; ``mt_w``: transverse mass of lepton + MET;
+  working point; ``met_pt/phi``;
 - ``jet{1,2}_pt/eta``, ``jet{3,4}_pt``: the leading jets (0 when absent);
 - ``mbb_closest``, ``drbb_closest``: mass and dR of the b-tagged pair closest in dR, and
   ``mbb_max``: the largest b-tagged pair mass, where the b-tagged jets are those above the medium
   working point, or the two with the highest discriminant when fewer pass;
-- ``centrality``: sum pt / sum E of jets and lepton;
+- ``centrality``: sum pt / sum E of the jets and the tight leptons;
 - ``aplanarity``: 3/2 of the smallest eigenvalue of the sphericity tensor
-  ``S_ab = sum p_a p_b / sum |p|^2`` of jets and lepton.
+  ``S_ab = sum p_a p_b / sum |p|^2`` of the jets and the tight leptons.
+- lepton features, only where the selection guarantees the leptons (``config.LEPTON_FEATURES``):
+  ``lepton_pt/eta`` of the leading lepton and ``mt_w``, the transverse mass of it and the MET
+  (>= 1 lepton); ``lepton2_pt/eta`` of the second and ``mll``, the mass of the two (>= 2).
 
 Object level, for graph networks: the first ``n_jets_max`` jets' pt, eta, phi, mass and b-tag
-discriminant, zero-padded, with a mask, as ``(n_events, n_jets_max)`` columns.
+discriminant as ``(n_events, n_jets_max)`` columns, padded with 0 (``PAD_VALUE``) and with a
+``jet_mask`` (1 for a real jet); the leptons, never padded (the selection fixes their number), as
+``lepton_*`` (leading) and ``lepton2_*`` (second) pt, eta, phi, mass and charge.
 
 Every feature is a numpy expression over the padded jets (``analysis.skim.jets.PaddedJets``).
 """
@@ -24,7 +29,11 @@ import numpy as np
 
 from analysis.skim.jets import PaddedJets, gather, gather_index
 
-__all__ = ["event_features", "object_features"]
+__all__ = ["PAD_VALUE", "event_features", "lepton_columns", "object_features"]
+
+PAD_VALUE = 0.0
+"""Value of the padded slots of the ``jet_*`` columns (``jet_mask`` is 0 there); never NaN."""
+
 
 def _momenta(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray,
              mass: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -52,28 +61,33 @@ def _b_pairs(jets: PaddedJets, momenta: tuple[np.ndarray, ...],
             np.where(valid, np.sqrt(np.maximum(mass2, 0.0)), -np.inf))
 
 
-def event_features(jets: PaddedJets, lepton: dict[str, np.ndarray], met_pt: np.ndarray,
+def event_features(jets: PaddedJets, leptons: dict[str, np.ndarray], met_pt: np.ndarray,
                    met_phi: np.ndarray, btag_medium: float) -> dict[str, np.ndarray]:
-    """Event-level features (module docstring) of events with >= 2 jets and one lepton.
+    """Event-level features (module docstring) of selected events.
 
     Args:
         jets: selected jets (``good_jets``), pt-ordered and packed to the left.
-        lepton: ``{"pt", "eta", "phi", "mass"}``, each ``(n_events,)`` (GeV, rad).
+        leptons: ``{"pt", "eta", "phi", "mass"}``, each ``(n_events, n_leptons)``, the tight
+            leptons pt-ordered (GeV, rad); ``n_leptons`` may be 0.
         met_pt: ``(n_events,)`` GeV. met_phi: ``(n_events,)`` rad.
         btag_medium: medium working point of the discriminant.
 
     Returns:
-        ``{name: (n_events,) float64}`` for every name in ``config.EVENT_FEATURES``.
+        ``{name: (n_events,) float64}`` for every name in ``config.EVENT_FEATURES`` that
+        ``n_leptons`` allows (``config.LEPTON_FEATURES``).
     """
+    n_leptons = leptons["pt"].shape[1]
     pt = np.where(jets.mask, jets.pt, 0.0)
     out = {
         "ht": pt.sum(axis=1),
         "n_jets": jets.mask.sum(axis=1),
         "n_btag": np.sum(jets.mask & (jets.btag > btag_medium), axis=1),
-        "lepton_pt": lepton["pt"], "lepton_eta": lepton["eta"],
         "met_pt": met_pt, "met_phi": met_phi,
-        "mt_w": np.sqrt(2 * lepton["pt"] * met_pt * (1 - np.cos(lepton["phi"] - met_phi))),
     }
+    if n_leptons >= 1:
+        lead = {name: values[:, 0] for name, values in leptons.items()}
+        out.update(lepton_pt=lead["pt"], lepton_eta=lead["eta"],
+                   mt_w=np.sqrt(2 * lead["pt"] * met_pt * (1 - np.cos(lead["phi"] - met_phi))))
     for i, names in enumerate((("pt", "eta"), ("pt", "eta"), ("pt",), ("pt",))):
         for name in names:
             out[f"jet{i + 1}_{name}"] = np.where(jets.mask[:, i], getattr(jets, name)[:, i], 0.0)
@@ -86,11 +100,34 @@ def event_features(jets: PaddedJets, lepton: dict[str, np.ndarray], met_pt: np.n
     out["mbb_closest"] = np.where(has_pair, np.take_along_axis(mass, closest, 1)[:, 0], 0.0)
     out["mbb_max"] = np.where(has_pair, mass.max(axis=1, initial=-np.inf), 0.0)
 
-    lep_p = _momenta(lepton["pt"], lepton["eta"], lepton["phi"], lepton["mass"])
-    px, py, pz, energy = (np.concatenate([j, l[:, None]], axis=1) for j, l in zip(jet_p, lep_p))
-    out["centrality"] = (pt.sum(axis=1) + lepton["pt"]) / energy.sum(axis=1)
+    lep_p = _momenta(leptons["pt"], leptons["eta"], leptons["phi"], leptons["mass"])
+    if n_leptons >= 2:
+        out.update(lepton2_pt=leptons["pt"][:, 1], lepton2_eta=leptons["eta"][:, 1])
+        pair = [component[:, 0] + component[:, 1] for component in lep_p]
+        out["mll"] = np.sqrt(np.maximum(pair[3] ** 2 - pair[0] ** 2 - pair[1] ** 2 - pair[2] ** 2,
+                                        0.0))
+    px, py, pz, energy = (np.concatenate([j, lep], axis=1) for j, lep in zip(jet_p, lep_p))
+    out["centrality"] = (pt.sum(axis=1) + leptons["pt"].sum(axis=1)) / energy.sum(axis=1)
     out["aplanarity"] = _aplanarity(px, py, pz)
     return {name: np.asarray(value, dtype=np.float64) for name, value in out.items()}
+
+
+def lepton_columns(leptons: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The tight leptons as object-level columns: ``lepton_<field>``, ``lepton2_<field>``, ...
+
+    Args:
+        leptons: ``{field: (n_events, n_leptons)}``, pt-ordered; ``n_leptons`` may be 0.
+
+    Returns:
+        ``{"lepton_pt": (n_events,), ..., "lepton2_pt": ...}``, one column per lepton and field;
+        none for ``n_leptons = 0``. Charges stay integers.
+    """
+    out = {}
+    for field, values in leptons.items():
+        for i in range(values.shape[1]):
+            column = values[:, i].astype(np.int64) if field == "charge" else values[:, i]
+            out[f"lepton{i + 1 if i else ''}_{field}"] = column
+    return out
 
 
 def _aplanarity(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> np.ndarray:
@@ -122,7 +159,7 @@ def _smallest_eigenvalue(matrix: np.ndarray) -> np.ndarray:
 
 
 def object_features(jets: PaddedJets, n_jets_max: int) -> dict[str, np.ndarray]:
-    """Zero-padded jet arrays for graph networks.
+    """Padded jet arrays for graph networks.
 
     Args:
         jets: selected jets (``good_jets``).
@@ -130,12 +167,14 @@ def object_features(jets: PaddedJets, n_jets_max: int) -> dict[str, np.ndarray]:
 
     Returns:
         ``{"jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask"}``, each
-        ``(n_events, n_jets_max)``; pt and mass in GeV, mask 1 for a real jet.
+        ``(n_events, n_jets_max)``; pt and mass in GeV; mask 1 for a real jet, 0 for a padded
+        slot, whose other columns hold ``PAD_VALUE``.
     """
     width = min(n_jets_max, jets.mask.shape[1])
     out = {}
     for name in ("pt", "eta", "phi", "mass", "btag", "mask"):
-        values = np.zeros((len(jets.mask), n_jets_max))
-        values[:, :width] = np.where(jets.mask[:, :width], getattr(jets, name)[:, :width], 0.0)
+        values = np.full((len(jets.mask), n_jets_max), PAD_VALUE)
+        values[:, :width] = np.where(jets.mask[:, :width], getattr(jets, name)[:, :width],
+                                     PAD_VALUE)
         out[f"jet_{name}"] = values
     return out

@@ -3,20 +3,73 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from analysis.config import NANOAOD_PROFILES, NanoAOD
 from analysis.errors import InputDataError
+from analysis.skim.jetid import JET_ID_INPUTS
 
-__all__ = ["REQUIRED_BRANCHES", "check_nanoaod_files", "filter_efficiency"]
+__all__ = ["ELECTRON_FIELDS", "MUON_FIELDS", "REQUIRED_BRANCHES", "InputBranches",
+           "check_nanoaod_files", "filter_efficiency", "input_branches", "looks_like"]
 
-REQUIRED_BRANCHES = (
-    "run", "luminosityBlock", "event", "genWeight", "nPSWeight", "PSWeight",
-    "nJet", "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagDeepFlavB", "Jet_hadronFlavour",
-    "Jet_jetId", "Jet_genJetIdx", "nGenJet", "GenJet_pt", "GenJet_eta", "GenJet_phi",
-    "nMuon", "Muon_pt", "Muon_eta", "Muon_phi", "Muon_mass", "Muon_tightId", "Muon_pfRelIso04_all",
-    "nElectron", "Electron_pt", "Electron_eta", "Electron_phi", "Electron_mass",
-    "Electron_cutBased", "Electron_pfRelIso03_all", "MET_pt", "MET_phi",
-)
+MUON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "tightId", "pfRelIso04_all")
+ELECTRON_FIELDS = ("pt", "eta", "phi", "mass", "charge", "cutBased", "pfRelIso03_all")
+
+
+@dataclass(frozen=True)
+class InputBranches:
+    """Every ``Events`` branch the skim reads, each with the config entry that asks for it.
+
+    The processor reads branches only through :meth:`read`, so this list is what it reads: the
+    input check cannot miss a branch, and an unlisted read fails in the tests.
+    """
+
+    wanted: dict[str, str]  # branch -> config entry, e.g. "Jet_btagPNetB" -> "nanoaod.btag: ..."
+    version: str  # the NanoAOD version the config assumes
+
+    def read(self, events: Any, branch: str) -> Any:
+        """``events[branch]`` of a listed branch (``events``: coffea's chunk, BaseSchema)."""
+        if branch not in self.wanted:
+            raise KeyError(f"skim reads {branch}, which input_branches does not list")
+        return events[branch]
+
+
+def input_branches(nanoaod: NanoAOD, needs_ttbar_id: bool = False) -> InputBranches:
+    """The branches the skim reads for a NanoAOD layout, and why.
+
+    Args:
+        nanoaod: the config's ``nanoaod`` section (version, MET, b-tag discriminant).
+        needs_ttbar_id: also ``genTtbarId`` (datasets split into tt+X processes).
+
+    Returns:
+        The branches, in reading order, each mapped to the config entry that asks for it.
+    """
+    version = f"nanoaod.version: {nanoaod.version}"
+    wanted = {b: "event identity" for b in ("run", "luminosityBlock", "event")}
+    wanted["genWeight"] = "weights (genWeight x cross section x luminosity)"
+    wanted["PSWeight"] = "weight_isr/fsr variations (PSWeight)"
+    if needs_ttbar_id:
+        wanted["genTtbarId"] = "processes.*.gen_ttbar_id"
+    wanted.update({f"Jet_{f}": "objects.jets" for f in ("pt", "eta", "phi", "mass")})
+    wanted[nanoaod.btag] = f"nanoaod.btag: {nanoaod.btag}"
+    if nanoaod.profile.jet_id == "file":
+        wanted["Jet_jetId"] = f"{version} (jet ID read from the file)"
+    else:
+        wanted.update({f"Jet_{f}": f"{version} (jet ID recomputed from {', '.join(JET_ID_INPUTS)})"
+                       for f in JET_ID_INPUTS})
+    wanted["Jet_hadronFlavour"] = "systematics.btag_sf_* (b-tag weights per flavour)"
+    wanted.update({b: "systematics.jer (generator-jet match)"
+                   for b in ("Jet_genJetIdx", "GenJet_pt", "GenJet_eta", "GenJet_phi")})
+    wanted.update({f"Muon_{f}": "objects.muons" for f in MUON_FIELDS})
+    wanted.update({f"Electron_{f}": "objects.electrons" for f in ELECTRON_FIELDS})
+    wanted.update({f"{nanoaod.met}_{f}": f"nanoaod.met: {nanoaod.met}" for f in ("pt", "phi")})
+    return InputBranches(wanted, nanoaod.version)
+
+
+REQUIRED_BRANCHES = tuple(input_branches(NanoAOD()).wanted)
+"""The branches read from a file of the default layout (generated events: NanoAOD v12)."""
 
 
 def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)
@@ -47,33 +100,80 @@ def _open_events(path: str):  # noqa: ANN202 (uproot.TTree)
         raise InputDataError(f"{path}: not a readable ROOT file ({reason})") from err
 
 
-def check_nanoaod_files(files: Sequence[str], needs_ttbar_id: bool = False) -> int:
+def looks_like(branches: Collection[str]) -> str | None:
+    """The NanoAOD version a file's branch names suggest, or None when they fit none.
+
+    Args:
+        branches: names of the ``Events`` branches.
+
+    Returns:
+        ``"v15"`` (no ``Jet_jetId``, ``PFMET_pt``), ``"v12"`` (``Jet_jetId``, ``MET_pt`` and
+        ``Jet_btagRobustParTAK4B``), ``"v9"`` (``Jet_jetId``, ``MET_pt``, ``Jet_btagDeepB``).
+
+    Example:
+        >>> looks_like({"Jet_pt", "PFMET_pt", "PuppiMET_pt", "Jet_btagUParTAK4B"})
+        'v15'
+    """
+    if "Jet_jetId" not in branches and "PFMET_pt" in branches:
+        return "v15"
+    if "Jet_jetId" in branches and "MET_pt" in branches:
+        if "Jet_btagRobustParTAK4B" in branches:
+            return "v12"
+        if "Jet_btagDeepB" in branches:
+            return "v9"
+    return None
+
+
+def _missing_message(path: str, missing: list[str], inputs: InputBranches,
+                     present: Collection[str]) -> str:
+    """One line: every missing branch grouped by the config entry that wants it, and a hint."""
+    by_entry: dict[str, list[str]] = {}
+    for branch in missing:
+        by_entry.setdefault(inputs.wanted[branch], []).append(branch)
+    groups = "; ".join(f"{', '.join(branches)} ({entry})" for entry, branches in by_entry.items())
+    message = (f"{path}: Events tree lacks {len(missing)} branch{'es' if len(missing) > 1 else ''} "
+               f"that the config (NanoAOD {inputs.version}) reads: {groups}")
+    guess = looks_like(present)
+    if guess is not None and guess != inputs.version:
+        profile = NANOAOD_PROFILES[guess]
+        offered = [b for b in profile.btag if b in present]
+        message += (f". The file looks like NanoAOD {guess} ({profile.description}): set "
+                    f"nanoaod.version: {guess}, nanoaod.met: one of {', '.join(profile.met)}, "
+                    f"nanoaod.btag: one of {', '.join(offered or profile.btag)} (with its "
+                    "working points in objects.jets.btag_loose/medium/tight)")
+    return message
+
+
+def check_nanoaod_files(files: Sequence[str], inputs: InputBranches) -> int:
     """Open every file, check the ``Events`` tree and its branches, and read its last entry.
 
     Args:
         files: NanoAOD file paths.
-        needs_ttbar_id: also require ``genTtbarId`` (datasets split into tt+X processes).
+        inputs: the branches the skim reads (``input_branches``).
 
     Returns:
         The total number of events.
 
     Raises:
-        InputDataError: naming the file, and the branch where one is missing or unreadable.
+        InputDataError: naming the file; for missing branches all of them at once, each with
+            the config entry that wants it, the NanoAOD version the config assumes and, where
+            the file looks like another version, the settings for it; for an unreadable branch
+            the branch.
     """
     if not files:
         raise InputDataError("no input files given")
-    required = REQUIRED_BRANCHES + (("genTtbarId",) if needs_ttbar_id else ())
+    required = list(inputs.wanted)
     total = 0
     for path in files:
         tree = _open_events(path)
-        missing = [b for b in required if b not in tree]
+        present = set(tree.keys())
+        missing = [b for b in required if b not in present]
         if missing:
-            raise InputDataError(f"{path}: Events tree lacks branch {missing[0]}"
-                                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise InputDataError(_missing_message(path, missing, inputs, present))
         n_entries = tree.num_entries
         last = {"entry_start": max(n_entries - 1, 0), "library": "np"}
         try:  # the last entry lies in the last basket: reading it catches truncation
-            tree.arrays(list(required), **last)
+            tree.arrays(required, **last)
         except Exception:
             for branch in required:  # one read failed: find the branch to name it
                 try:

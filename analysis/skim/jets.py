@@ -24,7 +24,7 @@ class PaddedJets:
     """Jets as ``(n_events, n_slots)`` arrays; slots beyond ``mask`` hold zeros.
 
     ``gen_pt`` is the pt of the matched generator jet (``Jet_genJetIdx`` and dR < 0.2), NaN when
-    there is none; ``jet_id`` is NanoAOD's ``Jet_jetId``.
+    there is none; ``jet_id`` is NanoAOD's ``Jet_jetId`` (or its recomputation, ``analysis.skim.jetid``).
     """
 
     pt: np.ndarray  # GeV
@@ -105,8 +105,8 @@ def pad_jets(jets: ak.Array, gen_jets: ak.Array) -> PaddedJets:
     """Pad NanoAOD jets and attach their matched generator-jet pt.
 
     Args:
-        jets: events x jets with pt, eta, phi, mass (GeV, rad), btagDeepFlavB, hadronFlavour,
-            jetId and genJetIdx.
+        jets: events x jets with pt, eta, phi, mass (GeV, rad), btag (the config's
+            discriminant), hadronFlavour, jetId (NanoAOD bits: >= 2 tight) and genJetIdx.
         gen_jets: events x generator jets with pt, eta, phi.
 
     Returns:
@@ -116,7 +116,7 @@ def pad_jets(jets: ak.Array, gen_jets: ak.Array) -> PaddedJets:
     n_slots = max(int(counts.max(initial=0)), MIN_SLOTS)
     mask = np.arange(n_slots)[None, :] < counts[:, None]
     arrays = {name: pad(jets[field], n_slots) for name, field in (
-        ("pt", "pt"), ("eta", "eta"), ("phi", "phi"), ("mass", "mass"), ("btag", "btagDeepFlavB"),
+        ("pt", "pt"), ("eta", "eta"), ("phi", "phi"), ("mass", "mass"), ("btag", "btag"),
         ("flavour", "hadronFlavour"), ("jet_id", "jetId"))}
     index = pad(jets.genJetIdx, n_slots).astype(np.int64)
     n_gen = ak.to_numpy(ak.num(gen_jets.pt, axis=1))

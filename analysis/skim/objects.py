@@ -9,7 +9,14 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from analysis.config import Detector, JetDefinition, LeptonDefinition, Objects, Selection, Systematics
+from analysis.config import (
+    Detector,
+    JetDefinition,
+    LeptonDefinition,
+    Objects,
+    Selection,
+    Systematics,
+)
 from analysis.errors import ConfigError
 from analysis.skim.jets import PaddedJets
 
@@ -99,12 +106,13 @@ def shifted_jets_and_met(jets: PaddedJets, met_pt: np.ndarray, met_phi: np.ndarr
 
 def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
               spec: JetDefinition, resort: bool = True) -> PaddedJets:
-    """Jets passing pt, |eta| and jet ID, separated by ``lepton_clean_dr`` from the lepton.
+    """Jets passing pt, |eta| and tight jet ID, separated by ``lepton_clean_dr`` from every lepton.
 
     Args:
         jets: padded jets (GeV, rad).
-        lepton_eta: ``(n_events,)`` eta of the tight lepton; NaN without one (nothing cleaned).
-        lepton_phi: ``(n_events,)`` its azimuth in rad.
+        lepton_eta: ``(n_events, n_leptons)`` eta of the tight leptons (``n_leptons`` may be 0:
+            nothing is cleaned).
+        lepton_phi: ``(n_events, n_leptons)`` their azimuths in rad.
         spec: jet definition.
         resort: sort by pt; ``False`` when the jets are known to be pt-ordered.
 
@@ -112,16 +120,17 @@ def good_jets(jets: PaddedJets, lepton_eta: np.ndarray, lepton_phi: np.ndarray,
         The passing jets, pt-ordered and packed to the left.
     """
     keep = (jets.pt > spec.pt_min) & (np.abs(jets.eta) < spec.abs_eta_max) & (jets.jet_id >= 2)
-    dphi = (jets.phi - lepton_phi[:, None] + np.pi) % (2 * np.pi) - np.pi
-    near = (jets.eta - lepton_eta[:, None]) ** 2 + dphi**2 < spec.lepton_clean_dr**2
-    # NaN distances compare False: no lepton, nothing removed. Shifts other than JER scale all
-    # jets alike and keep the pt order of the input (NanoAOD's), so they need no sort
+    dphi = (jets.phi[:, :, None] - lepton_phi[:, None, :] + np.pi) % (2 * np.pi) - np.pi
+    dr2 = (jets.eta[:, :, None] - lepton_eta[:, None, :]) ** 2 + dphi**2  # jets x leptons
+    near = np.any(dr2 < spec.lepton_clean_dr**2, axis=2)
+    # Shifts other than JER scale all jets alike and keep the pt order of the input
+    # (NanoAOD's), so they need no sort
     return jets.keep(keep & ~near, sort_by_pt=resort)
 
 
 def select_events(n_leptons: np.ndarray, jets: PaddedJets, objects: Objects,
                   selection: Selection) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Single-lepton preselection and its cutflow masks.
+    """Preselection (exactly ``n_tight_leptons``, jets, b tags) and its cutflow masks.
 
     Args:
         n_leptons: ``(n_events,)`` number of tight leptons.

@@ -9,40 +9,39 @@ of the dataset before any selection; variations (``weight_btag_up`` ...) are ful
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import awkward as ak
 import numpy as np
 from coffea import processor
-from coffea.nanoevents import NanoAODSchema
+from coffea.nanoevents import BaseSchema
 
 from analysis.config import AnalysisConfig
 from analysis.errors import EmptySelectionError, InputDataError
 from analysis.skim import objects as obj
-from analysis.skim.features import event_features, object_features
+from analysis.skim.features import event_features, lepton_columns, object_features
+from analysis.skim.inputs import (
+    ELECTRON_FIELDS,
+    MUON_FIELDS,
+    InputBranches,
+    check_nanoaod_files,
+    filter_efficiency,
+    input_branches,
+)
+from analysis.skim.jetid import JET_ID_INPUTS, recomputed_jet_id
 from analysis.skim.jets import PaddedJets, pad, pad_jets
-from analysis.skim.inputs import check_nanoaod_files, filter_efficiency
 
-__all__ = ["SkimResult", "SkimProcessor", "run_skim"]
+__all__ = ["LEPTON_FIELDS", "SkimResult", "SkimProcessor", "run_skim"]
 
 log = logging.getLogger(__name__)
 PB_PER_INVERSE_FB = 1000.0
 WEIGHT_VARIATIONS = ("btag_up", "btag_down", "isr_up", "isr_down", "fsr_up", "fsr_down")
 _PS_INDEX = {"isr_up": 0, "fsr_up": 1, "isr_down": 2, "fsr_down": 3}  # CMS's PSWeight order
-
-
-class QuietNanoAODSchema(NanoAODSchema):
-    """NanoAODSchema without the warnings about cross-references our files need not carry."""
-
-    def __init__(self, base_form: dict, *args: object, **kwargs: object) -> None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning,
-                                    message=r"(Missing cross-reference|Branch .* already exists)")
-            super().__init__(base_form, *args, **kwargs)
+LEPTON_FIELDS = ("pt", "eta", "phi", "mass", "charge")  # of a tight muon or electron
 
 
 @dataclass(frozen=True)
@@ -58,45 +57,56 @@ class SkimResult:
 class SkimProcessor(processor.ProcessorABC):
     """Selection, features and systematic variations of one dataset (stateless).
 
+    Reads the ``Events`` branches with coffea's ``BaseSchema``, each only through
+    ``inputs.read``: the branches it reads are exactly those the input check requires.
+
     Args:
         config: the analysis; only objects, selection, features, systematics, detector,
-            luminosity and processes are read.
+            luminosity, nanoaod and processes are read.
         processes: the dataset's processes; several are told apart by ``genTtbarId % 100``.
         efficiency: generator-filter efficiency of the dataset (1 without a filter).
+        inputs: the branches to read (``input_branches`` of ``config.nanoaod``).
     """
 
-    def __init__(self, config: AnalysisConfig, processes: Sequence[str], efficiency: float) -> None:
+    def __init__(self, config: AnalysisConfig, processes: Sequence[str], efficiency: float,
+                 inputs: InputBranches) -> None:
         self.config = config
         self.processes = tuple(processes)
         self.efficiency = efficiency
+        self.inputs = inputs
 
     def process(self, events: ak.Array) -> dict:
         """Skim one chunk; returns raw (un-normalised) tables and cutflow counts."""
         cfg = self.config
-        label, xsec = self._truth(events)
-        base_weight = (ak.to_numpy(events.genWeight).astype(np.float64) * xsec * self.efficiency
-                       * cfg.luminosity.value * PB_PER_INVERSE_FB)
-        ps = pad(events.PSWeight, 4)
-        ps = np.where(ak.to_numpy(ak.num(events.PSWeight))[:, None] == 4, ps, 1.0)
-        muons = obj.tight_muons(events.Muon, cfg.objects.muons)
-        electrons = obj.tight_electrons(events.Electron, cfg.objects.electrons)
+        read: Callable[[str], ak.Array] = functools.partial(self.inputs.read, events)
+        label, xsec = self._truth(read)
+        gen_weight = ak.to_numpy(read("genWeight")).astype(np.float64)
+        base_weight = (gen_weight * xsec * self.efficiency * cfg.luminosity.value
+                       * PB_PER_INVERSE_FB)
+        ps = pad(read("PSWeight"), 4)
+        ps = np.where(ak.to_numpy(ak.num(read("PSWeight")))[:, None] == 4, ps, 1.0)
+        muons = obj.tight_muons(_collection(read, "Muon", MUON_FIELDS), cfg.objects.muons)
+        electrons = obj.tight_electrons(_collection(read, "Electron", ELECTRON_FIELDS),
+                                        cfg.objects.electrons)
         n_leptons = ak.to_numpy(ak.num(muons) + ak.num(electrons))
-        leptons = ak.concatenate([muons[["pt", "eta", "phi", "mass"]],
-                                  electrons[["pt", "eta", "phi", "mass"]]], axis=-1)
-        leading = ak.firsts(leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)])
-        all_events = {"all": float(len(events)), "all_weighted": float(base_weight.sum())}
-        # the lepton requirement does not depend on the jet shifts: only its candidates go on
+        fields = list(LEPTON_FIELDS)
+        leptons = ak.concatenate([muons[fields], electrons[fields]], axis=-1)
+        leptons = leptons[ak.argsort(leptons.pt, axis=-1, ascending=False)]
+        all_events = {"all": float(len(gen_weight)), "all_weighted": float(base_weight.sum())}
+        # the lepton requirement does not depend on the jet shifts: only its candidates go on,
+        # each with exactly n_tight_leptons leptons: rectangular (n_events, n_tight_leptons)
         candidate = n_leptons == cfg.selection.n_tight_leptons
-        lepton = {f: np.asarray(ak.to_numpy(ak.fill_none(leading[f][candidate], np.nan)),
-                                np.float64) for f in ("pt", "eta", "phi", "mass")}
-        all_jets = pad_jets(events.Jet[candidate], events.GenJet[candidate])
-        met = (ak.to_numpy(events.MET.pt[candidate]).astype(np.float64),
-               ak.to_numpy(events.MET.phi[candidate]).astype(np.float64))
-        ids = {name: ak.to_numpy(events[name][candidate]).astype(np.int64)
+        lepton = {f: pad(leptons[f][candidate], cfg.selection.n_tight_leptons) for f in fields}
+        all_jets = pad_jets(self._jets(read)[candidate],
+                            _collection(read, "GenJet", ("pt", "eta", "phi"))[candidate])
+        met = tuple(ak.to_numpy(read(f"{cfg.nanoaod.met}_{f}")[candidate]).astype(np.float64)
+                    for f in ("pt", "phi"))
+        ids = {name: ak.to_numpy(read(name)[candidate]).astype(np.int64)
                for name in ("luminosityBlock", "event")}
         label, base_weight, ps, n_leptons = (a[candidate] for a in (label, base_weight, ps,
                                                                     n_leptons))
-        result = {"sumw": float(ak.sum(events.genWeight)), "n_events": len(events), "shifts": {}}
+        result = {"sumw": float(ak.sum(read("genWeight"))), "n_events": len(gen_weight),
+                  "shifts": {}}
         for shift in obj.OBJECT_SHIFTS:
             jets, met_pt, met_phi = obj.shifted_jets_and_met(all_jets, *met, shift, cfg.systematics)
             jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets,
@@ -113,14 +123,28 @@ class SkimProcessor(processor.ProcessorABC):
             result["shifts"][shift] = {"tables": [table], "cutflow": cutflow}
         return result
 
-    def _truth(self, events: ak.Array) -> tuple[np.ndarray, np.ndarray]:
-        label = np.full(len(events), -1, dtype=np.int64)
-        xsec = np.zeros(len(events))
+    def _jets(self, read: Callable[[str], ak.Array]) -> ak.Array:
+        """Jets with pt, eta, phi, mass, btag (the config's discriminant), hadronFlavour,
+        jetId (read, or recomputed where the NanoAOD version dropped it) and genJetIdx."""
+        nanoaod = self.config.nanoaod
+        if nanoaod.profile.jet_id == "file":
+            jet_id = read("Jet_jetId")
+        else:
+            jet_id = recomputed_jet_id(read("Jet_eta"),
+                                       **{name: read(f"Jet_{name}") for name in JET_ID_INPUTS})
+        return ak.zip({**{f: read(f"Jet_{f}") for f in ("pt", "eta", "phi", "mass")},
+                       "btag": read(nanoaod.btag), "hadronFlavour": read("Jet_hadronFlavour"),
+                       "jetId": jet_id, "genJetIdx": read("Jet_genJetIdx")})
+
+    def _truth(self, read: Callable[[str], ak.Array]) -> tuple[np.ndarray, np.ndarray]:
+        n_events = len(read("genWeight"))
+        label = np.full(n_events, -1, dtype=np.int64)
+        xsec = np.zeros(n_events)
         if len(self.processes) == 1:
             label[:] = self.config.label_of(self.processes[0])
             xsec[:] = self.config.processes[self.processes[0]].cross_section.value
             return label, xsec
-        category = ak.to_numpy(events.genTtbarId) % 100
+        category = ak.to_numpy(read("genTtbarId")) % 100
         for name in self.processes:
             spec = self.config.processes[name]
             match = np.isin(category, spec.gen_ttbar_id)
@@ -140,8 +164,8 @@ class SkimProcessor(processor.ProcessorABC):
                 jets, cfg.objects, cfg.detector, cfg.systematics, direction)
         features = event_features(jets, lepton, met_pt, met_phi, cfg.objects.jets.btag_medium)
         columns.update({name: features[name] for name in cfg.features.event})
-        # the lepton is a graph node whatever the event features: always stored
-        columns.update({f"lepton_{name}": values for name, values in lepton.items()})
+        # the selected leptons are graph nodes whatever the event features: always stored
+        columns.update(lepton_columns(lepton))
         columns["met_phi"] = features["met_phi"]
         columns.update(object_features(jets, cfg.features.n_jets_max))
         return columns  # numpy columns: cheap to merge across chunks
@@ -149,6 +173,11 @@ class SkimProcessor(processor.ProcessorABC):
     def postprocess(self, accumulator: dict) -> dict:
         """Nothing to do: normalisation needs the whole dataset (``run_skim``)."""
         return accumulator
+
+
+def _collection(read: Callable[[str], ak.Array], name: str, fields: Sequence[str]) -> ak.Array:
+    """``events x objects`` records of the branches ``<name>_<field>``."""
+    return ak.zip({field: read(f"{name}_{field}") for field in fields})
 
 
 def _check_finite(columns: dict[str, np.ndarray], files: Sequence[str], shift: str) -> None:
@@ -182,7 +211,8 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
         EmptySelectionError: if no event of the dataset passes the nominal selection.
     """
     processes = config.datasets[dataset_name].processes
-    check_nanoaod_files(files, needs_ttbar_id=len(processes) > 1)
+    inputs = input_branches(config.nanoaod, needs_ttbar_id=len(processes) > 1)
+    check_nanoaod_files(files, inputs)
     efficiency = filter_efficiency(files, complement_files)
     if dask_client is not None:
         executor = processor.DaskExecutor(client=dask_client, status=False)
@@ -191,11 +221,11 @@ def run_skim(config: AnalysisConfig, dataset_name: str, files: Sequence[str], wo
     else:
         executor = processor.IterativeExecutor(status=False, compression=None)  # no pickling
     runner = processor.Runner(executor=executor, pre_executor=processor.IterativeExecutor(status=False),
-                              schema=QuietNanoAODSchema, chunksize=chunksize)
+                              schema=BaseSchema, chunksize=chunksize)
     start = time.perf_counter()
     try:
         output = runner({dataset_name: {"files": {f: "Events" for f in files}}},
-                        SkimProcessor(config, processes, efficiency))
+                        SkimProcessor(config, processes, efficiency, inputs))
     except InputDataError:
         raise
     except Exception as err:  # coffea wraps reader errors; name the files for the user

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import awkward as ak
-import pyarrow.parquet as pq
 import law
 import luigi
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import uproot
 import yaml
@@ -19,8 +20,8 @@ from analysis.errors import InputDataError
 from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
 from tasks.generate import GenerateEvents
-from tests.conftest import fresh_law_process
 from tasks.skim import Skim
+from tests.conftest import fresh_law_process
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +154,121 @@ def test_external_dataset_keeps_urls_and_resolves_paths(tmp_path: Path, cms_file
     task = ExternalDataset(version="v", config=str(config), dataset="cms_tt")
     assert task.files() == [str(cms_file), url, str(tmp_path / "relative" / "file.root")]
     assert [t.abspath for t in task.output()] == [str(cms_file), str(tmp_path / "relative" / "file.root")]
+
+
+# ---- NanoAOD versions and lepton multiplicities through the real task -------------------------
+
+def _skim_table(config: Path, version: str = "layouts") -> ak.Array:
+    assert _build(Skim(version=version, config=str(config)))
+    skim_dir = Path(Skim(version=version, config=str(config)).target().abspath)
+    return ak.from_parquet(skim_dir / "cms_tt" / "nominal.parquet")
+
+
+@pytest.mark.parametrize("n_leptons", [0, 2])
+def test_zero_and_two_lepton_selections_through_skim(n_leptons: int, store: Path,
+                                                     tmp_path: Path) -> None:
+    from tests.unit.skim.nanoaod_layouts import (
+        expected_events,
+        layout_config,
+        write_layout,
+    )
+
+    nano = write_layout(tmp_path / "nano_v15.root", "v15", n_events=600)
+    features = (["ht", "n_jets", "n_btag", "met_pt", "mbb_closest", "aplanarity"]
+                + {0: [], 2: ["lepton_pt", "lepton2_pt", "mll", "mt_w"]}[n_leptons])
+    selection = {"n_tight_leptons": n_leptons, "n_jets_min": 6 if n_leptons == 0 else 2,
+                 "n_btag_min": 2 if n_leptons == 0 else 1}
+    config = layout_config(tmp_path, [str(nano)], {"version": "v15", "met": "PuppiMET",
+                                                   "btag": "Jet_btagUParTAK4B"},
+                           selection, features, name=f"leptons_{n_leptons}")
+    table = _skim_table(config)
+    expected = expected_events(nano, load_config(str(config)))
+    assert len(expected) >= 5
+    np.testing.assert_array_equal(np.sort(ak.to_numpy(table.event)), expected)
+    assert set(features) <= set(table.fields)
+    assert any(f.startswith("lepton") for f in table.fields) == (n_leptons > 0)
+    assert ("lepton2_pt" in table.fields) == (n_leptons == 2)
+
+
+def test_v15_layout_and_real_v12_skim_through_configs_differing_in_nanoaod_and_selection(
+        store: Path, tmp_path: Path, cms_file: Path) -> None:
+    """cms_tt.yaml on the real v12 file; the same file with only nanoaod (version, MET,
+    discriminant) and selection changed on a v15-layout file."""
+    from tests.unit.skim.nanoaod_layouts import expected_events, write_layout
+
+    nano = write_layout(tmp_path / "nano_v15.root", "v15", n_events=600)
+    raw = yaml.safe_load(resolve_config_path("cms_tt").read_text())
+    raw_v15 = {**raw, "name": "cms_tt_v15",
+               "datasets": {"cms_tt": {**raw["datasets"]["cms_tt"], "files": [str(nano)]}},
+               "nanoaod": {"version": "v15", "met": "PFMET", "btag": "Jet_btagPNetB"},
+               "selection": {**raw["selection"], "n_jets_min": 3}}
+    changed = {key for key in raw if raw[key] != raw_v15[key]}
+    assert changed == {"name", "datasets", "nanoaod", "selection"}
+    path = tmp_path / "cms_tt_v15.yaml"
+    path.write_text(yaml.safe_dump(raw_v15, sort_keys=False))
+    v15 = _skim_table(path)
+    np.testing.assert_array_equal(np.sort(ak.to_numpy(v15.event)),
+                                  expected_events(nano, load_config(str(path))))
+    real = _skim_table(_external_config(tmp_path, [str(cms_file)]))
+    assert len(v15) > 10 and len(real) > 10
+
+
+def test_allhadronic_example_config_writes_its_parquet(store: Path, tmp_path: Path) -> None:
+    """config/cms_tt_allhad_v15.yaml as shipped, on a v15-layout file: every shift's Parquet."""
+    from tests.unit.skim.nanoaod_layouts import expected_events, write_layout
+
+    nano = write_layout(tmp_path / "allhad_v15.root", "v15", n_events=600)
+    raw = yaml.safe_load(resolve_config_path("cms_tt_allhad_v15").read_text())
+    raw["datasets"]["cms_tt"]["files"] = [str(nano)]
+    path = tmp_path / "cms_tt_allhad_v15.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    config = load_config(str(path))
+    assert config.selection.n_tight_leptons == 0 and config.nanoaod.version == "v15"
+    table = _skim_table(path)
+    np.testing.assert_array_equal(np.sort(ak.to_numpy(table.event)), expected_events(nano, config))
+    skim_dir = Path(Skim(version="layouts", config=str(path)).target().abspath) / "cms_tt"
+    assert {p.name for p in skim_dir.iterdir()} == {f"{s}.parquet" for s in OBJECT_SHIFTS} | {
+        "cutflow.json"}
+
+
+def test_law_run_shows_the_message_not_a_traceback(tmp_path: Path) -> None:
+    """``law run Skim`` with a v12 config on a v15 file: the terminal shows the full message."""
+    import subprocess
+    import sys
+
+    from tests.unit.skim.nanoaod_layouts import layout_config, write_layout
+
+    nano = write_layout(tmp_path / "nano_v15.root", "v15")
+    config = layout_config(tmp_path, [str(nano)], {"version": "v12", "met": "MET",
+                                                   "btag": "Jet_btagDeepFlavB"})
+    law = Path(sys.executable).parent / "law"
+    result = subprocess.run(
+        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
+        env={**os.environ, "DIFFANA_STORE": str(tmp_path / "store")}, capture_output=True,
+        text=True, timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
+    terminal = result.stdout + result.stderr
+    assert (f"InputDataError: {nano}: Events tree lacks 3 branches that the config (NanoAOD v12) "
+            "reads: Jet_jetId (nanoaod.version: v12 (jet ID read from the file)); MET_pt, MET_phi "
+            "(nanoaod.met: MET). The file looks like NanoAOD v15") in terminal, terminal
+    assert "Traceback" not in terminal, terminal
+    assert not list((tmp_path / "store").rglob("*.parquet"))
+
+
+def test_law_run_shows_a_config_error_as_its_message(tmp_path: Path) -> None:
+    """A ConfigError met while luigi checks the task (complete()): the message, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.unit.skim.nanoaod_layouts import layout_config
+
+    config = layout_config(tmp_path, ["unused.root"], {"version": "v12"},
+                           {"n_tight_leptons": 0}, ["ht", "lepton_pt"], name="lepton_free")
+    law = Path(sys.executable).parent / "law"
+    result = subprocess.run(
+        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
+        env={**os.environ, "DIFFANA_STORE": str(tmp_path / "store")}, capture_output=True,
+        text=True, timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
+    terminal = result.stdout + result.stderr
+    assert (f"ConfigError: {config}: features.event = \"lepton_pt\": needs 1 tight lepton in every "
+            "selected event, but selection.n_tight_leptons = 0") in terminal, terminal
+    assert "Traceback" not in terminal and result.returncode != 0, terminal

@@ -91,3 +91,61 @@ def test_fit_systematics_are_the_skims_variations_and_unknown_ones_fail(tmp_path
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"inference.systematics.*unknown systematic"):
         load_config(str(path))
+
+
+def _external_variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
+    """``config/cms_tt.yaml`` (an external dataset) edited."""
+    raw = yaml.safe_load(resolve_config_path("cms_tt").read_text())
+    edit(raw)
+    path = tmp_path / "external.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _all_hadronic(raw: dict, features: list[str]) -> None:
+    raw["selection"]["n_tight_leptons"] = 0
+    raw["features"]["event"] = features
+
+
+@pytest.mark.parametrize(("edit", "key", "why"), [
+    (lambda c: _all_hadronic(c, ["ht", "lepton_pt"]), "features.event = \"lepton_pt\"",
+     "needs 1 tight lepton in every selected event, but selection.n_tight_leptons = 0"),
+    (lambda c: _all_hadronic(c, ["mt_w"]), "features.event = \"mt_w\"",
+     "selection.n_tight_leptons = 0: remove it, or select more leptons"),
+    (lambda c: c["features"].update(event=["ht", "mll"]), "features.event = \"mll\"",
+     "needs 2 tight leptons in every selected event, but selection.n_tight_leptons = 1"),
+    (lambda c: c.update(nanoaod={"version": "v15", "met": "MET"}), "nanoaod.met = \"MET\"",
+     "NanoAOD v15 has no MET_pt; choose one of PFMET, PuppiMET"),
+    (lambda c: c.update(nanoaod={"version": "v12", "btag": "Jet_btagUParTAK4B"}),
+     "nanoaod.btag = \"Jet_btagUParTAK4B\"", "not a b-tag discriminant of NanoAOD v12 (known: "
+     "Jet_btagDeepFlavB, Jet_btagPNetB, Jet_btagRobustParTAK4B)"),
+    (lambda c: c.update(nanoaod={"version": "v13"}), "nanoaod.version = \"v13\"",
+     "must be one of v9, v12, v15"),
+])
+def test_invalid_nanoaod_and_lepton_settings(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
+    path = _external_variant(tmp_path, edit)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path))
+    assert str(info.value).startswith(f"{path}: {key}: {why}") or (
+        str(info.value).startswith(f"{path}: {key}") and why in str(info.value)), str(info.value)
+
+
+def test_generated_events_are_v12_and_their_configs_say_so(tmp_path: Path) -> None:
+    for name in ("tth_bb", "tth_bb_tiny"):
+        nanoaod = load_config(name).nanoaod
+        assert (nanoaod.version, nanoaod.met, nanoaod.btag) == ("v12", "MET", "Jet_btagDeepFlavB")
+        assert "nanoaod:\n  version: v12" in resolve_config_path(name).read_text()
+    path = _write_variant(tmp_path, lambda c: c.update(nanoaod={"version": "v15",
+                                                                "met": "PuppiMET"}))
+    with pytest.raises(ConfigError, match=r"nanoaod = .*dataset \w+ is generated, and generated "
+                                          r"events are written as NanoAOD .*'version': 'v12'"):
+        load_config(str(path))
+
+
+def test_all_hadronic_example_loads_without_lepton_features() -> None:
+    from analysis.config import LEPTON_FEATURES
+
+    config = load_config("cms_tt_allhad_v15")
+    assert config.selection.n_tight_leptons == 0
+    assert not set(config.features.event) & set(LEPTON_FEATURES)
+    assert (config.nanoaod.version, config.nanoaod.btag) == ("v15", "Jet_btagUParTAK4B")

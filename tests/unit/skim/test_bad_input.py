@@ -44,7 +44,8 @@ def test_bad_file_is_named(case: str, tmp_path: Path, nano_file: Path,
             file["Runs"] = {"run": np.array([1])}
     elif case == "missing_branch":
         _copy_without(nano_file, path, drop="Jet_btagDeepFlavB")
-        expected = f"{path}: Events tree lacks branch Jet_btagDeepFlavB"
+        expected = (f"{path}: Events tree lacks 1 branch that the config (NanoAOD v12) reads: "
+                    "Jet_btagDeepFlavB (nanoaod.btag: Jet_btagDeepFlavB)")
     with pytest.raises(InputDataError) as info:
         run_skim(tiny_config, "tth", [str(path)])
     assert expected in str(info.value) and "\n" not in str(info.value)

@@ -25,7 +25,7 @@ def _padded(pt, phi, btag, flavour, counts):  # noqa: ANN001, ANN202
     total = int(np.sum(counts))
     jets = ak.unflatten(ak.zip({
         "pt": pt, "eta": np.zeros(total), "phi": phi, "mass": np.zeros(total),
-        "btagDeepFlavB": btag, "hadronFlavour": flavour, "jetId": np.full(total, 6),
+        "btag": btag, "hadronFlavour": flavour, "jetId": np.full(total, 6),
         "genJetIdx": np.full(total, -1)}), counts)
     gen_jets = ak.unflatten(ak.zip({f: np.zeros(0) for f in ("pt", "eta", "phi")}),
                             np.zeros(len(counts), int))
@@ -35,8 +35,8 @@ def _padded(pt, phi, btag, flavour, counts):  # noqa: ANN001, ANN202
 def test_planar_event_features() -> None:
     jets = (_jets([[100, 80, 60, 40]], [[0, np.pi, np.pi / 2, -np.pi / 2]],
                           [[0.9, 0.8, 0.01, 0.02]]))
-    lepton = {"pt": np.array([30.0]), "eta": np.zeros(1), "phi": np.array([0.3]),
-              "mass": np.zeros(1)}
+    lepton = {"pt": np.array([[30.0]]), "eta": np.zeros((1, 1)), "phi": np.array([[0.3]]),
+              "mass": np.zeros((1, 1))}
     f = event_features(jets, lepton, np.array([50.0]), np.array([0.3]), btag_medium=0.3)
     assert f["ht"][0] == 280 and f["n_jets"][0] == 4 and f["n_btag"][0] == 2
     # the two tagged jets are back to back: dR = pi, m = 2 sqrt(pt1 pt2)
@@ -50,7 +50,7 @@ def test_planar_event_features() -> None:
 def test_fewer_than_two_tags_use_highest_discriminants_and_padding() -> None:
     jets = (_jets([[50, 40, 30], [60, 50]], [[0, 1, 2], [0, 0.5]],
                           [[0.05, 0.2, 0.1], [0.9, 0.01]]))
-    lepton = {k: np.ones(2) for k in ("pt", "eta", "phi", "mass")}
+    lepton = {k: np.ones((2, 1)) for k in ("pt", "eta", "phi", "mass")}
     f = event_features(jets, lepton, np.ones(2), np.zeros(2), btag_medium=0.3)
     assert f["drbb_closest"][0] == pytest.approx(1.0)  # jets 2 and 3 (0.2, 0.1): dphi = 1
     assert f["jet3_pt"][1] == 0 and f["jet4_pt"][0] == 0

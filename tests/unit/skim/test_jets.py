@@ -20,13 +20,13 @@ def test_pad_keeps_order_and_drops_overflow() -> None:
 @pytest.fixture
 def two_events():  # noqa: ANN201
     jets = ak.Array([
-        [{"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 5.0, "btagDeepFlavB": 0.9,
+        [{"pt": 50.0, "eta": 0.0, "phi": 0.0, "mass": 5.0, "btag": 0.9,
           "hadronFlavour": 5, "jetId": 6, "genJetIdx": 0},
-         {"pt": 80.0, "eta": 1.0, "phi": 1.0, "mass": 8.0, "btagDeepFlavB": 0.1,
+         {"pt": 80.0, "eta": 1.0, "phi": 1.0, "mass": 8.0, "btag": 0.1,
           "hadronFlavour": 0, "jetId": 6, "genJetIdx": 1},
-         {"pt": 40.0, "eta": 3.0, "phi": 2.0, "mass": 4.0, "btagDeepFlavB": 0.2,
+         {"pt": 40.0, "eta": 3.0, "phi": 2.0, "mass": 4.0, "btag": 0.2,
           "hadronFlavour": 0, "jetId": 6, "genJetIdx": -1}],
-        [{"pt": 35.0, "eta": 0.5, "phi": -1.0, "mass": 3.0, "btagDeepFlavB": 0.5,
+        [{"pt": 35.0, "eta": 0.5, "phi": -1.0, "mass": 3.0, "btag": 0.5,
           "hadronFlavour": 4, "jetId": 0, "genJetIdx": 7}],
     ])
     gen_jets = ak.Array([[{"pt": 40.0, "eta": 0.05, "phi": 0.0},   # matched (dR = 0.05)
@@ -54,8 +54,8 @@ def test_jer_scales_distance_to_generator_jet(two_events, tiny_config: AnalysisC
 
 def test_good_jets_sort_clean_and_pack(two_events, tiny_config: AnalysisConfig) -> None:  # noqa: ANN001
     spec = tiny_config.objects.jets
-    jets = good_jets(two_events, np.array([1.0, np.nan]), np.array([1.05, np.nan]), spec)
+    jets = good_jets(two_events, np.array([[1.0], [-3.0]]), np.array([[1.05], [0.0]]), spec)
     # event 0: the 80 GeV jet is within dR 0.4 of the lepton, the 40 GeV jet at eta 3 fails |eta|
     assert jets.pt[0].tolist() == [50.0, 0, 0, 0] and jets.mask[0].tolist() == [1, 0, 0, 0]
-    # event 1: no lepton (nothing cleaned), but its only jet fails the jet ID
+    # event 1: the lepton is far away, but its only jet fails the jet ID
     assert not jets.mask[1].any()
