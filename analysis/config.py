@@ -23,7 +23,11 @@ from analysis.errors import ConfigError
 
 __all__ = [
     "CONFIG_DIR",
+    "FIT_SYSTEMATICS",
     "MODEL_KINDS",
+    "OBJECT_SHIFTS",
+    "SHIFT_SYSTEMATICS",
+    "WEIGHT_SYSTEMATICS",
     "STRATEGIES",
     "YIELD_AWARE",
     "AnalysisConfig",
@@ -307,8 +311,16 @@ class LearnedCutsSettings:
     n_tradeoff_points: int = field(default=13, metadata=_check(2))  # of ReduceEvents' table
 
 
-FIT_SYSTEMATICS = ("jes", "jer", "btag", "isr", "fsr")
-"""The skim's up/down variations that the fit can use (``inference.systematics``)."""
+SHIFT_SYSTEMATICS: tuple[str, ...] = ("jes", "jer")
+"""Systematics that shift objects: the skim re-selects the events (tables ``<name>_up/down``)."""
+WEIGHT_SYSTEMATICS: tuple[str, ...] = ("btag", "isr", "fsr")
+"""Systematics that reweight the nominal events (columns ``weight_<name>_up/down``)."""
+FIT_SYSTEMATICS: tuple[str, ...] = (*SHIFT_SYSTEMATICS, *WEIGHT_SYSTEMATICS)
+"""The skim's up/down variations that training and the fit can use (``inference.systematics``);
+the one source of these names."""
+OBJECT_SHIFTS: tuple[str, ...] = ("nominal", *(f"{name}_{direction}" for name in SHIFT_SYSTEMATICS
+                                               for direction in ("up", "down")))
+"""The skim's tables per dataset: the nominal selection and each object shift."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import law
 import luigi
 
+from analysis.config import OBJECT_SHIFTS
 from analysis.errors import ConfigError
 from analysis.io import write_json, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
@@ -25,7 +26,6 @@ from analysis.selection.reduce import (
     tradeoff_records,
 )
 from analysis.selection.samples import selection_samples
-from analysis.skim.objects import OBJECT_SHIFTS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.skim import Skim
 

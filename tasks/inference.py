@@ -8,7 +8,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.config import MODEL_KINDS, STRATEGIES, YIELD_AWARE
+from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
 from analysis.inference.histograms import fold_histograms, histogram_dict
 from analysis.inference.scores import merge_fold_scores, signal_auc
@@ -65,7 +65,7 @@ class Evaluate(ModelTask):
                 "events": self.selection_requires()}
 
     def output(self) -> dict[str, Any]:
-        return {"scores": {d: {s: self.target(d, f"{s}.parquet") for s in _shifts()}
+        return {"scores": {d: {s: self.target(d, f"{s}.parquet") for s in OBJECT_SHIFTS}
                            for d in self.analysis_config.datasets},
                 "evaluation": self.target("evaluation.json")}
 
@@ -92,12 +92,6 @@ class Evaluate(ModelTask):
         auc = signal_auc(merged, signal)
         write_json(outputs["evaluation"].abspath, {"auc": auc}, provenance=provenance)
         self.publish_message(f"{self.title()}: AUC {auc:.4f}")
-
-
-def _shifts() -> tuple[str, ...]:
-    from analysis.skim.objects import OBJECT_SHIFTS
-
-    return tuple(OBJECT_SHIFTS)
 
 
 class CreateHistograms(ModelTask):

@@ -7,8 +7,8 @@ import contextlib
 import law
 import luigi
 
+from analysis.config import OBJECT_SHIFTS
 from analysis.io import write_json, write_parquet
-from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
 from tasks.base import SKIM_SECTIONS, DiffanaTask
 from tasks.generate import ExternalDataset, GenerateEvents

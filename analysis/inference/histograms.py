@@ -15,15 +15,13 @@ from typing import Any
 import hist
 import numpy as np
 
+from analysis.config import FIT_SYSTEMATICS, SHIFT_SYSTEMATICS, WEIGHT_SYSTEMATICS
 from analysis.errors import InputDataError
-from analysis.training.skim_samples import SHIFT_NUISANCES, WEIGHT_NUISANCES
 
-__all__ = ["SYSTEMATICS", "VARIATIONS", "fold_histograms", "fold_scores", "histogram_dict",
+__all__ = ["VARIATIONS", "fold_histograms", "fold_scores", "histogram_dict",
            "score_histograms"]
 
-SYSTEMATICS: tuple[str, ...] = (*SHIFT_NUISANCES, *WEIGHT_NUISANCES)
-"""Experimental and modelling systematics with up/down variations: jes, jer, btag, isr, fsr."""
-VARIATIONS: tuple[str, ...] = ("nominal", *(f"{s}_{d}" for s in SYSTEMATICS
+VARIATIONS: tuple[str, ...] = ("nominal", *(f"{s}_{d}" for s in FIT_SYSTEMATICS
                                             for d in ("up", "down")))
 """Variation axis of the histograms."""
 
@@ -58,8 +56,8 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
     for dataset, shifts in scores.items():
         for variation in VARIATIONS:
             syst, _, direction = variation.rpartition("_")
-            shift = variation if syst in SHIFT_NUISANCES else "nominal"
-            weight = f"weight_{variation}" if syst in WEIGHT_NUISANCES else "weight"
+            shift = variation if syst in SHIFT_SYSTEMATICS else "nominal"
+            weight = f"weight_{variation}" if syst in WEIGHT_SYSTEMATICS else "weight"
             try:
                 columns = shifts[shift]
                 labels = np.asarray(columns["label"], dtype=np.int64)

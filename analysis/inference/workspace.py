@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.config import AnalysisConfig
+from analysis.config import FIT_SYSTEMATICS, AnalysisConfig
 from analysis.errors import ConfigError, InputDataError
-from analysis.inference.histograms import SYSTEMATICS
 
 __all__ = ["CHANNEL", "POI", "build_workspace", "merge_bins", "poi_bounds", "validate_workspace"]
 
@@ -121,7 +120,7 @@ def _merged(histograms: Mapping[str, Any], groups: np.ndarray | None) -> dict[st
 
 def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
                     pseudo_data_seed: int, poi_range: Sequence[float] | None = None,
-                    systematics: Sequence[str] = SYSTEMATICS,
+                    systematics: Sequence[str] = FIT_SYSTEMATICS,
                     max_background_mc_stat: float | None = None,
                     prune_shape_chi2: float | None = None,
                     details: dict[str, Any] | None = None) -> dict[str, Any]:

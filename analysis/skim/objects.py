@@ -10,6 +10,7 @@ import awkward as ak
 import numpy as np
 
 from analysis.config import (
+    OBJECT_SHIFTS,
     Detector,
     JetDefinition,
     LeptonDefinition,
@@ -21,7 +22,6 @@ from analysis.errors import ConfigError
 from analysis.skim.jets import PaddedJets
 
 __all__ = [
-    "OBJECT_SHIFTS",
     "btag_scale_factor_weight",
     "good_jets",
     "select_events",
@@ -29,8 +29,6 @@ __all__ = [
     "tight_electrons",
     "tight_muons",
 ]
-
-OBJECT_SHIFTS = ("nominal", "jes_up", "jes_down", "jer_up", "jer_down")
 
 
 def tight_muons(muons: ak.Array, spec: LeptonDefinition) -> ak.Array:

@@ -20,7 +20,7 @@ import numpy as np
 from coffea import processor
 from coffea.nanoevents import BaseSchema
 
-from analysis.config import AnalysisConfig
+from analysis.config import OBJECT_SHIFTS, AnalysisConfig
 from analysis.errors import EmptySelectionError, InputDataError
 from analysis.skim import objects as obj
 from analysis.skim.features import event_features, lepton_columns, object_features
@@ -107,7 +107,7 @@ class SkimProcessor(processor.ProcessorABC):
                                                                     n_leptons))
         result = {"sumw": float(ak.sum(read("genWeight"))), "n_events": len(gen_weight),
                   "shifts": {}}
-        for shift in obj.OBJECT_SHIFTS:
+        for shift in OBJECT_SHIFTS:
             jets, met_pt, met_phi = obj.shifted_jets_and_met(all_jets, *met, shift, cfg.systematics)
             jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets,
                                  resort=shift.startswith("jer"))

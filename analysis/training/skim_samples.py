@@ -20,7 +20,12 @@ import awkward as ak
 import numpy as np
 import torch
 
-from analysis.config import MODEL_KINDS, AnalysisConfig
+from analysis.config import (
+    MODEL_KINDS,
+    SHIFT_SYSTEMATICS,
+    WEIGHT_SYSTEMATICS,
+    AnalysisConfig,
+)
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.training.models import EventGNN, graph_inputs
 from analysis.training.samples import Nuisance
@@ -28,8 +33,6 @@ from analysis.training.samples import Nuisance
 __all__ = [
     "CLASSES",
     "MODEL_KINDS",
-    "SHIFT_NUISANCES",
-    "WEIGHT_NUISANCES",
     "GraphAsVector",
     "class_of_process",
     "fold_mask",
@@ -41,10 +44,6 @@ __all__ = [
 CLASSES: tuple[str, ...] = ("tth", "ttbb", "ttother")
 """Output classes of the multi-class classifier: the signal, tt+bb, every other background."""
 
-SHIFT_NUISANCES: tuple[str, ...] = ("jes", "jer")
-"""Nuisances from re-skimmed tables ``<name>_up/down`` (other events than nominal)."""
-WEIGHT_NUISANCES: tuple[str, ...] = ("btag", "isr", "fsr")
-"""Nuisances from the ``weight_<name>_up/down`` columns of the nominal table."""
 
 _TTBB_PROCESS = "tt_bb"
 _Table = Any  # an awkward record array or a mapping column -> array
@@ -275,19 +274,19 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
         raise ConfigError(f"training_samples: model_kind = {model_kind!r}: must be one of "
                           f"{MODEL_KINDS}")
     fold_mask(np.zeros(0, dtype=np.int64), fold, n_folds)  # validates fold and n_folds
-    variations = [f"weight_{name}_{d}" for name in WEIGHT_NUISANCES for d in ("up", "down")]
+    variations = [f"weight_{name}_{d}" for name in WEIGHT_SYSTEMATICS for d in ("up", "down")]
     if part not in PARTS:
         raise ConfigError(f"training_samples: part = {part!r}: must be one of {PARTS}")
     args = (config, features, fold, n_folds, model_kind, train, part, rescale)
     x, w = _split(tables, "nominal", ["weight", *variations], *args)
     samples = {c: (x[c], w[c]["weight"]) for c in CLASSES}
     nuisances = []
-    for name in SHIFT_NUISANCES:
+    for name in SHIFT_SYSTEMATICS:
         up, down = (_split(tables, f"{name}_{d}", ["weight"], *args) for d in ("up", "down"))
         nuisances.append(Nuisance.precomputed(name, {
             c: ((up[0][c], up[1][c]["weight"]), (down[0][c], down[1][c]["weight"]))
             for c in CLASSES}))
-    for name in WEIGHT_NUISANCES:
+    for name in WEIGHT_SYSTEMATICS:
         nuisances.append(Nuisance.precomputed(name, {
             c: ((x[c], w[c][f"weight_{name}_up"]), (x[c], w[c][f"weight_{name}_down"]))
             for c in CLASSES}))

@@ -15,9 +15,8 @@ import pytest
 import uproot
 import yaml
 
-from analysis.config import load_config, resolve_config_path
+from analysis.config import OBJECT_SHIFTS, load_config, resolve_config_path
 from analysis.errors import InputDataError
-from analysis.skim.objects import OBJECT_SHIFTS
 from analysis.skim.processor import run_skim
 from tasks.generate import GenerateEvents
 from tasks.skim import Skim

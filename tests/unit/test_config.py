@@ -81,10 +81,12 @@ def test_external_dataset_config_points_at_real_file(cms_file: Path) -> None:
 
 
 def test_fit_systematics_are_the_skims_variations_and_unknown_ones_fail(tmp_path: Path) -> None:
-    from analysis.config import FIT_SYSTEMATICS
-    from analysis.inference.histograms import SYSTEMATICS
+    from analysis.config import FIT_SYSTEMATICS, OBJECT_SHIFTS
+    from analysis.inference.histograms import VARIATIONS
 
-    assert set(FIT_SYSTEMATICS) == set(SYSTEMATICS)
+    # the histograms' variations and the skim's tables come from the one list of systematics
+    assert VARIATIONS[1:] == tuple(f"{s}_{d}" for s in FIT_SYSTEMATICS for d in ("up", "down"))
+    assert OBJECT_SHIFTS == ("nominal", "jes_up", "jes_down", "jer_up", "jer_down")
     text = resolve_config_path("tth_bb_tiny").read_text().replace(
         "  n_bins: 3\n", "  n_bins: 3\n  systematics: [jes, pdf]\n", 1)
     path = tmp_path / "bad.yaml"
