@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import awkward as ak
@@ -230,22 +232,24 @@ def test_allhadronic_example_config_writes_its_parquet(store: Path, tmp_path: Pa
         "cutflow.json"}
 
 
+def _law_run_skim(config: Path, store: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """``law run Skim`` as a user types it; the result and what the terminal showed."""
+    law = Path(sys.executable).parent / "law"
+    result = subprocess.run(
+        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
+        env={**os.environ, "DIFFANA_STORE": str(store)}, capture_output=True, text=True,
+        timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
+    return result, result.stdout + result.stderr
+
+
 def test_law_run_shows_the_message_not_a_traceback(tmp_path: Path) -> None:
     """``law run Skim`` with a v12 config on a v15 file: the terminal shows the full message."""
-    import subprocess
-    import sys
-
     from tests.unit.skim.nanoaod_layouts import layout_config, write_layout
 
     nano = write_layout(tmp_path / "nano_v15.root", "v15")
     config = layout_config(tmp_path, [str(nano)], {"version": "v12", "met": "MET",
                                                    "btag": "Jet_btagDeepFlavB"})
-    law = Path(sys.executable).parent / "law"
-    result = subprocess.run(
-        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
-        env={**os.environ, "DIFFANA_STORE": str(tmp_path / "store")}, capture_output=True,
-        text=True, timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
-    terminal = result.stdout + result.stderr
+    result, terminal = _law_run_skim(config, tmp_path / "store")
     assert (f"InputDataError: {nano}: Events tree lacks 3 branches that the config (NanoAOD v12) "
             "reads: Jet_jetId (nanoaod.version: v12 (jet ID read from the file)); MET_pt, MET_phi "
             "(nanoaod.met: MET). The file looks like NanoAOD v15") in terminal, terminal
@@ -255,19 +259,11 @@ def test_law_run_shows_the_message_not_a_traceback(tmp_path: Path) -> None:
 
 def test_law_run_shows_a_config_error_as_its_message(tmp_path: Path) -> None:
     """A ConfigError met while luigi checks the task (complete()): the message, no traceback."""
-    import subprocess
-    import sys
-
     from tests.unit.skim.nanoaod_layouts import layout_config
 
     config = layout_config(tmp_path, ["unused.root"], {"version": "v12"},
                            {"n_tight_leptons": 0}, ["ht", "lepton_pt"], name="lepton_free")
-    law = Path(sys.executable).parent / "law"
-    result = subprocess.run(
-        [str(law), "run", "tasks.skim.Skim", "--version", "cli", "--config", str(config)],
-        env={**os.environ, "DIFFANA_STORE": str(tmp_path / "store")}, capture_output=True,
-        text=True, timeout=300, check=False, cwd=Path(__file__).resolve().parents[2])
-    terminal = result.stdout + result.stderr
+    result, terminal = _law_run_skim(config, tmp_path / "store")
     assert (f"ConfigError: {config}: features.event = \"lepton_pt\": needs 1 tight lepton in every "
             "selected event, but selection.n_tight_leptons = 0") in terminal, terminal
     assert "Traceback" not in terminal and result.returncode != 0, terminal
