@@ -1,4 +1,5 @@
-"""Shared fixtures: a seeded rng, the tiny config, generated NanoAOD files, a temporary store."""
+"""Shared fixtures (a seeded rng, the tiny config, generated NanoAOD files, a temporary store) and
+the collection hooks: skip `gpu` tests without CUDA, `--reverse-order`."""
 
 from __future__ import annotations
 
@@ -15,8 +16,18 @@ from analysis.events.generate import generate_chunk
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cms-nanoaod"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse-order", action="store_true", default=False,
+                     help="run the collected tests last to first: a check that no test depends "
+                          "on one before it (pytest-random-order's --random-order-bucket "
+                          "shuffles instead)")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' scopes
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``gpu`` tests without CUDA."""
+    """``--reverse-order``: reverse the tests; skip ``gpu`` tests without CUDA."""
+    if config.getoption("--reverse-order"):
+        items.reverse()
     import torch
 
     if torch.cuda.is_available():
@@ -106,21 +117,21 @@ def _one_torch_thread() -> Iterator[None]:
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    # tasks, in this process or in a law subprocess, keep one thread too (tasks/base.py)
-    threads_setting = os.environ.get("DIFFANA_TORCH_THREADS")
-    os.environ["DIFFANA_TORCH_THREADS"] = "1"
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        # tasks, in this process or in a law subprocess, keep one thread too (tasks/base.py)
+        patch.setenv("DIFFANA_TORCH_THREADS", "1")
+        yield
     torch.set_num_threads(before)
-    if threads_setting is None:
-        os.environ.pop("DIFFANA_TORCH_THREADS", None)
-    else:
-        os.environ["DIFFANA_TORCH_THREADS"] = threads_setting
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _law_config() -> None:
-    """Run law from the repository root so that law.cfg is found."""
-    os.environ.setdefault("LAW_CONFIG_FILE", str(Path(__file__).resolve().parents[1] / "law.cfg"))
+def _law_config() -> Iterator[None]:
+    """Run law from the repository root so that law.cfg is found (unless the caller chose a
+    config); the environment is restored after the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "LAW_CONFIG_FILE" not in os.environ:
+            patch.setenv("LAW_CONFIG_FILE", str(Path(__file__).resolve().parents[1] / "law.cfg"))
+        yield
 
 
 def fresh_law_process() -> None:

@@ -1,8 +1,10 @@
-"""Fixtures of the GPU-workflow tests: a store with TrainModel's inputs, law on the command line."""
+"""Fixtures of the integration tests: the session's shared store of the tiny config's events and
+skims (and private copies of it), law on the command line, a one-node Slurm cluster."""
 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import shutil
 import signal
@@ -18,21 +20,77 @@ import luigi
 import pytest
 from luigi.task import flatten
 
+from tests.conftest import fresh_law_process
+
 REPO = Path(__file__).resolve().parents[2]
 SKIM_VERSION = "t1"
+TINY_CONFIG = "tth_bb_tiny"
+
+
+def store_files(store: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``store``: relative path -> (inode, size, mtime in ns)."""
+    return {str(p.relative_to(store)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in store.rglob("*") if p.is_file()}
+
+
+@contextlib.contextmanager
+def unchanged(store: Path, what: str) -> Iterator[None]:
+    """Fail at exit if a file under ``store`` was added, removed, replaced or written to (root
+    writes through file permissions, so a read-only mode would not stop a test)."""
+    before = store_files(store)
+    yield
+    after = store_files(store)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"{what} {store} was changed by a test (read it, or take a copy): " \
+                        f"{changed[:10]}"
+
+
+def link_store(source: Path, destination: Path) -> Path:
+    """A private copy of the store ``source`` at ``destination``: new folders, files hard-linked.
+
+    Law decides completeness by the existence of a task's outputs, so it takes the linked outputs
+    as done and does not rerun those tasks; what a test then runs writes into the new folders.
+    The project writes files atomically (a new file, then ``os.replace``), so a task that rewrote
+    an output would replace the link, never write through it into ``source``.
+    """
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system: copy
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, copy_function=link)
+    return destination
 
 
 @pytest.fixture(scope="session")
-def skimmed_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding what TrainModel on ``tth_bb_tiny`` (version ``t1``) requires, built once
-    per session, so that the batch jobs of the tests only train."""
+def tiny_skim_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's shared store: what TrainModel on ``tth_bb_tiny`` (version ``t1``) requires
+    (GenerateEvents, Skim, LearnCuts, ReduceEvents), built from nothing by the real law tasks
+    once per pytest run. Read it only; a test that runs further tasks takes a copy
+    (:func:`skimmed_store`, :func:`link_store`). The session fails at its end if a test changed
+    it."""
     from tasks.train import TrainModel
 
-    store = tmp_path_factory.mktemp("gpu_store")
+    store = tmp_path_factory.mktemp("tiny_skim_store")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DIFFANA_STORE", str(store))
-        needs = flatten(TrainModel(version=SKIM_VERSION, config="tth_bb_tiny", branch=0).requires())
-        assert luigi.build(needs, local_scheduler=True, workers=1, log_level="WARNING")
+        fresh_law_process()
+        needs = flatten(TrainModel(version=SKIM_VERSION, config=TINY_CONFIG, branch=0).requires())
+        assert luigi.build(needs, local_scheduler=True, workers=2, log_level="WARNING")
+        fresh_law_process()  # the test that asked first starts as a new process would
+    with unchanged(store, "the shared store"):
+        yield store
+
+
+@pytest.fixture
+def skimmed_store(tiny_skim_store: Path, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private store of this test (``$DIFFANA_STORE``) that starts with what TrainModel on
+    ``tth_bb_tiny`` (version ``t1``) requires, linked from :func:`tiny_skim_store`: the test's
+    tasks only train (and what follows), and write nothing that another test sees."""
+    store = link_store(tiny_skim_store, tmp_path / "skimmed_store")
+    monkeypatch.setenv("DIFFANA_STORE", str(store))
     return store
 
 

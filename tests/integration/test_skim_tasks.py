@@ -45,8 +45,11 @@ def _skim_tiny(store: Path) -> Path:
     return store / "tth_bb_tiny"
 
 
-def test_skim_from_nothing_then_nothing_to_do(store: Path) -> None:
-    _skim_tiny(store)
+def test_skim_from_nothing_then_nothing_to_do(tiny_skim_store: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # the session's shared store: Skim from nothing (with GenerateEvents before it)
+    store = tiny_skim_store
+    monkeypatch.setenv("DIFFANA_STORE", str(store))
     config = load_config("tth_bb_tiny")
     for dataset in config.datasets:
         for shift in OBJECT_SHIFTS:
@@ -65,17 +68,19 @@ def test_skim_from_nothing_then_nothing_to_do(store: Path) -> None:
     assert _outputs(store) == before  # complete: nothing rewritten
 
 
-def test_two_stores_same_seed_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stores = [tmp_path / "a", tmp_path / "b"]
-    for path in stores:
-        monkeypatch.setenv("DIFFANA_STORE", str(path))
-        fresh_law_process()  # each store as a new `law run` would build it
-        _skim_tiny(path)
-    first, second = (sorted(p.rglob("*.parquet")) for p in stores)
-    assert [p.relative_to(stores[0]) for p in first] == [p.relative_to(stores[1]) for p in second]
+def test_two_stores_same_seed_identical(tiny_skim_store: Path, store: Path) -> None:
+    # the session's shared store, and this test's store, each from nothing
+    stores = [tiny_skim_store, store]
+    fresh_law_process()  # this store as a new `law run` would build it
+    _skim_tiny(store)
+    first, second = (sorted(p.glob("tth_bb_tiny/Skim/**/*.parquet")) for p in stores)
+    assert first and [p.relative_to(stores[0]) for p in first] == [
+        p.relative_to(stores[1]) for p in second]
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a
-    for a in stores[0].rglob("*.root"):
+    generated = list(stores[0].glob("tth_bb_tiny/GenerateEvents/**/*.root"))
+    assert generated
+    for a in generated:
         b = stores[1] / a.relative_to(stores[0])
         with uproot.open(a) as fa, uproot.open(b) as fb:
             for key, value in fa["Events"].arrays(library="np").items():

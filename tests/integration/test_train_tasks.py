@@ -9,15 +9,16 @@ from pathlib import Path
 
 import luigi
 import onnx
-from onnx.reference import ReferenceEvaluator
 import pytest
 import torch
+from onnx.reference import ReferenceEvaluator
 
 from analysis.config import load_config
 from analysis.training.models import NODE_FEATURES
 from analysis.training.network import load_network
 from tasks.train import TrainModel
 from tests.conftest import fresh_law_process
+from tests.integration.conftest import link_store, unchanged
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +27,13 @@ WANTED = ((0, "dnn", "inference"), (1, "gnn", "ce"), (0, "dnn", "inference+cuts"
 
 
 @pytest.fixture(scope="module")
-def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A store in which three TrainModel branches of the tiny config (:data:`WANTED`) ran."""
-    store = tmp_path_factory.mktemp("train") / "store"
+def trained_store(tiny_skim_store: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Path]:
+    """A store in which three TrainModel branches of the tiny config (:data:`WANTED`) ran, on the
+    events and skims of the session's shared store; ``$DIFFANA_STORE`` names it during the
+    module's tests. Read it only (the module fails if a test changed it); a test that trains
+    again takes a copy (:func:`link_store`)."""
+    store = link_store(tiny_skim_store, tmp_path_factory.mktemp("train") / "store")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DIFFANA_STORE", str(store))
         fresh_law_process()
@@ -36,7 +41,9 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=b)
                             for b, data in branch_map.items() if data in WANTED],
                            local_scheduler=True, workers=1, log_level="WARNING")
-        yield store
+        fresh_law_process()
+        with unchanged(store, "the trained store"):
+            yield store
 
 
 def test_train_model_branches(trained_store: Path) -> None:
@@ -97,27 +104,26 @@ def test_train_model_branches(trained_store: Path) -> None:
 
 @pytest.mark.parametrize("strategy", ["inference", "inference+cuts"])
 def test_share_of_two_gpus_trains_data_parallel(trained_store: Path, strategy: str,
+                                                tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """``--gpu-share 2`` on a machine with two GPUs' worth of luigi slots: TrainModel trains
     with DistributedDataParallel on two processes (gloo here, no GPU) and ends with the model
     that one process trained, for the inference-aware loss (which does not split per event),
     with and without cuts learned jointly in front of the network."""
-    monkeypatch.setenv("DIFFANA_STORE", str(trained_store))
+    store = link_store(trained_store, tmp_path / "store")  # this test trains the branch again
+    monkeypatch.setenv("DIFFANA_STORE", str(store))
     task = TrainModel(version="t1", config="tth_bb_tiny")
     branch = next(b for b, data in task.get_branch_map().items()
                   if data == (0, "dnn", strategy))
     directory = Path(task.target().abspath) / f"dnn_{strategy}_fold0"
     single = torch.load(directory / "model.pt", weights_only=True)
     single_meta = json.loads((directory / "model.json").read_text())
-    shutil.move(directory, directory.with_name(f"{directory.name}_one_process"))  # not in path
-    luigi_config = luigi.configuration.get_config()
-    luigi_config.set("resources", "gpu", "200")
-    try:
-        assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=branch,
-                                       gpu_share="2")],
-                           local_scheduler=True, workers=1, log_level="WARNING")
-    finally:
-        luigi_config.set("resources", "gpu", "100")
+    shutil.rmtree(directory)  # the branch is to do again
+    # a machine with two GPUs' worth of slots, for this test only
+    monkeypatch.setitem(luigi.configuration.get_config()["resources"], "gpu", "200")
+    assert luigi.build([TrainModel(version="t1", config="tth_bb_tiny", branch=branch,
+                                   gpu_share="2")],
+                       local_scheduler=True, workers=1, log_level="WARNING")
     parallel = torch.load(directory / "model.pt", weights_only=True)
     parallel_meta = json.loads((directory / "model.json").read_text())
     # the size of the process group that trained it, recorded inside the ranks
