@@ -8,7 +8,7 @@ from pathlib import Path
 import luigi
 import pytest
 
-import analysis.gpu.sharing as sharing
+import analysis.gpu.benchmark as sharing
 from analysis.errors import ResourceError
 from tasks.benchmark import BenchmarkGPUSharing
 
