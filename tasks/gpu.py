@@ -220,7 +220,9 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     def share_process_command(self) -> list[str]:
         """``python -m law run <module>.<Task> <parameters> --workers 1 --local-scheduler``."""
         task = f"{type(self).__module__}.{type(self).__name__}"
-        parameters = [item for pair in self.cli_args().items() for item in pair]
+        # as law's sandboxes do: the log file is the parent's
+        parameters = [item for pair in self.cli_args(exclude={"log_file"}).items()
+                      for item in pair]
         return [sys.executable, "-m", "law", "run", task, *parameters, "--workers", "1",
                 "--local-scheduler", *_CHILD_RETCODES]
 
