@@ -169,6 +169,8 @@ def test_slurm_job_runs_its_payload_in_a_share_process(slurm_cluster: dict[str, 
     that the share process sets) and the share-process marker."""
     store = tmp_path / "store"
     env = _cluster_env(slurm_cluster, store, tmp_path, "")
+    env["PYTHONPATH"] = os.pathsep.join(  # law finds the stand-in task in the checkout
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     law_run(["tests.integration.gpu_tasks.RecordShare", "--version", "s1", "--config",
              "tth_bb_tiny", "--workflow", "slurm", "--n-branches", "1", "--gpu-share", "0.5",
              "--memory-gb", "1", "--poll-interval", "2s"], env, REPO_ROOT, timeout_s=170)
