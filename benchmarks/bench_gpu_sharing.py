@@ -9,6 +9,9 @@ exclusive job, per-job slowdown, NVML energy per training) and writes ``<out>.js
 steps), ``medium`` its GNN (5000 parameters, batch 4096, 200 steps); ``--tiny`` shrinks both for a
 smoke test. Without a GPU ``--device cuda`` stops with a clear message; ``--device cpu`` runs the
 exclusive and time-sliced modes on the CPU (no MPS). Energy: NVML (``nvidia-ml-py``).
+The JSON and Markdown are rewritten after every measurement (``"finished": false`` until the end),
+so an interrupted run (Ctrl-C, a failed training) keeps its rows and draws them; a slow MPS
+shutdown at the end is a warning.
 The same measurement as a law task: ``law run BenchmarkGPUSharing --version v1``.
 """
 
@@ -16,14 +19,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 
 from analysis.errors import ResourceError
-from analysis.gpu.sharing import (INTENSITIES, Intensity, format_table, plot_sharing,
-                                  run_sharing_benchmark)
+from analysis.gpu.benchmark import (
+    INTENSITIES,
+    Intensity,
+    SharingRow,
+    format_table,
+    run_sharing_benchmark,
+    write_rows,
+)
+from analysis.plotting.gpu import plot_sharing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,27 +42,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intensities", default="low,medium")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes for a smoke test")
     parser.add_argument("--out", default="gpu-sharing", help="output path without suffix")
+    parser.add_argument("--stop-timeout", type=float, default=60.0,
+                        help="seconds the MPS daemon may take to go down at the end")
+    parser.add_argument("--workdir", default=None, help="directory of the MPS daemon's pipe and "
+                        "logs (keep it short: the pipe is a socket); default: a temporary one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     intensities = [INTENSITIES[name] for name in args.intensities.split(",")]
     if args.tiny:
         intensities = [Intensity(i.name, i.model, 500, 256 if i.model == "dnn" else 64, 10)
                        for i in intensities]
-    try:
-        rows = run_sharing_benchmark(args.device, [int(n) for n in args.n_jobs.split(",")],
-                                     intensities)
-    except ResourceError as err:
-        print(f"bench_gpu_sharing: {err}", file=sys.stderr)
-        return 2
-    table = format_table(rows)
-    print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table + "\n")
-    out.with_suffix(".json").write_text(json.dumps(
-        {"device": args.device, "intensities": [dataclasses.asdict(i) for i in intensities],
-         "rows": [dataclasses.asdict(r) for r in rows]}, indent=2) + "\n")
+    metadata = {"device": args.device,
+                "intensities": [dataclasses.asdict(i) for i in intensities]}
+    measured: list[SharingRow] = []
+
+    def keep(rows: list[SharingRow]) -> None:  # each row reaches the files as it is measured
+        measured[:] = rows
+        write_rows(out, rows, metadata, finished=False)
+
+    try:
+        rows = run_sharing_benchmark(args.device, [int(n) for n in args.n_jobs.split(",")],
+                                     intensities, workdir=args.workdir, on_row=keep,
+                                     stop_timeout_s=args.stop_timeout)
+    except (ResourceError, KeyboardInterrupt) as err:
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
+        print(f"bench_gpu_sharing: {reason}", file=sys.stderr)
+        if measured:
+            plot_sharing(measured, out)
+            print(f"bench_gpu_sharing: the {len(measured)} rows measured before are in "
+                  f"{out}.json and {out}.md (partial)\n{format_table(measured)}", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 2
+    write_rows(out, rows, metadata, finished=True)
     plot_sharing(rows, out)
+    print(format_table(rows))
     return 0
 
 

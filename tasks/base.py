@@ -26,11 +26,23 @@ from analysis.stages import (
 from analysis.threads import torch_threads
 
 __all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
-           "UNCERTAINTY_SECTIONS", "DiffanaTask", "torch_threads"]
+           "UNCERTAINTY_SECTIONS", "DiffanaTask", "store_root", "torch_threads"]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _VERSIONED_PACKAGES = ("diffana", "law", "luigi", "coffea", "uproot", "awkward", "numpy",
                        "pythia8mc", "fastjet", "torch", "pyhf")
+
+
+def store_root() -> str:
+    """Absolute path of the store: ``$DIFFANA_STORE``, else law.cfg's ``[diffana] store``.
+
+    The one rule for every task and for batch jobs (which are given this path at submission): a
+    relative store lives under the repository (law.cfg's directory), whatever the working
+    directory, and ``~`` is expanded.
+    """
+    store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
+        "diffana", "store", default="data/store")
+    return os.path.join(_REPOSITORY, os.path.expanduser(store))
 
 
 class DiffanaTask(law.Task):
@@ -66,12 +78,7 @@ class DiffanaTask(law.Task):
         return (self.analysis_config.name, self.task_family, self.version, self.config_tag())
 
     def target(self, *path: str) -> law.LocalFileTarget:
-        store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
-            "diffana", "store", default="data/store")
-        # a relative store lives under the repository (law.cfg's directory), whatever the cwd;
-        # law's file targets would otherwise take it relative to "/"
-        store = os.path.join(_REPOSITORY, os.path.expanduser(store))
-        return law.LocalFileTarget(os.path.join(store, *self.store_parts(), *path))
+        return law.LocalFileTarget(os.path.join(store_root(), *self.store_parts(), *path))
 
     def provenance(self, seed: int | None = None) -> dict[str, Any]:
         """Config hash, package versions and seed: carried by every output with numbers."""

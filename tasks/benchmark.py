@@ -8,15 +8,16 @@ import os
 import law
 import luigi
 
-from analysis.gpu.sharing import (
+from analysis.gpu.benchmark import (
     INTENSITIES,
     Intensity,
+    SharingRow,
     format_table,
-    plot_sharing,
     require_device,
     run_sharing_benchmark,
+    write_rows,
 )
-from analysis.io import write_json, write_text
+from analysis.plotting.gpu import plot_sharing
 from tasks.base import DiffanaTask
 from tasks.gpu import GpuWorkflow
 
@@ -31,7 +32,11 @@ class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
     """GPU-sharing benchmark (issue 5): one branch per intensity (``low``: the DNN, ``medium``:
     the GNN), N in ``--n-jobs`` concurrent trainings in each mode; a table (JSON, Markdown) and
     a plot per branch. Needs a whole GPU (law.cfg default share 1); refuses to run without one
-    unless ``--device cpu`` (a smoke test, no MPS rows)."""
+    unless ``--device cpu`` (a smoke test, no MPS rows).
+
+    The JSON and Markdown are rewritten after every measurement (``"finished": false`` until the
+    end) and are kept when the run is interrupted; the plot, written last, completes the branch,
+    so law reruns an interrupted branch (no ``safe_output``, which would delete the rows)."""
 
     device = luigi.ChoiceParameter(choices=("cuda", "cpu"), default="cuda",
                                    description="cuda (the benchmark) or cpu (smoke test); "
@@ -52,17 +57,19 @@ class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
         return {"json": self.target(f"{name}.json"), "table": self.target(f"{name}.md"),
                 "plot": self.target(f"{name}.png")}
 
-    @law.decorator.safe_output
     def run(self) -> None:
         require_device(self.device)  # before anything is written: a clear ResourceError
         intensity = (_TINY if self.size == "tiny" else INTENSITIES)[self.branch_data]
-        rows = run_sharing_benchmark(self.device, tuple(self.n_jobs), (intensity,))
         outputs = self.output()
         outputs["json"].parent.touch()
-        write_json(outputs["json"].abspath, {
-            "intensity": dataclasses.asdict(intensity), "device": self.device,
-            "rows": [dataclasses.asdict(r) for r in rows], "provenance": self.provenance()})
-        table = format_table(rows)
-        write_text(outputs["table"].abspath, table + "\n")
-        plot_sharing(rows, os.path.splitext(outputs["plot"].abspath)[0])
-        self.publish_message(f"{intensity.name} intensity on {self.device}:\n{table}")
+        base = os.path.splitext(outputs["json"].abspath)[0]  # <name>.json, .md, .png: one base
+        metadata = {"intensity": dataclasses.asdict(intensity), "device": self.device}
+
+        def keep(rows: list[SharingRow]) -> None:
+            write_rows(base, rows, metadata, finished=False, provenance=self.provenance())
+
+        rows = run_sharing_benchmark(self.device, tuple(self.n_jobs), (intensity,), on_row=keep)
+        write_rows(base, rows, metadata, finished=True, provenance=self.provenance())
+        plot_sharing(rows, base)
+        self.publish_message(f"{intensity.name} intensity on {self.device}:\n"
+                             f"{format_table(rows)}")

@@ -11,17 +11,32 @@ per task in law.cfg's ``[luigi_<TaskFamily>]``) and runs with ``--workflow local
 - ``local``: each branch takes :func:`~analysis.gpu.share.luigi_gpu_slots` of the luigi resource
   ``gpu`` (``[luigi_resources] gpu``), so ``--workers N`` packs fractions on one GPU; a fractional
   share starts an MPS control daemon under ``<store>/mps`` unless one runs (and stops it when the
-  workflow ends), and each branch gets the MPS client limits. Without a GPU: a warning, the CPU.
+  workflow ends). Without a GPU: a warning, the CPU.
+
+**One process per share.** MPS limits apply per process and only before CUDA starts, so a branch
+never runs its payload in the process that scheduled it: its ``run()`` starts a fresh
+``python -m law run <module>.<Task> <its parameters> --branch <b>`` (a *share process*) whose
+environment carries the share (:meth:`GpuWorkflow.share_environment`: locally the MPS pipe
+directory and limits, or ``CUDA_VISIBLE_DEVICES`` for whole GPUs; in a batch job the MPS limits,
+the devices being the batch system's), and waits for it. Inside, ``DIFFANA_SHARE_TASK`` names the
+task, and that process runs the payload itself. The parent's ``os.environ`` is never changed, so
+branches after one another under ``--workers 1`` each get their own share; the environment is
+computed and passed even without a GPU (where it does nothing), so it can be checked on a CPU.
+This is how law's sandboxes intercept ``run()`` too; law's own sandbox proxy needs a ``law run``
+command line, which ``luigi.build`` does not have.
 
 Remote jobs run law's job wrapper with :file:`tasks/bootstrap.sh` (``[diffana_remote]``), which
-activates the virtual environment and sets ``DIFFANA_STORE``, ``PYTHONPATH`` and
-``LAW_CONFIG_FILE`` as they were at submission (a shared file system is assumed).
+activates the virtual environment and sets ``DIFFANA_STORE`` (the submitting side's
+:func:`~tasks.base.store_root`), ``PYTHONPATH`` and ``LAW_CONFIG_FILE`` as they were at submission
+(a shared file system is assumed).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +44,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.errors import ConfigError, ResourceError
+from analysis.errors import ConfigError, DiffanaError, ResourceError
 from analysis.gpu.device import device_memory_gb, gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import (
@@ -38,12 +53,15 @@ from analysis.gpu.share import (
     htcondor_submit_lines,
     local_environment,
     luigi_gpu_slots,
+    mps_environment,
     slurm_options,
 )
+from tasks.base import store_root
+from tasks.law_adapter import local_workflow_has_yielded
 
 law.contrib.load("htcondor", "slurm")
 
-__all__ = ["GpuWorkflow", "REPO_ROOT"]
+__all__ = ["GpuWorkflow", "REPO_ROOT", "SHARE_TASK_VARIABLE"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +74,13 @@ _HTCONDOR_SECTION = "htcondor_site"
 _SLURM_SECTION = "slurm_site"
 _SLURM_KNOWN = {"partition", "request_gres"}
 _OWNER_FILE = "owner"  # names the workflow that started the local MPS daemon
+_MPS_LIMITS = ("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
+# a failed task must fail the share process (luigi's default exit status is 0 for it)
+_CHILD_RETCODES = ("--retcode-task-failed", "1", "--retcode-scheduling-error", "1",
+                   "--retcode-missing-data", "1", "--retcode-not-run", "1")
+
+SHARE_TASK_VARIABLE = "DIFFANA_SHARE_TASK"
+"""Set in a share process to the id of the task it runs: that task runs its payload there."""
 
 
 def _section(name: str) -> dict[str, str]:
@@ -96,6 +121,13 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         super().__init__(*args, **kwargs)
         self.share  # an impossible request fails here, before anything runs or is submitted
 
+    def __getattribute__(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        # a branch's run() is its share process (module docstring), unless this process is it;
+        # law forwards run() of workflows and sandboxed tasks by the same hook
+        if name == "run" and super().__getattribute__("runs_in_share_process")():
+            return super().__getattribute__("run_in_share_process")
+        return super().__getattribute__(name, *args, **kwargs)
+
     @cached_property
     def share(self) -> GpuShare:
         """The validated share; ResourceError names the value and the limit."""
@@ -121,8 +153,9 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
 
     def process_resources(self) -> dict[str, int]:
         """luigi resource ``gpu`` of a local branch: ``[diffana_gpu] slots_per_gpu`` per GPU."""
-        if not self.is_branch() or _in_remote_job():
-            return {}  # inside a batch job the batch system has already allotted the share
+        if not self.is_branch() or _in_remote_job() or os.environ.get(SHARE_TASK_VARIABLE):
+            return {}  # the batch system, or the luigi worker of the share process's parent,
+            # has already allotted the share
         # luigi counts an unconfigured resource as 1 unit and never runs a task that needs more
         total = luigi.configuration.get_config().getint("resources", "gpu", 0)
         if total < 1:
@@ -138,15 +171,15 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
 
     def mps_daemon(self) -> MpsDaemon:
         """The local MPS control daemon, with pipe and log directories under the store."""
-        store = os.path.abspath(os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
-            "diffana", "store", default="data/store"))
+        store = store_root()
         return MpsDaemon(os.path.join(store, "mps", "pipe"), os.path.join(store, "mps", "log"))
 
     def local_workflow_pre_run(self) -> None:
-        if self.workflow_proxy._local_workflow_has_yielded:
+        if local_workflow_has_yielded(self):
             return  # second pass, after the branches: the SUCCESS handler stops the daemon
         if gpu_count() == 0:
-            log.warning("%s: no GPU visible, training on the CPU (GPU share %s not applied)",
+            log.warning("%s: no GPU visible, running on the CPU (GPU share %s: its environment is "
+                        "passed to each branch's process, where it has no effect)",
                         self.task_family, self.share.spec)
             return
         if self.share.is_fractional:
@@ -162,14 +195,65 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
             daemon.stop()
             owner.unlink()
 
-    def apply_local_share(self) -> None:
-        """Put the share's client environment into this process (a local branch on a GPU)."""
-        if not self.is_branch() or _in_remote_job() or gpu_count() == 0:
-            return
+    # -- one process per share -----------------------------------------------------------------
+
+    def share_environment(self) -> dict[str, str]:
+        """Environment variables of this branch's share, set in its share process.
+
+        Locally: the MPS client environment of a fraction (pipe directory of
+        :meth:`mps_daemon`, thread percentage, pinned-memory limit) or ``CUDA_VISIBLE_DEVICES``
+        of whole GPUs. In a batch job, where the batch system chose the devices and runs the MPS
+        daemon: the MPS limits of a fraction (the same as the submit file's), nothing for whole
+        GPUs.
+        """
+        if _in_remote_job():
+            return mps_environment(self.share)
         if self.share.is_fractional:
-            os.environ.update(client_environment(self.share, self.mps_daemon().pipe_dir))
-        else:
-            os.environ.update(local_environment(self.share))
+            return client_environment(self.share, self.mps_daemon().pipe_dir)
+        return local_environment(self.share)
+
+    def runs_in_share_process(self) -> bool:
+        """True for a branch whose ``run()`` must start its share process: every branch, but in
+        the share process that runs it."""
+        return self.is_branch() and os.environ.get(SHARE_TASK_VARIABLE) != self.task_id
+
+    def share_process_command(self) -> list[str]:
+        """``python -m law run <module>.<Task> <parameters> --workers 1 --local-scheduler``."""
+        task = f"{type(self).__module__}.{type(self).__name__}"
+        # as law's sandboxes do: the log file is the parent's
+        parameters = [item for pair in self.cli_args(exclude={"log_file"}).items()
+                      for item in pair]
+        return [sys.executable, "-m", "law", "run", task, *parameters, "--workers", "1",
+                "--local-scheduler", *_CHILD_RETCODES]
+
+    def share_process_environment(self) -> dict[str, str]:
+        """The environment of the share process: this one's, without MPS limits it inherited,
+        plus :meth:`share_environment`, the store, the law config, the checkout on
+        ``PYTHONPATH`` and :data:`SHARE_TASK_VARIABLE`."""
+        env = {k: v for k, v in os.environ.items() if k not in _MPS_LIMITS}
+        python_path = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        return {**env, **self.share_environment(), SHARE_TASK_VARIABLE: self.task_id,
+                "DIFFANA_STORE": store_root(), "PYTHONPATH": python_path,
+                "LAW_CONFIG_FILE": env.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")}
+
+    def run_in_share_process(self) -> None:
+        """Run this branch in a fresh process with its share's environment; wait for it.
+
+        Raises:
+            DiffanaError: the process failed or left the branch incomplete (its own error,
+                e.g. an InputDataError naming the file, is printed above by that process).
+        """
+        share = self.share_environment()
+        log.info("%s: share process (GPU share %s: %s)", self.task_id, self.share.spec,
+                 " ".join(f"{k}={v}" for k, v in sorted(share.items())) or "no variables")
+        result = subprocess.run(self.share_process_command(), check=False,
+                                env=self.share_process_environment())
+        if result.returncode != 0 or not self.complete():
+            outcome = (f"exited with status {result.returncode}" if result.returncode else
+                       "left the branch incomplete")
+            raise DiffanaError(f"{self.task_id}: its share process (law run of the branch with "
+                               f"GPU share {self.share.spec}) {outcome}; its error is printed "
+                               f"above")
 
     # -- remote: shared by HTCondor and Slurm -------------------------------------------------
 
@@ -180,11 +264,9 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     def _with_worker_setup(self, config: Any) -> Any:
         """The job config with what the bootstrap script needs on the worker (the checkout,
         store, venv and law.cfg) and the job's stdout/stderr beside its submission data."""
-        store = os.environ.get("DIFFANA_STORE") or law.config.get_expanded(
-            "diffana", "store", default="data/store")
         law_cfg = os.environ.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")
         config.render_variables.update({
-            "diffana_base": str(REPO_ROOT), "diffana_store": os.path.abspath(store),
+            "diffana_base": str(REPO_ROOT), "diffana_store": store_root(),
             "diffana_venv": _repo_path(_option(_REMOTE_SECTION, "venv", ".venv")),
             "diffana_law_config": os.path.abspath(law_cfg)})
         config.stdout, config.stderr = "stdout.txt", "stderr.txt"
@@ -229,11 +311,6 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         config.custom_content.extend((k, v) for k, v in section.items()
                                      if k not in _SLURM_KNOWN and v != "")
         return self._with_worker_setup(config)
-
-
-@GpuWorkflow.event_handler(luigi.Event.START)
-def _apply_share_on_start(task: GpuWorkflow) -> None:
-    task.apply_local_share()
 
 
 @GpuWorkflow.event_handler(luigi.Event.SUCCESS)

@@ -140,10 +140,11 @@ def fresh_law_process() -> None:
     their branches (with it, a workflow built in one store would not run its branches again in
     another store)."""
     import luigi
-    from law.workflow import local
+
+    from tasks.law_adapter import forget_yielded_local_workflows
 
     luigi.task_register.Register.clear_instance_cache()
-    local.mp_manager.get("local_workflow_tasks_yielded", "dict").clear()
+    forget_yielded_local_workflows()
 
 
 @pytest.fixture(autouse=True)

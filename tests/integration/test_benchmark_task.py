@@ -8,14 +8,18 @@ from pathlib import Path
 import luigi
 import pytest
 
-import analysis.gpu.sharing as sharing
+import analysis.gpu.benchmark as sharing
 from analysis.errors import ResourceError
 from tasks.benchmark import BenchmarkGPUSharing
+from tasks.gpu import SHARE_TASK_VARIABLE
 
 
 def test_refuses_without_gpu(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sharing, "gpu_count", lambda: 0)
     task = BenchmarkGPUSharing(version="b1", config="tth_bb_tiny", branch=0)
+    # run the payload here, as its share process would, so that the pretended GPU count holds
+    # also on a machine with a GPU
+    monkeypatch.setenv(SHARE_TASK_VARIABLE, task.task_id)
     with pytest.raises(ResourceError, match=r"no CUDA GPU visible .*--device cpu"):
         task.run()
     assert not luigi.build([task], local_scheduler=True, workers=1, log_level="CRITICAL")
@@ -30,6 +34,7 @@ def test_cpu_smoke_run_writes_table_and_plot(store: Path) -> None:
     outputs = {k: Path(t.abspath) for k, t in task.output().items()}
     result = json.loads(outputs["json"].read_text())
     assert result["intensity"]["model"] == "dnn" and result["device"] == "cpu"
+    assert result["finished"] is True
     rows = result["rows"]
     assert [(r["mode"], r["n_jobs"]) for r in rows] == [("exclusive", 1), ("exclusive", 2),
                                                         ("time_sliced", 2)]  # no MPS on a CPU

@@ -1,5 +1,6 @@
-"""--workflow local: luigi "gpu" slots from the share pack branches on one GPU; the managed MPS
-daemon and the client limits (against a fake control binary); without a GPU, a warning and CPU."""
+"""--workflow local: luigi "gpu" slots from the share pack branches on one GPU; each branch runs in
+a share process of its own with its share's environment; the managed MPS daemon (against a fake
+control binary); without a GPU, a warning, the CPU, and the environment all the same."""
 
 from __future__ import annotations
 
@@ -7,52 +8,37 @@ import itertools
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
-import law
 import luigi
 import pytest
 
 import tasks.gpu
 from analysis.errors import ResourceError
-from tasks.base import DiffanaTask
-from tasks.gpu import GpuWorkflow
+from tasks.gpu import SHARE_TASK_VARIABLE
 from tasks.train import TrainModel
-
-N_BRANCHES = 4
-SLEEP_S = 1.0
-
-
-
-class SleepOnGpu(DiffanaTask, GpuWorkflow):
-    """Stand-in GPU task: each branch records its start, end and CUDA environment."""
-
-    def create_branch_map(self) -> dict[int, int]:
-        return {b: b for b in range(N_BRANCHES)}
-
-    def output(self) -> law.LocalFileTarget:
-        return self.target(f"branch{self.branch}.json")
-
-    def run(self) -> None:
-        start = time.monotonic()
-        time.sleep(SLEEP_S)
-        env = {k: v for k, v in os.environ.items() if k.startswith("CUDA_")}
-        self.output().parent.touch()
-        self.output().dump({"start": start, "end": time.monotonic(), "env": env,
-                            "pid": os.getpid()}, formatter="json")
-
+from tests.integration.gpu_tasks import N_BRANCHES, RecordShare
 
 _RUNS = itertools.count()
 
 
-def run_local(share: str, workers: int) -> list[dict]:
-    # a new version per run: law remembers per process (and task id) that a local workflow has
-    # started its branches, and the share is not part of the task id
-    task = SleepOnGpu(version=f"v{next(_RUNS)}", config="tth_bb_tiny", gpu_share=share)
-    assert luigi.build([task], local_scheduler=True, workers=workers, log_level="WARNING")
+def records(task: RecordShare) -> list[dict]:
+    """What each branch of ``task`` recorded, in branch order."""
     return [json.loads(Path(t.abspath).read_text())
             for t in task.output()["collection"].targets.values()]
+
+
+def run_local(share: str, workers: int, **params: object) -> list[dict]:
+    # a new version per run: the share is not part of the task id
+    task = RecordShare(version=f"v{next(_RUNS)}", config="tth_bb_tiny", gpu_share=share,
+                       **params)
+    assert luigi.build([task], local_scheduler=True, workers=workers, log_level="WARNING")
+    return records(task)
+
+
+def without_cuda_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("CUDA_")]:
+        monkeypatch.delenv(key)
 
 
 def max_concurrent(records: list[dict]) -> int:
@@ -120,45 +106,94 @@ def test_workers_pack_by_gpu_slots(share: str, peak: int, store: Path,
     monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 0)
     assert luigi.configuration.get_config().getint("resources", "gpu") == 100
     records = run_local(share, workers=4)
-    assert len({r["pid"] for r in records}) == N_BRANCHES  # separate worker processes
+    assert len({r["pid"] for r in records}) == N_BRANCHES  # a share process each
     assert max_concurrent(records) == peak
 
 
 def test_without_gpu_warns_and_runs_on_cpu(store: Path, monkeypatch: pytest.MonkeyPatch,
                                            caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 0)
-    for key in [k for k in os.environ if k.startswith("CUDA_")]:
-        monkeypatch.delenv(key)
+    without_cuda_variables(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="tasks.gpu"):
-        records = run_local("0.25", workers=1)
-    assert "SleepOnGpu: no GPU visible, training on the CPU (GPU share 0.25 not applied)" in \
-        caplog.text
-    assert all(r["env"] == {} for r in records)  # no MPS limits, no device selection
-    assert not (store / "mps").exists()  # no daemon
+        records = run_local("0.25", workers=1, n_branches=1)
+    assert ("RecordShare: no GPU visible, running on the CPU (GPU share 0.25: its environment is "
+            "passed to each branch's process, where it has no effect)") in caplog.text
+    (record,) = records
+    assert record["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"  # computed all the same
+    assert not (store / "mps").exists()  # but no daemon
+
+
+def test_two_shares_in_one_run_each_get_their_own(store: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers 1, a quarter and a half GPU in one run (no GPU here: the environment is passed
+    all the same): every branch ran in a fresh process of its own that saw its own share's MPS
+    limits, and this process's environment is unchanged."""
+    monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 0)
+    without_cuda_variables(monkeypatch)
+    def gpu_variables() -> dict[str, str]:
+        return {k: v for k, v in os.environ.items()
+                if k.startswith("CUDA_") or k == SHARE_TASK_VARIABLE}
+
+    before = gpu_variables()
+    version = f"v{next(_RUNS)}"
+    quarter, half = (RecordShare(version=version, config="tth_bb_tiny", label=label,
+                                 gpu_share=share, n_branches=2)
+                     for label, share in (("quarter", "0.25"), ("half", "0.5")))
+    assert luigi.build([quarter, half], local_scheduler=True, workers=1, log_level="WARNING")
+    assert gpu_variables() == before == {}  # nothing of the shares leaked into this process
+    pipe = str(store / "mps" / "pipe")
+    for task, percent, memory in ((quarter, "25", "0=20G"), (half, "50", "0=40G")):
+        for record in records(task):
+            assert record["env"] == {"CUDA_MPS_PIPE_DIRECTORY": pipe,
+                                     "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": percent,
+                                     "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": memory,
+                                     SHARE_TASK_VARIABLE: record["task_id"]}
+    pids = [r["pid"] for task in (quarter, half) for r in records(task)]
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+
+
+def test_whole_gpus_get_visible_devices(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 0)
+    without_cuda_variables(monkeypatch)
+    (record,) = run_local("1", workers=1, n_branches=1)
+    assert {k: v for k, v in record["env"].items() if k.startswith("CUDA_")} == {
+        "CUDA_VISIBLE_DEVICES": "0"}
+
+
+def test_failing_branch_fails_the_workflow(store: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capfd: pytest.CaptureFixture[str],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A payload that fails in its share process fails its branch, and both errors are shown."""
+    monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 0)
+    task = RecordShare(version=f"v{next(_RUNS)}", config="tth_bb_tiny", gpu_share="0.5",
+                       n_branches=1, fail=True)
+    assert not luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
+    assert not any(Path(t.abspath).exists() for t in task.output()["collection"].targets.values())
+    # the payload's error, printed by its share process, and the branch's, logged here
+    assert "InputDataError: RecordShare branch 0: failing on purpose" in capfd.readouterr().err
+    assert ("its share process (law run of the branch with GPU share 0.5) exited with status 1; "
+            "its error is printed above") in caplog.text
 
 
 def test_with_gpu_starts_and_stops_mps_daemon(store: Path, fake_mps: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A (pretended) GPU and a fake control binary: the workflow starts the daemon under the
-    store, each branch gets its client limits, and the daemon is stopped at the end."""
+    store, each branch's process gets its client limits, and the daemon is stopped at the end."""
     calls = fake_mps
     monkeypatch.setattr(tasks.gpu, "gpu_count", lambda: 1)
-    for key in [k for k in os.environ if k.startswith("CUDA_")]:
-        monkeypatch.delenv(key)
-    records = run_local("0.25", workers=2)
+    without_cuda_variables(monkeypatch)
+    records = run_local("0.25", workers=2, n_branches=2)
     pipe = store / "mps" / "pipe"
     assert calls.read_text().splitlines() == [f"start {pipe} {store / 'mps' / 'log'}",
                                               f"quit {pipe}"]
     assert not (pipe / "control").exists() and not (pipe / "owner").exists()
     for record in records:
-        assert record["env"] == {"CUDA_MPS_PIPE_DIRECTORY": str(pipe),
-                                 "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "25",
-                                 "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=20G"}
+        assert {k: v for k, v in record["env"].items() if k.startswith("CUDA_")} == {
+            "CUDA_MPS_PIPE_DIRECTORY": str(pipe), "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": "25",
+            "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=20G"}
     # a daemon that someone else runs is used and left running
     pipe.mkdir(parents=True, exist_ok=True)
     (pipe / "control").touch()
     calls.unlink()
-    for key in records[0]["env"]:  # workers=1 runs the branches in this process: restore after
-        monkeypatch.setenv(key, "")
-    run_local("0.25", workers=1)
+    run_local("0.25", workers=1, n_branches=1)
     assert not calls.exists() and (pipe / "control").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.gpu import REPO_ROOT
+from tasks.gpu import REPO_ROOT, SHARE_TASK_VARIABLE
 from tasks.train import TrainModel
 from tests.integration.conftest import SKIM_VERSION, law_cfg_with, law_run, train_output
 
@@ -159,3 +159,23 @@ def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[st
         pytest.skip("no mknod here: Slurm granted gpu:2 and the job trained, but which GPUs it "
                     "bound (CUDA_VISIBLE_DEVICES) cannot be checked")
     assert "CUDA_VISIBLE_DEVICES=0,1" in job_env and "SLURM_JOB_GPUS=0,1" in job_env
+
+
+@pytest.mark.batch
+def test_slurm_job_runs_its_payload_in_a_share_process(slurm_cluster: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """A --gpu-share 0.5 job: the payload runs in a share process started inside the job, which
+    saw the share's MPS limits (Slurm's percentage, the job file's memory limit, the same values
+    that the share process sets) and the share-process marker."""
+    store = tmp_path / "store"
+    env = _cluster_env(slurm_cluster, store, tmp_path, "")
+    env["PYTHONPATH"] = os.pathsep.join(  # law finds the stand-in task in the checkout
+        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    law_run(["tests.integration.gpu_tasks.RecordShare", "--version", "s1", "--config",
+             "tth_bb_tiny", "--workflow", "slurm", "--n-branches", "1", "--gpu-share", "0.5",
+             "--memory-gb", "1", "--poll-interval", "2s"], env, REPO_ROOT, timeout_s=170)
+    (path,) = store.rglob("branch0.json")
+    record = json.loads(path.read_text())
+    assert record["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+    assert record["env"]["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=40G"
+    assert record["env"][SHARE_TASK_VARIABLE] == record["task_id"]

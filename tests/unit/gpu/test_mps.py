@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from analysis.errors import ResourceError
 from analysis.gpu.mps import MPS_CONTROL, MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
+
 
 def recorded(calls: Path) -> list[str]:
     return calls.read_text().splitlines() if calls.exists() else []
@@ -93,20 +97,97 @@ def test_client_environment() -> None:
         "CUDA_MPS_PIPE_DIRECTORY": "/p", "CUDA_VISIBLE_DEVICES": "0"}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_slow_daemon_is_waited_for(short_dir: Path, slow_mps: Callable[[str], Path],
+                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A daemon that needs 1 s to go down after quit: stop() waits for its process, no warning."""
+    calls = slow_mps("1")
+    daemon = MpsDaemon(short_dir / "pipe", short_dir / "log", timeout_s=2, stop_timeout_s=20)
+    assert daemon.start()
+    (pid,) = {int((short_dir / "pipe" / "fake.pid").read_text())} & set(daemon.own_processes())
+    start = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="analysis.gpu.mps"):
+        assert daemon.stop() is True
+    assert time.monotonic() - start >= 1.0  # it waited for the daemon, not for a fixed time
+    assert not _alive(pid) and not daemon.is_running() and daemon.own_processes() == []
+    assert "stopped in" in caplog.text and not [r for r in caplog.records
+                                               if r.levelno >= logging.WARNING]
+    assert recorded(calls)[-1] == f"quit {short_dir / 'pipe'}"
+
+
+def test_stuck_daemon_is_terminated_with_a_warning(short_dir: Path,
+                                                   slow_mps: Callable[[str], Path],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A daemon that ignores quit: after the wait only the processes it started are terminated
+    (not a client of it, not another pipe directory's daemon), with a warning, never an error."""
+    slow_mps("never")
+    other = MpsDaemon(short_dir / "other", short_dir / "log2", timeout_s=2, stop_timeout_s=0.3)
+    daemon = MpsDaemon(short_dir / "pipe", short_dir / "log", timeout_s=2, stop_timeout_s=0.3)
+    assert other.start() and daemon.start()
+    client = subprocess.Popen(["sleep", "30"], env={
+        **os.environ, **client_environment(GpuShare.parse("0.5", memory_gb=1), daemon.pipe_dir)})
+    try:
+        own = daemon.own_processes()
+        assert own and client.pid not in own and not set(own) & set(other.own_processes())
+        with caplog.at_level(logging.WARNING, logger="analysis.gpu.mps"):
+            assert daemon.stop() is False
+        assert (f"MPS control daemon in {daemon.pipe_dir} did not go down within 0.3 s after "
+                f"'quit'; terminating the") in caplog.text
+        assert not any(_alive(p) for p in own) and not daemon.is_running()
+        assert client.poll() is None  # its client lives on
+        assert other.is_running() and other.own_processes()  # so does the other daemon
+    finally:
+        client.kill()
+        client.wait()
+        other.stop()
+    assert not other.own_processes()
+
+
+def test_slow_shutdown_keeps_the_result(short_dir: Path, slow_mps: Callable[[str], Path],
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    slow_mps("never")
+    with caplog.at_level(logging.WARNING, logger="analysis.gpu.mps"):
+        with MpsDaemon(short_dir / "pipe", short_dir / "log", timeout_s=2,
+                       stop_timeout_s=0.2) as daemon:
+            result = [1, 2]  # e.g. a benchmark's rows
+    assert result == [1, 2] and not daemon.is_running()
+    assert "did not go down" in caplog.text
+
+
+def test_quit_that_fails_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    daemon = _scripted_daemon(tmp_path, 'if [ "$1" = -d ]; then : > "$CUDA_MPS_PIPE_DIRECTORY/'
+                              'control"; else echo broken >&2; exit 1; fi', timeout_s=1,
+                              stop_timeout_s=0.2)
+    daemon.start()
+    with caplog.at_level(logging.WARNING, logger="analysis.gpu.mps"):
+        assert daemon.stop() is False
+    assert "'quit' failed" in caplog.text and "exit status 1: broken" in caplog.text
+    assert not daemon.is_running()  # no process of it runs: its pipe was stale
+
+
 @pytest.mark.gpu
-def test_real_daemon_serves_a_limited_client(tmp_path: Path) -> None:
+def test_real_daemon_serves_a_limited_client(short_dir: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
     if shutil.which(MPS_CONTROL) is None:
         pytest.skip(f"{MPS_CONTROL} not installed")
-    pipe, logs = tmp_path / "pipe", tmp_path / "log"
+    pipe, logs = short_dir / "pipe", short_dir / "log"
     share = GpuShare.parse("0.25", memory_gb=1)
     code = ("import torch; x = torch.ones(1024, device='cuda'); print(int(x.sum().item()))\n"
             "try:\n    torch.empty(2 * 2**30, dtype=torch.uint8, device='cuda')\n"
             "except torch.OutOfMemoryError:\n    print('oom')\n")
-    with MpsDaemon(pipe, logs) as daemon:
-        assert daemon.is_running()
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env={**os.environ, **client_environment(share, pipe)},
-                                timeout=120, check=False)
+    with caplog.at_level(logging.INFO, logger="analysis.gpu.mps"):
+        with MpsDaemon(pipe, logs, stop_timeout_s=30) as daemon:
+            assert daemon.is_running() and daemon.own_processes()  # the marker reaches it
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, env={**os.environ, **client_environment(share, pipe)},
+                                    timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1024", "oom"]  # the 1 GiB pinned limit holds
-    assert not daemon.is_running()
+    # down, by quit or (with a warning, printed with the log) terminated: nothing of it is left
+    assert not daemon.is_running() and daemon.own_processes() == [], caplog.text

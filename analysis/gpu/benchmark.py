@@ -10,7 +10,7 @@ synthetic inputs of the analysis's shapes, run
 - ``mps``: all at once as clients of one MPS control daemon, each limited to ``1/N`` of the
   threads (``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``) and of the memory.
 
-Each training is its own process (``python -m analysis.gpu.sharing <spec>``), as batch jobs are.
+Each training is its own process (``python -m analysis.gpu.benchmark <spec>``), as batch jobs are.
 Per mode: aggregate throughput (events/s over all jobs, over the time the jobs were busy; every
 process warms up first and all are released together, so start-up is not measured), per-job slowdown
 (mean job time / the exclusive single-job time) and GPU energy per training from NVML's total
@@ -18,6 +18,11 @@ energy counter (mJ, via ``pynvml``; ``None`` where it is not available).
 
 ``device="cpu"`` is a smoke mode (no MPS rows) for machines without a GPU; ``device="cuda"``
 without a GPU raises :class:`~analysis.errors.ResourceError`.
+
+The rows are handed out as they are measured (``on_row``), and :func:`write_rows` writes them to
+JSON and Markdown, so that an interrupted run keeps what it measured; a slow MPS shutdown at the
+end is a warning (:class:`~analysis.gpu.mps.MpsDaemon`), never a lost table. The plot is
+:func:`analysis.plotting.gpu.plot_sharing`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +44,10 @@ from analysis.errors import ResourceError
 from analysis.gpu.device import gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
+from analysis.io import write_json, write_text
 
-__all__ = ["INTENSITIES", "MODES", "Intensity", "SharingRow", "format_table", "plot_sharing",
-           "require_device", "run_sharing_benchmark"]
+__all__ = ["INTENSITIES", "MODES", "Intensity", "SharingRow", "format_table", "require_device",
+           "run_sharing_benchmark", "write_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +148,7 @@ def _energy_mj() -> float | None:
 
 
 def _launch(spec: Mapping[str, Any], env: Mapping[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "analysis.gpu.sharing", json.dumps(spec)],
+    return subprocess.Popen([sys.executable, "-m", "analysis.gpu.benchmark", json.dumps(spec)],
                             env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -215,7 +221,9 @@ def run_sharing_benchmark(device: str = "cuda", n_jobs: Sequence[int] = (1, 2, 4
                           intensities: Sequence[Intensity] = tuple(INTENSITIES.values()),
                           modes: Sequence[str] = MODES,
                           workdir: str | os.PathLike[str] | None = None,
-                          env: Mapping[str, str] | None = None) -> list[SharingRow]:
+                          env: Mapping[str, str] | None = None,
+                          on_row: Callable[[list[SharingRow]], None] | None = None,
+                          stop_timeout_s: float = 60.0) -> list[SharingRow]:
     """Measure every (intensity, mode, N); MPS rows only on ``cuda``.
 
     Args:
@@ -223,14 +231,20 @@ def run_sharing_benchmark(device: str = "cuda", n_jobs: Sequence[int] = (1, 2, 4
         n_jobs: numbers of concurrent trainings; 1 must be among them (the baseline).
         intensities: workloads, e.g. :data:`INTENSITIES` values or tiny ones for a smoke test.
         modes: subset of :data:`MODES`.
-        workdir: for the MPS daemon's pipe and log directories (default: a temporary one).
+        workdir: for the MPS daemon's pipe and log directories (default: a temporary one); keep
+            it short, the control pipe is a Unix socket.
         env: environment of the training processes (default: this process's).
+        on_row: called with all rows so far after each measurement (e.g. to write them with
+            :func:`write_rows`), so that an interrupted run keeps what it measured.
+        stop_timeout_s: how long the MPS daemon may take to go down at the end, s; a slower one
+            is terminated with a warning and the rows are returned all the same.
 
     Returns:
         One row per measurement, in loop order (intensity, N, mode).
 
     Raises:
-        ResourceError: no GPU for ``cuda``, an unknown mode, no N = 1, or a training that fails.
+        ResourceError: no GPU for ``cuda``, an unknown mode, no N = 1, or a training that fails
+            (the rows measured before it have been handed to ``on_row``).
     """
     require_device(device)
     if 1 not in n_jobs:
@@ -244,7 +258,8 @@ def run_sharing_benchmark(device: str = "cuda", n_jobs: Sequence[int] = (1, 2, 4
     rows: list[SharingRow] = []
     with tempfile.TemporaryDirectory(prefix="mps-") as tmp:  # short: MPS pipes are sockets
         work = Path(workdir) if workdir is not None else Path(tmp)
-        daemon = MpsDaemon(work / "mps" / "pipe", work / "mps" / "log", env=base_env)
+        daemon = MpsDaemon(work / "mps" / "pipe", work / "mps" / "log", env=base_env,
+                           stop_timeout_s=stop_timeout_s)
         with daemon if "mps" in modes else contextlib.nullcontext():
             for intensity in intensities:
                 events = intensity.steps * intensity.batch_size
@@ -265,6 +280,8 @@ def run_sharing_benchmark(device: str = "cuda", n_jobs: Sequence[int] = (1, 2, 4
                             None if energy is None else energy / _MJ_PER_J / n))
                         log.info("%s %s N=%d: %.3g ev/s, slowdown %.2f", intensity.name, mode, n,
                                  throughput, job_s / baseline[1])
+                        if on_row is not None:
+                            on_row(list(rows))
     return rows
 
 
@@ -279,33 +296,24 @@ def format_table(rows: Sequence[SharingRow]) -> str:
     return "\n".join(lines)
 
 
-def plot_sharing(rows: Sequence[SharingRow], path_base: str | os.PathLike[str]) -> None:
-    """Speed-up (aggregate throughput / exclusive N = 1) against N, per intensity and mode;
-    written as ``<path_base>.png`` and ``.pdf``."""
-    import matplotlib
+def write_rows(path_base: str | os.PathLike[str], rows: Sequence[SharingRow],
+               metadata: Mapping[str, Any], finished: bool,
+               provenance: Mapping[str, Any] | None = None) -> None:
+    """Write the rows so far as ``<path_base>.json`` and ``<path_base>.md`` (each atomically).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    intensities = sorted({r.intensity for r in rows})
-    fig, axes = plt.subplots(1, len(intensities), figsize=(5 * len(intensities), 4),
-                             squeeze=False)
-    for ax, name in zip(axes[0], intensities):
-        for mode in MODES:
-            points = sorted((r.n_jobs, r.speedup) for r in rows if r.intensity == name
-                            and (r.mode == mode or r.n_jobs == 1))
-            if len(points) > 1:
-                ax.plot(*zip(*points), marker="o", label=mode.replace("_", "-"))
-        ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrent trainings N")
-        ax.set_ylabel("aggregate throughput / exclusive")
-        ax.set_title(f"{name} intensity")
-        ax.legend()
-    fig.tight_layout()
-    for suffix in (".png", ".pdf"):
-        fig.savefig(f"{os.fspath(path_base)}{suffix}")
-    plt.close(fig)
+    Args:
+        path_base: output path without suffix; its directory must exist.
+        rows: the measurements so far.
+        metadata: what ran (device, intensities), stored beside the rows in the JSON.
+        finished: False while the benchmark runs (or after it was interrupted): the JSON says
+            ``"finished": false`` and the Markdown ends with a line saying the table is partial.
+        provenance: stored under ``"provenance"`` in the JSON (a task's config hash, versions).
+    """
+    base = os.fspath(path_base)
+    write_json(f"{base}.json", {**metadata, "finished": finished,
+                                "rows": [asdict(r) for r in rows]}, provenance=provenance)
+    note = "" if finished else f"\n\n(partial: {len(rows)} measurements so far)"
+    write_text(f"{base}.md", format_table(rows) + note + "\n")
 
 
 def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,11 +366,14 @@ def _allocate(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     try:
         block = torch.empty(int(float(spec["gib"]) * 2**30), dtype=torch.uint8, device="cuda")
+        torch.cuda.synchronize()
         time.sleep(float(spec.get("hold_s", 0)))
         del block
         return {"ok": True}
     except torch.OutOfMemoryError as err:
-        return {"ok": False, "error": str(err).splitlines()[0]}
+        return {"ok": False, "kind": "oom", "error": str(err).splitlines()[0]}
+    except RuntimeError as err:  # under MPS a refused allocation may come as a CUDA error
+        return {"ok": False, "kind": type(err).__name__, "error": str(err).splitlines()[0]}
 
 
 if __name__ == "__main__":
