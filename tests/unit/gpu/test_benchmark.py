@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import fake_mps_daemon
 import pytest
 
 import analysis.gpu.benchmark as sharing
@@ -29,6 +30,10 @@ from analysis.gpu.benchmark import (
 )
 from analysis.gpu.mps import MPS_CONTROL, MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
+
+# the fixtures of fake_mps_daemon.py, used by name
+short_dir = fake_mps_daemon.short_dir
+slow_mps = fake_mps_daemon.slow_mps
 
 REPO = Path(__file__).resolve().parents[3]
 

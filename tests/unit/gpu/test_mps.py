@@ -11,11 +11,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import fake_mps_daemon
 import pytest
 
 from analysis.errors import ResourceError
 from analysis.gpu.mps import MPS_CONTROL, MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
+
+# the fixtures of fake_mps_daemon.py, used by name
+short_dir = fake_mps_daemon.short_dir
+slow_mps = fake_mps_daemon.slow_mps
 
 
 def recorded(calls: Path) -> list[str]:

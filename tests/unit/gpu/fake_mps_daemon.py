@@ -1,5 +1,7 @@
 """Fixtures of the GPU unit tests: a fake MPS control binary whose daemon is a real process that
-takes its time to go down, and short directories for MPS pipes (Unix sockets)."""
+takes its time to go down, and short directories for MPS pipes (Unix sockets). The test modules
+import them (a conftest.py here would clash with tests/integration/conftest.py: the test folders
+are no packages)."""
 
 from __future__ import annotations
 
