@@ -22,6 +22,10 @@ from luigi.task import flatten
 
 from tests.conftest import fresh_law_process
 
+# gpu_tasks.py holds law tasks for "law run" child processes; collected for doctests it would be
+# imported a second time under another module name, and luigi would find its task twice
+collect_ignore = ["gpu_tasks.py"]
+
 REPO = Path(__file__).resolve().parents[2]
 SKIM_VERSION = "t1"
 TINY_CONFIG = "tth_bb_tiny"
