@@ -566,6 +566,12 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if config.cuts.discriminant not in EVENT_FEATURES:
             _fail(path, "cuts.discriminant", config.cuts.discriminant,
                   f"unknown feature (known: {', '.join(EVENT_FEATURES)})")
+        _check_lepton_feature(config, path, "cuts.discriminant", config.cuts.discriminant)
+    if "gnn" in config.training.models and config.selection.n_tight_leptons < 1:
+        # the graph's nodes are the jets, the lepton and MET (training.models.NODE_FEATURES)
+        _fail(path, "training.models", list(config.training.models),
+              f"the GNN's graph has a lepton node, but selection.n_tight_leptons = "
+              f"{config.selection.n_tight_leptons}: train only dnn, or select a lepton")
     signals = [p for p, spec in config.processes.items() if spec.role == "signal"]
     if len(signals) != 1:
         _fail(path, "processes", signals, "exactly one process must have role: signal")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -11,7 +10,7 @@ import luigi
 
 from analysis.config import OBJECT_SHIFTS
 from analysis.errors import ConfigError
-from analysis.io import write_json, write_text
+from analysis.io import read_json, write_json, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
 from analysis.selection.learn import (
     LearnedSelection,
@@ -101,8 +100,7 @@ class ReduceEvents(DiffanaTask):
     @law.decorator.safe_output
     def run(self) -> None:
         learned = self.input()["cuts"]
-        with open(learned["cuts"].abspath) as stream:
-            selection = LearnedSelection.from_dict(json.load(stream))
+        selection = LearnedSelection.from_dict(read_json(learned["cuts"].abspath))
         samples = load_selection_samples(learned["samples"].abspath)
         settings = self.analysis_config.cuts
         if settings is None:  # LearnCuts checked it; a config edited in between

@@ -52,8 +52,8 @@ def plot_sharing(rows: Sequence[SharingRow], path_base: str | os.PathLike[str]) 
     written = []
     for suffix in (".png", ".pdf"):
         path = f"{os.fspath(path_base)}{suffix}"
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp)
+        with atomic_path(path) as tmp:  # no creation date: equal rows give equal PDF bytes
+            figure.savefig(tmp, metadata={"CreationDate": None} if suffix == ".pdf" else None)
         written.append(path)
     plt.close(figure)
     return written

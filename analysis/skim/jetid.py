@@ -4,10 +4,11 @@ NanoAOD v15 dropped ``Jet_jetId``, because JME updates the criteria more often t
 produced; analyses evaluate them on the stored constituent fractions instead. The criteria here
 are JME's tight and tight-lepton-veto IDs of AK4 PUPPI jets for 13.6 TeV (Run 3, 2022-2024):
 
-- twiki ``https://twiki.cern.ch/twiki/bin/view/CMS/JetID13p6TeV`` ("Recommendations for the
-  13.6 TeV data analysis", AK4 PUPPI); the same numbers as JME's correctionlib file
-  ``POG/JME/<era>/jetid.json.gz`` of ``cms-nanoAOD/jsonpog-integration`` and as CMSSW's
-  ``offlinePuppiJetTightLeptonVetoIdCriteria`` (PATJetIdProducer);
+- the numbers are CMSSW's ``offlinePuppiJetTightLeptonVetoIdCriteria`` (PATJetIdProducer), the
+  criteria of the twiki ``https://twiki.cern.ch/twiki/bin/view/CMS/JetID13p6TeV`` ("Recommendations
+  for the 13.6 TeV data analysis", AK4 PUPPI) and JME's correctionlib ``jetid.json.gz``. The
+  twiki's NanoAOD recipe also asks ``neMultiplicity >= 2`` above |eta| = 3.0, which CMSSW's
+  criteria do not: the two differ only for jets beyond |eta| = 3, outside the skim's jets;
 - the NanoAOD branches: ``neHEF`` (neutral hadron energy fraction), ``neEmEF`` (neutral EM),
   ``chHEF`` (charged hadron), ``chEmEF`` (charged EM), ``muEF`` (muon), ``chMultiplicity``,
   ``neMultiplicity``.
@@ -65,18 +66,23 @@ def recomputed_jet_id(eta: Any, neHEF: Any, neEmEF: Any, chHEF: Any, chEmEF: Any
         array([6, 0, 2, 6], dtype=int32)
     """
     abs_eta = abs(eta)
+    # NanoAOD v15 stores both multiplicities as uint8: add them in int32 (200 + 56 is not 0)
+    n_constituents = _as_int32(chMultiplicity) + _as_int32(neMultiplicity)
     central = ((abs_eta <= _CENTRAL) & (neHEF < 0.99) & (neEmEF < 0.90)
-               & (chMultiplicity + neMultiplicity > 1) & (chHEF > 0.01) & (chMultiplicity > 0))
+               & (n_constituents > 1) & (chHEF > 0.01) & (chMultiplicity > 0))
     transition = (abs_eta > _CENTRAL) & (abs_eta <= _TRANSITION) & (neHEF < 0.90) & (neEmEF < 0.99)
     endcap = (abs_eta > _TRANSITION) & (abs_eta <= _ENDCAP) & (neHEF < 0.99)
     forward = (abs_eta > _ENDCAP) & (neEmEF < 0.40)
     tight = central | transition | endcap | forward
     veto = (abs_eta > _TRANSITION) | ((muEF < _LEPTON_VETO_MAX) & (chEmEF < _LEPTON_VETO_MAX))
     value = TIGHT * tight + TIGHT_LEPTON_VETO * (tight & veto)
-    return value.astype(np.int32) if isinstance(value, np.ndarray) else _as_int32(value)
+    return _as_int32(value)
 
 
 def _as_int32(value: Any) -> Any:
+    """``value`` (numpy or awkward, any shape) as int32."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.int32)
     import awkward as ak
 
     return ak.values_astype(value, np.int32)

@@ -35,6 +35,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from analysis.errors import InputDataError, ResourceError
+from analysis.io import atomic_path
 from analysis.training.models import seeded_build
 
 log = logging.getLogger(__name__)
@@ -114,9 +115,8 @@ def _worker(rank: int, world_size: int, init_file: str, backend: str, make_model
         part = shard_slice(len(labels), rank, world_size)
         _sgd_steps(replica, x[part].to(device), labels[part].to(device), steps, lr)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        tmp = os.path.join(out_dir, f".rank{rank}.pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, os.path.join(out_dir, f"rank{rank}.pt"))
+        with atomic_path(os.path.join(out_dir, f"rank{rank}.pt")) as tmp:
+            torch.save(state, tmp)
         # no rank tears gloo down while another still has collectives in flight (that aborts
         # the process: "terminate called without an active exception")
         dist.barrier()
@@ -235,8 +235,8 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
             bar.close()
         result.data_parallel_processes = dist.get_world_size()
         if rank == 0:
-            torch.save(result, f"{out_file}.tmp")
-            os.replace(f"{out_file}.tmp", out_file)
+            with atomic_path(out_file) as tmp:
+                torch.save(result, tmp)
         dist.barrier()  # as above: every rank done before any tears gloo down
     finally:
         dist.destroy_process_group()

@@ -123,6 +123,9 @@ def _all_hadronic(raw: dict, features: list[str]) -> None:
      "Jet_btagDeepFlavB, Jet_btagPNetB, Jet_btagRobustParTAK4B)"),
     (lambda c: c.update(nanoaod={"version": "v13"}), "nanoaod.version = \"v13\"",
      "must be one of v9, v12, v15"),
+    (lambda c: (_all_hadronic(c, ["ht"]), c.update(training={"models": ["dnn", "gnn"]})),
+     "training.models = [\"dnn\", \"gnn\"]", "the GNN's graph has a lepton node, but "
+     "selection.n_tight_leptons = 0: train only dnn, or select a lepton"),
 ])
 def test_invalid_nanoaod_and_lepton_settings(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
     path = _external_variant(tmp_path, edit)

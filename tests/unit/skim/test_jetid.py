@@ -40,6 +40,15 @@ def test_hand_computed_cases(eta: float, changes: dict[str, float], expected: in
     assert recomputed_jet_id(np.array([eta]), **inputs).tolist() == [expected]
 
 
+def test_uint8_multiplicities_are_added_without_wrapping() -> None:
+    # v15 stores both multiplicities as uint8: 200 + 56 constituents must not count as 0
+    fractions = {k: np.array([v]) for k, v in GOOD.items() if "Multiplicity" not in k}
+    jet_id = recomputed_jet_id(np.array([0.5]), **fractions,
+                               chMultiplicity=np.array([200], dtype=np.uint8),
+                               neMultiplicity=np.array([56], dtype=np.uint8))
+    assert jet_id.tolist() == [6]
+
+
 def test_jagged_awkward_input_gives_the_same_per_jet_values() -> None:
     eta = np.array([case[0] for case in CASES])
     inputs = {name: np.array([{**GOOD, **case[1]}[name] for case in CASES])
