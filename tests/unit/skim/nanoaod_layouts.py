@@ -156,6 +156,8 @@ def layout_config(tmp_path: Path, files: list[str], nanoaod: dict[str, str],
     raw["selection"].update(selection or {})
     if features is not None:
         raw["features"]["event"] = features
+    if raw["selection"].get("n_tight_leptons") == 0:  # the GNN's graph needs a lepton node
+        raw["training"] = {**raw.get("training", {}), "models": ["dnn"]}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
