@@ -26,7 +26,7 @@ from pathlib import Path
 from analysis.errors import ResourceError
 from analysis.gpu.benchmark import (
     INTENSITIES,
-    Intensity,
+    TINY_INTENSITIES,
     SharingRow,
     format_table,
     run_sharing_benchmark,
@@ -48,10 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                         "logs (keep it short: the pipe is a socket); default: a temporary one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    intensities = [INTENSITIES[name] for name in args.intensities.split(",")]
-    if args.tiny:
-        intensities = [Intensity(i.name, i.model, 500, 256 if i.model == "dnn" else 64, 10)
-                       for i in intensities]
+    table = TINY_INTENSITIES if args.tiny else INTENSITIES
+    intensities = [table[name] for name in args.intensities.split(",")]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"device": args.device,

@@ -10,7 +10,7 @@ import luigi
 
 from analysis.gpu.benchmark import (
     INTENSITIES,
-    Intensity,
+    TINY_INTENSITIES,
     SharingRow,
     format_table,
     require_device,
@@ -23,9 +23,6 @@ from tasks.gpu import GpuWorkflow
 
 __all__ = ["BenchmarkGPUSharing"]
 
-# --size tiny: the same networks, small enough for a CPU smoke test
-_TINY = {"low": Intensity("low", "dnn", 500, 256, 10), "medium": Intensity("medium", "gnn", 500,
-                                                                           64, 4)}
 
 
 class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
@@ -59,7 +56,7 @@ class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
 
     def run(self) -> None:
         require_device(self.device)  # before anything is written: a clear ResourceError
-        intensity = (_TINY if self.size == "tiny" else INTENSITIES)[self.branch_data]
+        intensity = (TINY_INTENSITIES if self.size == "tiny" else INTENSITIES)[self.branch_data]
         outputs = self.output()
         outputs["json"].parent.touch()
         base = os.path.splitext(outputs["json"].abspath)[0]  # <name>.json, .md, .png: one base

@@ -46,8 +46,8 @@ from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
 from analysis.io import write_json, write_text
 
-__all__ = ["INTENSITIES", "MODES", "Intensity", "SharingRow", "format_table", "require_device",
-           "run_sharing_benchmark", "write_rows"]
+__all__ = ["INTENSITIES", "MODES", "TINY_INTENSITIES", "Intensity", "SharingRow", "format_table",
+           "require_device", "run_sharing_benchmark", "write_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ INTENSITIES = {
     "medium": Intensity("medium", "gnn", 5000, 4096, 200),
 }
 """The two intensities of the benchmark (issue 5)."""
+TINY_INTENSITIES = {name: Intensity(name, i.model, 500, 256 if i.model == "dnn" else 64, 10)
+                    for name, i in INTENSITIES.items()}
+"""The same networks, small enough for a CPU smoke test (``--tiny``, ``--size tiny``)."""
 
 
 @dataclass(frozen=True)
