@@ -192,7 +192,7 @@ class Fit(ModelTask):
         spec = read_json(self.input()["workspace"].abspath)
         results = fit_network(spec, read_json(self.input()["folds"].abspath)["workspaces"],
                               scan_points=settings.scan_points, scan_max=settings.scan_max,
-                              limit_max=settings.limit_max, limit_points=settings.limit_points,
+                              limit_max=settings.limit_max,
                               progress=self.progress(fit_steps(spec), "Fit", "fit"))
         outputs = self.output()
         outputs["results"].parent.touch()

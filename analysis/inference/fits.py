@@ -1,19 +1,31 @@
 """Fits of a pyhf workspace: mu-hat, significance, CLs limits, a likelihood scan, pulls, impacts.
 
-Everything runs in pyhf (numpy backend, MINUIT for the uncertainties) on two datasets:
+Everything runs on two datasets:
 
 - **Asimov**: the expected data at ``mu = 1`` with all nuisances nominal; it gives the *expected*
   results (sigma_mu stat only and total, significance, the impacts of each nuisance);
 - **pseudo-data**: the workspace's observations; it gives the "observed" results (mu-hat, the
-  observed significance and limit, pulls).
+  observed significance and limit, pulls, the post-fit free normalisations).
+
+Two engines run the same procedures on the same pyhf parameter vector:
+
+- ``"torch"`` (default): :mod:`analysis.inference.torch_fitter`, the workspace as a vectorised
+  torch likelihood minimised by bounded Newton steps with exact autograd Hessians (float64);
+- ``"pyhf"``: pyhf's numpy backend with MINUIT (the settings the fits used before the torch
+  engine), the baseline of ``benchmarks/bench_fits.py``;
+- ``"pyhf_strict"``: the same with MINUIT's tolerance at 1e-6 (strategy 2), precise enough to be
+  the reference the torch engine is tested against at 1e-4
+  (``tests/unit/inference/test_torch_fitter.py``).
 
 The significance is ``Z = sqrt(q0)`` (asymptotic formulae, arXiv:1007.1727) from the same
-profile likelihood as the scan; limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde`` statistic
-(pyhf's default), expected as the median and the +-1, 2 sigma band. Impacts: the shift of
-mu-hat when one nuisance is fixed, on each side, where its profile likelihood rises by 1 (its
-post-fit uncertainty, as in the ATLAS/CMS convention, at most the prior width 1) and all else
-is refitted. The crossing comes from the profile, not from MINUIT's covariance, which is not
-reliable where the MC statistical uncertainty makes the likelihood flat.
+profile likelihood as the scan. Limits are 95 % CL_s upper limits on ``mu`` with the ``qtilde``
+statistic (pyhf's default asymptotic calculator, reproduced by the torch engine): the observed
+limit and the expected -2..+2 sigma band, each found by Brent's method on CLs(mu) - 0.05,
+never on a grid. Impacts: the shift of mu-hat when one nuisance is fixed, on each side, where
+its profile likelihood rises by 1 (its post-fit uncertainty, as in the ATLAS/CMS convention; at
+most the prior width 1 for a constrained nuisance) and all else is refitted. The crossing comes
+from the profile, not from the covariance, which is not reliable where the MC statistical
+uncertainty makes the likelihood flat. Every best fit is computed once per dataset and reused.
 """
 
 from __future__ import annotations
@@ -27,13 +39,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from scipy.optimize import brentq
+from scipy.stats import norm
 
-from analysis.errors import FitError
+from analysis.errors import FitError, InputDataError
+from analysis.inference.torch_fitter import FitResult, WorkspaceLikelihood, minimize
 
-__all__ = ["FitResults", "asimov_sigma_mu", "fit_network", "fit_workspace",
-           "fit_steps", "restored_pyhf_backend", "without_staterror"]
+__all__ = ["ENGINES", "FitResults", "PyhfEngine", "TorchEngine", "asimov_sigma_mu", "fit_network", "fit_workspace",
+           "fit_steps", "impact_parameters", "restored_pyhf_backend", "without_staterror"]
 
 log = logging.getLogger(__name__)
+
+ENGINES = ("torch", "pyhf", "pyhf_strict")
+_CLS_LEVEL = 0.05
+_EXPECTED_SIGMAS = (2, 1, 0, -1, -2)  # pyhf's order of the expected set
 
 
 @dataclass
@@ -45,21 +65,25 @@ class FitResults:
             profile likelihood's ``-2 Delta ln L = 1`` interval (NaN beyond the bounds).
         asimov_mu_hat, sigma_mu, sigma_mu_stat: Asimov fit. ``sigma_mu`` is half the width of
             the ``-2 Delta ln L = 1`` interval of the profile likelihood (robust where the
-            likelihood is not parabolic or MINUIT's covariance is not accurate);
-            ``sigma_mu_hesse`` MINUIT's parabolic error; ``sigma_mu_stat`` with every nuisance
-            fixed (one parameter: parabolic and exact for a Poisson model at mu-hat).
+            likelihood is not parabolic); ``sigma_mu_hesse`` the parabolic error from the
+            Hessian; ``sigma_mu_stat`` with every nuisance fixed (one parameter: parabolic and
+            exact for a Poisson model at mu-hat).
         expected_significance, observed_significance: discovery ``Z = sqrt(q0)`` (standard
             deviations), from the same profile likelihood as the scan.
         expected_limit: median expected 95 % CLs upper limit on mu; ``expected_band``: the
             -2, -1, 0, +1, +2 sigma expected limits; ``observed_limit``: on the pseudo-data.
         scan_mu, scan_asimov, scan_observed: ``-2 Delta ln L`` against mu.
-        pulls: nuisance -> ``(theta-hat, post-fit uncertainty)`` on pseudo-data (prior 0 +- 1).
+        pulls: nuisance -> ``(theta-hat, post-fit uncertainty)`` on pseudo-data (prior 0 +- 1;
+            a free normalisation's prior is 1 without a constraint).
+        normalisations: free normalisation factor (a normfactor other than the POI) ->
+            ``(post-fit value, uncertainty)`` on pseudo-data, e.g. tt+bb's.
         impacts: nuisance -> ``(delta mu up, delta mu down)`` on Asimov when the nuisance is
             fixed at its best value +- its post-fit uncertainty (``impact_widths``) and the
             rest refitted, ranked by size.
         impact_widths: nuisance -> ``(up, down)`` shifts used for its impacts: where its
-            profile likelihood on Asimov rises by 1 (found from the profile, not from MINUIT's
-            covariance), at most the prior width 1.
+            profile likelihood on Asimov rises by 1 (found from the profile), at most the prior
+            width 1 for a constrained nuisance.
+        engine: the engine of the fits (:data:`ENGINES`).
     """
 
     mu_hat: float
@@ -77,8 +101,10 @@ class FitResults:
     scan_asimov: list[float] = field(default_factory=list)
     scan_observed: list[float] = field(default_factory=list)
     pulls: dict[str, tuple[float, float]] = field(default_factory=dict)
+    normalisations: dict[str, tuple[float, float]] = field(default_factory=dict)
     impacts: dict[str, tuple[float, float]] = field(default_factory=dict)
     impact_widths: dict[str, tuple[float, float]] = field(default_factory=dict)
+    engine: str = "torch"
 
     @property
     def sigma_mu_syst(self) -> float:
@@ -93,16 +119,18 @@ class FitResults:
                 "impact_ranking": list(self.impacts)}
 
 
+# -- engines -----------------------------------------------------------------------------------
+
 # MINUIT settings tried in turn when a minimisation fails (tiny or degenerate models)
 _OPTIMIZERS = ({"tolerance": 0.01, "strategy": 1}, {"tolerance": 0.1, "strategy": 2},
                {"tolerance": 1.0, "strategy": 2})
 
 
-def _use_optimizer(attempt: int) -> None:
+def _use_optimizer(attempt: int, settings: Sequence[Mapping[str, Any]] = _OPTIMIZERS) -> None:
     import pyhf
 
-    if attempt < len(_OPTIMIZERS):
-        pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(**_OPTIMIZERS[attempt]))
+    if attempt < len(settings):
+        pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(**settings[attempt]))
     else:  # SLSQP: no uncertainties, but no EDM or Hesse requirement either
         pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer())
 
@@ -111,7 +139,7 @@ def _use_optimizer(attempt: int) -> None:
 def restored_pyhf_backend() -> Iterator[None]:
     """Run a block with pyhf's backend free to change, and restore the caller's afterwards.
 
-    pyhf keeps its tensor library and optimiser in process-wide state; the fits below switch
+    pyhf keeps its tensor library and optimiser in process-wide state; the pyhf engine switches
     optimisers between retries, and a caller's own choice must survive them.
     """
     import pyhf
@@ -141,8 +169,9 @@ def _quiet_pyhf_retries() -> Iterator[None]:
         pyhf_log.removeFilter(drop)
 
 
-def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
-    """``call()`` under each MINUIT setting of ``_OPTIMIZERS`` until one converges, then (for
+def _robust(call: Callable[[], Any], needs_uncertainties: bool = False,
+            settings: Sequence[Mapping[str, Any]] = _OPTIMIZERS) -> Any:
+    """``call()`` under each MINUIT setting of ``settings`` until one converges, then (for
     calls that need no uncertainties) with scipy's SLSQP.
 
     Raises:
@@ -152,8 +181,8 @@ def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
 
     error: Exception | None = None
     with _quiet_pyhf_retries():
-        for attempt in range(len(_OPTIMIZERS) + (not needs_uncertainties)):
-            _use_optimizer(attempt)
+        for attempt in range(len(settings) + (not needs_uncertainties)):
+            _use_optimizer(attempt, settings)
             try:
                 result = call()
                 if attempt:
@@ -162,87 +191,271 @@ def _robust(call: Callable[[], Any], needs_uncertainties: bool = False) -> Any:
             except pyhf.exceptions.FailedMinimization as err:
                 error = err
     raise FitError(f"fit_workspace: the fit did not converge with any of the MINUIT settings "
-                   f"{_OPTIMIZERS}: {str(error).splitlines()[0]}")
+                   f"{list(settings)}: {str(error).splitlines()[0]}")
 
 
-def _upper_limits(data: np.ndarray, model: Any, limit_max: float, n_points: int
-                  ) -> tuple[float, list[float]]:
-    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu in [0, limit_max].
+class TorchEngine:
+    """The fits' operations on :class:`~analysis.inference.torch_fitter.WorkspaceLikelihood`.
 
-    CLs (pyhf ``hypotest``, ``qtilde``) on a grid brackets each 0.05 crossing; Brent's method
-    then finds it to 1e-3 of ``limit_max``. A curve that does not fall below 0.05 within the
-    grid gives NaN (the limit is beyond ``limit_max``).
+    Args:
+        spec: a pyhf workspace specification.
+
+    Attributes:
+        poi: index of the POI; ``par_names``: scalar name of every entry of the parameter
+            vector (``name[k]`` for per-bin sets); ``init``, ``bounds`` ``(n, 2)``, ``fixed``:
+            pyhf's suggestions; ``observed``: ``(n_main + n_aux,)`` the workspace's data.
     """
-    import pyhf
-    from scipy.optimize import brentq
 
-    bounds = model.config.suggested_bounds()
-    bounds[model.config.poi_index] = (0.0, limit_max)
+    name = "torch"
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        self.likelihood = WorkspaceLikelihood(spec)
+        lik = self.likelihood
+        self.config = lik.pyhf_model.config
+        self.poi, self.par_names = lik.poi_index, lik.par_names
+        self.init, self.bounds, self.fixed = lik.init, lik.bounds, lik.fixed
+        self.observed = lik.observed
+        self._free_fits: dict[tuple[bytes, bytes], FitResult] = {}
+
+    def fit(self, data: np.ndarray, *, fixed: np.ndarray | None = None,
+            init: np.ndarray | None = None, bounds: np.ndarray | None = None,
+            uncertainties: bool = False) -> FitResult:
+        """Minimise ``-2 log L`` on ``data`` (:func:`~analysis.inference.torch_fitter.minimize`;
+        arguments default to pyhf's suggestions)."""
+        return minimize(self.likelihood, data, init=init, bounds=bounds, fixed=fixed,
+                        uncertainties=uncertainties)
+
+    def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
+        """``-2 log L(pars | data)``, as ``pyhf.infer.mle.twice_nll``."""
+        with torch.no_grad():
+            return float(self.likelihood.twice_nll(torch.as_tensor(pars, dtype=torch.float64),
+                                                   torch.as_tensor(data, dtype=torch.float64)))
+
+    def expected_data(self, pars: np.ndarray) -> np.ndarray:
+        """``(n_main + n_aux,)`` Asimov data of ``pars``."""
+        return self.likelihood.expected_data(pars)
+
+    def _free_fit(self, data: np.ndarray, bounds: np.ndarray) -> FitResult:
+        key = (data.tobytes(), bounds.tobytes())
+        if key not in self._free_fits:  # the same best fit serves every mu of a limit search
+            self._free_fits[key] = self.fit(data, bounds=bounds)
+        return self._free_fits[key]
+
+    def cls(self, mu: float, data: np.ndarray, bounds: np.ndarray,
+            observed: bool = True) -> tuple[float, list[float]]:
+        """Observed CLs and the expected set (-2..+2 sigma order of pyhf) at ``mu``: pyhf's
+        asymptotic ``qtilde`` calculator (arXiv:1007.1727, Eqs. 16, 65-66), reproduced.
+
+        The free fit to ``data``, the background-only Asimov data built from the ``mu = 0`` fit
+        to ``data`` and the free fit to them are computed once and cached."""
+        free = self._free_fit(data, bounds)
+        asimov_key = (b"asimov", data.tobytes(), bounds.tobytes())
+        if asimov_key not in self._free_fits:
+            start = free.pars.copy()
+            start[self.poi] = 0.0
+            background = self.fit(data, fixed=self._with_poi_fixed(), init=start, bounds=bounds)
+            self._free_fits[asimov_key] = background
+        asimov = self.expected_data(self._free_fits[asimov_key].pars)
+        free_asimov = self._free_fit(asimov, bounds)
+
+        def qtilde(dataset: np.ndarray, best: FitResult) -> float:
+            if best.pars[self.poi] > mu:
+                return 0.0
+            start = best.pars.copy()
+            start[self.poi] = mu
+            fixed_fit = self.fit(dataset, fixed=self._with_poi_fixed(), init=start,
+                                 bounds=bounds)
+            return max(fixed_fit.twice_nll - best.twice_nll, 0.0)
+
+        sqrt_qa = math.sqrt(qtilde(asimov, free_asimov))
+        expected = [float(norm.sf(n + sqrt_qa) / norm.sf(n)) for n in _EXPECTED_SIGMAS]
+        if not observed:
+            return math.nan, expected
+        q = qtilde(data, free)
+        sqrt_q = math.sqrt(q)
+        if sqrt_q <= sqrt_qa:
+            statistic = sqrt_q - sqrt_qa
+        else:
+            statistic = (q - sqrt_qa**2) / (2.0 * sqrt_qa)
+        return float(norm.sf(statistic + sqrt_qa) / norm.sf(statistic)), expected
+
+    def _with_poi_fixed(self) -> np.ndarray:
+        fixed = self.fixed.copy()
+        fixed[self.poi] = True
+        return fixed
+
+
+class PyhfEngine:
+    """The same operations in pyhf (numpy backend, MINUIT): the reference of the torch engine.
+
+    Args:
+        spec: a pyhf workspace specification.
+        minuit_settings: MINUIT ``tolerance``/``strategy`` settings tried in turn until a fit
+            converges (then scipy's SLSQP where no uncertainties are needed); default the
+            robust sequence the fits used before the torch engine. A tight tolerance (1e-6)
+            makes MINUIT precise enough to compare with the torch engine at 1e-4.
+    """
+
+    name = "pyhf"
+
+    def __init__(self, spec: Mapping[str, Any],
+                 minuit_settings: Sequence[Mapping[str, Any]] = _OPTIMIZERS) -> None:
+        import pyhf
+
+        self.settings = tuple(minuit_settings)
+        workspace = pyhf.Workspace(dict(spec))
+        self.model = workspace.model()
+        self.config = self.model.config
+        self.poi = int(self.config.poi_index)
+        self.par_names = WorkspaceLikelihood._expanded_names(self.config)
+        self.init = np.asarray(self.config.suggested_init(), dtype=np.float64)
+        self.bounds = np.asarray(self.config.suggested_bounds(), dtype=np.float64)
+        self.fixed = np.asarray(self.config.suggested_fixed(), dtype=bool)
+        self.observed = np.asarray(workspace.data(self.model), dtype=np.float64)
+
+    def fit(self, data: np.ndarray, *, fixed: np.ndarray | None = None,
+            init: np.ndarray | None = None, bounds: np.ndarray | None = None,
+            uncertainties: bool = False) -> FitResult:
+        import pyhf
+
+        start = self.init if init is None else init
+        bounds = self.bounds if bounds is None else bounds
+        fixed = self.fixed if fixed is None else fixed
+        pars, twice_nll = _robust(lambda: pyhf.infer.mle.fit(
+            data, self.model, init_pars=np.clip(start, bounds[:, 0], bounds[:, 1]).tolist(),
+            par_bounds=[tuple(b) for b in bounds.tolist()], fixed_params=list(map(bool, fixed)),
+            return_uncertainties=uncertainties, return_fitted_val=True), uncertainties,
+            self.settings)
+        pars = np.asarray(pars, dtype=np.float64)
+        if uncertainties:
+            return FitResult(pars[:, 0], pars[:, 1], float(twice_nll), 0)
+        return FitResult(pars, np.full(len(pars), np.nan), float(twice_nll), 0)
+
+    def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
+        import pyhf
+
+        return float(pyhf.infer.mle.twice_nll(pars, data, self.model)[0])
+
+    def expected_data(self, pars: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.expected_data(pars), dtype=np.float64)
+
+    def cls(self, mu: float, data: np.ndarray, bounds: np.ndarray,
+            observed: bool = True) -> tuple[float, list[float]]:
+        """pyhf's own ``hypotest`` (asymptotics, ``qtilde``) at ``mu``."""
+        import pyhf
+
+        observed_cls, expected = _robust(lambda: pyhf.infer.hypotest(
+            float(mu), data, self.model, test_stat="qtilde", return_expected_set=True,
+            par_bounds=[tuple(b) for b in bounds.tolist()]), settings=self.settings)
+        return float(observed_cls), [float(x) for x in expected]
+
+
+_STRICT_MINUIT = ({"tolerance": 1e-6, "strategy": 2}, *_OPTIMIZERS)
+
+
+def _engine(spec: Mapping[str, Any], engine: str) -> TorchEngine | PyhfEngine:
+    if engine not in ENGINES:
+        raise InputDataError(f"fit_workspace: engine {engine!r} is not one of {ENGINES}")
+    if engine == "torch":
+        return TorchEngine(spec)
+    return PyhfEngine(spec, _STRICT_MINUIT if engine == "pyhf_strict" else _OPTIMIZERS)
+
+
+# -- procedures ----------------------------------------------------------------------------------
+
+def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max: float,
+                  observed: bool) -> tuple[float, list[float]]:
+    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu in ``[0, limit_max]``.
+
+    Each limit is the root of ``CLs(mu) - 0.05`` (Brent's method, to 1e-4 of the limit),
+    bracketed by doubling ``mu`` from ``limit_max / 256``. A curve that does not fall below
+    0.05 by ``limit_max`` gives NaN (the limit is beyond the search range).
+    """
+    bounds = engine.bounds.copy()
+    bounds[engine.poi] = (0.0, limit_max)
     cache: dict[float, list[float]] = {}
 
-    def cls(mu: float) -> list[float]:
+    def values(mu: float) -> list[float]:
         if mu not in cache:
-            observed, expected = _robust(lambda: pyhf.infer.hypotest(
-                float(mu), data, model, test_stat="qtilde", return_expected_set=True,
-                par_bounds=bounds))
-            cache[mu] = [float(observed), *(float(x) for x in expected)]
+            obs, expected = engine.cls(mu, data, bounds, observed=observed)
+            cache[mu] = [obs, *expected]
         return cache[mu]
 
-    grid = np.linspace(0.0, limit_max, n_points)[1:]  # CLs(0) is 1 by construction
-    values = np.array([cls(float(mu)) for mu in grid])  # (n_points - 1, 6)
     limits = []
-    for k in range(values.shape[1]):
-        below = np.nonzero(values[:, k] < 0.05)[0]
-        if len(below) == 0:
+    for k in range(0 if observed else 1, 6):
+        low, high = 0.0, limit_max / 256.0
+        while values(high)[k] >= _CLS_LEVEL and high < limit_max:
+            low, high = high, min(2.0 * high, limit_max)
+        if not values(high)[k] < _CLS_LEVEL:  # also NaN: CLs = 0/0 for a hopeless model
             limits.append(math.nan)
             continue
-        upper = float(grid[below[0]])
-        lower = float(grid[below[0] - 1]) if below[0] > 0 else 1e-6 * limit_max
-        if cls(lower)[k] < 0.05:  # already excluded at the bottom of the range
-            limits.append(lower)
-            continue
-        limits.append(float(brentq(lambda mu, k=k: cls(mu)[k] - 0.05, lower, upper,
-                                   xtol=1e-3 * limit_max)))
+        if low == 0.0:  # CLs(0) = 1: bracket from just above 0
+            low = high * 1e-3
+            if not values(low)[k] >= _CLS_LEVEL:  # excluded at the bottom of the range
+                limits.append(low)
+                continue
+        limits.append(float(brentq(lambda mu, k=k: values(mu)[k] - _CLS_LEVEL, low, high,
+                                   xtol=1e-6 * limit_max, rtol=1e-6)))
     if any(math.isnan(x) for x in limits):
         log.warning("fit_workspace: a CLs limit lies beyond mu = %g: NaN", limit_max)
+    if not observed:
+        return math.nan, limits
     return limits[0], limits[1:]
 
 
-def _profile_sigma(data: np.ndarray, model: Any, mu_hat: float, guess: float,
-                   init: np.ndarray, bounds: list[tuple[float, float]]) -> float:
-    """Half the width of ``{mu: -2 Delta ln L(mu) <= 1}`` around ``mu_hat`` on ``data``.
+def _fixed_poi(engine: TorchEngine | PyhfEngine) -> np.ndarray:
+    fixed = engine.fixed.copy()
+    fixed[engine.poi] = True
+    return fixed
 
-    Each side is bracketed by stepping out from ``mu_hat`` by ``guess`` (doubling) and then
-    solved with Brent's method; a side that runs into the POI bounds makes the result NaN.
+
+def _profile(engine: TorchEngine | PyhfEngine, data: np.ndarray, best: FitResult
+             ) -> Callable[[float], float]:
+    """``mu -> -2 Delta ln L(mu)`` on ``data`` (profiled, >= 0), warm-started from ``best``."""
+    fixed = _fixed_poi(engine)
+
+    def rise(mu: float) -> float:
+        start = best.pars.copy()
+        start[engine.poi] = mu
+        return max(engine.fit(data, fixed=fixed, init=start).twice_nll - best.twice_nll, 0.0)
+
+    return rise
+
+
+def _profile_sigma(engine: TorchEngine | PyhfEngine, data: np.ndarray, best: FitResult,
+                   guess: float) -> float:
+    """Half the width of ``{mu: -2 Delta ln L(mu) <= 1}`` around the best fit on ``data``.
+
+    Each side is bracketed by stepping out from mu-hat by ``guess`` (doubling) and then solved
+    with Brent's method; a side that runs into the POI bounds makes the result NaN.
     """
-    import pyhf
-    from scipy.optimize import brentq
-
-    poi = model.config.poi_index
-    low_bound, high_bound = bounds[poi]
-    nll_best = float(_robust(lambda: pyhf.infer.mle.fit(
-        data, model, init_pars=init.tolist(), par_bounds=bounds, return_fitted_val=True))[1])
-
-    def q(mu: float) -> float:
-        _, twice_nll = _robust(lambda: pyhf.infer.mle.fixed_poi_fit(
-            mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
-            return_fitted_val=True))
-        return float(twice_nll) - nll_best - 1.0
-
-    ends = []
+    rise = _profile(engine, data, best)
+    mu_hat = float(best.pars[engine.poi])
+    low_bound, high_bound = engine.bounds[engine.poi]
     step = guess if math.isfinite(guess) and guess > 0 else 1.0
+    ends = []
     for sign, limit in ((+1.0, high_bound), (-1.0, low_bound)):
         width = step
         while True:
             edge = mu_hat + sign * width
             if (edge - limit) * sign >= 0:
                 return math.nan  # the interval reaches the POI bound
-            if q(edge) > 0:
+            if rise(edge) > 1.0:
                 break
             width *= 2.0
-        ends.append(brentq(q, mu_hat, edge, xtol=1e-4 * step) if sign > 0
-                    else brentq(q, edge, mu_hat, xtol=1e-4 * step))
+        ends.append(brentq(lambda mu: rise(mu) - 1.0, *sorted((mu_hat, edge)),
+                           xtol=1e-6 * step, rtol=1e-8))
     return 0.5 * (ends[0] - ends[1])
+
+
+def impact_parameters(spec: Mapping[str, Any]) -> list[str]:
+    """Scalar parameters of ``spec`` that get pulls and impacts: every normsys, histosys and
+    lumi, and every normfactor but the POI (free normalisations), sorted by name."""
+    poi = spec["measurements"][0]["config"]["poi"]
+    return sorted({m["name"] for channel in spec["channels"] for sample in channel["samples"]
+                   for m in sample["modifiers"]
+                   if m["type"] in ("normsys", "histosys", "lumi", "normfactor")
+                   and m["name"] != poi})
 
 
 def without_staterror(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,28 +468,53 @@ def without_staterror(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def asimov_sigma_mu(spec: Mapping[str, Any]) -> float:
-    """Expected sigma_mu of a workspace: half the width of the profile likelihood's
-    ``-2 Delta ln L = 1`` interval on Asimov data at mu = 1 (POI units; NaN beyond the bounds)."""
-    import pyhf
+def _prior_width(paramset: Any) -> float | None:
+    """Width of a scalar parameter's Gaussian constraint (1 for normsys and histosys, sigma
+    for lumi), None for an unconstrained one (a normfactor)."""
+    if getattr(paramset, "pdf_type", None) is None:
+        return None
+    sigmas = getattr(paramset, "sigmas", None)
+    return float(sigmas[0]) if sigmas else 1.0
 
+
+def _asimov(engine: TorchEngine | PyhfEngine, mu: float) -> tuple[np.ndarray, np.ndarray]:
+    pars = engine.init.copy()
+    pars[engine.poi] = mu
+    return pars, engine.expected_data(pars)
+
+
+def _best_fit(engine: TorchEngine | PyhfEngine, data: np.ndarray,
+              start: np.ndarray | None = None) -> FitResult:
+    """Free fit with uncertainties; a singular Hessian stops with the parameters it leaves
+    unconstrained (no NaN reaches the report)."""
+    best = engine.fit(data, init=start, uncertainties=True)
+    free = ~engine.fixed
+    unconstrained = [engine.par_names[i] for i in np.flatnonzero(free & ~np.isfinite(
+        best.uncertainties))]
+    if unconstrained:
+        raise FitError(f"fit_workspace: the Hessian at the best fit is singular; nothing in the "
+                       f"workspace constrains {unconstrained} (a free normalisation without a "
+                       f"category that selects its process?)")
+    return best
+
+
+def asimov_sigma_mu(spec: Mapping[str, Any], engine: str = "torch") -> float:
+    """Expected sigma_mu of a workspace: half the width of the profile likelihood's
+    ``-2 Delta ln L = 1`` interval on Asimov data at mu = 1 (POI units; NaN beyond the bounds).
+
+    Args:
+        spec: a pyhf workspace specification.
+        engine: one of :data:`ENGINES`.
+    """
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
-        _use_optimizer(0)
-        model = pyhf.Workspace(dict(spec)).model()
-        init = np.asarray(model.config.suggested_init(), dtype=float)
-        init[model.config.poi_index] = 1.0
-        asimov = np.asarray(model.expected_data(init))
-        bounds = model.config.suggested_bounds()
-        pars = np.asarray(_robust(lambda: pyhf.infer.mle.fit(
-            asimov, model, init_pars=init.tolist(), par_bounds=bounds,
-            return_uncertainties=True), needs_uncertainties=True))
-        poi = model.config.poi_index
-        return _profile_sigma(asimov, model, float(pars[poi, 0]), float(pars[poi, 1]), init,
-                              bounds)
+        fitter = _engine(spec, engine)
+        pars, asimov = _asimov(fitter, 1.0)
+        best = _best_fit(fitter, asimov, pars)
+        return _profile_sigma(fitter, asimov, best, float(best.uncertainties[fitter.poi]))
 
 
 def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: float = 3.0,
-                  limit_max: float = 10.0, limit_points: int = 41,
+                  limit_max: float = 10.0, engine: str = "torch",
                   progress: Callable[[int], None] | None = None) -> FitResults:
     """Every fit of the module docstring on the workspace ``spec``.
 
@@ -287,42 +525,30 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
             (at most the upper bound of mu).
         scan_max: smallest upper end of the scan (mu).
         limit_max: upper end of the search for the CLs limit (mu); a limit beyond it is NaN.
-        limit_points: grid points in ``[0, limit_max]`` at which CLs is computed.
-        progress: called with the number of completed steps (of ``5 + 2 * n_nuisances``).
+        engine: one of :data:`ENGINES`.
+        progress: called with the number of completed steps (of :func:`fit_steps`).
 
     Returns:
         :class:`FitResults`.
 
     Raises:
-        FitError: a fit that does not converge.
+        FitError: a fit that does not converge, or a parameter nothing constrains.
+        InputDataError: an unknown engine, or a workspace the torch engine cannot express.
     """
     # CLs and test statistics divide by quantities that vanish for hopeless models (CLs = 0/0):
     # those points give NaN, which the limit search and the report handle
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
-        return _fit_workspace(spec, scan_points, scan_max, limit_max, limit_points, progress)
+        return _fit_workspace(_engine(spec, engine), impact_parameters(spec), scan_points,
+                              scan_max, limit_max, progress)
 
 
-def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, limit_max: float,
-                   limit_points: int, progress: Callable[[int], None] | None) -> FitResults:
-    import pyhf
-
-    _use_optimizer(0)
-    workspace = pyhf.Workspace(dict(spec))
-    model = workspace.model()
-    config = model.config
-    poi = config.poi_index
-    init = np.asarray(config.suggested_init(), dtype=float)
-    bounds = config.suggested_bounds()
-    fixed_default = list(config.suggested_fixed())
-    asimov_pars = init.copy()
-    asimov_pars[poi] = 1.0
-    asimov = np.asarray(model.expected_data(asimov_pars))
-    background_pars = init.copy()
-    background_pars[poi] = 0.0
-    background_asimov = np.asarray(model.expected_data(background_pars))
-    observed = np.asarray(workspace.data(model))
-    nuisances = [name for name in config.par_order if name != config.poi_name
-                 and not name.startswith("staterror")]
+def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
+                   scan_points: int, scan_max: float, limit_max: float,
+                   progress: Callable[[int], None] | None) -> FitResults:
+    poi = fitter.poi
+    asimov_pars, asimov = _asimov(fitter, 1.0)
+    _, background_asimov = _asimov(fitter, 0.0)
+    observed = fitter.observed
     done = 0
 
     def step() -> None:
@@ -331,99 +557,78 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
         if progress is not None:
             progress(done)
 
-    def fit(data: np.ndarray, fixed: list[bool] | None = None, start: np.ndarray | None = None,
-            uncertainties: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        pars = np.asarray(_robust(lambda: pyhf.infer.mle.fit(
-            data, model, init_pars=(start if start is not None else init).tolist(),
-            par_bounds=bounds, fixed_params=fixed or fixed_default,
-            return_uncertainties=uncertainties), needs_uncertainties=uncertainties))
-        if not uncertainties:
-            return pars, np.full_like(pars, np.nan)
-        return pars[:, 0], pars[:, 1]
-
-    best_asimov, err_asimov = fit(asimov)
-    stat_fixed = [True] * len(init)
+    best_asimov = _best_fit(fitter, asimov, asimov_pars)
+    stat_fixed = np.ones(len(fitter.init), dtype=bool)
     stat_fixed[poi] = False
-    _, err_stat = fit(asimov, stat_fixed)
-    best_obs, err_obs = fit(observed)
+    stat = fitter.fit(asimov, fixed=stat_fixed, init=asimov_pars, uncertainties=True)
+    best_obs = _best_fit(fitter, observed)
     step()
-
-    def twice_nll_at(mu: float, data: np.ndarray) -> float:
-        return float(_robust(lambda: pyhf.infer.mle.fixed_poi_fit(
-            mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
-            return_fitted_val=True))[1])
-
-    # q0 = -2 ln L(0) / L(mu-hat) from the same profile as the scan and sigma_mu: on Asimov
-    # data the minimum is at the generating parameters exactly; the smallest value found is
+    # on Asimov data the minimum is at the generating parameters exactly; the smaller value is
     # kept, so that a minimisation stopping early cannot invent a significance
-    nll_min_asimov = min(float(pyhf.infer.mle.twice_nll(asimov_pars, asimov, model)[0]),
-                         float(pyhf.infer.mle.twice_nll(best_asimov, asimov, model)[0]))
-    nll_min_observed = float(pyhf.infer.mle.twice_nll(best_obs, observed, model)[0])
-    q0_expected = max(twice_nll_at(0.0, asimov) - nll_min_asimov, 0.0)
-    q0_observed = (max(twice_nll_at(0.0, observed) - nll_min_observed, 0.0)
-                   if best_obs[poi] > 0 else 0.0)
+    nll_min_asimov = min(fitter.twice_nll(asimov_pars, asimov), best_asimov.twice_nll)
+    asimov_rise = _profile(fitter, asimov, FitResult(best_asimov.pars, best_asimov.uncertainties,
+                                                     nll_min_asimov, 0))
+    observed_rise = _profile(fitter, observed, best_obs)
+    # q0 = -2 ln L(0) / L(mu-hat) from the same profile as the scan and sigma_mu
+    q0_expected = asimov_rise(0.0)
+    q0_observed = observed_rise(0.0) if best_obs.pars[poi] > 0 else 0.0
     step()
-    limit, _ = _upper_limits(observed, model, limit_max, limit_points)
+    limit, _ = _upper_limits(fitter, observed, limit_max, observed=True)
     # expected limits: on background-only Asimov data (no signal injected, nominal nuisances)
-    _, band = _upper_limits(background_asimov, model, limit_max, limit_points)
+    _, band = _upper_limits(fitter, background_asimov, limit_max, observed=False)
     step()
-    sigma_profile = _profile_sigma(asimov, model, float(best_asimov[poi]),
-                                   float(err_asimov[poi]), init, bounds)
+    sigma_profile = _profile_sigma(fitter, asimov, best_asimov,
+                                   float(best_asimov.uncertainties[poi]))
     # the scan shows the interval: at least to scan_max, else to 1 + 3 sigma_mu (the POI's
     # upper bound when sigma_mu is beyond it)
     reach = 1.0 + 3.0 * sigma_profile if math.isfinite(sigma_profile) else math.inf
-    scan_mu = np.linspace(0.0, min(max(scan_max, reach), bounds[poi][1]), scan_points)
-    scans = []
-    for data, best in ((asimov, best_asimov), (observed, best_obs)):
-        nll_best = float(pyhf.infer.mle.twice_nll(best, data, model)[0])
-        values = []
-        for mu in scan_mu:
-            _, twice_nll = _robust(lambda mu=mu, data=data: pyhf.infer.mle.fixed_poi_fit(
-                mu, data, model, init_pars=init.tolist(), par_bounds=bounds,
-                return_fitted_val=True))
-            values.append(max(float(twice_nll) - nll_best, 0.0))
-        scans.append(values)
-    sigma_observed = _profile_sigma(observed, model, float(best_obs[poi]), float(err_obs[poi]),
-                                    init, bounds)
+    scan_mu = np.linspace(0.0, min(max(scan_max, reach), fitter.bounds[poi][1]), scan_points)
+    scans = [[asimov_rise(float(mu)) for mu in scan_mu],
+             [observed_rise(float(mu)) for mu in scan_mu]]
+    sigma_observed = _profile_sigma(fitter, observed, best_obs,
+                                    float(best_obs.uncertainties[poi]))
     step()
-    pulls = {}
-    for name in nuisances:
-        index = config.par_slice(name).start
-        pulls[name] = (float(best_obs[index]), float(err_obs[index]))
+    indices = {name: fitter.par_names.index(name) for name in nuisances}
+    pulls = {name: (float(best_obs.pars[i]), float(best_obs.uncertainties[i]))
+             for name, i in indices.items()}
+    # a parameter without a constraint term is a free normalisation (pyhf's pdf_type None)
+    prior_width = {name: _prior_width(fitter.config.param_set(name)) for name in nuisances}
+    normalisations = {name: pulls[name] for name in nuisances if prior_width[name] is None}
     impacts, widths = {}, {}
-    for name in nuisances:
-        index = config.par_slice(name).start
-        fixed = list(fixed_default)
+    for name, index in indices.items():
+        fixed = fitter.fixed.copy()
         fixed[index] = True
 
-        def refit(theta: float) -> tuple[float, float]:
+        def refit(theta: float, index: int = index, fixed: np.ndarray = fixed
+                  ) -> tuple[float, float]:
             """mu-hat and -2 Delta ln L on Asimov with this nuisance fixed at ``theta``."""
-            start = best_asimov.copy()
+            start = best_asimov.pars.copy()
             start[index] = theta
-            best, _ = fit(asimov, fixed, start, uncertainties=False)
-            twice_nll = float(pyhf.infer.mle.twice_nll(best, asimov, model)[0])
-            return float(best[poi]), max(twice_nll - nll_min_asimov, 0.0)
+            result = fitter.fit(asimov, fixed=fixed, init=start)
+            return float(result.pars[poi]), max(result.twice_nll - nll_min_asimov, 0.0)
 
         # post-fit impacts (as CMS's): the nuisance fixed where its profile likelihood rises
-        # by 1, each side on its own. MINUIT's Hesse errors are no guide here: where the MC
-        # statistical uncertainty makes the likelihood flat they came out 10-100x too small
-        # (sigma_mu Hesse 0.56 against 34 from the profile). The crossing is found from the
-        # profile itself: a parabola through its value at the prior width 1, then at most two
-        # more (2 to 6 fits per nuisance instead of 2).
+        # by 1, each side on its own. Hesse errors are no guide where the MC statistical
+        # uncertainty makes the likelihood flat, so the crossing is found from the profile:
+        # a parabola through its value at the first width (the prior width 1, or a free
+        # normalisation's Hesse error), then at most two more (2 to 6 fits per nuisance)
+        width_prior = prior_width[name]
+        first = width_prior or float(best_asimov.uncertainties[index])
+        cap = width_prior or math.inf
         shifted, side_widths = [], []
         for sign in (+1.0, -1.0):
-            width = 1.0
-            mu, rise = refit(best_asimov[index] + sign * width)
+            width = first
+            mu, rise = refit(best_asimov.pars[index] + sign * width)
             for _ in range(2):
-                if abs(rise - 1.0) <= 0.25 or (width >= 1.0 and rise < 1.0) or rise <= 1e-9:
+                if abs(rise - 1.0) <= 0.25 or (width >= cap and rise < 1.0) or rise <= 1e-9:
                     break
-                width = min(width / math.sqrt(rise), 1.0)
-                mu, rise = refit(best_asimov[index] + sign * width)
-            if abs(rise - 1.0) > 0.25 and width < 1.0:
+                width = min(width / math.sqrt(rise), cap)
+                mu, rise = refit(best_asimov.pars[index] + sign * width)
+            if abs(rise - 1.0) > 0.25 and width < cap:
                 log.warning("fit_workspace: the profile of %s rises by %.2f, not 1, at the "
                             "width %.3g used for its impact (far from a parabola)", name, rise,
                             width)
-            shifted.append(mu - float(best_asimov[poi]))
+            shifted.append(mu - float(best_asimov.pars[poi]))
             side_widths.append(width)
             step()
         widths[name] = (side_widths[0], side_widths[1])
@@ -431,18 +636,19 @@ def _fit_workspace(spec: Mapping[str, Any], scan_points: int, scan_max: float, l
     ranked = dict(sorted(impacts.items(), key=lambda kv: -max(abs(kv[1][0]), abs(kv[1][1]))))
     step()
     return FitResults(
-        mu_hat=float(best_obs[poi]), mu_uncertainty=sigma_observed,
-        asimov_mu_hat=float(best_asimov[poi]), sigma_mu=sigma_profile,
-        sigma_mu_hesse=float(err_asimov[poi]),
-        sigma_mu_stat=float(err_stat[poi]),
+        mu_hat=float(best_obs.pars[poi]), mu_uncertainty=sigma_observed,
+        asimov_mu_hat=float(best_asimov.pars[poi]), sigma_mu=sigma_profile,
+        sigma_mu_hesse=float(best_asimov.uncertainties[poi]),
+        sigma_mu_stat=float(stat.uncertainties[poi]),
         expected_significance=math.sqrt(q0_expected),
         observed_significance=math.sqrt(q0_observed), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
-        scan_observed=scans[1], pulls=pulls, impacts=ranked, impact_widths=widths)
+        scan_observed=scans[1], pulls=pulls, normalisations=normalisations, impacts=ranked,
+        impact_widths=widths, engine=fitter.name)
 
 
 def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]], *,
-                scan_points: int, scan_max: float, limit_max: float, limit_points: int,
+                scan_points: int, scan_max: float, limit_max: float, engine: str = "torch",
                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Every result of one network's workspace, and sigma_mu per fold and without MC stat.
 
@@ -451,7 +657,7 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
         fold_specs: one workspace per fold (its own network's events at the full
             luminosity): the spread of their sigma_mu is what the finite simulated sample
             alone makes of a difference between networks.
-        scan_points, scan_max, limit_max, limit_points: as :func:`fit_workspace`.
+        scan_points, scan_max, limit_max, engine: as :func:`fit_workspace`.
         progress: called with completed steps of :func:`fit_workspace`.
 
     Returns:
@@ -460,16 +666,14 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
         the result would be with simulated samples much larger than the data.
     """
     results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
-                            limit_max=limit_max, limit_points=limit_points, progress=progress)
+                            limit_max=limit_max, engine=engine, progress=progress)
     return {**results.as_dict(),
-            "sigma_mu_folds": [asimov_sigma_mu(fold) for fold in fold_specs],
-            "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec)),
-            "sigma_mu_no_mcstat_folds": [asimov_sigma_mu(without_staterror(fold))
+            "sigma_mu_folds": [asimov_sigma_mu(fold, engine) for fold in fold_specs],
+            "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine),
+            "sigma_mu_no_mcstat_folds": [asimov_sigma_mu(without_staterror(fold), engine)
                                          for fold in fold_specs]}
 
 
 def fit_steps(spec: Mapping[str, Any]) -> int:
     """How many steps :func:`fit_workspace` reports to ``progress`` for ``spec``."""
-    nuisances = {m["name"] for channel in spec["channels"] for sample in channel["samples"]
-                 for m in sample["modifiers"] if m["type"] in ("normsys", "histosys")}
-    return 5 + 2 * len(nuisances)
+    return 5 + 2 * len(impact_parameters(spec))

@@ -240,7 +240,7 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
     config = _quiet(tiny_config)
     spec = build_workspace(_histograms(config, [s], [b]), config, pseudo_data_seed=1,
                            systematics=())
-    results = fit_workspace(spec, scan_points=5, limit_max=5.0, limit_points=26)
+    results = fit_workspace(spec, scan_points=5, limit_max=5.0)
     assert results.sigma_mu_stat == pytest.approx(math.sqrt(s + b) / s, rel=0.02)
     z_cowan = math.sqrt(2 * ((s + b) * math.log(1 + s / b) - s))
     assert results.expected_significance == pytest.approx(z_cowan, rel=0.01)
@@ -270,7 +270,7 @@ def test_fits_match_closed_forms(tiny_config: AnalysisConfig) -> None:
     assert results.expected_limit == pytest.approx(1.96 * math.sqrt(b) / s, rel=0.1)
     stronger = fit_workspace(build_workspace(_histograms(config, [3 * s], [b]), config,
                                              pseudo_data_seed=1, systematics=()),
-                             scan_points=5, limit_max=5.0, limit_points=26)
+                             scan_points=5, limit_max=5.0)
     assert stronger.expected_limit < results.expected_limit
 
 
@@ -285,7 +285,7 @@ def _quiet(config: AnalysisConfig) -> AnalysisConfig:
 def test_impacts_rank_the_larger_normalisation_first(tiny_config: AnalysisConfig) -> None:
     spec = build_workspace(_histograms(tiny_config, [20.0, 60.0], [500.0, 200.0], 0.1),
                            tiny_config, pseudo_data_seed=2)
-    results = fit_workspace(spec, scan_points=3, limit_max=5.0, limit_points=6)
+    results = fit_workspace(spec, scan_points=3, limit_max=5.0)
     ranked = list(results.impacts)
     background = tiny_config.process_names[-1]
     # the background's cross-section uncertainty dominates the 2 % luminosity one
@@ -310,7 +310,7 @@ def test_post_fit_impact_is_the_systematic_part_of_sigma_mu(
                                      process.cross_section, uncertainty=0.03))})
     spec = build_workspace(_histograms(config, [20.0, 60.0], [2000.0, 300.0]), config,
                            pseudo_data_seed=2, systematics=())
-    results = fit_workspace(spec, scan_points=3, limit_max=5.0, limit_points=6)
+    results = fit_workspace(spec, scan_points=3, limit_max=5.0)
     name = f"xsec_{background}"
     assert list(results.impacts)[0] == name
     # constrained by the signal-poor bin, as much on both sides (a linear normsys)
@@ -332,7 +332,7 @@ def test_significance_agrees_with_the_scan_when_mc_statistics_dominate(
     for variation in histograms["processes"][background].values():
         variation["variances"] = [(0.3 * v) ** 2 for v in variation["values"]]
     spec = build_workspace(histograms, tiny_config, pseudo_data_seed=4)
-    results = fit_workspace(spec, scan_points=3, scan_max=1.0, limit_max=50.0, limit_points=6)
+    results = fit_workspace(spec, scan_points=3, scan_max=1.0, limit_max=50.0)
     assert results.scan_mu[0] == 0.0
     assert results.expected_significance**2 == pytest.approx(results.scan_asimov[0], rel=0.02,
                                                              abs=1e-3)
@@ -376,7 +376,7 @@ def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -
     try:
         mine = pyhf.get_backend()
         results = fit_network(spec, [spec], scan_points=3, scan_max=3.0, limit_max=5.0,
-                              limit_points=6)
+                              engine="pyhf")
         assert pyhf.get_backend()[1] is mine[1]  # the very optimiser object the caller set
         assert pyhf.get_backend()[1].maxiter == 321
         # the per-fold sigma_mu of a fold equal to the whole is the whole's

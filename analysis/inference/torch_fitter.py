@@ -1,0 +1,368 @@
+"""A pyhf workspace as a vectorised torch likelihood, and a bounded Newton minimiser for it.
+
+:class:`WorkspaceLikelihood` evaluates ``-log L`` of a pyhf JSON workspace (HistFactory,
+CERN-OPEN-2012-016; pyhf 0.7's conventions: code 4 normsys, code 4p histosys, Barlow-Beeston-lite
+staterror, Gaussian lumi, free normfactors) with every sample of every channel stacked into one
+``(n_rows, n_bins)`` tensor, so that one NLL is a few dozen tensor operations whatever the number
+of modifiers. The parameter vector, its bounds and start values and the auxiliary data are
+pyhf's own (``pyhf.Model.config``), so pyhf's and this NLL are the same function of the same
+vector: ``twice_nll`` equals ``-2 pyhf.Model.logpdf`` (tested to 1e-9 relative).
+
+:func:`minimize` is Newton's method with exact autograd gradients and Hessians in float64 and
+box bounds handled by an active set (a parameter at a bound whose gradient pushes outwards is
+held there). Binned likelihoods of a few dozen parameters converge in 5-15 iterations, and the
+inverse Hessian at the minimum gives the parabolic (Hesse) uncertainties. This is what makes
+the Fit task's ~200 fits take seconds instead of minutes with MINUIT.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from analysis.errors import FitError, InputDataError
+
+__all__ = ["SUPPORTED_MODIFIERS", "FitResult", "WorkspaceLikelihood", "minimize"]
+
+SUPPORTED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "lumi")
+_DTYPE = torch.float64
+# pyhf code 4 (alpha0 = 1): the inverse of the 6x6 system matching value, slope and curvature
+# of the exponential extrapolation at alpha = +-1 (pyhf.interpolators.code4)
+_CODE4_A_INVERSE = (
+    (15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16),
+    (3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16),
+    (-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8),
+    (-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8),
+    (3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16),
+    (1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16),
+)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class WorkspaceLikelihood:
+    """``-2 log L`` of a pyhf workspace as a torch function of pyhf's parameter vector.
+
+    Args:
+        spec: a pyhf workspace specification (``channels``, ``observations``,
+            ``measurements``, ``version``); its first measurement is used.
+
+    Attributes:
+        pyhf_model: the ``pyhf.Model`` of ``spec`` (its config orders everything here).
+        n_parameters: length of the parameter vector (pyhf's ``config.npars``).
+        poi_index: index of the parameter of interest.
+        init: ``(n_parameters,)`` pyhf's suggested start values.
+        bounds: ``(n_parameters, 2)`` pyhf's suggested bounds (measurement overrides applied).
+        fixed: ``(n_parameters,)`` bool, pyhf's suggested fixed parameters (e.g. a staterror
+            gamma of a bin without uncertainty).
+        observed: ``(n_main + n_aux,)`` the workspace's observations then auxiliary data, in
+            pyhf's order (``workspace.data(model)``).
+
+    Raises:
+        InputDataError: a modifier type outside :data:`SUPPORTED_MODIFIERS` (naming channel,
+            sample and modifier); pyhf's own errors for an invalid specification.
+    """
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        import pyhf
+
+        workspace = pyhf.Workspace(dict(spec))
+        model = workspace.model()
+        config = model.config
+        self.pyhf_model = model
+        self.n_parameters = int(config.npars)
+        self.poi_index = int(config.poi_index)
+        self.par_names = self._expanded_names(config)
+        self.init = np.asarray(config.suggested_init(), dtype=np.float64)
+        self.bounds = np.asarray(config.suggested_bounds(), dtype=np.float64)
+        self.fixed = np.asarray(config.suggested_fixed(), dtype=bool)
+        self.observed = np.asarray(workspace.data(model), dtype=np.float64)
+        self._build(spec, config)
+
+    @staticmethod
+    def _expanded_names(config: Any) -> list[str]:
+        names = [""] * int(config.npars)
+        for name in config.par_order:
+            sl = config.par_slice(name)
+            size = sl.stop - sl.start
+            for k in range(sl.start, sl.stop):
+                names[k] = name if size == 1 else f"{name}[{k - sl.start}]"
+        return names
+
+    def parameter_index(self, name: str) -> int:
+        """Index of the scalar parameter ``name`` (e.g. ``"mu"``, ``"jes"``) in the vector.
+
+        Raises:
+            InputDataError: ``name`` is not a scalar parameter of the workspace.
+        """
+        try:
+            return self.par_names.index(name)
+        except ValueError as err:
+            raise InputDataError(f"WorkspaceLikelihood: no scalar parameter {name!r}; the "
+                                 f"workspace has {sorted(set(self.par_names))}") from err
+
+    def _build(self, spec: Mapping[str, Any], config: Any) -> None:
+        channels = {c["name"]: c for c in spec["channels"]}
+        offsets, start = {}, 0
+        for name in config.channels:  # pyhf orders the main data by sorted channel name
+            offsets[name], start = start, start + config.channel_nbins[name]
+        self.n_main = start
+        rows: list[tuple[str, Mapping[str, Any]]] = [
+            (name, sample) for name in config.channels for sample in channels[name]["samples"]]
+        n_rows, n_bins = len(rows), self.n_main
+        nominal = np.zeros((n_rows, n_bins))
+        scalar: dict[int, np.ndarray] = {}  # normfactor/lumi parameter -> rows it multiplies
+        normsys: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alpha -> (hi, lo) per row
+        histosys: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alpha -> (up, down) shifts
+        gamma_index = np.full((n_rows, n_bins), -1, dtype=np.int64)
+        for r, (channel, sample) in enumerate(rows):
+            lo_bin = offsets[channel]
+            bins = slice(lo_bin, lo_bin + config.channel_nbins[channel])
+            values = np.asarray(sample["data"], dtype=np.float64)
+            nominal[r, bins] = values
+            for modifier in sample["modifiers"]:
+                kind, name = modifier["type"], modifier["name"]
+                if kind not in SUPPORTED_MODIFIERS:
+                    raise InputDataError(
+                        f"WorkspaceLikelihood: channel {channel!r}, sample {sample['name']!r}: "
+                        f"modifier {name!r} of type {kind!r} is not supported by the torch "
+                        f"fitter (supported: {SUPPORTED_MODIFIERS}); fit this workspace with "
+                        f"pyhf (fits.fit_workspace(..., engine='pyhf'))")
+                sl = config.par_slice(name)
+                if kind in ("normfactor", "lumi"):
+                    scalar.setdefault(sl.start, np.zeros(n_rows, dtype=bool))[r] = True
+                elif kind == "normsys":
+                    hi, lo = normsys.setdefault(sl.start, (np.ones(n_rows), np.ones(n_rows)))
+                    hi[r], lo[r] = modifier["data"]["hi"], modifier["data"]["lo"]
+                elif kind == "histosys":
+                    up, down = histosys.setdefault(sl.start, (np.zeros((n_rows, n_bins)),
+                                                              np.zeros((n_rows, n_bins))))
+                    up[r, bins] = np.asarray(modifier["data"]["hi_data"], float) - values
+                    down[r, bins] = values - np.asarray(modifier["data"]["lo_data"], float)
+                else:  # staterror: one gamma per bin of the channel
+                    gamma_index[r, bins] = np.arange(sl.start, sl.stop)
+        t = lambda x: torch.as_tensor(np.asarray(x), dtype=_DTYPE)  # noqa: E731
+        self._nominal = t(nominal)
+        self._scalar_index = torch.as_tensor(list(scalar), dtype=torch.long)
+        self._scalar_mask = (torch.as_tensor(np.stack(list(scalar.values())))
+                             if scalar else torch.zeros((0, n_rows), dtype=torch.bool))
+        self._normsys_index = torch.as_tensor(list(normsys), dtype=torch.long)
+        if normsys:
+            hi = t(np.stack([h for h, _ in normsys.values()]))
+            lo = t(np.stack([lo for _, lo in normsys.values()]))
+            b = torch.stack([hi - 1, lo - 1, torch.log(hi) * hi, -torch.log(lo) * lo,
+                             torch.log(hi) ** 2 * hi, torch.log(lo) ** 2 * lo])
+            self._code4_coefficients = torch.tensordot(t(_CODE4_A_INVERSE), b, dims=1)
+            self._normsys_hi, self._normsys_lo = hi, lo
+        self._histosys_index = torch.as_tensor(list(histosys), dtype=torch.long)
+        if histosys:
+            self._histosys_up = t(np.stack([u for u, _ in histosys.values()]))
+            self._histosys_down = t(np.stack([d for _, d in histosys.values()]))
+        self._has_gamma = torch.as_tensor(gamma_index >= 0)
+        self._gamma_index = torch.as_tensor(np.maximum(gamma_index, 0))
+        # constraint terms, in pyhf's auxdata order: Gaussian(aux | parameter, sigma)
+        aux_pars, aux_sigmas = [], []
+        for name in config.auxdata_order:
+            paramset = config.param_set(name)
+            if getattr(paramset, "pdf_type", "normal") != "normal":
+                raise InputDataError(f"WorkspaceLikelihood: parameter {name!r} has a "
+                                     f"{paramset.pdf_type} constraint; only Gaussian "
+                                     f"constraints are supported")
+            sl = config.par_slice(name)
+            sigmas = getattr(paramset, "sigmas", None)
+            aux_pars.extend(range(sl.start, sl.stop))
+            aux_sigmas.extend([1.0] * (sl.stop - sl.start) if sigmas is None
+                              else [float(s) for s in sigmas])
+        self._aux_index = torch.as_tensor(aux_pars, dtype=torch.long)
+        self._aux_sigma = t(aux_sigmas)
+        self._aux_log_norm = (torch.log(self._aux_sigma) + _LOG_SQRT_2PI).sum()
+        self.n_aux = len(aux_pars)
+
+    # -- the model -------------------------------------------------------------------------
+
+    def expected_main(self, pars: torch.Tensor) -> torch.Tensor:
+        """``(n_main,)`` expected events in pyhf's main-data order at ``pars`` (float64)."""
+        rates = self._nominal
+        if len(self._histosys_index):
+            alpha = pars[self._histosys_index][:, None, None]  # (K, 1, 1)
+            up, down = self._histosys_up, self._histosys_down
+            mean, asym = 0.5 * (up + down), 0.0625 * (up - down)
+            a2 = alpha * alpha
+            inside = alpha * mean + a2 * (a2 * (3 * a2 - 10) + 15) * asym
+            shift = torch.where(alpha > 1, alpha * up, torch.where(alpha < -1, alpha * down,
+                                                                   inside))
+            rates = rates + shift.sum(0)
+        factor = torch.ones(rates.shape[0], dtype=_DTYPE)
+        if len(self._scalar_index):
+            values = pars[self._scalar_index][:, None].expand_as(self._scalar_mask)
+            factor = factor * torch.where(self._scalar_mask, values, 1.0).prod(0)
+        if len(self._normsys_index):
+            alpha = pars[self._normsys_index][:, None]  # (K, 1)
+            powers = torch.stack([alpha**i for i in range(1, 7)])  # (6, K, 1)
+            polynomial = 1 + (self._code4_coefficients * powers).sum(0)
+            code4 = torch.where(alpha >= 1, self._normsys_hi**alpha,
+                                torch.where(alpha > -1, polynomial, self._normsys_lo ** (-alpha)))
+            factor = factor * code4.prod(0)
+        gammas = torch.where(self._has_gamma, pars[self._gamma_index], 1.0)
+        return (rates * factor[:, None] * gammas).sum(0)
+
+    def expected_data(self, pars: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``(n_main + n_aux,)`` expected main and auxiliary data at ``pars``, as
+        ``pyhf.Model.expected_data`` (the Asimov data set of ``pars``)."""
+        pars = torch.as_tensor(pars, dtype=_DTYPE)
+        with torch.no_grad():
+            return torch.cat([self.expected_main(pars), pars[self._aux_index]]).numpy()
+
+    def twice_nll(self, pars: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+        """``-2 log L(pars | data)`` with all constants, equal to ``-2 pyhf.Model.logpdf``.
+
+        Args:
+            pars: ``(n_parameters,)`` float64, pyhf's parameter order.
+            data: ``(n_main + n_aux,)`` float64 main data then auxiliary data.
+
+        Returns:
+            Scalar tensor (dimensionless), differentiable in ``pars``.
+        """
+        rates = self.expected_main(pars)
+        main = data[:self.n_main]
+        log_l = (torch.xlogy(main, rates) - rates - torch.lgamma(main + 1)).sum()
+        aux = data[self.n_main:]
+        pulls = (aux - pars[self._aux_index]) / self._aux_sigma
+        log_l = log_l - 0.5 * (pulls**2).sum() - self._aux_log_norm
+        return -2.0 * log_l
+
+
+@dataclass
+class FitResult:
+    """One minimisation of :func:`minimize`.
+
+    Attributes:
+        pars: ``(n_parameters,)`` best-fit parameters (fixed ones at their given values).
+        uncertainties: ``(n_parameters,)`` parabolic uncertainties, ``sqrt(diag(H^-1))`` with
+            ``H`` the Hessian of ``-log L`` over the free parameters; 0 for fixed parameters,
+            NaN when not asked for or ``H`` is singular.
+        twice_nll: ``-2 log L`` at ``pars``.
+        iterations: Newton iterations used.
+    """
+
+    pars: np.ndarray
+    uncertainties: np.ndarray
+    twice_nll: float
+    iterations: int
+
+
+def _grad_hessian(function: Any, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
+    """Value, ``(n,)`` gradient and ``(n, n)`` Hessian of ``function`` at ``x`` (numpy)."""
+    x = x.detach().requires_grad_(True)
+    value = function(x)
+    (grad,) = torch.autograd.grad(value, x, create_graph=True)
+    eye = torch.eye(x.shape[0], dtype=_DTYPE)
+    # one batched backward pass for all rows of the Hessian
+    (hessian,) = torch.autograd.grad(grad, x, eye, is_grads_batched=True)
+    return grad.detach().numpy(), hessian.detach().numpy(), float(value.detach())
+
+
+def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float], *,
+             init: np.ndarray | None = None, bounds: np.ndarray | None = None,
+             fixed: np.ndarray | None = None, uncertainties: bool = False,
+             tolerance: float = 1e-9, max_iterations: int = 100) -> FitResult:
+    """Minimise ``-2 log L`` over the free parameters with bounded Newton steps.
+
+    Each iteration solves ``H d = -g`` on the free parameters that are not held at a bound
+    (a parameter at its bound whose gradient points outwards), damped (Levenberg) until ``H``
+    is positive definite, and backtracks along the step, clipped to the box, until ``-2 log L``
+    decreases. It stops when the predicted decrease ``g.d`` is below ``tolerance`` (in units of
+    ``-2 log L``; 1e-9 is far below the 1e-4 precision the fits need). Autograd runs in torch;
+    the small linear algebra in numpy (torch's per-call overhead dominates at this size).
+
+    Args:
+        likelihood: the model.
+        data: ``(n_main + n_aux,)`` main then auxiliary data.
+        init: ``(n_parameters,)`` start (fixed parameters keep these values); default
+            ``likelihood.init``, clipped into the bounds.
+        bounds: ``(n_parameters, 2)``; default ``likelihood.bounds``.
+        fixed: ``(n_parameters,)`` bool; default ``likelihood.fixed``.
+        uncertainties: also compute the parabolic uncertainties at the minimum.
+        tolerance: convergence threshold on the predicted decrease of ``-2 log L``.
+        max_iterations: at most this many Newton steps.
+
+    Returns:
+        :class:`FitResult`.
+
+    Raises:
+        FitError: the likelihood is not finite at the start, or no convergence.
+    """
+    bounds = likelihood.bounds if bounds is None else np.asarray(bounds, dtype=np.float64)
+    fixed_mask = likelihood.fixed if fixed is None else np.asarray(fixed, dtype=bool)
+    start = likelihood.init if init is None else np.asarray(init, dtype=np.float64)
+    low, high = bounds[:, 0], bounds[:, 1]
+    x = np.clip(start, low, high)
+    data_t = torch.as_tensor(np.asarray(data, dtype=np.float64))
+    free = ~fixed_mask
+
+    def objective(p: torch.Tensor) -> torch.Tensor:
+        return likelihood.twice_nll(p, data_t)
+
+    def value_at(p: np.ndarray) -> float:
+        with torch.no_grad():
+            return float(objective(torch.as_tensor(p)))
+
+    value = value_at(x)
+    if not math.isfinite(value):
+        raise FitError(f"minimize: -2 log L is {value} at the start point")
+    for iteration in range(1, max_iterations + 1):
+        grad, hessian, value = _grad_hessian(objective, torch.as_tensor(x))
+        active = free & ~((x <= low) & (grad > 0)) & ~((x >= high) & (grad < 0))
+        index = np.flatnonzero(active)
+        if len(index) == 0:
+            break
+        g = grad[index]
+        step = _newton_step(g, hessian[np.ix_(index, index)])
+        decrease = -float(g @ step)
+        if decrease < tolerance:
+            break
+        t, improved = 1.0, False
+        for _ in range(40):
+            trial = x.copy()
+            trial[index] = np.clip(x[index] + t * step, low[index], high[index])
+            trial_value = value_at(trial)
+            # Armijo on the clipped step; the small slack keeps rounding from blocking progress
+            if math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrease + 1e-12:
+                x, improved = trial, True
+                break
+            t *= 0.5
+        if not improved:
+            break
+    else:
+        raise FitError(f"minimize: no convergence in {max_iterations} Newton iterations "
+                       f"(-2 log L = {value:.6f})")
+    errors = np.full(likelihood.n_parameters, np.nan)
+    if uncertainties:
+        _, hessian, _ = _grad_hessian(objective, torch.as_tensor(x))
+        index = np.flatnonzero(free)
+        try:  # Hesse of -log L: half the Hessian of -2 log L
+            covariance = np.linalg.inv(0.5 * hessian[np.ix_(index, index)])
+            np.linalg.cholesky(covariance)  # positive definite, or the errors stay NaN
+            errors[index] = np.sqrt(np.diagonal(covariance))
+        except np.linalg.LinAlgError:
+            pass
+        errors[fixed_mask] = 0.0
+    return FitResult(x.copy(), errors, value_at(x), iteration)
+
+
+def _newton_step(g: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``-H^-1 g``, Levenberg-damped until ``H + lambda diag(H)`` is positive definite."""
+    scale = np.maximum(np.abs(np.diagonal(h)), 1e-12)
+    damping = 0.0
+    for _ in range(30):
+        try:
+            cholesky = np.linalg.cholesky(h + damping * np.diag(scale))
+        except np.linalg.LinAlgError:
+            damping = 1e-6 if damping == 0.0 else damping * 10.0
+            continue
+        return -np.linalg.solve(cholesky.T, np.linalg.solve(cholesky, g))
+    return -g / scale  # a scaled gradient step: still a descent direction
