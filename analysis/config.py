@@ -332,7 +332,6 @@ class InferenceSettings:
     scan_points: int = field(default=21, metadata=_check(3))  # profile-likelihood scan in mu
     scan_max: float = field(default=3.0, metadata=_check(0.0, exclusive=True))
     limit_max: float = field(default=10.0, metadata=_check(0.0, exclusive=True))  # of mu
-    limit_points: int = field(default=41, metadata=_check(3))  # CLs grid in [0, limit_max]
     # upper end of mu in the fits; the lower end is set by the bins' positivity (poi_bounds)
     poi_max: float = field(default=50.0, metadata=_check(1.0, exclusive=True))
     # merge score bins until the background's relative MC stat. uncertainty is below this

@@ -16,6 +16,7 @@ from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
 from analysis.plotting.inference import (
     plot_impacts,
+    plot_prefit_postfit,
     plot_pulls,
     plot_scan,
     plot_score_stack,
@@ -173,8 +174,10 @@ class BuildWorkspace(ModelTask):
 
 
 class Fit(ModelTask):
-    """Asimov and pseudo-data fits of the workspace: mu-hat, significance, CLs limits, a scan,
-    pulls and ranked impacts (``results.json``; ``scan``, ``pulls``, ``impacts`` as PNG + PDF).
+    """Asimov and pseudo-data fits of the workspace (the torch fitter): mu-hat, significance,
+    CLs limits, a scan, pulls, the free normalisations, ranked impacts and the pre- and post-fit
+    yields per category (``results.json``; ``scan``, ``pulls``, ``impacts``, ``postfit`` as
+    PNG + PDF).
     """
 
     config_dependencies = INFERENCE_SECTIONS
@@ -184,7 +187,8 @@ class Fit(ModelTask):
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"results": self.target("results.json"), "scan": self.target("scan.png"),
-                "pulls": self.target("pulls.png"), "impacts": self.target("impacts.png")}
+                "pulls": self.target("pulls.png"), "impacts": self.target("impacts.png"),
+                "postfit": self.target("postfit.png")}
 
     @law.decorator.safe_output
     def run(self) -> None:
@@ -202,6 +206,10 @@ class Fit(ModelTask):
                   base["scan"])
         plot_pulls(results["pulls"], f"{self.title()}: pulls (pseudo-data)", base["pulls"])
         plot_impacts(results["impacts"], f"{self.title()}: impacts (Asimov)", base["impacts"])
+        processes = self.analysis_config.processes
+        plot_prefit_postfit(results["yields"], {p: s.label for p, s in processes.items()},
+                            {p: s.color for p, s in processes.items()}, self.title(),
+                            base["postfit"])
         write_json(outputs["results"].abspath, results,
                    provenance=self.provenance(settings.pseudo_data_seed))
         self.publish_message(f"{self.title()}: sigma_mu {results['sigma_mu']:.3f} (stat "

@@ -83,6 +83,10 @@ class FitResults:
         impact_widths: nuisance -> ``(up, down)`` shifts used for its impacts: where its
             profile likelihood on Asimov rises by 1 (found from the profile), at most the prior
             width 1 for a constrained nuisance.
+        yields: channel -> ``{"observed": (n_bins,), "prefit": {sample: (n_bins,)},
+            "postfit": {sample: (n_bins,)}}`` events: the pseudo-data and every sample at the
+            nominal parameters and at the best fit to the pseudo-data.
+        postfit_parameters: the best fit to the pseudo-data, pyhf's parameter order.
         engine: the engine of the fits (:data:`ENGINES`).
     """
 
@@ -104,6 +108,8 @@ class FitResults:
     normalisations: dict[str, tuple[float, float]] = field(default_factory=dict)
     impacts: dict[str, tuple[float, float]] = field(default_factory=dict)
     impact_widths: dict[str, tuple[float, float]] = field(default_factory=dict)
+    yields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    postfit_parameters: list[float] = field(default_factory=list)
     engine: str = "torch"
 
     @property
@@ -215,15 +221,22 @@ class TorchEngine:
         self.poi, self.par_names = lik.poi_index, lik.par_names
         self.init, self.bounds, self.fixed = lik.init, lik.bounds, lik.fixed
         self.observed = lik.observed
-        self._free_fits: dict[tuple[bytes, bytes], FitResult] = {}
+        self._free_fits: dict[Any, FitResult] = {}
+        self._hessians: dict[bytes, np.ndarray] = {}
 
     def fit(self, data: np.ndarray, *, fixed: np.ndarray | None = None,
             init: np.ndarray | None = None, bounds: np.ndarray | None = None,
             uncertainties: bool = False) -> FitResult:
         """Minimise ``-2 log L`` on ``data`` (:func:`~analysis.inference.torch_fitter.minimize`;
-        arguments default to pyhf's suggestions)."""
-        return minimize(self.likelihood, data, init=init, bounds=bounds, fixed=fixed,
-                        uncertainties=uncertainties)
+        arguments default to pyhf's suggestions). The first exact Hessian on a dataset starts
+        the quasi-Newton steps of every later fit to it (scans, limits and impacts all start
+        next to the best fit)."""
+        key = np.asarray(data, dtype=np.float64).tobytes()
+        result = minimize(self.likelihood, data, init=init, bounds=bounds, fixed=fixed,
+                          uncertainties=uncertainties, hessian=self._hessians.get(key))
+        if key not in self._hessians and result.hessian is not None:
+            self._hessians[key] = result.hessian
+        return result
 
     def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
         """``-2 log L(pars | data)``, as ``pyhf.infer.mle.twice_nll``."""
@@ -538,8 +551,17 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     # CLs and test statistics divide by quantities that vanish for hopeless models (CLs = 0/0):
     # those points give NaN, which the limit search and the report handle
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
-        return _fit_workspace(_engine(spec, engine), impact_parameters(spec), scan_points,
-                              scan_max, limit_max, progress)
+        fitter = _engine(spec, engine)
+        results = _fit_workspace(fitter, impact_parameters(spec), scan_points, scan_max,
+                                 limit_max, progress)
+        likelihood = (fitter.likelihood if isinstance(fitter, TorchEngine)
+                      else WorkspaceLikelihood(spec))
+        prefit = likelihood.expected_by_sample(likelihood.init)
+        postfit = likelihood.expected_by_sample(np.asarray(results.postfit_parameters))
+        results.yields = {channel: {"observed": observed, "prefit": prefit[channel],
+                                    "postfit": postfit[channel]}
+                          for channel, observed in likelihood.observed_by_channel().items()}
+        return results
 
 
 def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
@@ -644,7 +666,7 @@ def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
         observed_significance=math.sqrt(q0_observed), expected_limit=band[2], expected_band=band,
         observed_limit=limit, scan_mu=scan_mu.tolist(), scan_asimov=scans[0],
         scan_observed=scans[1], pulls=pulls, normalisations=normalisations, impacts=ranked,
-        impact_widths=widths, engine=fitter.name)
+        impact_widths=widths, postfit_parameters=best_obs.pars.tolist(), engine=fitter.name)
 
 
 def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]], *,

@@ -128,3 +128,43 @@ def plot_taylor(ranked: Sequence[tuple[str, float]], title: str, path_base: str 
     axis.set_xlabel(r"$\langle|t|\rangle$ of the ttH output")
     axis.set_title(title, fontsize=14)
     return save_figure(figure, path_base)
+
+
+def plot_prefit_postfit(yields: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str],
+                        colors: Mapping[str, str], title: str,
+                        path_base: str | os.PathLike[str]) -> list[str]:
+    """Stacked expected events per category before and after the fit, with the pseudo-data.
+
+    Args:
+        yields: :attr:`~analysis.inference.fits.FitResults.yields` (channel -> ``observed``,
+            ``prefit`` and ``postfit`` events per sample and bin).
+        labels, colors: per process (the config's).
+        title: e.g. model and strategy.
+        path_base: output path without suffix.
+
+    Returns:
+        The written paths (PNG and PDF): one column per channel, pre-fit above, post-fit below.
+    """
+    channels = list(yields)
+    figure, axes = new_figure(n_columns=len(channels), n_rows=2, width=5.0, height=4.5)
+    for column, channel in enumerate(channels):
+        observed = np.asarray(yields[channel]["observed"], dtype=float)
+        edges = np.arange(len(observed) + 1)
+        for row, stage in enumerate(("prefit", "postfit")):
+            axis = axes[row, column]
+            samples = yields[channel][stage]
+            # the smallest yields on top, so the control processes stay visible
+            order = sorted(samples, key=lambda s: -float(np.sum(samples[s])))
+            mplhep.histplot([np.asarray(samples[s]) for s in order], edges, stack=True,
+                            histtype="fill", ax=axis, label=[labels.get(s, s) for s in order],
+                            color=[colors.get(s) for s in order])
+            axis.errorbar(edges[:-1] + 0.5, observed, yerr=np.sqrt(observed), fmt="o",
+                          color="black", label="pseudo-data", markersize=4)
+            axis.set_yscale("log")
+            axis.set_title(f"{channel}, {stage.replace('fit', '-fit')}", fontsize=12)
+            axis.set_xlabel(f"bin of the {channel} score")
+            if column == 0:
+                axis.set_ylabel("events")
+    axes[0, 0].legend(fontsize=9, ncol=2)
+    figure.suptitle(title, fontsize=14)
+    return save_figure(figure, path_base)

@@ -12,6 +12,7 @@ from matplotlib.patches import StepPatch
 
 from analysis.plotting.inference import (
     plot_impacts,
+    plot_prefit_postfit,
     plot_pulls,
     plot_scan,
     plot_score_stack,
@@ -134,3 +135,26 @@ def test_equal_input_gives_equal_pdf_bytes(name: str, tmp_path: Path,
         files.append(Path(DRAWINGS[name](tmp_path / str(index), scale)[1]).read_bytes())
     assert files[0] == files[1]
     assert files[1] != files[2]  # the bytes do depend on the data
+
+
+def test_prefit_postfit_draws_each_category_before_and_after_with_the_data(
+        tmp_path: Path, saved_figures: list[Figure]) -> None:
+    yields = {channel: {"observed": [70.0, 16.0, 5.0],
+                        "prefit": {p: HISTOGRAMS["processes"][p]["nominal"]["values"]
+                                   for p in ("tth", "ttbb", "ttlf")},
+                        "postfit": {p: [scale * x for x in
+                                        HISTOGRAMS["processes"][p]["nominal"]["values"]]
+                                    for p in ("tth", "ttbb", "ttlf")}}
+              for channel, scale in (("cat_tth", 1.5), ("cat_ttbb", 0.5))}
+    _written(plot_prefit_postfit(yields, {"tth": "ttH"}, {"tth": "red"}, "dnn",
+                                 tmp_path / "postfit"), tmp_path / "postfit")
+    (figure,) = saved_figures
+    axes = figure.axes
+    assert [axis.get_title() for axis in axes] == [
+        "cat_tth, pre-fit", "cat_ttbb, pre-fit", "cat_tth, post-fit", "cat_ttbb, post-fit"]
+    for axis, scale in zip(axes, (1.0, 1.0, 1.5, 0.5)):
+        steps = [patch.get_data() for patch in axis.patches if isinstance(patch, StepPatch)]
+        top = max(steps, key=lambda step: float(np.sum(step.values)))
+        np.testing.assert_allclose(top.values, scale * np.array([66.1, 15.3, 4.8]))
+        (data,) = [c for c in axis.containers if isinstance(c, ErrorbarContainer)]
+        np.testing.assert_allclose(data[0].get_ydata(), [70.0, 16.0, 5.0])
