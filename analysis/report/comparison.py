@@ -4,14 +4,94 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["fold_agreement", "strategy_comparison", "strategy_verdict", "uncertainty_breakdown"]
+from analysis.errors import InputDataError
+
+__all__ = ["PairedComparison", "fold_agreement", "paired_comparison", "strategy_comparison",
+           "strategy_verdict", "uncertainty_breakdown"]
 
 
 # the two measures of every comparison: (result key, its per-fold key, words)
 _MEASURES = (("sigma_mu", "sigma_mu_folds", "with MC stat."),
              ("sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds", "without MC stat."))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """A strategy's relative change of sigma_mu against CE over paired (seed, fold) networks.
+
+    Attributes:
+        n_pairs: pairs with a number on both sides (a fold where either is NaN is left out).
+        mean: mean of ``sigma_mu / sigma_mu_CE - 1`` over the pairs (dimensionless; -0.12 is
+            12 % lower); NaN without pairs.
+        standard_error: ``std(changes, ddof=1) / sqrt(n_pairs)``; NaN with fewer than 2 pairs.
+        same_sign: fraction of the pairs whose change has the sign of ``mean``.
+        verdict: ``"better"`` / ``"worse"`` when ``|mean| >= significance x standard_error``,
+            else ``"not resolved"``; ``"undetermined"`` with fewer than 2 pairs.
+        significance: the number of standard errors the verdict asks for.
+    """
+
+    n_pairs: int
+    mean: float
+    standard_error: float
+    same_sign: float
+    verdict: str
+    significance: float
+
+    def sentence(self) -> str:
+        """The verdict in words, e.g. ``better: -14.2 % +- 3.1 % (9 pairs, 89 % same sign)``
+        or ``not resolved at +-6.2 %`` (the resolution: ``significance`` standard errors)."""
+        if self.verdict == "undetermined":
+            return f"undetermined ({self.n_pairs} pair{'s' * (self.n_pairs != 1)})"
+        numbers = (f"{100 * self.mean:+.1f} % ± {100 * self.standard_error:.1f} % "
+                   f"({self.n_pairs} pairs, {100 * self.same_sign:.0f} % same sign)")
+        if self.verdict == "not resolved":
+            return (f"not resolved at ±{100 * self.significance * self.standard_error:.1f} %: "
+                    f"{numbers}")
+        return f"{self.verdict}: {numbers}"
+
+
+def paired_comparison(values: Sequence[float], references: Sequence[float],
+                      significance: float = 2.0) -> PairedComparison:
+    """Paired relative change of sigma_mu against CE, its standard error and a verdict.
+
+    Each pair is one (seed, fold): the strategy's network and CE's network trained with the
+    same seed on the same fold, evaluated on the same held-out events. The spread of the
+    changes over pairs includes the seed's and the sample's fluctuations, so the standard error
+    of their mean is what a difference must exceed (issue 17: "better" needs >= 2 standard
+    errors).
+
+    Args:
+        values: ``(n_pairs,)`` sigma_mu of the strategy's networks (units of mu; NaN allowed).
+        references: ``(n_pairs,)`` sigma_mu of CE's networks, in the same order.
+        significance: standard errors that a "better"/"worse" verdict needs.
+
+    Returns:
+        :class:`PairedComparison`.
+
+    Raises:
+        InputDataError: ``values`` and ``references`` differ in length.
+    """
+    if len(values) != len(references):
+        raise InputDataError(f"paired_comparison: {len(values)} values against "
+                             f"{len(references)} CE references; pairs must match")
+    changes = [_relative(a, b) for a, b in zip(values, references)]
+    changes = [c for c in changes if math.isfinite(c)]
+    n = len(changes)
+    if n < 2:
+        mean = changes[0] if changes else math.nan
+        return PairedComparison(n, mean, math.nan, 1.0 if n else math.nan, "undetermined",
+                                significance)
+    mean = sum(changes) / n
+    error = math.sqrt(sum((c - mean) ** 2 for c in changes) / (n - 1) / n)
+    same = sum((c > 0) == (mean > 0) and c != 0 for c in changes) / n
+    if abs(mean) >= significance * error and mean != 0:
+        verdict = "better" if mean < 0 else "worse"
+    else:
+        verdict = "not resolved"
+    return PairedComparison(n, mean, error, same, verdict, significance)
 
 
 def _name(r: Mapping[str, Any]) -> str:

@@ -17,9 +17,9 @@ from analysis.report import (  # noqa: E402
     Image,
     Paragraph,
     Table,
+    fold_agreement,
     render_html,
     render_markdown,
-    fold_agreement,
     strategy_comparison,
     strategy_verdict,
     uncertainty_breakdown,
@@ -168,3 +168,31 @@ def test_report_tradeoff_comes_from_json_points(tmp_path: Path) -> None:
     assert table.header[:2] == ["t", "ht >"] and len(table.header) == len(table.rows[0])
     assert table.rows[1][:3] == ["1 (learned)", "35.5", "0.400"]
     assert table.rows[0][-2] == "n/a"  # NaN sigma_mu
+
+
+def test_paired_comparison_mean_standard_error_and_verdict() -> None:
+    from analysis.report.comparison import paired_comparison
+
+    reference = [10.0, 12.0, 11.0, 9.0, 10.5, 11.5]
+    changes = [-0.20, -0.10, -0.15, -0.12, -0.18, -0.05]
+    result = paired_comparison([r * (1 + c) for r, c in zip(reference, changes)], reference)
+    mean = sum(changes) / 6
+    error = math.sqrt(sum((c - mean) ** 2 for c in changes) / 5 / 6)
+    assert result.n_pairs == 6
+    assert result.mean == pytest.approx(mean, rel=1e-12)
+    assert result.standard_error == pytest.approx(error, rel=1e-12)
+    assert result.same_sign == 1.0 and result.verdict == "better"
+    assert result.sentence().startswith("better: -13.3 % ± 2.2 % (6 pairs, 100 % same sign)")
+    # the same mean with a spread 5x larger is not resolved, and the sentence gives the
+    # resolution (2 standard errors)
+    wide = [mean + 5 * (c - mean) for c in changes]
+    unresolved = paired_comparison([r * (1 + c) for r, c in zip(reference, wide)], reference)
+    assert unresolved.verdict == "not resolved"
+    assert unresolved.sentence().startswith(
+        f"not resolved at ±{200 * unresolved.standard_error:.1f} %")
+    assert paired_comparison([12.0, 13.0], [10.0, 10.0]).verdict == "worse"
+    # NaN pairs are left out; one pair cannot give an error
+    single = paired_comparison([float("nan"), 9.0], [10.0, 10.0])
+    assert single.n_pairs == 1 and single.verdict == "undetermined"
+    with pytest.raises(Exception, match="pairs must match"):
+        paired_comparison([1.0], [1.0, 2.0])
