@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from analysis.errors import EmptySelectionError, InputDataError
-from analysis.interpret.taylor import TaylorCoefficients, taylor_coefficients, write_coefficients
+from analysis.interpret.taylor import (
+    TaylorCoefficients,
+    taylor_coefficients,
+    write_coefficients,
+)
 
 DTYPE = torch.float64
 
