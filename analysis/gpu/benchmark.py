@@ -45,6 +45,7 @@ from analysis.gpu.device import gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import GpuShare
 from analysis.io import write_json, write_text
+from analysis.tables import markdown_table
 
 __all__ = ["INTENSITIES", "MODES", "TINY_INTENSITIES", "Intensity", "SharingRow", "format_table",
            "require_device", "run_sharing_benchmark", "write_rows"]
@@ -290,13 +291,13 @@ def run_sharing_benchmark(device: str = "cuda", n_jobs: Sequence[int] = (1, 2, 4
 
 def format_table(rows: Sequence[SharingRow]) -> str:
     """Markdown table of the rows (throughput in events/s, energy in J per training)."""
-    lines = ["| intensity | mode | N | busy (s) | job (s) | throughput (ev/s) | speed-up | "
-             "slowdown | energy / training (J) |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        energy = "n/a" if r.energy_per_training_j is None else f"{r.energy_per_training_j:.1f}"
-        lines.append(f"| {r.intensity} | {r.mode} | {r.n_jobs} | {r.wall_s:.2f} | {r.job_s:.2f} "
-                     f"| {r.throughput:.4g} | {r.speedup:.2f}x | {r.slowdown:.2f}x | {energy} |")
-    return "\n".join(lines)
+    header = ["intensity", "mode", "N", "busy (s)", "job (s)", "throughput (ev/s)", "speed-up",
+              "slowdown", "energy / training (J)"]
+    return markdown_table(header, [
+        [r.intensity, r.mode, str(r.n_jobs), f"{r.wall_s:.2f}", f"{r.job_s:.2f}",
+         f"{r.throughput:.4g}", f"{r.speedup:.2f}x", f"{r.slowdown:.2f}x",
+         "n/a" if r.energy_per_training_j is None else f"{r.energy_per_training_j:.1f}"]
+        for r in rows])
 
 
 def write_rows(path_base: str | os.PathLike[str], rows: Sequence[SharingRow],

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.io import atomic_path
+from analysis.tables import markdown_table
 
 __all__ = ["Block", "Heading", "Image", "Paragraph", "Table", "copy_images", "image_name",
            "render_html", "render_markdown"]
@@ -71,10 +72,7 @@ def render_markdown(blocks: Sequence[Block]) -> str:
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
         elif isinstance(block, Table):
-            lines.append("| " + " | ".join(block.header) + " |")
-            lines.append("|" + "---|" * len(block.header))
-            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
-            lines.append("")
+            lines += [markdown_table(block.header, block.rows), ""]
         else:
             lines += [f"![{block.caption}]({block.name})", "", f"*{block.caption}*", ""]
     return "\n".join(lines)

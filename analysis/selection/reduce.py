@@ -28,6 +28,7 @@ from analysis.selection.learn import (
     selection_mask,
 )
 from analysis.selection.samples import SelectionSamples
+from analysis.tables import markdown_table
 
 __all__ = ["load_selection_samples", "reduce_tables", "save_selection_samples", "tradeoff_cells",
            "tradeoff_markdown", "tradeoff_records"]
@@ -113,9 +114,7 @@ def tradeoff_markdown(points: Sequence[TradeoffPoint], selection: LearnedSelecti
     """
     header, rows = tradeoff_cells(tradeoff_records(points), selection.features,
                                   selection.directions)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows) + "\n"
 
 
 def save_selection_samples(path: str | os.PathLike[str], samples: SelectionSamples) -> None:
