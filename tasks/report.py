@@ -29,9 +29,6 @@ from tasks.train import TrainModel
 
 __all__ = ["Report", "TaylorAnalysis"]
 
-_MAX_TAYLOR_EVENTS = 2000  # per-event Hessians: enough events for stable means, bounded time
-
-
 class TaylorAnalysis(ModelTask):
     """First- and second-order Taylor coefficients (arXiv:1803.08782) of the ttH probability.
 
@@ -57,8 +54,7 @@ class TaylorAnalysis(ModelTask):
         network = load_network(trained["model"].abspath, metadata,
                                config.training.target_parameters)
         tables = self.selection_tables(self.input()["events"])
-        x, w, names = taylor_inputs(tables, config, self.model, fold=0,
-                                    max_events=_MAX_TAYLOR_EVENTS)
+        x, w, names = taylor_inputs(tables, config, self.model, fold=0)
         coefficients = signal_taylor_coefficients(network, x, w, names,
                                                   progress=self.progress(len(x), "Taylor"))
         outputs = self.output()
@@ -126,7 +122,7 @@ class Report(DiffanaTask):
             if "taylor" in network:
                 figures[f"{model}_{strategy}"] = NetworkFigures(
                     network["histograms"]["plot"].abspath, network["fit"]["impacts"].abspath,
-                    read_json(network["taylor"]["coefficients"].abspath)["ranked"][:5])
+                    read_json(network["taylor"]["coefficients"].abspath)["ranked"])
         parameters = {m["model"]: m["n_parameters"] for m in (
             read_json(t["metadata"].abspath)
             for t in inputs["training"][0]["collection"].targets.values())}

@@ -98,6 +98,9 @@ def tradeoff_table(points: Sequence[Mapping[str, Any]], features: Sequence[str],
     return Table(*tradeoff_cells(points, features, directions))
 
 
+TAYLOR_SHOWN = 5  # Taylor coefficients named per network: the figure has the 20 largest
+
+
 @dataclass(frozen=True)
 class NetworkFigures:
     """What the report shows of one network besides numbers.
@@ -105,7 +108,8 @@ class NetworkFigures:
     Attributes:
         score_plot: the stacked score histogram (PNG path).
         impacts_plot: the impacts (PNG path).
-        taylor_ranked: the largest Taylor coefficients, ``(name, value)`` in ranked order.
+        taylor_ranked: the Taylor coefficients, ``(name, value)`` in ranked order (the report
+            shows the first :data:`TAYLOR_SHOWN`).
     """
 
     score_plot: str
@@ -227,7 +231,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                    Image(figure.impacts_plot, image_name(figure.impacts_plot, tag),
                          f"{title}: impacts"),
                    Paragraph(f"{title}: largest Taylor coefficients: " + ", ".join(
-                       f"{name} {value:.3g}" for name, value in figure.taylor_ranked))]
+                       f"{name} {value:.3g}"
+                       for name, value in figure.taylor_ranked[:TAYLOR_SHOWN]))]
     blocks += [Heading("Provenance"), Paragraph(
         "Packages: " + ", ".join(f"{k} {v}" for k, v in provenance["packages"].items() if v)
         + f"; Python {provenance['python']}.")]
