@@ -144,7 +144,10 @@ def network_classes(config: AnalysisConfig) -> tuple[tuple[str, ...], dict[str, 
         ``(classes, process -> class)``; the classes are those of
         :data:`analysis.training.skim_samples.CLASSES` (ttH, tt+bb, tt+other).
     """
-    from analysis.training.skim_samples import CLASSES, class_of_process  # torch-heavy module
+    from analysis.training.skim_samples import (  # torch-heavy module
+        CLASSES,
+        class_of_process,
+    )
 
     return tuple(CLASSES), class_of_process(config)
 
@@ -479,6 +482,10 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
                                           f"btag_split)")
                     w = w * (group == c.group).to(w.dtype)
                 score = probabilities[:, c.node]
+                if score.numel() == 0:  # a process without events: empty templates
+                    zeros = torch.zeros(spec.n_bins, dtype=torch.float64, device=score.device)
+                    out[c.name][process][variation] = (zeros, zeros)
+                    continue
                 if mode == "soft":
                     pair = tuple(soft_histogram(score, x, edges, bandwidth, kernel=kernel,
                                                 flow="clip") for x in (w, w**2))

@@ -20,7 +20,14 @@ import torch
 from analysis.config import AnalysisConfig
 from analysis.errors import InputDataError
 from analysis.inference.histograms import templates_from_histograms
-from analysis.inference.model import CHANNEL, POI, ModelSpec, build_model, merge_bins, model_spec
+from analysis.inference.model import (
+    CHANNEL,
+    POI,
+    ModelSpec,
+    build_model,
+    merge_bins,
+    model_spec,
+)
 from analysis.relax.histfactory import to_pyhf_workspace
 
 __all__ = ["CHANNEL", "POI", "build_workspace", "merge_bins", "poi_bounds", "validate_workspace"]

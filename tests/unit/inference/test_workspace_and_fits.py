@@ -14,7 +14,12 @@ import pytest
 from scipy.stats import norm
 
 from analysis.config import AnalysisConfig
-from analysis.inference.fits import asimov_sigma_mu, fit_network, fit_steps, fit_workspace
+from analysis.inference.fits import (
+    asimov_sigma_mu,
+    fit_network,
+    fit_steps,
+    fit_workspace,
+)
 from analysis.inference.histograms import (
     VARIATIONS,
     fold_histograms,
