@@ -35,6 +35,7 @@ __all__ = [
     "Dataset",
     "Cut",
     "GeneratorSettings",
+    "Categories",
     "InferenceSettings",
     "LearnedCutsSettings",
     "NANOAOD_PROFILES",
@@ -324,6 +325,22 @@ OBJECT_SHIFTS: tuple[str, ...] = ("nominal", *(f"{name}_{direction}" for name in
 
 
 @dataclass(frozen=True)
+class Categories:
+    """Event categories of the statistical model: one channel per category.
+
+    Every event goes to the category of the multiclass network's largest output (one category
+    per output node); with ``btag_split`` each is split further by the number of medium b-tagged
+    jets (feature ``n_btag``) at these thresholds: ``[3, 4]`` gives ``<3``, ``3`` and ``>=4``
+    (channels ``cat_<node>_lt3b``, ``cat_<node>_3b``, ``cat_<node>_ge4b``). Each channel is the
+    histogram of its own node's output in ``[1 / n_nodes, 1]``.
+    """
+
+    btag_split: tuple[int, ...] = ()  # increasing thresholds on n_btag; empty: no split
+    # training sees soft categories, softmax(logits / temperature) (INFERNO, arXiv:1806.04743)
+    temperature: float = field(default=1.0, metadata=_check(0.0, exclusive=True))
+
+
+@dataclass(frozen=True)
 class InferenceSettings:
     """CreateHistograms, BuildWorkspace and Fit: binning of the NN score and the fits."""
 
@@ -341,6 +358,11 @@ class InferenceSettings:
     prune_shape_chi2: float | None = field(default=None, metadata=_check(0.0, exclusive=True))
     # the skim's variations in the fit (histosys + normsys each); leave one out to drop it
     systematics: tuple[str, ...] = FIT_SYSTEMATICS
+    # channels: None is one channel of the ttH score of all events (nn_score)
+    categories: Categories | None = None
+    # background processes whose normalisation floats freely (normfactor norm_<process>, as
+    # CMS's rateParam) instead of its cross-section normsys; each needs a category of its own
+    free_normalisations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -545,6 +567,7 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if name not in FIT_SYSTEMATICS:
             _fail(path, "inference.systematics", name,
                   f"unknown systematic (known: {', '.join(FIT_SYSTEMATICS)})")
+    _check_model(config, path)
     if config.training.joint_cuts and config.cuts is None:
         _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
               "needs a 'cuts:' section (the cuts to learn jointly)")
@@ -582,6 +605,29 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
                 _fail(path, f"processes.{name}.gen_ttbar_id", category,
                       f"category already belongs to process {seen[category]}")
             seen[category] = name
+
+
+def _check_model(config: AnalysisConfig, path: str) -> None:
+    """The statistical model's keys: b-tag thresholds, free normalisations of backgrounds."""
+    inference = config.inference
+    if inference.categories is not None:
+        split = list(inference.categories.btag_split)
+        if split != sorted(set(split)) or (split and split[0] < 1):
+            _fail(path, "inference.categories.btag_split", split,
+                  "must be strictly increasing thresholds >= 1 on the number of b-tagged jets")
+    seen: set[str] = set()
+    for i, name in enumerate(inference.free_normalisations):
+        key = f"inference.free_normalisations[{i}]"
+        if name not in config.processes:
+            _fail(path, key, name, f"no such process (defined: {', '.join(config.processes)})")
+        if config.processes[name].role == "signal":
+            _fail(path, key, name, "the signal's normalisation is the POI mu already")
+        if name in seen:
+            _fail(path, key, name, "listed twice")
+        seen.add(name)
+        if inference.categories is None:
+            _fail(path, key, name, "a free normalisation needs a category to constrain it: "
+                  "add inference.categories (one channel per network output)")
 
 
 def _check_lepton_feature(config: AnalysisConfig, path: str, key: str, name: str) -> None:

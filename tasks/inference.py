@@ -10,7 +10,8 @@ import luigi
 
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
-from analysis.inference.histograms import fold_histograms, histogram_dict
+from analysis.inference.histograms import category_histograms, histogram_dict
+from analysis.inference.model import model_spec
 from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
@@ -96,11 +97,12 @@ class Evaluate(ModelTask):
 
 
 class CreateHistograms(ModelTask):
-    """The ttH score per process and variation, histogrammed with ``hist``.
+    """Per channel (event category), its node's output per process and variation, with ``hist``.
 
-    Binning from the config (``inference.n_bins`` equal bins in [0, 1]). Outputs
-    ``histograms.json`` (values and variances per process and variation) and the stacked nominal
-    histogram ``score.png``/``.pdf``.
+    Channels and binning from the config (``inference.categories``, ``inference.n_bins``;
+    :mod:`analysis.inference.model`). Outputs ``histograms.json`` (``channels``: values and
+    variances per channel, process and variation; ``folds``: the same per fold) and the stacked
+    nominal histogram of the signal's channel ``score.png``/``.pdf``.
     """
 
     config_dependencies = INFERENCE_SECTIONS
@@ -116,17 +118,22 @@ class CreateHistograms(ModelTask):
         config = self.analysis_config
         scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
                   for d, shifts in self.input()["scores"].items()}
-        full, folds = fold_histograms(scores, config.process_names, config.inference.n_bins,
-                                      config.training.n_folds)
-        histograms = histogram_dict(full)
+        spec = model_spec(config)
+        full, folds = category_histograms(scores, spec, config.training.n_folds)
+        channels = {name: histogram_dict(h) for name, h in full.items()}
         outputs = self.output()
         outputs["histograms"].parent.touch()
-        signal = next(p for p, spec in config.processes.items() if spec.role == "signal")
-        plot_score_stack(histograms, {p: s.label for p, s in config.processes.items()},
-                         {p: s.color for p, s in config.processes.items()}, signal, self.title(),
+        # the plot: the signal's channel (the first channel of its node)
+        shown = next(c.name for c in spec.categories
+                     if c.node_name == spec.process_class[spec.signal])
+        plot_score_stack(channels[shown], {p: s.label for p, s in config.processes.items()},
+                         {p: s.color for p, s in config.processes.items()}, spec.signal,
+                         f"{self.title()}, {shown}",
                          os.path.splitext(outputs["plot"].abspath)[0])
         write_json(outputs["histograms"].abspath,
-                   {**histograms, "folds": [histogram_dict(f) for f in folds]},
+                   {"channels": channels,
+                    "folds": [{"channels": {n: histogram_dict(h) for n, h in f.items()}}
+                              for f in folds]},
                    provenance=self.provenance())
 
 
@@ -134,8 +141,10 @@ class BuildWorkspace(ModelTask):
     """The pyhf JSON workspace of the score histograms (validated against pyhf's schema).
 
     ``workspace.json`` is a plain pyhf workspace (no extra keys): ``pyhf cls workspace.json`` and
-    ``pyhf fit workspace.json`` accept it as written. ``binning.json`` records the score bin
-    edges after merging, the pruned shapes and the range of mu; provenance goes beside it.
+    ``pyhf fit workspace.json`` accept it as written. Its model is
+    :func:`analysis.inference.model.build_model`'s, the one the inference-aware training
+    losses use. ``binning.json`` records each channel's bin edges after merging, the pruned
+    shapes (channel, process, systematic) and the range of mu; provenance goes beside it.
     """
 
     config_dependencies = INFERENCE_SECTIONS
@@ -153,17 +162,13 @@ class BuildWorkspace(ModelTask):
     def run(self) -> None:
         config = self.analysis_config
         histograms = read_json(self.input()["histograms"].abspath)
-        settings = config.inference
-        options = {"pseudo_data_seed": settings.pseudo_data_seed,
-                   "systematics": settings.systematics,
-                   "max_background_mc_stat": settings.max_background_mc_stat,
-                   "prune_shape_chi2": settings.prune_shape_chi2}
+        seed = config.inference.pseudo_data_seed
         details: dict[str, Any] = {}
-        spec = build_workspace(histograms, config, details=details, **options)
+        spec = build_workspace(histograms, config, pseudo_data_seed=seed, details=details)
         validate_workspace(spec)
         # one workspace per fold (its own network's events at the full luminosity): the spread
         # of their sigma_mu tells how much of a difference is the finite simulated sample
-        folds = [build_workspace(h, config, **options) for h in histograms["folds"]]
+        folds = [build_workspace(h, config, pseudo_data_seed=seed) for h in histograms["folds"]]
         outputs = self.output()
         outputs["workspace"].parent.touch()
         write_json(outputs["workspace"].abspath, spec)

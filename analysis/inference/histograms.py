@@ -17,9 +17,10 @@ import numpy as np
 
 from analysis.config import FIT_SYSTEMATICS, SHIFT_SYSTEMATICS, WEIGHT_SYSTEMATICS
 from analysis.errors import InputDataError
+from analysis.inference.model import ModelSpec, btag_groups
 
-__all__ = ["VARIATIONS", "fold_histograms", "fold_scores", "histogram_dict",
-           "score_histograms"]
+__all__ = ["VARIATIONS", "category_histograms", "category_scores", "fold_histograms",
+           "fold_scores", "histogram_dict", "score_histograms", "templates_from_histograms"]
 
 VARIATIONS: tuple[str, ...] = ("nominal", *(f"{s}_{d}" for s in FIT_SYSTEMATICS
                                             for d in ("up", "down")))
@@ -29,7 +30,8 @@ _SCORE_TOP = np.nextafter(1.0, 0.0)  # a score of exactly 1 belongs to the last 
 
 
 def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
-                     processes: Sequence[str], n_bins: int, score: str = "p_tth") -> hist.Hist:
+                     processes: Sequence[str], n_bins: int, score: str = "p_tth",
+                     low: float = 0.0) -> hist.Hist:
     """Weighted histograms ``process x variation x score``.
 
     Args:
@@ -37,8 +39,9 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
             index into ``processes``), ``weight`` (expected events), ``weight_<syst>_up/down``
             and the ``score`` column (unitless, in [0, 1]).
         processes: process names in label order.
-        n_bins: equal bins of the score in [0, 1].
+        n_bins: equal bins of the score in [low, 1].
         score: the column to histogram.
+        low: lower end of the score axis (below it: the first bin).
 
     Returns:
         A ``hist.Hist`` with axes ``process`` (StrCategory), ``variation`` (StrCategory,
@@ -49,7 +52,7 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
     """
     result = hist.Hist(hist.axis.StrCategory(list(processes), name="process"),
                        hist.axis.StrCategory(list(VARIATIONS), name="variation"),
-                       hist.axis.Regular(n_bins, 0.0, 1.0, name="score", label="ttH score",
+                       hist.axis.Regular(n_bins, low, 1.0, name="score", label="ttH score",
                                          flow=False),
                        storage=hist.storage.Weight())
     names = list(processes)
@@ -61,7 +64,7 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
             try:
                 columns = shifts[shift]
                 labels = np.asarray(columns["label"], dtype=np.int64)
-                values = np.clip(np.asarray(columns[score], dtype=np.float64), 0.0, _SCORE_TOP)
+                values = np.clip(np.asarray(columns[score], dtype=np.float64), low, _SCORE_TOP)
                 weights = np.asarray(columns[weight], dtype=np.float64)
             except KeyError as err:
                 raise InputDataError(f"score_histograms: dataset {dataset}: no {err} for "
@@ -106,7 +109,8 @@ def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fo
 
 def fold_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
                     processes: Sequence[str], n_bins: int, n_folds: int,
-                    score: str = "p_tth") -> tuple[hist.Hist, list[hist.Hist]]:
+                    score: str = "p_tth", low: float = 0.0
+                    ) -> tuple[hist.Hist, list[hist.Hist]]:
     """The full histograms and each fold's at the full luminosity, every event filled once.
 
     Each fold is filled once with its own events; the full histogram is their sum, and a fold
@@ -120,12 +124,13 @@ def fold_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]
         n_bins: equal bins of the score in [0, 1].
         n_folds: number of folds, >= 1.
         score: the column to histogram.
+        low: lower end of the score axis.
 
     Returns:
         ``(full, [fold_0, ..., fold_{n_folds-1}])``, each as :func:`score_histograms` returns.
     """
     unscaled = [score_histograms(fold_scores(scores, fold, n_folds, scale=False), processes,
-                                 n_bins, score) for fold in range(n_folds)]
+                                 n_bins, score, low) for fold in range(n_folds)]
     full = unscaled[0].copy()
     for other in unscaled[1:]:
         full += other
@@ -157,3 +162,79 @@ def histogram_dict(histograms: hist.Hist) -> dict[str, Any]:
             out["processes"][process][variation] = {"values": view.values().tolist(),
                                                     "variances": view.variances().tolist()}
     return out
+
+
+def category_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                    spec: ModelSpec) -> dict[str, dict[str, dict[str, dict[str, np.ndarray]]]]:
+    """The events of each channel of ``spec``: largest output's node, then b-tag group.
+
+    Args:
+        scores: dataset -> shift -> columns with ``p_<class>`` for every class of
+            ``spec.classes`` (and ``n_btag``, medium b-tagged jets, with a b-tag split).
+        spec: the channels (:class:`~analysis.inference.model.ModelSpec`).
+
+    Returns:
+        channel -> dataset -> shift -> the columns of its events.
+
+    Raises:
+        InputDataError: a missing ``p_<class>`` or ``n_btag`` column, naming the dataset.
+    """
+    out: dict[str, dict[str, dict[str, dict[str, np.ndarray]]]] = {
+        c.name: {} for c in spec.categories}
+    for dataset, shifts in scores.items():
+        for c in spec.categories:
+            out[c.name][dataset] = {}
+        for shift, columns in shifts.items():
+            try:
+                p = np.stack([np.asarray(columns[f"p_{k}"]) for k in spec.classes], axis=1)
+                group = (btag_groups(np.asarray(columns["n_btag"]), spec.btag_split)
+                         if spec.btag_split else None)
+            except KeyError as err:
+                raise InputDataError(f"category_scores: dataset {dataset}, shift {shift}: no "
+                                     f"column {err} (needed by inference.categories)") from err
+            largest = np.argmax(p, axis=1)
+            for c in spec.categories:
+                keep = (largest == c.node) if c.selects else np.ones(len(largest), dtype=bool)
+                if c.group is not None and group is not None:
+                    keep &= group == c.group
+                out[c.name][dataset][shift] = {name: np.asarray(values)[keep]
+                                               for name, values in columns.items()}
+    return out
+
+
+def category_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                        spec: ModelSpec, n_folds: int
+                        ) -> tuple[dict[str, hist.Hist], list[dict[str, hist.Hist]]]:
+    """Per channel, :func:`fold_histograms` of its node's output (``p_<node>``).
+
+    Args:
+        scores: as :func:`category_scores`, with ``event``, ``label`` and weight columns.
+        spec: channels, processes, bins and score range.
+        n_folds: number of folds.
+
+    Returns:
+        ``(channel -> full histogram, [channel -> fold histogram] per fold)``.
+    """
+    full: dict[str, hist.Hist] = {}
+    folds: list[dict[str, hist.Hist]] = [{} for _ in range(n_folds)]
+    per_channel = category_scores(scores, spec)
+    for c in spec.categories:
+        channel_full, channel_folds = fold_histograms(
+            per_channel[c.name], spec.processes, spec.n_bins, n_folds,
+            score=f"p_{c.node_name}", low=spec.score_range[0])
+        full[c.name] = channel_full
+        for fold, histogram in zip(folds, channel_folds, strict=True):
+            fold[c.name] = histogram
+    return full, folds
+
+
+def templates_from_histograms(channels: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`~analysis.inference.model.Templates` of JSON histograms (:func:`histogram_dict`
+    per channel): channel -> process -> variation -> ``(values, variances)`` float64 tensors."""
+    import torch
+
+    return {name: {process: {variation: (torch.as_tensor(h["values"], dtype=torch.float64),
+                                         torch.as_tensor(h["variances"], dtype=torch.float64))
+                             for variation, h in variations.items()}
+                   for process, variations in channel["processes"].items()}
+            for name, channel in channels.items()}

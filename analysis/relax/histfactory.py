@@ -217,6 +217,12 @@ def _check_modifier(m: Modifier, where: str, n_bins: int) -> None:
         _check_hist(m.uncertainty, where, "uncertainty", n_bins, positive=m.kind == "shapesys")
 
 
+def _kind_class(kind: str) -> str:
+    """normsys and histosys may share a name: one alpha, as pyhf (and CMS's shape + rate
+    split of a variation) allows; every other kind needs a name of its own."""
+    return "alpha" if kind in ("normsys", "histosys") else kind
+
+
 def _validate(model: BinnedModel) -> None:
     if not model.channels:
         raise InputDataError("BinnedModel: needs at least one channel")
@@ -237,7 +243,7 @@ def _validate(model: BinnedModel) -> None:
                 raise InputDataError(f"{where}: a modifier is listed twice")
             for m in s.modifiers:
                 _check_modifier(m, where, c.n_bins)
-                if kinds.setdefault(m.name, m.kind) != m.kind:
+                if _kind_class(kinds.setdefault(m.name, m.kind)) != _kind_class(m.kind):
                     raise InputDataError(f"{where}: modifier {m.name!r} is both {kinds[m.name]} "
                                          f"and {m.kind}; use distinct names")
                 key = c.name if m.kind == "staterror" else f"{c.name}/{s.name}"

@@ -45,15 +45,15 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
     Args:
         fit: the Fit task's ``results.json`` (sigma_mu etc. in units of mu).
         evaluation: the Evaluate task's ``evaluation.json`` (``auc``).
-        binning: the BuildWorkspace task's ``binning.json`` (``edges``, ``poi_bounds``,
-            ``pruned_shapes``).
+        binning: the BuildWorkspace task's ``binning.json`` (``n_bins`` over all channels,
+            ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``).
         learned_cuts, model, strategy: what identifies the network.
 
     Returns:
         The flat record that :func:`build_report` and :mod:`analysis.report.comparison` read.
     """
     return {"learned_cuts": learned_cuts, "model": model, "strategy": strategy,
-            "auc": evaluation["auc"], "n_bins": len(binning["edges"]) - 1,
+            "auc": evaluation["auc"], "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
             **{key: fit[key] for key in _FIT_KEYS}}
 
@@ -150,7 +150,7 @@ def _workspace_blocks(summary: Mapping[str, Mapping[str, Any]],
     return [Paragraph(f"Workspaces: score bins {merging}; {pruning}."),
             Table(["selection / model / strategy", "bins", "shapes pruned"], [
                 [_label(r), str(r["n_bins"]),
-                 ", ".join(f"{p}:{v}" for p, v in r["pruned_shapes"]) or "none"]
+                 ", ".join(f"{c}/{p}:{v}" for c, p, v in r["pruned_shapes"]) or "none"]
                 for r in summary.values()])]
 
 

@@ -35,16 +35,19 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from analysis.config import STRATEGIES, YIELD_AWARE
 from analysis.errors import ConfigError
+from analysis.inference.model import ModelSpec
 from analysis.relax.likelihood import asimov_data
 from analysis.relax.significance import discovery_significance
 from analysis.training.losses import (
+    analysis_loss,
     binned_model_from_scores,
     cross_entropy_loss,
     inference_loss,
@@ -101,6 +104,18 @@ class LossSettings:
         penalty_weight: ``lambda`` of ``"penalty"``, >= 0.
         staterror: ``"inference"``/``"significance"``: include the MC statistical uncertainty of
             each bin (Barlow-Beeston lite, from the sum of squared weights).
+        model: the statistical model of ``"inference"``/``"significance"``
+            (:func:`~analysis.inference.model.model_spec`): its categories (soft, the softmax of
+            the logits over its temperature), processes (the samples; ``signal`` is its signal),
+            bins, free normalisations (normfactors, no constraint) and systematics (the
+            nuisances of those names); the losses are then
+            :func:`~analysis.training.losses.analysis_loss`, the model BuildWorkspace writes.
+            None: the one-channel model of the signal score (``edges``, every nuisance a
+            histosys, ``normsys`` as given).
+        classes: sample -> output node of the network (several samples may share one); None:
+            one node per sample, or signal against the rest for 1 or 2 outputs.
+        btag_group: inputs ``(n, n_features)`` -> ``(n,)`` b-tag group
+            (:func:`~analysis.inference.model.btag_groups`), for a model with a b-tag split.
     """
 
     signal: str = "signal"
@@ -108,6 +123,9 @@ class LossSettings:
     bandwidth: float = 0.1
     penalty_weight: float = 1.0
     staterror: bool = False
+    model: ModelSpec | None = None
+    classes: Mapping[str, int] | None = None
+    btag_group: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,6 +264,9 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
                 loss = loss + settings.penalty_weight * systematic_penalty(
                     nominal, w[s], [up, down], settings.edges, settings.bandwidth)
         return loss
+    if settings.model is not None:
+        return analysis_loss(_model_outputs(model, data, index, scale, settings, selection),
+                             settings.model, strategy, bandwidth=settings.bandwidth)
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
     varied = varied_scores(model, data, index, scale, selection)
     if strategy == "significance":
@@ -255,6 +276,51 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
         return -discovery_significance(binned, asimov_data(binned))
     return inference_loss(scores, w, varied, settings.edges, settings.bandwidth, settings.signal,
                           normsys=normsys, staterror=settings.staterror)
+
+
+def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
+                   scale: dict[str, float], settings: LossSettings,
+                   selection: torch.nn.Module | None) -> dict[str, dict[str, Any]]:
+    """Process -> variation -> (logits, weights, b-tag group) of the batch for the model's
+    losses; a process without training events gets no events, a process that a systematic
+    does not vary its nominal outputs."""
+    spec = settings.model
+    assert spec is not None
+    missing = [s for s in spec.systematics if s not in data.varied]
+    if missing:
+        raise ConfigError(f"training: the statistical model's systematics {missing} have no "
+                          f"nuisance (have {sorted(data.varied)}); they come from "
+                          f"inference.systematics")
+    reference = next(iter(data.x.values()))
+
+    def one(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        if selection is not None:
+            w = w * selection(x)
+        group = settings.btag_group(x) if settings.btag_group is not None else None
+        return classifier_logits(model, x), w, group
+
+    outputs: dict[str, dict[str, Any]] = {}
+    for process in spec.processes:
+        if process not in data.x:
+            empty = (reference[:0], data.w[next(iter(data.w))][:0])
+            nominal = one(*empty)
+            outputs[process] = {v: nominal for v in spec.variations}
+            continue
+        nominal = one(data.x[process][index[process]],
+                      data.w[process][index[process]] * scale[process])
+        per = {"nominal": nominal}
+        for syst in spec.systematics:
+            varied = data.varied[syst].get(process)
+            for k, direction in enumerate(("up", "down")):
+                if varied is None:
+                    per[f"{syst}_{direction}"] = nominal
+                    continue
+                xv, wv = varied[k]
+                if syst not in data.precomputed:  # the nominal events: the batch only
+                    xv, wv = xv[index[process]], wv[index[process]] * scale[process]
+                per[f"{syst}_{direction}"] = one(xv, wv)
+        outputs[process] = per
+    return outputs
 
 
 def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
@@ -310,13 +376,13 @@ def _run_stage(model: torch.nn.Module, samples: Samples, stage: Stage,
     """One stage of :func:`train`, on ``model`` (the network or its data-parallel wrapper)."""
     strategy = stage.loss
     used = nuisances if strategy != "ce" else ()
-    data = prepare_samples(model, samples, used, settings.signal, normsys)
+    data = prepare_samples(model, samples, used, settings.signal, normsys, settings.classes)
     check = None
     if stopping is not None:
         check_nuisances = used if stopping.nuisances is None or strategy == "ce" else (
             stopping.nuisances)
         check = prepare_samples(model, stopping.validation, check_nuisances, settings.signal,
-                                normsys)
+                                normsys, settings.classes)
     selection = stage.joint_cuts.module if stage.joint_cuts is not None else None
     slopes = stage.joint_cuts.slopes if stage.joint_cuts is not None else None
     history = TrainingHistory(stage.label)

@@ -15,6 +15,11 @@
   binned Poisson likelihoods with nuisance parameters", Comput. Softw. Big Sci. 5 (2021) 4,
   arXiv:2003.07186, Sec. 2 (inverse Fisher information of the binned likelihood, POI element).
 
+- :func:`analysis_model` and :func:`analysis_loss` build the analysis's own statistical model,
+  :func:`analysis.inference.model.build_model` (the one BuildWorkspace writes: categories,
+  processes, free and constrained normalisations, shape systematics, MC statistics, merging and
+  pruning), from the network's outputs with soft categories and soft bins.
+
 All functions follow the dtype and device of the scores; losses are scalar tensors differentiable
 in the scores (and weights) for the ``"soft"`` and ``"straight_through"`` histograms.
 """
@@ -28,13 +33,20 @@ import numpy as np
 import torch
 
 from analysis.errors import ConfigError, InputDataError
+from analysis.inference.model import (
+    ModelSpec,
+    Outputs,
+    build_model,
+    templates_from_outputs,
+)
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
 from analysis.relax.histograms import (
     hard_histogram,
     soft_histogram,
     straight_through_histogram,
 )
-from analysis.relax.likelihood import covariance
+from analysis.relax.likelihood import asimov_data, covariance
+from analysis.relax.significance import discovery_significance
 
 __all__ = [
     "HISTOGRAM_MODES",
@@ -43,6 +55,8 @@ __all__ = [
     "penalised_loss",
     "binned_model_from_scores",
     "inference_loss",
+    "analysis_model",
+    "analysis_loss",
 ]
 
 HISTOGRAM_MODES: tuple[str, ...] = ("soft", "straight_through", "hard")
@@ -375,3 +389,55 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
         index.append(location.start)
     element = covariance(model)[index[0], index[1]]
     return element.sqrt() if isinstance(target, str) else element
+
+
+def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
+                   bandwidth: float = 0.05, kernel: str = "sigmoid") -> BinnedModel:
+    """The analysis's binned model of the network's outputs: what the workspace will hold.
+
+    :func:`~analysis.inference.model.templates_from_outputs` (soft or hard categories and
+    bins) then :func:`~analysis.inference.model.build_model`, the function BuildWorkspace
+    calls with the held-out histograms; with ``mode="hard"`` the two likelihoods are equal.
+
+    Args:
+        outputs: process -> variation -> ``(logits (n, n_nodes), weights (n,), b-tag group
+            (n,) or None)``; variations ``nominal`` and ``<syst>_up/down`` of ``spec``.
+        spec: :func:`~analysis.inference.model.model_spec` of the config.
+        mode: ``"soft"`` (differentiable) or ``"hard"``.
+        bandwidth: soft-histogram kernel width, score units.
+        kernel: ``"sigmoid"`` or ``"gaussian"``.
+
+    Returns:
+        The :class:`~analysis.relax.histfactory.BinnedModel`, float64.
+
+    Raises:
+        ConfigError, InputDataError, EmptySelectionError: as the two functions.
+    """
+    return build_model(templates_from_outputs(outputs, spec, mode=mode, bandwidth=bandwidth,
+                                              kernel=kernel), spec)
+
+
+def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference", *,
+                  bandwidth: float = 0.05, kernel: str = "sigmoid") -> torch.Tensor:
+    """The yield-aware loss of :func:`analysis_model` (soft): ``sigma_mu`` or ``-Z0``.
+
+    ``"inference"``: ``sqrt((I^-1)_mu,mu)`` on Asimov data (arXiv:2003.07186, Sec. 2), every
+    parameter of the model profiled: constrained nuisances with their constraint terms, free
+    normalisations (normfactors) without one. ``"significance"``: minus the Asimov discovery
+    significance from two profiled fits (arXiv:1007.1727, Eq. 52; envelope theorem).
+
+    Returns:
+        Scalar, float64, differentiable in the logits and weights.
+
+    Raises:
+        ConfigError: an unknown ``strategy``. FitError: a singular Fisher information (e.g. a
+        free normalisation that no channel constrains) or a failed fit.
+    """
+    model = analysis_model(outputs, spec, mode="soft", bandwidth=bandwidth, kernel=kernel)
+    if strategy == "significance":
+        return -discovery_significance(model, asimov_data(model))
+    if strategy != "inference":
+        raise ConfigError(f"analysis_loss: strategy = {strategy!r}: must be 'inference' or "
+                          f"'significance'")
+    index = model.parameter(model.poi).index.start
+    return covariance(model)[index, index].sqrt()

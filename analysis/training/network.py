@@ -21,10 +21,10 @@ import torch
 
 from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
+from analysis.inference.model import btag_groups, model_spec
 from analysis.io import atomic_path, read_tables
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.selection.learn import hard_cut_mask, initial_cuts
-from analysis.selection.samples import class_normsys
 from analysis.training.loop import (
     STRATEGIES,
     YIELD_AWARE,
@@ -210,9 +210,10 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                   data_parallel: DataParallel | None = None) -> TrainingResult:
     """Train one network on the training folds of the skims.
 
-    The systematic-aware strategies see every nuisance of the final fit: JES, JER, b-tag, ISR
-    and FSR as histosys (the skim's variations) and the luminosity and per-class cross-section
-    uncertainties as normsys (:func:`~analysis.selection.samples.class_normsys`). The stages are
+    The penalty sees the skim's variations (JES, JER, b-tag, ISR, FSR) of the signal score; the
+    yield-aware strategies see the statistical model that BuildWorkspace writes
+    (:func:`~analysis.inference.model.model_spec`: its categories, soft, its processes as
+    samples, free normalisations, normsys and shapes, MC statistics). The stages are
     :func:`training_stages`; early stopping watches a fifth of the training folds.
 
     Args:
@@ -250,12 +251,15 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     read = read_tables(tables)
     # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
     # the held-out fold stays unseen until Evaluate; weights scaled to the full luminosity
+    # the yield-aware losses are the statistical model's: one sample per process
+    by_process = loss in YIELD_AWARE
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
-                                          model_kind, train=True, part="fit", rescale=True)
+                                          model_kind, train=True, part="fit", rescale=True,
+                                          by_process=by_process)
     try:
         validation, validation_nuisances = training_samples(
             read, config, features, fold, settings.n_folds, model_kind, train=True,
-            part="validation", rescale=True)
+            part="validation", rescale=True, by_process=by_process)
         stopping: EarlyStopping | None = EarlyStopping(
             validation, validation_nuisances, settings.patience, settings.validate_every)
     except EmptySelectionError as err:  # tiny samples: a class missing from the slice
@@ -279,12 +283,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                                         settings.strategy_steps).tolist(),
                          cut_settings.learning_rate)
     stages = training_stages(settings, loss, cuts)
-    normsys = class_normsys(read, config) if loss in YIELD_AWARE else None
     histories = train(model, samples, stages, nuisances,
-                      loss=LossSettings(SIGNAL_CLASS, np.linspace(0.0, 1.0, settings.n_bins + 1)
-                                        .tolist(), settings.bandwidth, settings.penalty_weight,
-                                        staterror=True),
-                      normsys=normsys, generator=torch.Generator().manual_seed(settings.seed),
+                      loss=_loss_settings(config, model_kind, by_process), generator=torch.Generator().manual_seed(settings.seed),
                       early_stopping=stopping, data_parallel=data_parallel, progress=progress)
     result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
                             count_parameters(model),
@@ -301,6 +301,46 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                              "directions": list(scaled.cuts.directions),
                              "thresholds": scaled.thresholds().detach().cpu().tolist()}
     return result
+
+
+def _loss_settings(config: AnalysisConfig, model_kind: str, by_process: bool) -> LossSettings:
+    """Per class: the signal score's binning (CE, penalty); per process: the statistical model
+    of BuildWorkspace (:func:`~analysis.inference.model.model_spec`), its soft categories and
+    b-tag groups."""
+    settings = config.training
+    edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
+    if not by_process:
+        return LossSettings(SIGNAL_CLASS, edges, settings.bandwidth, settings.penalty_weight,
+                            staterror=True)
+    spec = model_spec(config)
+    classes = {p: CLASSES.index(c) for p, c in spec.process_class.items()}
+    return LossSettings(spec.signal, edges, settings.bandwidth, settings.penalty_weight,
+                        staterror=True, model=spec, classes=classes,
+                        btag_group=_btag_group(config, model_kind) if spec.btag_split else None)
+
+
+def _btag_group(config: AnalysisConfig, model_kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Inputs -> b-tag group of each event (``inference.categories.btag_split``): the DNN's
+    ``n_btag`` input, or the GNN's jet nodes above the medium working point."""
+    split = config.inference.categories.btag_split if config.inference.categories else ()
+    if model_kind == "gnn":
+        n_node = len(NODE_FEATURES)
+        btag, is_jet = NODE_FEATURES.index("btag"), NODE_FEATURES.index("is_jet")
+        threshold = config.objects.jets.btag_medium
+
+        def from_graph(x: torch.Tensor) -> torch.Tensor:
+            n_nodes = x.shape[1] // (n_node + 1)
+            nodes = x[:, :n_nodes * n_node].reshape(-1, n_nodes, n_node)
+            jets = (nodes[..., is_jet] > 0.5) & (nodes[..., btag] > threshold)
+            return btag_groups(jets.sum(dim=1), split)
+
+        return from_graph
+    features = list(config.features.event)
+    if "n_btag" not in features:
+        raise ConfigError(f"{config.source or config.name}: inference.categories.btag_split: "
+                          f"the DNN needs n_btag among features.event to split its categories")
+    column = features.index("n_btag")
+    return lambda x: btag_groups(x[:, column], split)
 
 
 def build_network(model_kind: str, n_inputs: int, target_parameters: int,
@@ -364,8 +404,9 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
         model_kind: ``"dnn"`` or ``"gnn"``.
 
     Returns:
-        dataset -> shift -> columns: ``event``, ``label``, ``weight`` and its variations (all
-        ``weight*`` columns), and ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
+        dataset -> shift -> columns: ``event``, ``label``, ``n_btag`` (if a feature; for the
+        b-tag categories), ``weight`` and its variations (all ``weight*`` columns), and
+        ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
     """
     out: dict[str, dict[str, Any]] = {}
     for dataset, shifts in read_tables(tables).items():
@@ -382,7 +423,7 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
                 p = torch.softmax(model(torch.as_tensor(x)), dim=1).numpy() if len(x) else (
                     np.zeros((0, len(CLASSES)), dtype=np.float32))
             columns = {name: np.asarray(table[name])[keep] for name in table.fields
-                       if name in ("event", "label") or name.startswith("weight")}
+                       if name in ("event", "label", "n_btag") or name.startswith("weight")}
             columns.update({f"p_{c}": p[:, k] for k, c in enumerate(CLASSES)})
             out[dataset][shift] = columns
     return out

@@ -133,8 +133,17 @@ def classifier_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(out), out], dim=1) if out.shape[1] == 1 else out
 
 
-def _classes(names: list[str], signal: str, n_classes: int) -> tuple[dict[str, int], int]:
-    """Class index of each sample and of the signal, from the number of model outputs."""
+def _classes(names: list[str], signal: str, n_classes: int,
+             explicit: Mapping[str, int] | None = None) -> tuple[dict[str, int], int]:
+    """Class index of each sample and of the signal: ``explicit`` (sample -> output node), or
+    from the number of model outputs."""
+    if explicit is not None:
+        missing = sorted(set(names) - set(explicit))
+        bad = sorted(n for n in names if n in explicit and not 0 <= explicit[n] < n_classes)
+        if missing or bad:
+            raise ConfigError(f"training: classes must give every sample an output node in "
+                              f"[0, {n_classes}): missing {missing}, out of range {bad}")
+        return {name: int(explicit[name]) for name in names}, int(explicit[signal])
     if n_classes == 2:
         return {name: int(name == signal) for name in names}, 1
     if n_classes == len(names):
@@ -216,7 +225,10 @@ def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> 
 
 
 def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequence[Nuisance],
-             signal: str, normsys: NormSys | None) -> PreparedSamples:
+                    signal: str, normsys: NormSys | None,
+                    classes: Mapping[str, int] | None = None) -> PreparedSamples:
+    """Checked tensors of ``samples`` and their variations; ``classes`` maps each sample to
+    its output node (None: one node per sample, or signal vs background for 1-2 outputs)."""
     names = _check_config(samples, nuisances, signal, normsys)
     dtype, device = model_dtype_device(model)
     x, w = {}, {}
@@ -232,9 +244,9 @@ def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequenc
               for n in nuisances}
     with torch.no_grad():
         n_classes = classifier_logits(model, x[names[0]][:1]).shape[1]
-    classes, signal_class = _classes(names, signal, n_classes)
+    labels, signal_class = _classes(names, signal, n_classes, classes)
     precomputed = frozenset(n.name for n in nuisances if n.kind == "precomputed")
-    return PreparedSamples(x, w, varied, classes, signal_class, precomputed)
+    return PreparedSamples(x, w, varied, labels, signal_class, precomputed)
 
 
 def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> torch.Tensor:

@@ -200,8 +200,10 @@ def _part_mask(event: np.ndarray, fold: int, n_folds: int, train: bool, part: st
 def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequence[str],
            config: AnalysisConfig, features: Sequence[str], fold: int, n_folds: int,
            model_kind: str, train: bool, part: str = "all", rescale: bool = False,
+           by_process: bool = False,
            ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """Per class: inputs and the named weight columns of the selected folds of one shift."""
+    """Per class (or process): inputs and the named weight columns of the selected folds of
+    one shift."""
     process_class = tuple(class_of_process(config).values())
     parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
     for dataset, shifts in tables.items():
@@ -215,18 +217,25 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
         scale = 1.0 / fraction if rescale else 1.0  # a part stands for the full luminosity
         x = model_inputs(table, features, model_kind, where)
         parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
-                      {w: (scale * ids[w][keep]).astype(np.float32) for w in weights}))
+                      {w: (scale * ids[w][keep]).astype(np.float32) for w in weights},
+                      np.asarray(ids["label"], dtype=np.int64)[keep]))
     if not parts:
         raise InputDataError("training_samples: tables has no datasets")
     index = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[3] for p in parts])
     x_all = np.concatenate([p[1] for p in parts])
     x, w = {}, {}
     for k, name in enumerate(CLASSES):
-        selected = index == k
-        if not selected.any():
+        if not (index == k).any():
             raise EmptySelectionError(f"training_samples: no {name} events in shift {shift}, "
                                       f"{'training' if train else 'held-out'} folds of fold "
                                       f"{fold}/{n_folds}")
+    # per class, or per process (a process without events in this part is left out)
+    keys = list(config.processes) if by_process else list(CLASSES)
+    for k, name in enumerate(keys):
+        selected = (labels if by_process else index) == k
+        if not selected.any():
+            continue
         x[name] = x_all[selected]
         w[name] = {c: np.concatenate([p[2][c] for p in parts])[selected] for c in weights}
     return x, w
@@ -235,7 +244,7 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
 def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: AnalysisConfig,
                      features: Sequence[str], fold: int, n_folds: int = 2,
                      model_kind: str = "dnn", train: bool = True, part: str = "all",
-                     rescale: bool = False,
+                     rescale: bool = False, by_process: bool = False,
                      ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
     """Samples per class of :data:`CLASSES` and the systematic nuisances, from the skim tables.
 
@@ -258,6 +267,9 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
             for early stopping); ignored for the held-out fold.
         rescale: multiply the weights by the inverse fraction of all events that the selected
             folds and part hold, so that yields are those of the full luminosity.
+        by_process: one sample per process of the config (the statistical model's samples;
+            :func:`class_of_process` gives each its output node) instead of one per class; a
+            process without events in the selected part is left out (of a variation too).
 
     Returns:
         ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` and the
@@ -277,18 +289,18 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
     variations = [f"weight_{name}_{d}" for name in WEIGHT_SYSTEMATICS for d in ("up", "down")]
     if part not in PARTS:
         raise ConfigError(f"training_samples: part = {part!r}: must be one of {PARTS}")
-    args = (config, features, fold, n_folds, model_kind, train, part, rescale)
+    args = (config, features, fold, n_folds, model_kind, train, part, rescale, by_process)
     x, w = _split(tables, "nominal", ["weight", *variations], *args)
-    samples = {c: (x[c], w[c]["weight"]) for c in CLASSES}
+    samples = {c: (x[c], w[c]["weight"]) for c in x}
     nuisances = []
     for name in SHIFT_SYSTEMATICS:
         up, down = (_split(tables, f"{name}_{d}", ["weight"], *args) for d in ("up", "down"))
         nuisances.append(Nuisance.precomputed(name, {
             c: ((up[0][c], up[1][c]["weight"]), (down[0][c], down[1][c]["weight"]))
-            for c in CLASSES}))
+            for c in x if c in up[0] and c in down[0]}))
     for name in WEIGHT_SYSTEMATICS:
         nuisances.append(Nuisance.precomputed(name, {
             c: ((x[c], w[c][f"weight_{name}_up"]), (x[c], w[c][f"weight_{name}_down"]))
-            for c in CLASSES}))
+            for c in x}))
     return samples, nuisances
 

@@ -167,15 +167,22 @@ def test_report_from_nothing(report_store: Path) -> None:
         spec = json.loads(path.read_text())
         model = pyhf.Workspace(spec).model()
         assert model.config.poi_name == "mu"
-        kinds = {(m["name"], m["type"]) for s in spec["channels"][0]["samples"]
+        # one channel per network output (the config's inference.categories)
+        assert [c["name"] for c in spec["channels"]] == ["cat_tth", "cat_ttbb", "cat_ttother"]
+        kinds = {(m["name"], m["type"]) for c in spec["channels"] for s in c["samples"]
                  for m in s["modifiers"]}
+        # tt+bb floats freely (inference.free_normalisations), unconstrained in pyhf
+        assert ("norm_tt_bb", "normfactor") in kinds and ("xsec_tt_bb", "normsys") not in kinds
+        assert not model.config.param_set("norm_tt_bb").constrained
         # shapes within the templates' MC stat. are pruned (binning.json says which)
         binning = json.loads(path.with_name("binning.json").read_text())
-        pruned = {syst for _, syst in binning["pruned_shapes"]}
+        pruned = {syst for _, _, syst in binning["pruned_shapes"]}
         for syst in ("jes", "jer", "btag", "isr", "fsr"):
             assert (syst, "normsys") in kinds
             assert (syst, "histosys") in kinds or syst in pruned
-        assert len(binning["edges"]) == len(spec["observations"][0]["data"]) + 1
+        observations = {o["name"]: o["data"] for o in spec["observations"]}
+        for name, channel in binning["channels"].items():
+            assert len(channel["edges"]) == len(observations[name]) + 1
         assert ("lumi", "normsys") in kinds and ("mu", "normfactor") in kinds
         assert any(t == "staterror" for _, t in kinds)
     # the pyhf command line reads a workspace the graph wrote, as it is
@@ -183,6 +190,12 @@ def test_report_from_nothing(report_store: Path) -> None:
     run = subprocess.run([pyhf_cli, "cls", str(path)], capture_output=True, text=True,
                          timeout=120, check=False)
     assert run.returncode == 0 and "CLs_obs" in run.stdout, run.stderr
+    for command in ("inspect", "fit"):
+        run = subprocess.run([pyhf_cli, command, str(path)], capture_output=True, text=True,
+                             timeout=120, check=False)
+        assert run.returncode == 0, (command, run.stderr)
+    assert "norm_tt_bb" in subprocess.run([pyhf_cli, "inspect", str(path)], capture_output=True,
+                                          text=True, timeout=120).stdout
     # the learned skim reports its trade-off and the reduced tables are smaller
     tradeoff = json.loads((_dir(ReduceEvents) / "tradeoff.json").read_text())
     assert tradeoff["kept_events"] <= tradeoff["skimmed_events"]

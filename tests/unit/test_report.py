@@ -145,7 +145,7 @@ def test_network_summary_reads_the_tasks_json_and_impacts_flag_the_bound() -> No
                                 "mu_hat", "mu_uncertainty", "sigma_mu_no_mcstat")}
     fit |= {"impacts": {"fsr": [0.3, -0.2], "jes": [9.0, -2.0]}, "sigma_mu_folds": [1.0, 2.0],
             "sigma_mu_no_mcstat_folds": [1.0, 1.0], "unrelated": 0}
-    record = network_summary(fit, {"auc": 0.7}, {"edges": [0, 0.5, 1], "poi_bounds": [-5, 10],
+    record = network_summary(fit, {"auc": 0.7}, {"n_bins": 2, "poi_bounds": [-5, 10],
                                                  "pruned_shapes": []},
                              learned_cuts=False, model="gnn", strategy="ce")
     assert record["n_bins"] == 2 and record["auc"] == 0.7 and "unrelated" not in record

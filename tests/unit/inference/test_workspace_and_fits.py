@@ -179,7 +179,7 @@ def test_workspace_merges_bins_for_mc_statistics(tiny_config: AnalysisConfig) ->
     assert samples[tiny_config.process_names[0]]["data"] == pytest.approx([5.0, 90.0])
     staterror = next(m for m in samples[background]["modifiers"] if m["type"] == "staterror")
     assert staterror["data"] == pytest.approx([4.0, 15.0])
-    assert details["edges"] == pytest.approx([0.0, 0.25, 1.0])
+    assert details["channels"]["nn_score"]["edges"] == pytest.approx([0.0, 0.25, 1.0])
     assert len(spec["observations"][0]["data"]) == 2
 
 
@@ -204,7 +204,7 @@ def test_workspace_prunes_shapes_within_mc_statistics(tiny_config: AnalysisConfi
                              details=details)
     validate_workspace(pruned)
     assert ("jes", "histosys") not in kinds(pruned) and ("jes", "normsys") in kinds(pruned)
-    assert [background, "jes"] in details["pruned_shapes"]
+    assert ["nn_score", background, "jes"] in details["pruned_shapes"]
 
 
 def test_workspace_schema_cli_and_modifiers(tiny_config: AnalysisConfig, tmp_path: Path) -> None:

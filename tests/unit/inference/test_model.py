@@ -1,0 +1,239 @@
+"""The one statistical model of training and fit: channels, modifiers, free normalisation, bad
+input, and the training-time NLL equal to pyhf's NLL of the written workspace."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyhf
+import pytest
+import torch
+
+from analysis.config import AnalysisConfig, Categories
+from analysis.errors import ConfigError, EmptySelectionError, InputDataError
+from analysis.inference.histograms import category_histograms, histogram_dict
+from analysis.inference.model import btag_groups, build_model, model_spec
+from analysis.inference.workspace import build_workspace, validate_workspace
+from analysis.relax.histfactory import data_from_pyhf, parameters_from_pyhf
+from analysis.relax.likelihood import nll
+from analysis.training.losses import analysis_loss, analysis_model
+
+SHIFTS = ("jes", "jer")
+WEIGHTS = ("btag", "isr", "fsr")
+
+
+def _inference(config: AnalysisConfig, **changes: object) -> AnalysisConfig:
+    return dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
+
+
+def _events(rng: np.random.Generator, config: AnalysisConfig, n: int = 3000,
+            n_btag: bool = False) -> tuple[dict, dict]:
+    """One dataset's scored events (every shift) and the same events as training outputs:
+    process -> variation -> (logits, weights, b-tag group)."""
+    spec = model_spec(config)
+    n_nodes = len(spec.classes)
+    tables = {}
+    for shift in ("nominal", *(f"{s}_{d}" for s in SHIFTS for d in ("up", "down"))):
+        label = rng.integers(0, len(spec.processes), n)
+        # each process leans to its class's node, so that every category has every process
+        node = np.array([spec.classes.index(spec.process_class[p]) for p in spec.processes])
+        logits = rng.normal(0.0, 1.0, (n, n_nodes))
+        logits[np.arange(n), node[label]] += 1.0
+        columns = {"event": np.arange(n), "label": label, "logits": logits,
+                   "weight": rng.uniform(0.5, 1.5, n) * 0.05,
+                   "n_btag": rng.integers(2, 6, n)}
+        p = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+        for k, name in enumerate(spec.classes):
+            columns[f"p_{name}"] = p[:, k]
+        for syst in WEIGHTS:
+            for d in ("up", "down"):
+                columns[f"weight_{syst}_{d}"] = columns["weight"] * rng.uniform(0.8, 1.2, n)
+        tables[shift] = columns
+    outputs: dict = {}
+    for k, process in enumerate(spec.processes):
+        per: dict = {}
+        for variation in spec.variations:
+            syst, _, _ = variation.rpartition("_")
+            table = tables[variation if syst in SHIFTS else "nominal"]
+            chosen = table["label"] == k
+            weight = table[f"weight_{variation}" if syst in WEIGHTS else "weight"][chosen]
+            group = (torch.as_tensor(btag_groups(table["n_btag"][chosen], spec.btag_split))
+                     if n_btag else None)
+            per[variation] = (torch.as_tensor(table["logits"][chosen]),
+                              torch.as_tensor(weight), group)
+        outputs[process] = per
+    scores = {"sim": {s: {c: v for c, v in t.items() if c != "logits"} for s, t in
+                      tables.items()}}
+    return scores, outputs
+
+
+def _workspace(scores: dict, config: AnalysisConfig, details: dict | None = None) -> dict:
+    full, _ = category_histograms(scores, model_spec(config), config.training.n_folds)
+    histograms = {"channels": {name: histogram_dict(h) for name, h in full.items()}}
+    return build_workspace(histograms, config, pseudo_data_seed=5, details=details)
+
+
+def test_channels_and_modifiers_of_the_tiny_config(tiny_config: AnalysisConfig,
+                                                   rng: np.random.Generator) -> None:
+    spec = model_spec(tiny_config)
+    assert spec.channels == ("cat_tth", "cat_ttbb", "cat_ttother")
+    assert spec.free_normalisations == ("tt_bb",)
+    scores, _ = _events(rng, tiny_config)
+    details: dict = {}
+    workspace = _workspace(scores, tiny_config, details)
+    validate_workspace(workspace)
+    assert [c["name"] for c in workspace["channels"]] == list(spec.channels)
+    for channel in workspace["channels"]:
+        samples = {s["name"]: {(m["name"], m["type"]) for m in s["modifiers"]}
+                   for s in channel["samples"]}
+        assert set(samples) == set(tiny_config.process_names)
+        assert ("norm_tt_bb", "normfactor") in samples["tt_bb"]
+        assert not any(name == "xsec_tt_bb" for name, _ in samples["tt_bb"])
+        assert ("xsec_tt_lf", "normsys") in samples["tt_lf"]
+        assert ("mu", "normfactor") in samples["tth_bb"]
+        for kinds in samples.values():
+            assert ("lumi", "normsys") in kinds and ("jes", "normsys") in kinds
+            assert (f"staterror_{channel['name']}", "staterror") in kinds
+    pruned = {(c, p, s) for c, p, s in details["pruned_shapes"]}
+    shapes = {(c["name"], s["name"], m["name"]) for c in workspace["channels"]
+              for s in c["samples"] for m in s["modifiers"] if m["type"] == "histosys"}
+    assert len(pruned) + len(shapes) == 3 * 5 * 5  # channels x processes x systematics
+    assert sum(len(c["edges"]) - 1 for c in details["channels"].values()) == details["n_bins"]
+    model = pyhf.Workspace(workspace).model()
+    assert model.config.param_set("norm_tt_bb").suggested_bounds == [(0, 10)]
+    assert not model.config.param_set("norm_tt_bb").constrained
+
+
+def test_btag_split_names_and_channels(tiny_config: AnalysisConfig,
+                                       rng: np.random.Generator) -> None:
+    config = _inference(tiny_config, categories=Categories(btag_split=(3, 4)))
+    spec = model_spec(config)
+    assert spec.channels[:3] == ("cat_tth_lt3b", "cat_tth_3b", "cat_tth_ge4b")
+    assert len(spec.channels) == 9
+    scores, outputs = _events(rng, config, n_btag=True)
+    workspace = _workspace(scores, config)
+    validate_workspace(workspace)
+    # the training-side templates select the same events (hard): the same yields per channel
+    model = analysis_model(outputs, spec, mode="hard")
+    for channel, written in zip(model.channels, workspace["channels"], strict=True):
+        assert channel.name == written["name"]
+        assert sum(float(s.nominal.sum()) for s in channel.samples) == pytest.approx(
+            sum(sum(s["data"]) for s in written["samples"]), rel=1e-9)
+
+
+def test_training_nll_equals_pyhf_nll_of_the_workspace(tiny_config: AnalysisConfig,
+                                                        rng: np.random.Generator) -> None:
+    """Hard categories and hard bins: the model the training loss builds is the workspace's,
+    merging, floors and pruning included: the same NLL at random parameter points."""
+    config = _inference(tiny_config, max_background_mc_stat=0.05)  # merges some bins here
+    scores, outputs = _events(rng, config)
+    details: dict = {}
+    workspace = _workspace(scores, config, details)
+    assert details["pruned_shapes"] and details["n_bins"] < 3 * config.inference.n_bins
+    ours = analysis_model(outputs, model_spec(config), mode="hard")
+    pyhf_model = pyhf.Workspace(workspace).model()
+    data = pyhf.Workspace(workspace).data(pyhf_model)
+    our_data = data_from_pyhf(ours, data, pyhf_model.config)
+    for _ in range(6):
+        pars = np.asarray(pyhf_model.config.suggested_init(), dtype=float)
+        for name in pyhf_model.config.par_order:
+            sl = pyhf_model.config.par_slice(name)
+            kind = pyhf_model.config.param_set(name)
+            width = sl.stop - sl.start
+            if name in ("mu", "norm_tt_bb"):
+                pars[sl] = rng.uniform(0.5, 1.5, width)
+            elif kind.constrained and name.startswith("staterror"):
+                pars[sl] = rng.uniform(0.9, 1.1, width)
+            else:
+                pars[sl] = rng.normal(0.0, 0.7, width)
+        expected = -float(pyhf_model.logpdf(pars, data)[0])
+        got = float(nll(ours, parameters_from_pyhf(ours, pars, pyhf_model.config), our_data))
+        assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_training_loss_with_free_normalisation_is_finite_and_differentiable(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    spec = model_spec(tiny_config)
+    _, outputs = _events(rng, tiny_config)
+    leaves = []
+    for per in outputs.values():
+        for variation, (logits, weights, group) in per.items():
+            leaf = logits.clone().requires_grad_(True)
+            leaves.append(leaf)
+            per[variation] = (leaf, weights, group)
+    model = analysis_model(outputs, spec)
+    assert model.parameter("norm_tt_bb").aux_index is None  # free: no constraint term
+    loss = analysis_loss(outputs, spec, bandwidth=tiny_config.training.bandwidth)
+    value = float(loss.detach())
+    assert math.isfinite(value) and value > 0
+    loss.backward()
+    grads = torch.cat([leaf.grad.reshape(-1) for leaf in leaves])
+    assert bool(torch.isfinite(grads).all()) and float(grads.abs().sum()) > 0
+    # a free normalisation leaves mu less determined than the 50 % cross-section normsys
+    constrained = dataclasses.replace(spec, free_normalisations=())
+    detached = {p: {v: (t[0].detach(), t[1], t[2]) for v, t in per.items()}
+                for p, per in outputs.items()}
+    assert float(analysis_loss(detached, constrained).detach()) <= value * (1 + 1e-9)
+
+
+def test_bad_input_names_the_channel_or_key(tiny_config: AnalysisConfig,
+                                            rng: np.random.Generator) -> None:
+    spec = model_spec(tiny_config)
+    _, outputs = _events(rng, tiny_config)
+    from analysis.inference.model import templates_from_outputs
+
+    templates = templates_from_outputs(outputs, spec, mode="hard")
+    # a category without events
+    empty = {c: {p: {v: (0 * a, 0 * b) for v, (a, b) in per.items()} for p, per in procs.items()}
+             if c == "cat_ttbb" else procs for c, procs in templates.items()}
+    with pytest.raises(EmptySelectionError, match="channel 'cat_ttbb' has no expected events"):
+        build_model(empty, spec)
+    # a process absent from a channel
+    absent = {c: dict(procs) for c, procs in templates.items()}
+    del absent["cat_ttother"]["tt_cc"]
+    with pytest.raises(InputDataError, match="channel 'cat_ttother': process 'tt_cc' is absent"):
+        build_model(absent, spec)
+    # a free normalisation whose process has no events anywhere
+    no_ttbb = {c: {p: ({v: (0 * a, 0 * b) for v, (a, b) in per.items()} if p == "tt_bb" else per)
+                   for p, per in procs.items()} for c, procs in templates.items()}
+    with pytest.raises(EmptySelectionError, match="inference.free_normalisations: tt_bb"):
+        build_model(no_ttbb, spec)
+    # config: a free normalisation without categories, of the signal, two in one category
+    from analysis.config import _check_model
+
+    for changes, match in (({"categories": None}, "needs a category to constrain it"),
+                           ({"free_normalisations": ("tth_bb",)}, "signal's normalisation"),
+                           ({"free_normalisations": ("nope",)}, "no such process")):
+        with pytest.raises(ConfigError, match=r"inference\.free_normalisations\[0\]"):
+            _check_model(_inference(tiny_config, **changes), "tiny.yaml")
+        with pytest.raises(ConfigError, match=match):
+            _check_model(_inference(tiny_config, **changes), "tiny.yaml")
+    with pytest.raises(ConfigError, match="inference.free_normalisations: tt_cc and tt_b"):
+        model_spec(_inference(tiny_config, free_normalisations=("tt_b", "tt_cc")))
+    with pytest.raises(ConfigError, match="inference.categories.btag_split"):
+        _check_model(_inference(tiny_config, categories=Categories(btag_split=(4, 3))), "x")
+
+
+def test_train_with_the_model_spec(tiny_config: AnalysisConfig) -> None:
+    """The training API takes the statistical model: per-process samples, several per output
+    node, soft categories, the free tt+bb normalisation; a few steps stay finite."""
+    from analysis.training.loop import LossSettings, Stage, train
+    from analysis.training.samples import Nuisance
+
+    spec = dataclasses.replace(model_spec(tiny_config), systematics=("jes",),
+                               max_background_mc_stat=None, prune_shape_chi2=None)
+    generator = torch.Generator().manual_seed(3)
+    samples = {}
+    for k, process in enumerate(spec.processes):
+        node = spec.classes.index(spec.process_class[process])
+        x = torch.randn(200, 4, generator=generator, dtype=torch.float64) + node
+        samples[process] = (x, torch.full((200,), 0.5 + 0.1 * k, dtype=torch.float64))
+    network = torch.nn.Linear(4, 3).double()
+    classes = {p: spec.classes.index(c) for p, c in spec.process_class.items()}
+    jes = Nuisance.shift("jes", lambda x: 1.02 * x, lambda x: 0.98 * x)
+    (history,) = train(network, samples, [Stage("inference", 3, 1e-2)], [jes],
+                       loss=LossSettings(spec.signal, model=spec, classes=classes,
+                                         bandwidth=0.05))
+    assert len(history.loss) == 3 and all(math.isfinite(v) and v > 0 for v in history.loss)
