@@ -338,6 +338,10 @@ class Categories:
     btag_split: tuple[int, ...] = ()  # increasing thresholds on n_btag; empty: no split
     # training sees soft categories, softmax(logits / temperature) (INFERNO, arXiv:1806.04743)
     temperature: float = field(default=1.0, metadata=_check(0.0, exclusive=True))
+    # a category without events (no event's largest output is its node): False stops
+    # BuildWorkspace naming the channel; True drops the channel and records it in binning.json
+    # (tiny samples; a free normalisation still needs events of its process in some channel)
+    drop_empty: bool = False
 
 
 @dataclass(frozen=True)

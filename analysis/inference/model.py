@@ -35,6 +35,7 @@ differentiable, so training applies them exactly as the workspace does.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
 from analysis.relax.histograms import hard_histogram, soft_histogram
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CHANNEL", "POI", "Category", "ModelSpec", "Templates", "btag_groups", "build_model",
            "merge_bins", "model_spec", "network_classes", "templates_from_outputs"]
@@ -103,6 +106,7 @@ class ModelSpec:
         prune_shape_chi2: shape pruning threshold, None: no pruning.
         temperature: softmax temperature of the soft categories in training.
         source: config file (for error messages).
+        drop_empty: drop a channel without expected events instead of stopping.
     """
 
     processes: tuple[str, ...]
@@ -121,6 +125,7 @@ class ModelSpec:
     prune_shape_chi2: float | None = None
     temperature: float = 1.0
     source: str = "config"
+    drop_empty: bool = False
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -198,7 +203,7 @@ def model_spec(config: AnalysisConfig) -> ModelSpec:
                      settings.n_bins, score_range, config.luminosity.uncertainty, xsec,
                      tuple(settings.free_normalisations), tuple(settings.systematics),
                      settings.max_background_mc_stat, settings.prune_shape_chi2, temperature,
-                     where)
+                     where, settings.categories is not None and settings.categories.drop_empty)
 
 
 def btag_groups(n_btag: np.ndarray | torch.Tensor, split: Sequence[int]) -> np.ndarray | torch.Tensor:
@@ -324,10 +329,16 @@ def build_model(templates: Templates, spec: ModelSpec,
         EmptySelectionError: a channel without expected events (naming it), no signal in any
             channel, or a free normalisation whose process has no events in any channel.
     """
-    channels, pruned, info = [], [], {}
+    channels, pruned, info, dropped = [], [], {}, []
     for category in spec.categories:
-        channel, edges = _channel(category.name, _channel_templates(category.name, templates, spec),
-                                  spec, pruned)
+        hists = _channel_templates(category.name, templates, spec)
+        if spec.drop_empty and not any(float(_numpy(hists[p]["nominal"][0]).sum()) > 0
+                                       for p in spec.processes):
+            log.warning("build_model: channel %s has no expected events: dropped "
+                        "(inference.categories.drop_empty)", category.name)
+            dropped.append(category.name)
+            continue
+        channel, edges = _channel(category.name, hists, spec, pruned)
         channels.append(channel)
         info[category.name] = {"edges": edges, "node": category.node_name}
     present = {s.name for c in channels for s in c.samples}
@@ -340,7 +351,7 @@ def build_model(templates: Templates, spec: ModelSpec,
                 f"{spec.source}: inference.free_normalisations: {process} has no expected events "
                 f"in any channel ({', '.join(spec.channels)}): nothing constrains norm_{process}")
     if details is not None:
-        details.update({"channels": info, "pruned_shapes": pruned,
+        details.update({"channels": info, "pruned_shapes": pruned, "dropped_channels": dropped,
                         "n_bins": sum(c.n_bins for c in channels)})
     return BinnedModel(tuple(channels), poi=POI)
 
@@ -372,7 +383,7 @@ def _channel(name: str, hists: Mapping[str, Mapping[str, tuple[torch.Tensor, tor
     if not keep_np.any():
         raise EmptySelectionError(f"build_model: channel {name!r} has no expected events (an "
                                   f"empty category): change inference.categories or the "
-                                  f"selection")
+                                  f"selection, or set inference.categories.drop_empty: true")
     keep = torch.as_tensor(np.flatnonzero(keep_np))
     samples = []
     for process in spec.processes:

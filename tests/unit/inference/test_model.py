@@ -188,8 +188,16 @@ def test_bad_input_names_the_channel_or_key(tiny_config: AnalysisConfig,
     # a category without events
     empty = {c: {p: {v: (0 * a, 0 * b) for v, (a, b) in per.items()} for p, per in procs.items()}
              if c == "cat_ttbb" else procs for c, procs in templates.items()}
+    strict = model_spec(_inference(tiny_config, categories=Categories(drop_empty=False)))
     with pytest.raises(EmptySelectionError, match="channel 'cat_ttbb' has no expected events"):
-        build_model(empty, spec)
+        build_model(empty, strict)
+    # ... which inference.categories.drop_empty drops, recording it
+    dropping = model_spec(_inference(tiny_config, categories=Categories(drop_empty=True)))
+    details: dict = {}
+    model = build_model(empty, dropping, details)
+    assert [c.name for c in model.channels] == ["cat_tth", "cat_ttother"]
+    assert details["dropped_channels"] == ["cat_ttbb"] and "cat_ttbb" not in details["channels"]
+    assert len(build_model(templates, dropping).channels) == 3
     # a process absent from a channel
     absent = {c: dict(procs) for c, procs in templates.items()}
     del absent["cat_ttother"]["tt_cc"]
