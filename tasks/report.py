@@ -122,7 +122,8 @@ class Report(DiffanaTask):
             if "taylor" in network:
                 figures[f"{model}_{strategy}"] = NetworkFigures(
                     network["histograms"]["plot"].abspath, network["fit"]["impacts"].abspath,
-                    read_json(network["taylor"]["coefficients"].abspath)["ranked"])
+                    read_json(network["taylor"]["coefficients"].abspath)["ranked"],
+                    network["fit"]["postfit"].abspath)
         parameters = {m["model"]: m["n_parameters"] for m in (
             read_json(t["metadata"].abspath)
             for t in inputs["training"][0]["collection"].targets.values())}

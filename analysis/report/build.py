@@ -29,6 +29,7 @@ __all__ = ["NetworkFigures", "build_report", "format_number", "impact_cell", "ne
 _FIT_KEYS = ("sigma_mu", "sigma_mu_stat", "sigma_mu_syst", "expected_significance",
              "expected_limit", "observed_limit", "mu_hat", "mu_uncertainty", "impacts",
              "sigma_mu_folds", "sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds")
+_OPTIONAL_FIT_KEYS = {"normalisations": {}}  # absent from results.json of older versions
 _BOUND_TOLERANCE = 1e-2  # in units of mu: an impact this close to the room left is at the bound
 
 
@@ -55,7 +56,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
     return {"learned_cuts": learned_cuts, "model": model, "strategy": strategy,
             "auc": evaluation["auc"], "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
-            **{key: fit[key] for key in _FIT_KEYS}}
+            **{key: fit[key] for key in _FIT_KEYS},
+            **{key: fit.get(key, default) for key, default in _OPTIONAL_FIT_KEYS.items()}}
 
 
 def format_number(value: Any, digits: str = ".3f") -> str:
@@ -108,6 +110,7 @@ class NetworkFigures:
     Attributes:
         score_plot: the stacked score histogram (PNG path).
         impacts_plot: the impacts (PNG path).
+        postfit_plot: the pre- and post-fit yields per category (PNG path), if any.
         taylor_ranked: the Taylor coefficients, ``(name, value)`` in ranked order (the report
             shows the first :data:`TAYLOR_SHOWN`).
     """
@@ -115,6 +118,7 @@ class NetworkFigures:
     score_plot: str
     impacts_plot: str
     taylor_ranked: Sequence[tuple[str, float]]
+    postfit_plot: str | None = None
 
 
 def _label(r: Mapping[str, Any]) -> str:
@@ -168,6 +172,21 @@ def _impact_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Block]:
                 *(impact_cell(r, n) for n in nuisances)] for r in summary.values()])]
 
 
+def _normalisation_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Block]:
+    names = sorted({n for r in summary.values() for n in r["normalisations"]})
+    if not names:
+        return []
+    return [Heading("Free normalisations after the fit"), Paragraph(
+        "Processes normalised freely in the fit (normfactors, inference.free_normalisations), "
+        "fitted to the pseudo-data with the other categories as control regions: value ± its "
+        "parabolic uncertainty (1 is the cross section of the config)."),
+        Table(["selection / model / strategy", *names],
+              [[_label(r), *(f"{format_number(r['normalisations'][n][0], '.2f')} ± "
+                             f"{format_number(r['normalisations'][n][1], '.2f')}"
+                             if n in r["normalisations"] else "n/a" for n in names)]
+               for r in summary.values()])]
+
+
 def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]],
                  parameters: Mapping[str, int], figures: Mapping[str, NetworkFigures], *,
                  version: str, provenance: Mapping[str, Any],
@@ -210,6 +229,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Paragraph("Trainable parameters: " + ", ".join(
             f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
             + f" (target {config.training.target_parameters})."),
+        *_normalisation_blocks(summary),
         *_impact_blocks(summary)]
     if tradeoff is not None:
         selection = tradeoff["selection"]
@@ -230,6 +250,9 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                          f"{title}: score histogram"),
                    Image(figure.impacts_plot, image_name(figure.impacts_plot, tag),
                          f"{title}: impacts"),
+                   *([Image(figure.postfit_plot, image_name(figure.postfit_plot, tag),
+                            f"{title}: pre- and post-fit yields per category")]
+                     if figure.postfit_plot else []),
                    Paragraph(f"{title}: largest Taylor coefficients: " + ", ".join(
                        f"{name} {value:.3g}"
                        for name, value in figure.taylor_ranked[:TAYLOR_SHOWN]))]

@@ -153,6 +153,21 @@ def test_network_summary_reads_the_tasks_json_and_impacts_flag_the_bound() -> No
     # mu-hat = 1 can move down by 6 before the bound -5: an impact of 9 reached it
     assert impact_cell(record, "jes") == "≥ 9.0 (μ at its bound)"
     assert impact_cell(record, "isr") == "n/a"
+    assert record["normalisations"] == {}  # results.json of a workspace without any
+
+
+def test_report_shows_the_free_normalisations_after_the_fit() -> None:
+    from analysis.report.build import _normalisation_blocks
+
+    records = {"a": {"learned_cuts": True, "model": "dnn", "strategy": "ce",
+                     "normalisations": {"norm_tt_bb": [1.234, 0.156]}},
+               "b": {"learned_cuts": False, "model": "gnn", "strategy": "inference",
+                     "normalisations": {}}}
+    heading, _, table = _normalisation_blocks(records)
+    assert heading.text == "Free normalisations after the fit"
+    assert table.header == ["selection / model / strategy", "norm_tt_bb"]
+    assert table.rows == [["cuts / dnn / ce", "1.23 ± 0.16"], ["no cuts / gnn / inference", "n/a"]]
+    assert _normalisation_blocks({"b": records["b"]}) == []
 
 
 def test_report_tradeoff_comes_from_json_points(tmp_path: Path) -> None:
