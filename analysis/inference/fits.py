@@ -284,12 +284,12 @@ class TorchEngine:
         expected = [float(norm.sf(n + sqrt_qa) / norm.sf(n)) for n in _EXPECTED_SIGMAS]
         if not observed:
             return math.nan, expected
-        q = qtilde(data, free)
-        sqrt_q = math.sqrt(q)
+        q = np.float64(qtilde(data, free))
+        sqrt_q = np.sqrt(q)
         if sqrt_q <= sqrt_qa:
             statistic = sqrt_q - sqrt_qa
-        else:
-            statistic = (q - sqrt_qa**2) / (2.0 * sqrt_qa)
+        else:  # numpy division, as pyhf's: q_A = 0 gives inf and then CLs = 0/0 = NaN
+            statistic = (q - np.float64(sqrt_qa) ** 2) / (2.0 * np.float64(sqrt_qa))
         return float(norm.sf(statistic + sqrt_qa) / norm.sf(statistic)), expected
 
     def _with_poi_fixed(self) -> np.ndarray:
@@ -498,16 +498,25 @@ def _asimov(engine: TorchEngine | PyhfEngine, mu: float) -> tuple[np.ndarray, np
 
 def _best_fit(engine: TorchEngine | PyhfEngine, data: np.ndarray,
               start: np.ndarray | None = None) -> FitResult:
-    """Free fit with uncertainties; a singular Hessian stops with the parameters it leaves
-    unconstrained (no NaN reaches the report)."""
+    """Free fit with uncertainties. A singular Hessian at a converged minimum stops with the
+    parameters along its flat direction (no NaN reaches the report); an unconverged fit of a
+    degenerate model keeps NaN uncertainties, with a warning."""
     best = engine.fit(data, init=start, uncertainties=True)
-    free = ~engine.fixed
-    unconstrained = [engine.par_names[i] for i in np.flatnonzero(free & ~np.isfinite(
-        best.uncertainties))]
-    if unconstrained:
-        raise FitError(f"fit_workspace: the Hessian at the best fit is singular; nothing in the "
-                       f"workspace constrains {unconstrained} (a free normalisation without a "
-                       f"category that selects its process?)")
+    free = np.flatnonzero(~engine.fixed)
+    if np.isfinite(best.uncertainties[free]).all():
+        return best
+    if best.converged and best.hessian is not None:
+        values, vectors = np.linalg.eigh(best.hessian[np.ix_(free, free)])
+        if abs(values[0]) <= 1e-10 * max(values[-1], 1e-300):
+            flat = [engine.par_names[free[i]] for i in np.flatnonzero(
+                np.abs(vectors[:, 0]) > 0.3)]
+            raise FitError(f"fit_workspace: the Hessian at the best fit is singular; nothing in "
+                           f"the workspace constrains {flat} along one direction (a free "
+                           f"normalisation without a category that selects its process, or "
+                           f"two parameters that act alike?)")
+    log.warning("fit_workspace: no positive-definite Hessian at the best fit (converged: %s): "
+                "the parabolic uncertainties are NaN; the profile-likelihood ones stand",
+                best.converged)
     return best
 
 
@@ -689,11 +698,21 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
     """
     results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
                             limit_max=limit_max, engine=engine, progress=progress)
+
+    def fold_sigma(fold: Mapping[str, Any], k: int, what: str) -> float:
+        # a fold holds half the simulated events: where its model is degenerate (a singular
+        # Hessian), its sigma_mu is undetermined (NaN, as the report shows it), not an error
+        try:
+            return asimov_sigma_mu(fold, engine)
+        except FitError as err:
+            log.warning("fit_network: fold %d%s: sigma_mu undetermined (%s)", k, what, err)
+            return math.nan
+
     return {**results.as_dict(),
-            "sigma_mu_folds": [asimov_sigma_mu(fold, engine) for fold in fold_specs],
+            "sigma_mu_folds": [fold_sigma(f, k, "") for k, f in enumerate(fold_specs)],
             "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine),
-            "sigma_mu_no_mcstat_folds": [asimov_sigma_mu(without_staterror(fold), engine)
-                                         for fold in fold_specs]}
+            "sigma_mu_no_mcstat_folds": [fold_sigma(without_staterror(f), k, " without MC stat.")
+                                         for k, f in enumerate(fold_specs)]}
 
 
 def fit_steps(spec: Mapping[str, Any]) -> int:

@@ -17,6 +17,7 @@ the Fit task's ~200 fits take seconds instead of minutes with MINUIT.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from analysis.errors import FitError, InputDataError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SUPPORTED_MODIFIERS", "FitResult", "WorkspaceLikelihood", "minimize"]
 
@@ -351,6 +354,8 @@ class FitResult:
         hessian: ``(n_parameters, n_parameters)`` exact Hessian of ``-2 log L`` at the last
             Newton iterate or at ``pars`` (None after quasi-Newton steps without
             ``uncertainties``): a start for :func:`minimize`'s ``hessian`` in nearby fits.
+        converged: False where no step criterion was met (a flat or indefinite valley of a
+            model with far more parameters than bins): ``pars`` is the best point found.
     """
 
     pars: np.ndarray
@@ -358,6 +363,7 @@ class FitResult:
     twice_nll: float
     iterations: int
     hessian: np.ndarray | None = None
+    converged: bool = True
 
 
 def _grad_hessian(function: Any, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
@@ -378,17 +384,23 @@ def _active(x: np.ndarray, grad: np.ndarray, free: np.ndarray, low: np.ndarray,
 
 
 def _line_search(value_grad: Any, x: np.ndarray, value: float, index: np.ndarray,
-                 step: np.ndarray, decrease: float, low: np.ndarray, high: np.ndarray
-                 ) -> tuple[np.ndarray, float, np.ndarray] | None:
+                 step: np.ndarray, decrease: float, low: np.ndarray, high: np.ndarray,
+                 noise: float) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Backtracking (Armijo) along ``step`` clipped to the box: the accepted point, its value
-    and gradient, or None if nothing decreases."""
+    and gradient, or None if nothing decreases by more than the rounding ``noise``."""
     t = 1.0
     for _ in range(40):
         trial = x.copy()
         trial[index] = np.clip(x[index] + t * step, low[index], high[index])
         trial_value, trial_grad = value_grad(trial)
-        # the small slack keeps rounding from blocking progress at the minimum
-        if math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrease + 1e-12:
+        if math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrease and \
+                trial_value < value - noise:
+            return trial, trial_value, trial_grad
+        # below the rounding of the value, the slope decides (Wolfe's curvature condition):
+        # the analytic gradient stays accurate where differences of -2 log L are noise
+        slope = float(trial_grad[index] @ (trial[index] - x[index]))
+        if math.isfinite(trial_value) and trial_value <= value + noise and \
+                abs(slope) <= 0.9 * t * decrease:
             return trial, trial_value, trial_grad
         t *= 0.5
     return None
@@ -397,15 +409,17 @@ def _line_search(value_grad: Any, x: np.ndarray, value: float, index: np.ndarray
 def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float], *,
              init: np.ndarray | None = None, bounds: np.ndarray | None = None,
              fixed: np.ndarray | None = None, uncertainties: bool = False,
-             hessian: np.ndarray | None = None, tolerance: float = 1e-9,
-             max_iterations: int = 100) -> FitResult:
+             hessian: np.ndarray | None = None, tolerance: float = 1e-10,
+             max_iterations: int = 100, max_newton: int = 30) -> FitResult:
     """Minimise ``-2 log L`` over the free parameters with bounded (quasi-)Newton steps.
 
     Each iteration solves ``H d = -g`` on the free parameters that are not held at a bound
     (a parameter at its bound whose gradient points outwards), damped (Levenberg) until ``H``
     is positive definite, and backtracks along the step, clipped to the box, until ``-2 log L``
-    decreases. It stops when the predicted decrease ``g.d`` is below ``tolerance`` (in units of
-    ``-2 log L``; 1e-9 is far below the 1e-4 precision the fits need).
+    decreases. It stops when the predicted decrease ``g.d`` (from the analytic gradient) is
+    below ``tolerance`` (in units of ``-2 log L``; 1e-10 puts each parameter within 1e-5 of
+    its uncertainty of the minimum), or when no step decreases ``-2 log L`` by more than its
+    rounding (1e-12 of the number of events: it is a small difference of terms that large).
 
     With ``hessian`` (the exact Hessian of a nearby fit, e.g. the best fit to the same data),
     the steps start as quasi-Newton ones: BFGS updates of that matrix from gradients alone,
@@ -424,13 +438,14 @@ def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float]
         uncertainties: also compute the parabolic uncertainties at the minimum.
         hessian: ``(n_parameters, n_parameters)`` start matrix of quasi-Newton steps.
         tolerance: convergence threshold on the predicted decrease of ``-2 log L``.
-        max_iterations: at most this many steps of each kind.
+        max_iterations: at most this many quasi-Newton steps.
+        max_newton: Newton steps before L-BFGS-B takes over (then up to 20 more to polish).
 
     Returns:
         :class:`FitResult`.
 
     Raises:
-        FitError: the likelihood is not finite at the start, or no convergence.
+        FitError: the likelihood is not finite at the start.
     """
     bounds = likelihood.bounds if bounds is None else np.asarray(bounds, dtype=np.float64)
     fixed_mask = likelihood.fixed if fixed is None else np.asarray(fixed, dtype=bool)
@@ -451,29 +466,45 @@ def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float]
     value, _ = value_grad(x)
     if not math.isfinite(value):
         raise FitError(f"minimize: -2 log L is {value} at the start point")
+    # -2 log L is a small difference of terms as large as the event counts (n log lambda):
+    # below this its changes are rounding, and no step can be told from another
+    noise = 1e-12 * max(1.0, float(np.abs(data_np[:likelihood.n_main]).sum()))
     iterations, converged, last_hessian = 0, False, None
     if hessian is not None:
         x, converged, iterations = _quasi_newton(value_grad, x, np.array(hessian), free, low,
-                                                 high, tolerance, max_iterations)
-    if not converged:
-        for _ in range(max_iterations):
+                                                 high, tolerance, max_iterations, noise)
+    newton_rounds = (max_newton, _POLISH_ITERATIONS)
+    for round_, limit in enumerate(newton_rounds if not converged else ()):
+        for _ in range(limit):
             iterations += 1
             grad, last_hessian, value = _grad_hessian(objective, torch.as_tensor(x))
             index = _active(x, grad, free, low, high)
             if len(index) == 0:
+                converged = True
                 break
             g = grad[index]
             step = _newton_step(g, last_hessian[np.ix_(index, index)])
             decrease = -float(g @ step)
             if decrease < tolerance:
+                converged = True
                 break
-            accepted = _line_search(value_grad, x, value, index, step, decrease, low, high)
+            accepted = _line_search(value_grad, x, value, index, step, decrease, low, high,
+                                    noise)
             if accepted is None:
+                converged = True
                 break
             x = accepted[0]
-        else:
-            raise FitError(f"minimize: no convergence in {max_iterations} Newton iterations "
-                           f"(-2 log L = {value:.6f})")
+        if converged:
+            break
+        if round_ == 0:
+            # a valley too curved or too flat for Newton's quadratic model (extreme normsys
+            # factors and free normalisations of tiny samples make the Hessian indefinite,
+            # condition 1e8): L-BFGS-B's line searches cross it, then Newton polishes
+            x = _lbfgsb(value_grad, x, free, low, high, noise, last_hessian)
+    if not converged:
+        # as MINUIT's and SLSQP's looser criteria would stop here: the best point found, marked
+        log.debug("minimize: not converged after %d Newton steps, L-BFGS-B and %d more "
+                  "(-2 log L = %.6f)", max_newton, _POLISH_ITERATIONS, value)
     errors = np.full(likelihood.n_parameters, np.nan)
     if uncertainties:
         _, last_hessian, _ = _grad_hessian(objective, torch.as_tensor(x))
@@ -485,12 +516,12 @@ def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float]
         except np.linalg.LinAlgError:
             pass
         errors[fixed_mask] = 0.0
-    return FitResult(x.copy(), errors, value_grad(x)[0], iterations, last_hessian)
+    return FitResult(x.copy(), errors, value_grad(x)[0], iterations, last_hessian, converged)
 
 
 def _quasi_newton(value_grad: Any, x: np.ndarray, matrix: np.ndarray, free: np.ndarray,
-                  low: np.ndarray, high: np.ndarray, tolerance: float, max_iterations: int
-                  ) -> tuple[np.ndarray, bool, int]:
+                  low: np.ndarray, high: np.ndarray, tolerance: float, max_iterations: int,
+                  noise: float) -> tuple[np.ndarray, bool, int]:
     """BFGS from ``matrix``: ``(x, converged, iterations)``; not converged if a step fails."""
     value, grad = value_grad(x)
     for iteration in range(1, max_iterations + 1):
@@ -505,7 +536,7 @@ def _quasi_newton(value_grad: Any, x: np.ndarray, matrix: np.ndarray, free: np.n
         decrease = -float(grad[index] @ step)
         if decrease < tolerance:
             return x, True, iteration
-        accepted = _line_search(value_grad, x, value, index, step, decrease, low, high)
+        accepted = _line_search(value_grad, x, value, index, step, decrease, low, high, noise)
         if accepted is None:
             return x, False, iteration
         trial, new_value, new_grad = accepted
@@ -517,6 +548,36 @@ def _quasi_newton(value_grad: Any, x: np.ndarray, matrix: np.ndarray, free: np.n
             matrix = matrix - np.outer(bs, bs) / float(s @ bs) + np.outer(y, y) / curvature
         x, value, grad = trial, new_value, new_grad
     return x, False, max_iterations
+
+
+_POLISH_ITERATIONS = 20
+
+
+def _lbfgsb(value_grad: Any, x: np.ndarray, free: np.ndarray, low: np.ndarray,
+            high: np.ndarray, noise: float, hessian: np.ndarray | None) -> np.ndarray:
+    """scipy's L-BFGS-B on the free parameters, each scaled by its curvature ``sqrt(H_ii)``
+    (so that the steps are in units of the parameters' widths), from ``x``."""
+    from scipy.optimize import minimize as scipy_minimize
+
+    index = np.flatnonzero(free)
+    curvature = np.abs(np.diagonal(hessian)[index]) if hessian is not None else np.ones(len(index))
+    scale = 1.0 / np.sqrt(np.maximum(curvature, 1e-12))
+
+    def scaled(u: np.ndarray) -> tuple[float, np.ndarray]:
+        full = x.copy()
+        full[index] = u * scale
+        value, grad = value_grad(full)
+        return value, grad[index] * scale
+
+    start = x[index] / scale
+    result = scipy_minimize(scaled, start, jac=True, method="L-BFGS-B",
+                            bounds=list(zip(low[index] / scale, high[index] / scale)),
+                            options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-9,
+                                     "maxcor": 30})
+    out = x.copy()
+    if np.isfinite(result.fun) and result.fun <= value_grad(x)[0] + noise:
+        out[index] = np.clip(result.x * scale, low[index], high[index])
+    return out
 
 
 def _newton_step(g: np.ndarray, h: np.ndarray) -> np.ndarray:
