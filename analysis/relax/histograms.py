@@ -157,17 +157,11 @@ def resolve_bandwidth(bandwidth: float | None,
 def _soft_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tensor,
                  bandwidth: float, kernel: str, flow: str) -> torch.Tensor:
     """Kernel-smoothed counts, no validation; ``(n_bins,)``."""
-    z = (edges[None, :] - values[:, None]) / bandwidth
-    cdf = _KERNEL_CDF[kernel](z)  # P(value < edge)
-    upper = _KERNEL_CDF[kernel](-z)  # P(value > edge), accurate where cdf rounds to 1
+    cdf = _KERNEL_CDF[kernel]((edges[None, :] - values[:, None]) / bandwidth)  # P(value < edge)
     if flow == "clip":  # outer edges at -inf and +inf
-        zeros, ones = torch.zeros_like(cdf[:, :1]), torch.ones_like(cdf[:, :1])
-        cdf = torch.cat([zeros, cdf[:, 1:-1], ones], dim=1)
-        upper = torch.cat([ones, upper[:, 1:-1], zeros], dim=1)
-    # a bin above the value (both cdf > 1/2) from the upper tail: in float32 cdf[i+1] - cdf[i]
-    # would round to 0 there, leaving bins far from all events exactly empty
-    membership = torch.where(z[:, :-1] > 0, upper[:, :-1] - upper[:, 1:],
-                             cdf[:, 1:] - cdf[:, :-1])  # (n_events, n_bins)
+        cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf[:, 1:-1], torch.ones_like(cdf[:, :1])],
+                        dim=1)
+    membership = cdf[:, 1:] - cdf[:, :-1]  # (n_events, n_bins)
     return (weights.to(membership.dtype)[:, None] * membership).sum(dim=0)
 
 
