@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -270,7 +271,9 @@ class Training:
     # the systematic-aware stage starts from a trained network: smaller steps keep it stable
     strategy_learning_rate: float = field(default=1e-3, metadata=_check(0.0, exclusive=True))
     n_bins: int = field(default=8, metadata=_check(1))  # of the signal score in [0, 1]
-    bandwidth: float = field(default=0.05, metadata=_check(0.0, exclusive=True))
+    # soft-histogram kernel width in score units; omitted (null): 0.2 of the bin width 1/n_bins
+    # (analysis.relax.histograms.resolve_bandwidth); at most one bin width
+    bandwidth: float | None = field(default=None, metadata=_check(0.0, exclusive=True))
     penalty_weight: float = field(default=10.0, metadata=_check(0.0))
     seed: int = field(default=1, metadata=_check(0))
     # early stopping on the validation fold: evaluate every `validate_every` steps, stop after
@@ -572,6 +575,7 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
             _fail(path, "inference.systematics", name,
                   f"unknown systematic (known: {', '.join(FIT_SYSTEMATICS)})")
     _check_model(config, path)
+    _check_bandwidth(config.training, path)
     if config.training.joint_cuts and config.cuts is None:
         _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
               "needs a 'cuts:' section (the cuts to learn jointly)")
@@ -632,6 +636,23 @@ def _check_model(config: AnalysisConfig, path: str) -> None:
         if inference.categories is None:
             _fail(path, key, name, "a free normalisation needs a category to constrain it: "
                   "add inference.categories (one channel per network output)")
+
+
+def _check_bandwidth(training: Training, path: str) -> None:
+    """A given kernel width must be finite and no wider than a score bin (1 / n_bins)."""
+    bandwidth, bin_width = training.bandwidth, 1.0 / training.n_bins
+    if bandwidth is None:
+        return
+    if not math.isfinite(bandwidth):
+        _fail(path, "training.bandwidth", bandwidth, "must be a finite number > 0 (score "
+              "units), or omitted for 0.2 of the bin width")
+    if bandwidth > bin_width:
+        # measured: a kernel as wide as a bin already loses a third of the gain over CE
+        _fail(path, "training.bandwidth", bandwidth,
+              f"wider than a score bin (1 / training.n_bins = {bin_width:g}): the soft "
+              f"histogram would blur neighbouring bins and train for a binning the fit does not "
+              f"use; omit it for 0.2 of the bin width ({0.2 * bin_width:g}), see "
+              f"docs/analysis.md, 'Soft-histogram bandwidth'")
 
 
 def _check_lepton_feature(config: AnalysisConfig, path: str, key: str, name: str) -> None:

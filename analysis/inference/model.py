@@ -47,7 +47,7 @@ import torch
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
-from analysis.relax.histograms import hard_histogram, soft_histogram
+from analysis.relax.histograms import hard_histogram, resolve_bandwidth, soft_histogram
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,8 @@ Outputs = Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
-                           bandwidth: float = 0.05, kernel: str = "sigmoid") -> dict[str, Any]:
+                           bandwidth: float | None = None, kernel: str = "sigmoid"
+                           ) -> dict[str, Any]:
     """:data:`Templates` of the network's outputs, soft (training) or hard (as the workspace).
 
     Each channel (:class:`Category`) weighs an event by its category membership: the softmax
@@ -452,7 +453,8 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
             given with ``n = 0``.
         spec: the channels, bins and variations.
         mode: ``"soft"`` (differentiable) or ``"hard"``.
-        bandwidth: soft-histogram kernel width, score units.
+        bandwidth: soft-histogram kernel width, score units; None: 0.2 of the channels' bin
+            width (:func:`~analysis.relax.histograms.resolve_bandwidth`).
         kernel: ``"sigmoid"`` or ``"gaussian"``.
 
     Returns:
@@ -465,6 +467,8 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
     if mode not in ("soft", "hard"):
         raise ConfigError(f"templates_from_outputs: mode = {mode!r}: must be 'soft' or 'hard'")
     edges = torch.as_tensor(spec.edges(), dtype=torch.float64)
+    if mode == "soft":
+        bandwidth = resolve_bandwidth(bandwidth, spec.edges(), "training.bandwidth")
     out: dict[str, dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]]] = {
         c.name: {} for c in spec.categories}
     for process in spec.processes:

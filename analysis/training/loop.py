@@ -44,6 +44,7 @@ import torch
 from analysis.config import STRATEGIES, YIELD_AWARE
 from analysis.errors import ConfigError
 from analysis.inference.model import ModelSpec
+from analysis.relax.histograms import resolve_bandwidth
 from analysis.relax.likelihood import asimov_data
 from analysis.relax.significance import discovery_significance
 from analysis.training.losses import (
@@ -100,7 +101,11 @@ class LossSettings:
     Attributes:
         signal: name of the signal sample (carries the POI ``mu``).
         edges: ``(n_bins + 1,)`` bin edges of the signal score in ``[0, 1]``.
-        bandwidth: soft-histogram kernel width in score units, > 0.
+        bandwidth: soft-histogram kernel width in score units, > 0; None (default):
+            :data:`~analysis.relax.histograms.BANDWIDTH_PER_BIN_WIDTH` (0.2) of the narrowest
+            bin of ``edges``, resolved by :func:`~analysis.relax.histograms.resolve_bandwidth`
+            (which says how to choose it). A kernel as wide as a bin trains for a blurred
+            binning: on a shape-systematic toy it lost about a third of the gain over CE.
         penalty_weight: ``lambda`` of ``"penalty"``, >= 0.
         staterror: ``"inference"``/``"significance"``: include the MC statistical uncertainty of
             each bin (Barlow-Beeston lite, from the sum of squared weights).
@@ -120,7 +125,7 @@ class LossSettings:
 
     signal: str = "signal"
     edges: Edges = (0.0, 0.25, 0.5, 0.75, 1.0)
-    bandwidth: float = 0.1
+    bandwidth: float | None = None
     penalty_weight: float = 1.0
     staterror: bool = False
     model: ModelSpec | None = None
@@ -242,6 +247,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
           index: dict[str, torch.Tensor], scale: dict[str, float], settings: LossSettings,
           normsys: NormSys | None, selection: torch.nn.Module | None = None) -> torch.Tensor:
     """The loss ``strategy`` of the batch ``index`` (weights scaled by ``scale``)."""
+    bandwidth = resolve_bandwidth(settings.bandwidth, settings.edges, "LossSettings.bandwidth")
     names = list(data.x)
     x = {s: data.x[s][index[s]] for s in names}
     w = {s: data.w[s][index[s]] * scale[s] for s in names}
@@ -262,7 +268,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
             for s, (up, down) in per_sample.items():
                 nominal = torch.softmax(logits[s], dim=1)[:, data.signal_class]
                 loss = loss + settings.penalty_weight * systematic_penalty(
-                    nominal, w[s], [up, down], settings.edges, settings.bandwidth)
+                    nominal, w[s], [up, down], settings.edges, bandwidth)
         return loss
     if settings.model is not None:
         return analysis_loss(_model_outputs(model, data, index, scale, settings, selection),
@@ -270,11 +276,11 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
     varied = varied_scores(model, data, index, scale, selection)
     if strategy == "significance":
-        binned = binned_model_from_scores(scores, w, settings.edges, settings.bandwidth,
+        binned = binned_model_from_scores(scores, w, settings.edges, bandwidth,
                                           settings.signal, shifted=varied, normsys=normsys,
                                           staterror=settings.staterror)
         return -discovery_significance(binned, asimov_data(binned))
-    return inference_loss(scores, w, varied, settings.edges, settings.bandwidth, settings.signal,
+    return inference_loss(scores, w, varied, settings.edges, bandwidth, settings.signal,
                           normsys=normsys, staterror=settings.staterror)
 
 
@@ -360,6 +366,8 @@ def _check(stage: Stage, settings: LossSettings, stopping: EarlyStopping | None)
     if cuts is not None and cuts.slopes is not None and len(cuts.slopes) != stage.steps:
         raise ConfigError(f"{where}: joint_cuts.slopes has {len(cuts.slopes)} values for "
                           f"{stage.steps} steps")
+    if stage.loss != "ce":  # the binned losses: fail before training, naming the setting
+        resolve_bandwidth(settings.bandwidth, settings.edges, "LossSettings.bandwidth")
     if not (math.isfinite(settings.penalty_weight) and settings.penalty_weight >= 0):
         raise ConfigError(f"LossSettings: penalty_weight = {settings.penalty_weight}: must be "
                           f">= 0")
@@ -469,7 +477,8 @@ def train(model: torch.nn.Module, samples: Samples, stages: Sequence[Stage],
             Stage("inference", 100, 1e-3)]``.
         nuisances: the systematic variations (:class:`~analysis.training.samples.Nuisance`);
             ignored by ``"ce"``.
-        loss: :class:`LossSettings` of the binned losses.
+        loss: :class:`LossSettings` of the binned losses; its default bandwidth is 0.2 of the
+            narrowest bin width (:func:`~analysis.relax.histograms.resolve_bandwidth`).
         normsys: systematic -> sample -> ``(hi, lo)`` normalisation factors
             (``"inference"``/``"significance"``).
         generator: draws the batches of every stage (default: one seeded with 0); with the

@@ -392,7 +392,7 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
 
 
 def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
-                   bandwidth: float = 0.05, kernel: str = "sigmoid") -> BinnedModel:
+                   bandwidth: float | None = None, kernel: str = "sigmoid") -> BinnedModel:
     """The analysis's binned model of the network's outputs: what the workspace will hold.
 
     :func:`~analysis.inference.model.templates_from_outputs` (soft or hard categories and
@@ -418,7 +418,7 @@ def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
 
 
 def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference", *,
-                  bandwidth: float = 0.05, kernel: str = "sigmoid") -> torch.Tensor:
+                  bandwidth: float | None = None, kernel: str = "sigmoid") -> torch.Tensor:
     """The yield-aware loss of :func:`analysis_model` (soft): ``sigma_mu`` or ``-Z0``.
 
     ``"inference"``: ``sqrt((I^-1)_mu,mu)`` on Asimov data (arXiv:2003.07186, Sec. 2), every

@@ -9,6 +9,7 @@ import yaml
 
 from analysis.config import load_config, resolve_config_path
 from analysis.errors import ConfigError
+from analysis.relax.histograms import resolve_bandwidth
 
 
 def _write_variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
@@ -59,6 +60,12 @@ def test_config_by_path_equals_by_name() -> None:
     (lambda c: c["processes"]["tt_lf"].update(role="signal"), "processes", "exactly one"),
     (lambda c: c["training"].update(joint_cuts=["ce"]), "training.joint_cuts[0]",
      "must be one of inference, significance (the cross entropy normalises each class"),
+    (lambda c: c["training"].update(bandwidth=0.0), "training.bandwidth", "must be > 0"),
+    (lambda c: c["training"].update(bandwidth="wide"), "training.bandwidth", "expected a number"),
+    (lambda c: c["training"].update(bandwidth=float("nan")), "training.bandwidth",
+     "must be a finite number > 0"),
+    (lambda c: c["training"].update(n_bins=10, bandwidth=0.1000001), "training.bandwidth",
+     "wider than a score bin (1 / training.n_bins = 0.1)"),
 ])
 def test_invalid_config_names_file_and_key(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
     path = _write_variant(tmp_path, edit)
@@ -67,6 +74,17 @@ def test_invalid_config_names_file_and_key(tmp_path: Path, edit, key: str, why: 
     message = str(info.value)
     assert message.startswith(f"{path}: {key} = ") and why in message
     assert message.count("\n") == 0
+
+
+def test_omitted_bandwidth_is_none_and_trains_with_a_fifth_of_the_bin(tmp_path: Path) -> None:
+    path = _write_variant(tmp_path, lambda c: (c["training"].pop("bandwidth"),
+                                               c["training"].update(n_bins=5)))
+    training = load_config(str(path)).training
+    assert training.bandwidth is None
+    edges = [i / training.n_bins for i in range(training.n_bins + 1)]
+    assert resolve_bandwidth(training.bandwidth, edges) == pytest.approx(0.04, rel=1e-12)
+    one_bin = _write_variant(tmp_path, lambda c: c["training"].update(n_bins=5, bandwidth=0.2))
+    assert load_config(str(one_bin)).training.bandwidth == 0.2  # one bin width: allowed
 
 
 def test_unknown_config_name_lists_known_ones() -> None:
