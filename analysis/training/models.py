@@ -7,14 +7,18 @@ trainable-parameter count is as close as possible to a common target, and report
 
 - :class:`EventDNN`: standardised inputs ``(x - mean) / std`` -> ``[Linear, ReLU, Dropout] * depth``
   -> ``Linear`` -> logits.
-- :class:`EventGNN`: a fully connected graph per event whose nodes are the jets, the lepton and the
-  MET (:func:`graph_inputs`), padded nodes masked. Each of ``n_layers`` residual message-passing
-  layers computes, for receiver ``i`` and sender ``j != i`` (both real),
-  ``m_ij = phi_e([h_i, h_j, e_ij])``, ``a_i = sum_j m_ij`` (or the mean) and
-  ``h_i <- h_i + phi_n([h_i, a_i])`` (an interaction network, Battaglia et al., arXiv:1612.00222),
-  with edge features ``e_ij = (dR_ij, log(1 + m_ij / GeV))``. The readout is the masked mean and max
-  over the nodes, concatenated with optional global features, then an MLP to logits.
-  The output is invariant under permutations of the jets and independent of padded nodes.
+- :class:`EventGNN`: a fully connected graph per event whose nodes are the jets, the lepton and
+  the MET (:func:`graph_inputs`), padded nodes masked; node and edge features standardised with
+  the training sample's mean and std (buffers, saved with the weights). Each of ``n_layers``
+  residual edge convolutions (DGCNN, Wang et al., arXiv:1801.07829) computes, for receiver ``i``
+  and every real sender ``j != i``, ``m_ij = phi([h_i, h_j - h_i, e_ij])`` and
+  ``h_i <- h_i + max_j m_ij`` (or the mean or sum), with edge features
+  ``e_ij = (dR_ij, log(1 + m_ij / GeV))``. The readout is the sum and max over the real nodes of
+  the node embeddings and of the standardised inputs, concatenated with optional global features,
+  then an MLP to logits. The output is invariant under permutations of the nodes and independent
+  of padded nodes. One layer is the default: on the demo's ~1000 training events and early
+  stopping after tens of full-batch steps, a second layer learned more slowly and scored a lower
+  held-out AUC (0.750 against 0.759, mean of 3 seeds; the DNN 0.775).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from analysis.errors import ConfigError, InputDataError
 
 __all__ = [
+    "AGGREGATIONS",
     "NODE_FEATURES",
     "seeded_build",
     "EventDNN",
@@ -49,6 +54,9 @@ _KINEMATIC_COLUMNS = 4  # log_pt, eta, phi, log_mass: what the GNN edge features
 _N_EDGE_FEATURES = 2  # dR, log(1 + m_ij)
 _MIN_MASS2 = 1e-12  # GeV^2: keeps sqrt differentiable for massless collinear pairs
 _MAX_WIDTH = 1 << 14  # search limit of the sizing helpers
+_MIN_STD = 1e-6  # below this a standardised column is taken as constant
+AGGREGATIONS = ("max", "mean", "sum")
+"""Aggregations of :class:`EventGNN` over a node's neighbours."""
 _JET_COLUMNS = ("jet_pt", "jet_eta", "jet_phi", "jet_mass", "jet_btag", "jet_mask")
 _EVENT_COLUMNS = ("lepton_pt", "lepton_eta", "lepton_phi", "met_pt", "met_phi")
 
@@ -185,39 +193,96 @@ def _edge_features(nodes: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor
     return torch.where(adjacency[..., None], edges, torch.zeros_like(edges))
 
 
-class _MessagePassing(nn.Module):
-    """One residual interaction-network layer on a masked, fully connected graph."""
+def _adjacency(mask: torch.Tensor) -> torch.Tensor:
+    """``(n_events, n_nodes, n_nodes)`` bool: both nodes real and distinct."""
+    eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
+    return mask[:, :, None] & mask[:, None, :] & ~eye
+
+
+def _masked_moments(values: torch.Tensor, keep: torch.Tensor, what: str
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over the kept rows of ``values`` ``(..., n_columns)``; a constant column gets
+    std 1 (nothing to scale), so that ``(x - mean) / std`` stays finite."""
+    rows = values[keep].to(torch.float64)
+    if len(rows) < 2:
+        raise InputDataError(f"EventGNN.fit_standardisation: need >= 2 real {what}, "
+                             f"got {len(rows)}")
+    mean, std = rows.mean(dim=0), rows.std(dim=0)
+    if not (torch.all(torch.isfinite(mean)) and torch.all(torch.isfinite(std))):
+        raise InputDataError(f"EventGNN.fit_standardisation: non-finite {what} features")
+    return mean, torch.where(std > _MIN_STD, std, torch.ones_like(std))
+
+
+def _sum_and_max(h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum and max over the real nodes of ``h`` ``(n_events, n_nodes, width)`` (0 for none).
+
+    The sum, not the mean: multiplicities (of jets, of b-tagged jets) and scalar sums such as HT
+    are what separates ttH from tt, and a mean hides them.
+    """
+    node_mask = mask[..., None]
+    total = torch.where(node_mask, h, torch.zeros_like(h)).sum(dim=1)
+    maximum = torch.where(node_mask, h, torch.full((), -torch.inf).to(h)).amax(dim=1)
+    maximum = torch.where(mask.any(dim=1, keepdim=True), maximum, torch.zeros_like(maximum))
+    return total, maximum
+
+
+class _EdgeConv(nn.Module):
+    """One residual edge convolution (DGCNN, Wang et al., arXiv:1801.07829) with edge features.
+
+    ``m_ij = phi([h_i, h_j - h_i, e_ij])`` for every real ``j != i``, ``h_i <- h_i + agg_j m_ij``
+    with ``phi = Linear -> ReLU -> Linear -> ReLU``. The first linear map is split into per-node
+    terms ``(A - B) h_i + B h_j`` (computed once per node, not once per edge) plus ``C e_ij``:
+    the same function and parameters as ``Linear(2 hidden + n_edge, hidden)``, at a third of the
+    per-edge cost.
+    """
 
     def __init__(self, hidden: int, n_edge_features: int, aggregation: str) -> None:
         super().__init__()
         self.aggregation = aggregation
-        self.edge_net = _mlp((2 * hidden + n_edge_features, hidden, hidden))
-        self.node_net = _mlp((2 * hidden, hidden, hidden))
+        self.receiver = nn.Linear(hidden, hidden)  # acts on h_i (its bias is the layer's)
+        self.sender = nn.Linear(hidden, hidden, bias=False)  # acts on h_j - h_i
+        self.edge = nn.Linear(n_edge_features, hidden, bias=False) if n_edge_features else None
+        self.message = nn.Linear(hidden, hidden)
 
     def forward(self, h: torch.Tensor, edges: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-        n_nodes = h.shape[1]
-        receiver = h[:, :, None, :].expand(-1, -1, n_nodes, -1)
-        sender = h[:, None, :, :].expand(-1, n_nodes, -1, -1)
-        messages = self.edge_net(torch.cat([receiver, sender, edges], dim=-1))
-        messages = torch.where(adjacency[..., None], messages, torch.zeros_like(messages))
-        aggregated = messages.sum(dim=2)  # (n_events, n_nodes, hidden)
-        if self.aggregation == "mean":
-            degree = adjacency.sum(dim=2, keepdim=True).clamp_min(1).to(h.dtype)
-            aggregated = aggregated / degree
-        return h + self.node_net(torch.cat([h, aggregated], dim=-1))
+        from_sender = self.sender(h)  # B h: (n_events, n_nodes, hidden)
+        node_term = self.receiver(h) - from_sender  # (A - B) h_i + bias
+        pre = node_term[:, :, None, :] + from_sender[:, None, :, :]
+        if self.edge is not None:
+            pre = pre + self.edge(edges)
+        messages = torch.relu(self.message(torch.relu(pre)))  # (n_events, n_i, n_j, hidden)
+        edge_mask = adjacency[..., None]
+        if self.aggregation == "max":  # messages are >= 0: 0 is the value with no neighbour
+            aggregated = torch.where(edge_mask, messages, torch.zeros_like(messages)).amax(dim=2)
+        else:
+            aggregated = torch.where(edge_mask, messages, torch.zeros_like(messages)).sum(dim=2)
+            if self.aggregation == "mean":
+                degree = adjacency.sum(dim=2, keepdim=True).clamp_min(1).to(h.dtype)
+                aggregated = aggregated / degree
+        return h + aggregated
 
 
 class EventGNN(nn.Module):
-    """Message-passing classifier on the jets + lepton + MET graph (the GNN of arXiv:2402.17386).
+    """Edge-convolution classifier on the jets + lepton + MET set (the GNN of arXiv:2402.17386).
+
+    The nodes (jets, lepton, MET, with the node-type one-hot of :data:`NODE_FEATURES`) form a
+    fully connected graph, padded nodes masked. Node and edge features are standardised with
+    buffers set by :meth:`fit_standardisation` (stored in the state dict, so that a loaded model
+    scores with the training sample's numbers). ``n_layers`` residual edge convolutions
+    (:class:`_EdgeConv`) see every pair with its edge features ``(dR_ij, log(1 + m_ij / GeV))``;
+    the readout is the sum and max over the real nodes of the embeddings and of the standardised
+    inputs (a direct path for counts and scalar sums), concatenated with optional global
+    features, then an MLP to logits. The output is invariant under permutations of the nodes and
+    independent of padded ones.
 
     Args:
         n_node_features: columns of the node tensor; with edge features its first four columns must
             be ``log(1 + pt/GeV), eta, phi/rad, log(1 + mass/GeV)`` as from :func:`graph_inputs`.
         hidden: width of the node embedding and of every MLP.
-        n_layers: number of message-passing layers (>= 0).
+        n_layers: number of edge-convolution layers (>= 0; 0 is a per-node model, DeepSets-like).
         n_classes: number of output classes (logits).
         n_global_features: event-level features concatenated to the readout (0 for none).
-        aggregation: ``"sum"`` or ``"mean"`` over the real neighbours.
+        aggregation: ``"max"``, ``"mean"`` or ``"sum"`` over the real neighbours.
         edge_features: use ``(dR_ij, log(1 + m_ij/GeV))`` as edge features.
 
     Raises:
@@ -230,25 +295,74 @@ class EventGNN(nn.Module):
         torch.Size([2, 3])
     """
 
+    node_mean: torch.Tensor
+    node_std: torch.Tensor
+    edge_mean: torch.Tensor
+    edge_std: torch.Tensor
+
     def __init__(self, n_node_features: int, hidden: int, n_layers: int, n_classes: int,
-                 n_global_features: int = 0, aggregation: str = "sum",
+                 n_global_features: int = 0, aggregation: str = "max",
                  edge_features: bool = True) -> None:
         super().__init__()
         if n_node_features < 1 or hidden < 1 or n_layers < 0 or n_classes < 1 or n_global_features < 0:
             raise ConfigError(f"EventGNN: need positive sizes, got {n_node_features=}, {hidden=}, "
                               f"{n_layers=}, {n_classes=}, {n_global_features=}")
-        if aggregation not in ("sum", "mean"):
-            raise ConfigError(f"EventGNN: aggregation = {aggregation!r}: must be 'sum' or 'mean'")
+        if aggregation not in AGGREGATIONS:
+            raise ConfigError(f"EventGNN: aggregation = {aggregation!r}: must be one of "
+                              f"{AGGREGATIONS}")
         if edge_features and n_node_features < _KINEMATIC_COLUMNS:
             raise ConfigError(f"EventGNN: edge features need {_KINEMATIC_COLUMNS} kinematic node "
                               f"columns, got {n_node_features=}")
         self.n_node_features, self.n_global_features = n_node_features, n_global_features
         self.hidden, self.n_classes, self.use_edge_features = hidden, n_classes, edge_features
-        self.embed = _mlp((n_node_features, hidden, hidden))
         n_edge = _N_EDGE_FEATURES if edge_features else 0
-        self.layers = nn.ModuleList(_MessagePassing(hidden, n_edge, aggregation)
+        self.register_buffer("node_mean", torch.zeros(n_node_features))
+        self.register_buffer("node_std", torch.ones(n_node_features))
+        self.register_buffer("edge_mean", torch.zeros(n_edge))
+        self.register_buffer("edge_std", torch.ones(n_edge))
+        self.embed = nn.Sequential(_mlp((n_node_features, hidden, hidden)), nn.ReLU())
+        self.layers = nn.ModuleList(_EdgeConv(hidden, n_edge, aggregation)
                                     for _ in range(n_layers))
-        self.head = _mlp((2 * hidden + n_global_features, hidden, n_classes))
+        # readout: sum and max of the node embeddings and of the standardised inputs
+        self.head = _mlp((2 * hidden + 2 * n_node_features + n_global_features, hidden,
+                          n_classes))
+
+    def _prepare(self, nodes: torch.Tensor, mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw nodes with the padding zeroed, the adjacency and the raw edge features."""
+        nodes = torch.where(mask[..., None], nodes, torch.zeros_like(nodes))
+        adjacency = _adjacency(mask)
+        if self.use_edge_features:
+            edges = _edge_features(nodes, adjacency)
+        else:
+            edges = nodes.new_zeros((*adjacency.shape, 0))
+        return nodes, adjacency, edges
+
+    @torch.no_grad()
+    def fit_standardisation(self, nodes: torch.Tensor, mask: torch.Tensor) -> None:
+        """Set the node and edge standardisation to the mean and std of a (training) sample.
+
+        Node features are averaged over the real nodes, edge features over the real pairs; a
+        constant column keeps std 1. The numbers are buffers: saved and loaded with the weights.
+
+        Args:
+            nodes: ``(n_events, n_nodes, n_node_features)`` as for :meth:`forward`.
+            mask: ``(n_events, n_nodes)`` bool, True for a real node.
+
+        Raises:
+            InputDataError: for inconsistent shapes, fewer than two real nodes or pairs, or
+                non-finite features.
+        """
+        self._check(nodes, mask, None if not self.n_global_features else
+                    nodes.new_zeros((len(nodes), self.n_global_features)))
+        raw, adjacency, edges = self._prepare(nodes, mask)
+        mean, std = _masked_moments(raw, mask, "nodes")
+        self.node_mean.copy_(mean)
+        self.node_std.copy_(std)
+        if self.use_edge_features:
+            mean, std = _masked_moments(edges, adjacency, "node pairs")
+            self.edge_mean.copy_(mean)
+            self.edge_std.copy_(std)
 
     def forward(self, nodes: torch.Tensor, mask: torch.Tensor,
                 global_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -264,22 +378,18 @@ class EventGNN(nn.Module):
         """
         self._check(nodes, mask, global_features)
         node_mask = mask[..., None]
-        nodes = torch.where(node_mask, nodes, torch.zeros_like(nodes))
-        n_nodes = nodes.shape[1]
-        eye = torch.eye(n_nodes, dtype=torch.bool, device=nodes.device)
-        adjacency = mask[:, :, None] & mask[:, None, :] & ~eye
+        raw, adjacency, edges = self._prepare(nodes, mask)
+        zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         if self.use_edge_features:
-            edges = _edge_features(nodes, adjacency)
-        else:
-            edges = nodes.new_zeros((*adjacency.shape, 0))
-        h = torch.where(node_mask, self.embed(nodes), torch.zeros(()).to(nodes))
+            edges = torch.where(adjacency[..., None], (edges - self.edge_mean) / self.edge_std,
+                                zero)
+        x = torch.where(node_mask, (raw - self.node_mean) / self.node_std, zero)
+        h = torch.where(node_mask, self.embed(x), zero)
         for layer in self.layers:
-            h = torch.where(node_mask, layer(h, edges, adjacency), torch.zeros(()).to(nodes))
-        n_real = mask.sum(dim=1, keepdim=True).clamp_min(1).to(h.dtype)
-        mean = h.sum(dim=1) / n_real
-        maximum = torch.where(node_mask, h, torch.full((), -torch.inf).to(h)).amax(dim=1)
-        maximum = torch.where(mask.any(dim=1, keepdim=True), maximum, torch.zeros_like(maximum))
-        readout = [mean, maximum] + ([global_features] if global_features is not None else [])
+            h = torch.where(node_mask, layer(h, edges, adjacency), zero)
+        readout = [*_sum_and_max(h, mask), *_sum_and_max(x, mask)]
+        if global_features is not None:
+            readout.append(global_features)
         return self.head(torch.cat(readout, dim=-1))
 
     def _check(self, nodes: torch.Tensor, mask: torch.Tensor,
@@ -342,9 +452,9 @@ def sized_dnn(n_features: int, n_classes: int, target: int, depth: int = 3,
     return EventDNN(n_features, (width,) * depth, n_classes, dropout)
 
 
-def sized_gnn(n_node_features: int, n_classes: int, target: int, n_layers: int = 2,
-              n_global_features: int = 0, aggregation: str = "sum") -> EventGNN:
-    """:class:`EventGNN` with ``n_layers`` message-passing layers, hidden width chosen so that its
+def sized_gnn(n_node_features: int, n_classes: int, target: int, n_layers: int = 1,
+              n_global_features: int = 0, aggregation: str = "max") -> EventGNN:
+    """:class:`EventGNN` with ``n_layers`` edge-convolution layers, hidden width chosen so that its
     trainable parameter count is closest to ``target`` (arXiv:2402.17386 matched-size comparison).
 
     Raises:
@@ -357,7 +467,7 @@ def sized_gnn(n_node_features: int, n_classes: int, target: int, n_layers: int =
 
 
 def matched_sizes(target_parameters: int, n_features: int, n_node_features: int, n_classes: int,
-                  dnn_depth: int = 3, gnn_layers: int = 2,
+                  dnn_depth: int = 3, gnn_layers: int = 1,
                   n_global_features: int = 0) -> MatchedSizes:
     """Widths of a DNN and a GNN whose trainable-parameter counts are closest to one target.
 

@@ -269,10 +269,14 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     # the same initialisation for every strategy of a fold
     model = build_network(model_kind, n_inputs, settings.target_parameters,
                           torch.Generator().manual_seed(settings.seed + 1000 * fold))
+    # inputs standardised with the numbers of the events the optimiser sees; they are buffers,
+    # so the checkpoint carries them to Evaluate
+    x_all = np.concatenate([x for x, _ in samples.values()])
     if model_kind == "dnn":
-        x_all = np.concatenate([x for x, _ in samples.values()])
         model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),  # type: ignore[operator]
                                   torch.as_tensor(x_all.std(axis=0) + 1e-6))
+    else:
+        model.fit_standardisation(torch.as_tensor(x_all))  # type: ignore[operator]
     device = torch.device(device if device is not None else
                           "cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)

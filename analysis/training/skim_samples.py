@@ -132,8 +132,9 @@ class GraphAsVector(torch.nn.Module):
                               f"features; only graph inputs fit in the vector")
         self.gnn = gnn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n_events, n_classes)``.
+    def graph(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(nodes, mask)`` of the rows ``x``: ``(n_events, n_nodes, n_node_features)`` and
+        ``(n_events, n_nodes)`` bool.
 
         Raises:
             InputDataError: if the width of ``x`` is not a multiple of ``n_node_features + 1``.
@@ -146,7 +147,20 @@ class GraphAsVector(torch.nn.Module):
         # -1, not len(x): the ONNX export keeps the number of events dynamic
         nodes = x[:, :n_nodes * self.gnn.n_node_features].reshape(-1, n_nodes,
                                                                    self.gnn.n_node_features)
-        return self.gnn(nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5)
+        return nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5
+
+    def fit_standardisation(self, x: torch.Tensor) -> None:
+        """:meth:`~analysis.training.models.EventGNN.fit_standardisation` on the graphs of the
+        (training) rows ``x`` ``(n_events, n_nodes * (n_node_features + 1))``."""
+        self.gnn.fit_standardisation(*self.graph(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n_events, n_classes)``.
+
+        Raises:
+            InputDataError: if the width of ``x`` is not a multiple of ``n_node_features + 1``.
+        """
+        return self.gnn(*self.graph(x))
 
 
 def model_inputs(table: _Table, features: Sequence[str], model_kind: str, where: str

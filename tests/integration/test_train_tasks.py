@@ -80,14 +80,17 @@ def test_train_model_branches(trained_store: Path) -> None:
         else:
             assert metadata["joint_cuts"] is None
         state = torch.load(directory / "model.pt", weights_only=True)
-        counts[model_kind] = sum(v.numel() for k, v in state.items()
-                                 if k not in ("mean", "std"))  # DNN buffers are no parameters
+        network = load_network(directory / "model.pt", metadata, training.target_parameters)
+        # the standardisation buffers (DNN inputs, GNN nodes and edges) are no parameters
+        buffers = {name for name, _ in network.named_buffers()}
+        assert {"mean", "std"} <= buffers if model_kind == "dnn" else {
+            "gnn.node_mean", "gnn.node_std", "gnn.edge_mean", "gnn.edge_std"} <= buffers
+        counts[model_kind] = sum(v.numel() for k, v in state.items() if k not in buffers)
         assert counts[model_kind] == metadata["n_parameters"]
         graph = onnx.load(directory / "model.onnx")
         onnx.checker.check_model(graph)
         assert [i.name for i in graph.graph.input] == ["x"]
         # the exported graph computes what the checkpoint computes
-        network = load_network(directory / "model.pt", metadata, training.target_parameters)
         x = torch.randn(5, metadata["n_inputs"], generator=torch.Generator().manual_seed(1))
         if model_kind == "gnn":  # a real graph row: every node present (masks of 1)
             x[:, -(metadata["n_inputs"] // (len(NODE_FEATURES) + 1)):] = 1.0

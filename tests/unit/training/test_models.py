@@ -8,6 +8,7 @@ import torch
 
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.models import (
+    AGGREGATIONS,
     NODE_FEATURES,
     EventDNN,
     EventGNN,
@@ -109,7 +110,7 @@ def test_gnn_is_invariant_under_jet_permutations(rng: np.random.Generator, gnn: 
     torch.testing.assert_close(gnn(nodes[:, order], mask[:, order], glob), out, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_gnn_ignores_padded_nodes(rng: np.random.Generator, aggregation: str) -> None:
     model = seeded_build(lambda: EventGNN(len(NODE_FEATURES), 12, 2, N_CLASSES,
                                           aggregation=aggregation), torch.Generator().manual_seed(4)).double()
@@ -169,3 +170,87 @@ def test_count_parameters_skips_frozen_ones() -> None:
     assert count_parameters(model) == 3 + 3 * 2 + 2
     with pytest.raises(ConfigError, match="target"):
         sized_dnn(4, 2, 0)
+
+
+def _close_pair_toy(n_events: int, rng: np.random.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Six nodes ``(log_pt, eta, phi, log_mass)`` per event; in class 1 one pair of nodes is
+    within dR < 0.25. eta and phi are uniform on a torus (offsets wrapped), so every node's
+    marginal is the same in both classes: only a pairwise quantity tells them apart."""
+    n_nodes, half_eta = 6, 2.0
+    eta = rng.uniform(-half_eta, half_eta, (n_events, n_nodes))
+    phi = rng.uniform(-np.pi, np.pi, (n_events, n_nodes))
+    label = rng.integers(0, 2, n_events)
+    pair = label == 1
+    distance = rng.uniform(0.0, 0.25, pair.sum())
+    angle = rng.uniform(0.0, 2 * np.pi, pair.sum())
+    eta[pair, 1] = np.remainder(eta[pair, 0] + distance * np.cos(angle) + half_eta,
+                                2 * half_eta) - half_eta
+    phi[pair, 1] = np.remainder(phi[pair, 0] + distance * np.sin(angle) + np.pi,
+                                2 * np.pi) - np.pi
+    order = np.argsort(rng.uniform(size=(n_events, n_nodes)), axis=1)  # the pair anywhere
+    eta, phi = np.take_along_axis(eta, order, 1), np.take_along_axis(phi, order, 1)
+    nodes = np.stack([rng.uniform(3.0, 5.0, eta.shape), eta, phi, np.zeros_like(eta)], axis=-1)
+    return (torch.as_tensor(nodes, dtype=torch.float32),
+            torch.ones(n_events, n_nodes, dtype=torch.bool), label)
+
+
+def _toy_auc(n_layers: int, seed: int) -> float:
+    """Held-out AUC of an EventGNN with ``n_layers`` edge convolutions trained on the toy."""
+    from analysis.training.metrics import weighted_auc
+
+    rng = np.random.default_rng(seed)
+    (x, mask, y), (x_test, mask_test, y_test) = _close_pair_toy(1000, rng), _close_pair_toy(1000, rng)
+    model = seeded_build(lambda: EventGNN(4, 16, n_layers, 2), torch.Generator().manual_seed(seed))
+    model.fit_standardisation(x, mask)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    target = torch.as_tensor(y)
+    for _ in range(100):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(x, mask), target).backward()
+        optimiser.step()
+    with torch.no_grad():
+        score = torch.softmax(model(x_test, mask_test), dim=1)[:, 1].numpy()
+    return weighted_auc(score[y_test == 1], np.ones((y_test == 1).sum()),
+                        score[y_test == 0], np.ones((y_test == 0).sum()))
+
+
+def test_gnn_learns_a_pairwise_toy_that_a_per_node_model_cannot() -> None:
+    # "is some pair of nodes close in (eta, phi)": the edge convolution sees the pairs, the same
+    # model without layers (a per-node embedding, summed and maxed: DeepSets) only the marginals,
+    # identical in both classes (what it gets above 0.5 comes from the sum's higher moments).
+    # Measured on seeds 0-2: GNN 0.943-0.957, per-node 0.563-0.576.
+    gnn_auc, per_node_auc = _toy_auc(1, seed=0), _toy_auc(0, seed=0)
+    assert gnn_auc > 0.85
+    assert per_node_auc < 0.65
+    assert gnn_auc - per_node_auc > 0.25
+
+
+def test_gnn_standardisation_uses_the_real_nodes_and_pairs(rng: np.random.Generator) -> None:
+    model = seeded_build(lambda: EventGNN(len(NODE_FEATURES), 8, 1, N_CLASSES),
+                         torch.Generator().manual_seed(1)).double()
+    nodes, mask = graph_inputs(_columns(rng, 50), dtype=torch.float64)
+    dirty = nodes.clone()
+    dirty[~mask] = 1e4  # padded slots must not enter the statistics
+    model.fit_standardisation(dirty, mask)
+    real = nodes[mask].numpy()
+    np.testing.assert_allclose(model.node_mean.numpy(), real.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(model.node_std.numpy(), real.std(axis=0, ddof=1), rtol=1e-10)
+    # dR of the real pairs, by hand
+    dr = []
+    for event in range(len(nodes)):
+        k = np.flatnonzero(mask[event].numpy())
+        eta, phi = nodes[event, k, 1].numpy(), nodes[event, k, 2].numpy()
+        for a in range(len(k)):
+            for b in range(len(k)):
+                if a != b:
+                    dphi = np.remainder(phi[a] - phi[b] + np.pi, 2 * np.pi) - np.pi
+                    dr.append(np.hypot(eta[a] - eta[b], dphi))
+    np.testing.assert_allclose(model.edge_mean[0].item(), np.mean(dr), rtol=1e-10)
+    np.testing.assert_allclose(model.edge_std[0].item(), np.std(dr, ddof=1), rtol=1e-10)
+    # the scores use them: a model with other numbers scores differently
+    fitted = model(nodes, mask)
+    model.node_std.fill_(1.0)
+    assert not torch.allclose(model(nodes, mask), fitted)
+    with pytest.raises(InputDataError, match="2 real nodes"):
+        model.fit_standardisation(nodes[:1, :1], mask[:1, :1])

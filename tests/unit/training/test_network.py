@@ -15,12 +15,14 @@ from analysis.errors import ConfigError
 from analysis.selection.learn import hard_cut_mask
 from analysis.training.network import (
     build_network,
+    load_network,
     network_variants,
+    save_checkpoint,
     score_tables,
     train_network,
     training_stages,
 )
-from analysis.training.skim_samples import fold_mask
+from analysis.training.skim_samples import GraphAsVector, fold_mask, training_samples
 
 N_EVENTS = 60
 CE_STEPS, STRATEGY_STEPS = 4, 3
@@ -129,3 +131,28 @@ def test_errors_name_the_config_key(tables: dict, config: AnalysisConfig, model:
     with pytest.raises(ConfigError, match=message) as info:
         train_network(tables, config, 0, model, strategy, device="cpu")
     assert config.source in str(info.value)
+
+
+def test_gnn_standardisation_is_the_fit_sample_and_survives_save_and_load(
+        tables: dict, config: AnalysisConfig, tmp_path) -> None:
+    result = train_network(tables, config, 0, "gnn", "ce", device="cpu")
+    model = result.model
+    assert isinstance(model, GraphAsVector)
+    # the numbers of the events the optimiser saw (training folds, fit part)
+    fit, _ = training_samples(tables, config, config.features.event, 0, config.training.n_folds,
+                              "gnn", train=True, part="fit")
+    nodes, mask = model.graph(torch.as_tensor(np.concatenate([x for x, _ in fit.values()])))
+    real = nodes[mask].double()
+    torch.testing.assert_close(model.gnn.node_mean.double(), real.mean(dim=0))
+    torch.testing.assert_close(model.gnn.node_std.double(), real.std(dim=0))
+    assert torch.all(model.gnn.edge_std != 1.0)
+    save_checkpoint(tmp_path / "model.pt", model)
+    loaded = load_network(tmp_path / "model.pt", result.metadata(),
+                          config.training.target_parameters)
+    torch.testing.assert_close(loaded.gnn.node_mean, model.gnn.node_mean, rtol=0, atol=0)
+    before = score_tables(model, tables, config, 0, "gnn")
+    after = score_tables(loaded, tables, config, 0, "gnn")
+    for dataset, shifts in before.items():
+        for shift, columns in shifts.items():
+            for name, values in columns.items():
+                np.testing.assert_array_equal(after[dataset][shift][name], values)
