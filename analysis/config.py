@@ -96,6 +96,9 @@ class GeneratorSettings:
     seed: int = field(metadata=_check(1))
     filter: GeneratorFilter | None = None
     pythia: tuple[str, ...] = ()  # extra Pythia settings, e.g. tunes
+    # detector realisations per hadronised event (same event number, genWeight 1/replicas):
+    # more simulated statistics in tight b-tag categories for the cost of the detector model
+    replicas: int = field(default=1, metadata=_check(1))
 
 
 @dataclass(frozen=True)

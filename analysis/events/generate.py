@@ -14,7 +14,7 @@ from analysis.errors import ConfigError
 from analysis.events.nanoaod import build_nanoaod, write_nanoaod
 from analysis.events.pythia import generate_hadron_level
 
-__all__ = ["chunk_event_counts", "chunk_seed", "generate_chunk"]
+__all__ = ["chunk_event_counts", "chunk_seed", "detector_rngs", "generate_chunk"]
 
 log = logging.getLogger(__name__)
 _SEED_STRIDE = 10_000  # chunks per dataset seed; seeds stay below Pythia's 9e8
@@ -41,6 +41,29 @@ def chunk_seed(dataset: Dataset, chunk: int) -> int:
     return (dataset.generator.seed % 90_000) * _SEED_STRIDE + chunk + 1
 
 
+def detector_rngs(seed: int, replicas: int) -> list[np.random.Generator]:
+    """Independent, reproducible random streams of the detector response, one per replica.
+
+    Replica 0 keeps the stream of a chunk without replicas (``[seed, 1]``), so ``replicas: 1``
+    gives the same events as before; replica k > 0 uses ``[seed, 1, k]``. All are independent of
+    Pythia's stream (seeded with ``seed`` alone).
+
+    Args:
+        seed: the chunk's Pythia seed (:func:`chunk_seed`).
+        replicas: detector realisations per hadronised event, >= 1.
+
+    Returns:
+        ``replicas`` numpy generators.
+
+    Example:
+        >>> [round(float(r.random()), 3) for r in detector_rngs(11, 2)]
+        [0.202, 0.804]
+    """
+    if replicas < 1:
+        raise ConfigError(f"datasets.*.generator.replicas = {replicas}: must be >= 1")
+    return [np.random.default_rng([seed, 1] if k == 0 else [seed, 1, k]) for k in range(replicas)]
+
+
 def generate_chunk(config: AnalysisConfig, dataset_name: str, chunk: int,
                    path: str | os.PathLike[str],
                    progress: Callable[[int], None] | None = None) -> dict[str, float]:
@@ -54,7 +77,9 @@ def generate_chunk(config: AnalysisConfig, dataset_name: str, chunk: int,
         progress: called with the number of events generated so far.
 
     Returns:
-        The ``Runs`` summary written to the file (counts, sum of weights, filter counts).
+        The ``Runs`` summary written to the file (counts of hadronised events, sum of weights,
+        filter counts, detector replicas per event). With ``generator.replicas = K`` the file
+        holds K rows per hadronised event (``build_nanoaod``).
     """
     dataset = config.datasets[dataset_name]
     counts = chunk_event_counts(dataset)  # raises ConfigError for a dataset of files
@@ -64,12 +89,12 @@ def generate_chunk(config: AnalysisConfig, dataset_name: str, chunk: int,
     if generator is None:  # unreachable after chunk_event_counts; narrows the type
         raise ConfigError(f"dataset {dataset_name} is not generated")
     hadron_level = generate_hadron_level(generator, config.sqrt_s, counts[chunk], seed, progress)
-    rng = np.random.default_rng([seed, 1])  # detector response, independent of Pythia's stream
     first_event = sum(counts[:chunk]) + 1
-    branches = build_nanoaod(hadron_level, config.detector, config.objects.jets, rng,
-                             first_event, chunk + 1)
+    branches = build_nanoaod(hadron_level, config.detector, config.objects.jets,
+                             detector_rngs(seed, generator.replicas), first_event, chunk + 1)
     runs = {
         "genEventCount": hadron_level.n_accepted,
+        "detectorReplicas": generator.replicas,
         "genEventSumw": float(np.sum(branches["genWeight"])),
         "genFilterTried": hadron_level.n_tried,
         "genFilterPassed": hadron_level.n_passed,

@@ -1,7 +1,7 @@
 """Generated events in CMS NanoAOD naming, written with uproot.
 
 Branches of the ``Events`` tree: ``run``, ``luminosityBlock``, ``event``, ``genWeight``,
-``PSWeight`` (4), ``genTtbarId``, ``Jet_*`` (pt, eta, phi, mass, btagDeepFlavB, hadronFlavour,
+``PSWeight`` (4), ``genTtbarId``, ``detectorReplica``, ``Jet_*`` (pt, eta, phi, mass, btagDeepFlavB, hadronFlavour,
 jetId, genJetIdx), ``GenJet_*`` (pt, eta, phi, mass, hadronFlavour), ``Muon_*`` (pt, eta, phi,
 mass, charge, pdgId, tightId, pfRelIso04_all), ``Electron_*`` (pt, eta, phi, mass, charge,
 pdgId, cutBased, pfRelIso03_all), ``MET_pt``, ``MET_phi``. The ``Runs`` tree carries
@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
 from analysis.config import Detector, JetDefinition
+from analysis.errors import InputDataError
 from analysis.events import detector as response
 from analysis.events import truth
 from analysis.events.pythia import HadronLevelEvents
@@ -42,20 +44,31 @@ def _flavour(n_b: ak.Array, n_c: ak.Array) -> ak.Array:
 
 
 def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefinition,
-                  rng: np.random.Generator, first_event: int, lumi_block: int) -> dict[str, object]:
+                  rng: np.random.Generator | Sequence[np.random.Generator], first_event: int,
+                  lumi_block: int) -> dict[str, object]:
     """Apply the detector response and assemble NanoAOD branches for one chunk.
+
+    With several random generators, every hadronised event gets one independent detector
+    realisation per generator (jet smearing, b-tag discriminants, lepton efficiency, smearing
+    and MET noise): ``K = len(rng)`` rows with the same ``event`` number (so they always fall in
+    the same fold), ``detectorReplica`` = 0..K-1 and ``genWeight = 1/K`` (so normalisations
+    are unchanged), stored event by event. Clustering, truth and isolation are computed once.
 
     Args:
         events: hadron-level events from ``generate_hadron_level``.
         detector: parametric response (resolutions, efficiencies).
         jet_wp: b-tag working points that define the discriminant's efficiency steps.
-        rng: random generator of this chunk (seeded per branch).
+        rng: random generator of this chunk, or one per detector replica (independent streams).
         first_event: event number of the first event (event numbers are unique per dataset).
         lumi_block: luminosity-block number of this chunk.
 
     Returns:
-        ``{branch or collection name: array}``, ready for ``write_nanoaod``.
+        ``{branch or collection name: array}`` with ``n_events * K`` rows, ready for
+        ``write_nanoaod``.
     """
+    rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
+    if not rngs:
+        raise InputDataError("build_nanoaod: needs at least one random generator (replica)")
     n_events = len(events.particles)
     gen_jets = response.cluster_generator_jets(events.particles)
     gen_flavour = _flavour(gen_jets.n_b_extra + gen_jets.n_b_top + gen_jets.n_b_other,
@@ -64,7 +77,44 @@ def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefi
         truth.gen_ttbar_id(*(ak.to_numpy(gen_jets[field][i]) for field in
                              ("pt", "eta", "n_b_extra", "n_b_top", "n_c_extra")))
         for i in range(n_events)], dtype=np.int32)
+    visible = _visible_sums(events)
+    isolation = _isolations(events)
+    shared = {
+        "run": np.ones(n_events, np.uint32),
+        "luminosityBlock": np.full(n_events, lumi_block, np.uint32),
+        "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
+        "genWeight": np.full(n_events, 1.0 / len(rngs), np.float32),
+        # jagged with its counter nPSWeight, as in NanoAOD
+        "PSWeight": ak.unflatten(np.asarray(events.ps_weights, np.float32).reshape(-1),
+                                 np.full(n_events, 4)),
+        "genTtbarId": ttbar_id,
+        "GenJet": ak.zip({"pt": _typed(gen_jets.pt), "eta": _typed(gen_jets.eta),
+                          "phi": _typed(gen_jets.phi), "mass": _typed(gen_jets.mass),
+                          "hadronFlavour": ak.values_astype(gen_flavour, np.int32)}),
+    }
+    replicas = [_detector_response(events, gen_jets, gen_flavour, visible, isolation, detector,
+                                   jet_wp, replica_rng) for replica_rng in rngs]
+    if len(rngs) == 1:
+        return {**shared, "detectorReplica": np.zeros(n_events, np.uint8), **replicas[0]}
+    # event-major order: the K replicas of an event are adjacent rows
+    order = np.arange(n_events * len(rngs)).reshape(len(rngs), n_events).T.reshape(-1)
+    out: dict[str, object] = {}
+    for name, values in shared.items():
+        out[name] = values[np.repeat(np.arange(n_events), len(rngs))]  # type: ignore[index]
+    out["detectorReplica"] = np.tile(np.arange(len(rngs), dtype=np.uint8), n_events)
+    for name in replicas[0]:
+        parts = [r[name] for r in replicas]
+        joined = (ak.concatenate(parts) if isinstance(parts[0], ak.Array)
+                  else np.concatenate(parts))  # type: ignore[arg-type]
+        out[name] = joined[order]
+    return out
 
+
+def _detector_response(events: HadronLevelEvents, gen_jets: ak.Array, gen_flavour: ak.Array,
+                       visible: tuple[np.ndarray, np.ndarray], isolation: list[list[float]],
+                       detector: Detector, jet_wp: JetDefinition,
+                       rng: np.random.Generator) -> dict[str, object]:
+    """One detector realisation: reconstructed jets, leptons and MET (every random draw)."""
     counts = ak.num(gen_jets)
     flat = ak.flatten(gen_jets)
     pt_reco = response.smear_jet_pt(ak.to_numpy(flat.pt), detector, rng)
@@ -82,21 +132,11 @@ def build_nanoaod(events: HadronLevelEvents, detector: Detector, jet_wp: JetDefi
     reco = reco[(reco.pt > response.RECO_JET_PT_MIN) & (np.abs(reco.eta) < RECO_JET_ABS_ETA_MAX)]
     reco = reco[ak.argsort(reco.pt, axis=-1, ascending=False)]
 
-    muons, electrons, met_pt, met_phi = _leptons_and_met(events, reco, detector, rng)
+    muons, electrons, met_pt, met_phi = _leptons_and_met(events, reco, visible, isolation,
+                                                         detector, rng)
     jet_fields = ["pt", "eta", "phi", "mass", "btagDeepFlavB", "hadronFlavour", "jetId", "genJetIdx"]
     return {
-        "run": np.ones(n_events, np.uint32),
-        "luminosityBlock": np.full(n_events, lumi_block, np.uint32),
-        "event": np.arange(first_event, first_event + n_events, dtype=np.uint64),
-        "genWeight": np.ones(n_events, np.float32),
-        # jagged with its counter nPSWeight, as in NanoAOD
-        "PSWeight": ak.unflatten(np.asarray(events.ps_weights, np.float32).reshape(-1),
-                                 np.full(n_events, 4)),
-        "genTtbarId": ttbar_id,
         "Jet": ak.zip({f: _typed(reco[f]) for f in jet_fields}),
-        "GenJet": ak.zip({"pt": _typed(gen_jets.pt), "eta": _typed(gen_jets.eta),
-                          "phi": _typed(gen_jets.phi), "mass": _typed(gen_jets.mass),
-                          "hadronFlavour": ak.values_astype(gen_flavour, np.int32)}),
         "Muon": muons,
         "Electron": electrons,
         "MET_pt": met_pt.astype(np.float32),
@@ -110,27 +150,53 @@ def _typed(array: ak.Array) -> ak.Array:
     return ak.values_astype(array, np.float32 if kind == "f" else np.int32)
 
 
-def _leptons_and_met(events: HadronLevelEvents, jets: ak.Array, detector: Detector,
-                     rng: np.random.Generator) -> tuple[ak.Array, ak.Array, np.ndarray, np.ndarray]:
-    muons: list[list[tuple[float, ...]]] = []
-    electrons: list[list[tuple[float, ...]]] = []
+def _visible_sums(events: HadronLevelEvents) -> tuple[np.ndarray, np.ndarray]:
+    """Per event: minus the visible transverse momentum sum (|eta| < 4.7), ``(n, 2)`` GeV, and
+    the scalar sum of E_T, ``(n,)`` GeV; the MET before the detector's random parts."""
     met = np.zeros((len(events.particles), 2))
     sum_et = np.zeros(len(events.particles))
-    jet_shift = np.stack([
-        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.cos(jets.phi), axis=-1)),
-        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.sin(jets.phi), axis=-1))], axis=1)
     for i, (particles, leptons) in enumerate(zip(events.particles, events.leptons)):
         real = particles[particles[:, 4] == truth.PARTICLE]
         # non-prompt leptons are among the particles already; prompt ones were taken out
         visible = np.vstack([real[:, :4], leptons[leptons[:, 5] == 1, :4]])
         pt = np.hypot(visible[:, 0], visible[:, 1])
         central = np.abs(np.arcsinh(visible[:, 2] / np.maximum(pt, 1e-9))) < RECO_JET_ABS_ETA_MAX
-        met[i] = -visible[central, :2].sum(axis=0) - jet_shift[i]
+        met[i] = -visible[central, :2].sum(axis=0)
         sum_et[i] = pt[central].sum()
+    return met, sum_et
+
+
+def _isolations(events: HadronLevelEvents) -> list[list[float]]:
+    """Relative isolation of every lepton in the reconstruction acceptance (NaN outside)."""
+    out: list[list[float]] = []
+    for particles, leptons in zip(events.particles, events.leptons):
+        out.append([])
+        for lepton in leptons:
+            pt_gen = float(np.hypot(lepton[0], lepton[1]))
+            if pt_gen < LEPTON_PT_MIN or abs(float(np.arcsinh(lepton[2] / pt_gen))) > LEPTON_ABS_ETA_MAX:
+                out[-1].append(float("nan"))
+                continue
+            cone = 0.4 if abs(lepton[4]) == 13 else 0.3
+            out[-1].append(response.lepton_isolation(lepton[:4], particles, cone))
+    return out
+
+
+def _leptons_and_met(events: HadronLevelEvents, jets: ak.Array,
+                     visible: tuple[np.ndarray, np.ndarray], isolation: list[list[float]],
+                     detector: Detector,
+                     rng: np.random.Generator) -> tuple[ak.Array, ak.Array, np.ndarray, np.ndarray]:
+    muons: list[list[tuple[float, ...]]] = []
+    electrons: list[list[tuple[float, ...]]] = []
+    visible_met, sum_et = visible
+    jet_shift = np.stack([
+        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.cos(jets.phi), axis=-1)),
+        ak.to_numpy(ak.sum((jets.pt - jets.pt_gen) * np.sin(jets.phi), axis=-1))], axis=1)
+    met = visible_met - jet_shift
+    for i, leptons in enumerate(events.leptons):
         muons.append([])
         electrons.append([])
-        for lepton in leptons:
-            record = _reconstruct_lepton(lepton, particles, detector, rng)
+        for lepton, iso in zip(leptons, isolation[i]):
+            record = _reconstruct_lepton(lepton, iso, detector, rng)
             if record is None:
                 continue
             (muons if abs(lepton[4]) == 13 else electrons)[-1].append(record[:-2])
@@ -143,7 +209,7 @@ def _leptons_and_met(events: HadronLevelEvents, jets: ak.Array, detector: Detect
             np.hypot(met[:, 0], met[:, 1]), np.arctan2(met[:, 1], met[:, 0]))
 
 
-def _reconstruct_lepton(lepton: np.ndarray, particles: np.ndarray, detector: Detector,
+def _reconstruct_lepton(lepton: np.ndarray, iso: float, detector: Detector,
                         rng: np.random.Generator) -> tuple[float, ...] | None:
     pt_gen = float(np.hypot(lepton[0], lepton[1]))
     eta = float(np.arcsinh(lepton[2] / pt_gen))
@@ -156,7 +222,6 @@ def _reconstruct_lepton(lepton: np.ndarray, particles: np.ndarray, detector: Det
     scale = MUON_SCALE_RESOLUTION if is_muon else ELECTRON_SCALE_RESOLUTION
     pt = pt_gen * (1.0 + scale * rng.standard_normal())
     identified = rng.random() < (detector.muon_efficiency if is_muon else detector.electron_efficiency)
-    iso = response.lepton_isolation(lepton[:4], particles, 0.4 if is_muon else 0.3)
     shift = ((pt - pt_gen) * np.cos(phi), (pt - pt_gen) * np.sin(phi))
     if is_muon:
         return (pt, eta, phi, MUON_MASS, charge, pdg_id, identified, iso, *shift)

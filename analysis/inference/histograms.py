@@ -17,6 +17,7 @@ import numpy as np
 
 from analysis.config import FIT_SYSTEMATICS, SHIFT_SYSTEMATICS, WEIGHT_SYSTEMATICS
 from analysis.errors import InputDataError
+from analysis.inference.mcstat import replica_cross_terms
 from analysis.inference.model import ModelSpec, btag_groups
 
 __all__ = ["VARIATIONS", "category_histograms", "category_scores", "fold_histograms",
@@ -74,6 +75,11 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
                 if chosen.any():
                     result.fill(process=process, variation=variation, score=values[chosen],
                                 weight=weights[chosen])
+                    if "event" in columns:  # detector replicas of one event are correlated
+                        bins = result.axes["score"].index(values[chosen])
+                        result.view()["variance"][k, VARIATIONS.index(variation)] += (
+                            replica_cross_terms(bins, weights[chosen],
+                                                np.asarray(columns["event"])[chosen], n_bins))
     return result
 
 

@@ -48,6 +48,8 @@ def test_config_by_path_equals_by_name() -> None:
     (lambda c: c["datasets"]["tth"]["generator"].update(n_events=2.5),
      "datasets.tth.generator.n_events", "expected an integer"),
     (lambda c: c["features"].update(event=["ht", "magic"]), "features.event", "unknown feature"),
+    (lambda c: c["datasets"]["tth"]["generator"].update(replicas=0),
+     "datasets.tth.generator.replicas", "must be >= 1"),
     (lambda c: c["detector"]["btag_b"].update(medium=0.95), "detector.btag_b",
      "1 > loose >= medium >= tight"),
     (lambda c: c["detector"]["btag_b"].update(loose=0.99), "detector.btag_b.loose",

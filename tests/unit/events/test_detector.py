@@ -65,11 +65,17 @@ def test_lepton_isolation_counts_real_particles_in_cone() -> None:
 def test_lepton_efficiency_and_resolution(tiny_config: AnalysisConfig, rng: np.random.Generator,
                                           pdg_id: int, efficiency_field: str,
                                           resolution: float) -> None:
-    from analysis.events.nanoaod import ELECTRON_ID_TIGHT, _reconstruct_lepton
+    from analysis.events.nanoaod import (
+        ELECTRON_ID_TIGHT,
+        _isolations,
+        _reconstruct_lepton,
+    )
+    from analysis.events.pythia import HadronLevelEvents
 
     lepton = np.array([50.0, 0.0, 10.0, np.hypot(50.0, 10.0), pdg_id, 1.0])
     particles = np.array([[50.0, 0.0, 10.0, np.hypot(50.0, 10.0), PARTICLE]])  # only itself
-    records = [_reconstruct_lepton(lepton, particles, tiny_config.detector, rng)
+    ((iso,),) = _isolations(HadronLevelEvents(particles=[particles], leptons=[lepton[None, :]]))
+    records = [_reconstruct_lepton(lepton, iso, tiny_config.detector, rng)
                for _ in range(20_000)]
     pt = np.array([r[0] for r in records])
     identified = np.array([r[6] is True or r[6] == ELECTRON_ID_TIGHT for r in records])
@@ -84,7 +90,7 @@ def test_met_noise_follows_the_resolution(tiny_config: AnalysisConfig,
                                           rng: np.random.Generator) -> None:
     import awkward as ak
 
-    from analysis.events.nanoaod import _leptons_and_met
+    from analysis.events.nanoaod import _isolations, _leptons_and_met, _visible_sums
     from analysis.events.pythia import HadronLevelEvents
 
     # balanced events (two back-to-back 100 GeV particles, no jets, no leptons): any MET is noise
@@ -93,7 +99,8 @@ def test_met_noise_follows_the_resolution(tiny_config: AnalysisConfig,
     events = HadronLevelEvents(particles=[pair] * n, leptons=[np.zeros((0, 6))] * n)
     no_jets = ak.Array([[]] * n)
     no_jets = ak.zip({"pt": no_jets, "pt_gen": no_jets, "phi": no_jets})
-    _, _, met_pt, met_phi = _leptons_and_met(events, no_jets, tiny_config.detector, rng)
+    _, _, met_pt, met_phi = _leptons_and_met(events, no_jets, _visible_sums(events),
+                                             _isolations(events), tiny_config.detector, rng)
     sigma = tiny_config.detector.met_resolution * np.sqrt(200.0)  # per component, sum E_T = 200
     met_x = met_pt * np.cos(met_phi)
     assert np.std(met_x) == pytest.approx(sigma, rel=0.03)

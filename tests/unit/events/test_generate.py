@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import awkward as ak
@@ -100,3 +101,79 @@ def test_nan_feature_names_the_column(tmp_path: Path) -> None:
     columns = {"ht": np.array([1.0, np.nan]), "label": np.array([0, 1])}
     with pytest.raises(InputDataError, match=r"f.root: column ht \(nominal\) has 1 non-finite"):
         _check_finite(columns, ["f.root"], "nominal")
+
+
+@pytest.fixture(scope="module")
+def replica_file(tmp_path_factory: pytest.TempPathFactory, tiny_config: AnalysisConfig) -> Path:
+    """The ttH chunk of ``nano_file`` with three detector realisations per event."""
+    generator = dataclasses.replace(tiny_config.datasets["tth"].generator, replicas=3)
+    datasets = {**tiny_config.datasets,
+                "tth": dataclasses.replace(tiny_config.datasets["tth"], generator=generator)}
+    path = tmp_path_factory.mktemp("replicas") / "tth_0.root"
+    generate_chunk(dataclasses.replace(tiny_config, datasets=datasets), "tth", 0, path)
+    return path
+
+
+def _arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    with uproot.open(path) as file:
+        return file["Events"].arrays(library="np"), file["Runs"].arrays(library="np")
+
+
+def test_replicas_share_event_and_split_weight(replica_file: Path) -> None:
+    data, runs = _arrays(replica_file)
+    assert np.array_equal(data["event"], np.repeat(np.arange(1, 61), 3))  # same fold, adjacent
+    assert np.array_equal(data["detectorReplica"], np.tile([0, 1, 2], 60))
+    assert np.allclose(data["genWeight"], 1 / 3)
+    assert runs["genEventCount"][0] == 60 and runs["detectorReplicas"][0] == 3
+    assert runs["genEventSumw"][0] == pytest.approx(60.0, rel=1e-6)  # normalisation unchanged
+
+
+def test_replica_zero_is_the_event_without_replicas(replica_file: Path, nano_file: Path) -> None:
+    replicas, _ = _arrays(replica_file)
+    single, _ = _arrays(nano_file)
+    first = replicas["detectorReplica"] == 0
+    assert np.all(single["detectorReplica"] == 0)
+    for key in single:
+        if key in ("genWeight", "detectorReplica"):
+            continue
+        a, b = single[key], replicas[key][first]
+        if a.dtype == object:
+            a, b = np.concatenate(a), np.concatenate(b)
+        assert np.array_equal(a, b), key
+
+
+def test_replicas_are_independent_detector_draws(replica_file: Path) -> None:
+    data, _ = _arrays(replica_file)
+    gen = [data["GenJet_pt"][data["detectorReplica"] == k] for k in range(3)]
+    assert all(np.array_equal(np.concatenate(gen[0]), np.concatenate(g)) for g in gen[1:])
+    # the relative smearing of the generator jets reconstructed in replicas 1 and 2: uncorrelated
+    residual = []
+    for k in (1, 2):
+        chosen = data["detectorReplica"] == k
+        rows = []
+        for pt, index, gen_pt in zip(data["Jet_pt"][chosen], data["Jet_genJetIdx"][chosen],
+                                     data["GenJet_pt"][chosen]):
+            full = np.full(len(gen_pt), np.nan)
+            full[index] = pt / gen_pt[index] - 1
+            rows.append(full)
+        residual.append(np.concatenate(rows))
+    both = np.isfinite(residual[0]) & np.isfinite(residual[1])
+    assert both.sum() > 300
+    assert abs(np.corrcoef(residual[0][both], residual[1][both])[0, 1]) < 0.15
+    assert not np.array_equal(data["MET_pt"][0::3], data["MET_pt"][1::3])
+
+
+def test_replica_rerun_is_bit_identical(tmp_path: Path, tiny_config: AnalysisConfig,
+                                        replica_file: Path) -> None:
+    generator = dataclasses.replace(tiny_config.datasets["tth"].generator, replicas=3)
+    datasets = {**tiny_config.datasets,
+                "tth": dataclasses.replace(tiny_config.datasets["tth"], generator=generator)}
+    again = tmp_path / "again.root"
+    generate_chunk(dataclasses.replace(tiny_config, datasets=datasets), "tth", 0, again)
+    first, _ = _arrays(replica_file)
+    second, _ = _arrays(again)
+    for key in first:
+        a, b = first[key], second[key]
+        if a.dtype == object:
+            a, b = np.concatenate(a), np.concatenate(b)
+        assert np.array_equal(a, b), key
