@@ -25,6 +25,7 @@ from analysis.errors import ConfigError
 __all__ = [
     "CONFIG_DIR",
     "FIT_SYSTEMATICS",
+    "MAX_CHUNKS_PER_DATASET",
     "MODEL_KINDS",
     "OBJECT_SHIFTS",
     "SHIFT_SYSTEMATICS",
@@ -84,6 +85,11 @@ class GeneratorFilter:
     pt_min: float = field(default=15.0, metadata=_check(0.0, unit="GeV"))
     abs_eta_max: float = field(default=2.6, metadata=_check(0.0, exclusive=True))
     invert: bool = False  # keep the events that fail: the complement sample
+
+
+MAX_CHUNKS_PER_DATASET = 10_000
+"""Chunks of one generated dataset at most: each chunk's seed is ``(seed % 90000) * 10000 +
+chunk + 1`` (analysis.events.generate.chunk_seed), distinct per dataset below this count."""
 
 
 @dataclass(frozen=True)
@@ -567,6 +573,12 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
         if dataset.generator and dataset.generator.chunk_size > dataset.generator.n_events:
             _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
                   f"must be <= n_events ({dataset.generator.n_events})")
+        if dataset.generator and -(-dataset.generator.n_events // dataset.generator.chunk_size) \
+                > MAX_CHUNKS_PER_DATASET:
+            _fail(path, f"{key}.generator.chunk_size", dataset.generator.chunk_size,
+                  f"gives more than {MAX_CHUNKS_PER_DATASET} chunks of n_events = "
+                  f"{dataset.generator.n_events}: chunk seeds would collide with another "
+                  f"dataset's; use larger chunks")
     for name in config.features.event:
         if name not in EVENT_FEATURES:
             _fail(path, "features.event", name,

@@ -7,6 +7,7 @@ __all__ = [
     "EmptySelectionError",
     "FitError",
     "ResourceError",
+    "BatchJobError",
 ]
 
 
@@ -32,3 +33,7 @@ class FitError(DiffanaError):
 
 class ResourceError(DiffanaError):
     """An impossible resource request (GPU share, memory, CPUs)."""
+
+
+class BatchJobError(DiffanaError):
+    """A batch job failed after its retries; the message names its branches and log files."""

@@ -45,14 +45,18 @@ def temporary_name(path: str | os.PathLike[str]) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], keep_name: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write; on success rename it to ``path``, on error remove it.
 
     Args:
         path: the destination file; its directory must exist.
+        keep_name: the temporary file has the destination's own name, in a temporary folder
+            (:func:`temporary_name` of the destination) beside it: for writers that record the
+            file's name inside it (ROOT files), so that the bytes do not depend on the
+            temporary name.
 
     Yields:
-        The temporary path (:func:`temporary_name`).
+        The temporary path (:func:`temporary_name`, or ``<that folder>/<name>``).
 
     Example:
         >>> import tempfile
@@ -62,12 +66,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         ...     sorted(os.listdir(folder))
         ['a.txt']
     """
-    tmp = temporary_name(path)
+    folder = temporary_name(path).with_suffix("") if keep_name else None
+    if folder is not None:
+        folder.mkdir()
+    tmp = folder / Path(path).name if folder is not None else temporary_name(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # after a failure (after success it is already renamed)
+        if folder is not None:
+            folder.rmdir()
 
 
 def read_columns(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,6 +1,11 @@
 """Speed and memory of the foundation: generation, skim vs a plain uproot read, skim memory.
 
 Usage: python benchmarks/bench_foundation.py [--tile 100] [--repeats 3] [--config tth_bb]
+       python benchmarks/bench_foundation.py --generation-only --config tth_bb_tiny
+
+``--generation-only`` prints, per generated dataset, the CPU-seconds per generated event and the
+file size per event of the config's chunk 0 (what config/tth_bb_study.yaml's header multiplies
+out), and nothing else.
 
 Prints a Markdown table. Generation runs on one core per process (ev/s/core). The skim input is
 the first generated ttH chunk (1000 events in the demo) repeated ``--tile`` times (with distinct event numbers),
@@ -27,9 +32,9 @@ def _generate(args: tuple[str, str, int, str]) -> tuple[float, dict[str, float]]
     from analysis.events.generate import generate_chunk
 
     config_name, dataset, chunk, path = args
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     runs = generate_chunk(load_config(config_name), dataset, chunk, path)
-    return time.perf_counter() - start, runs
+    return time.perf_counter() - start, {**runs, "cpu_s": time.process_time() - cpu_start}
 
 
 def _tile(source: Path, target: Path, times: int) -> int:
@@ -108,7 +113,12 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=100, help="repeat the ttH file this often")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of the read and of the skim; the fastest counts")
+    parser.add_argument("--generation-only", action="store_true",
+                        help="only CPU-seconds and bytes per generated event, per dataset")
     args = parser.parse_args()
+    if args.generation_only:
+        _generation_costs(args.config)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         from analysis.config import load_config
@@ -146,6 +156,32 @@ def main() -> None:
     print("| measurement | value | detail |\n| --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def _generation_costs(config_name: str) -> None:
+    """Per generated dataset: chunk 0's CPU-seconds per event (Pythia's start included, as every
+    batch job pays it) and bytes per event of its NanoAOD file; the ratio of each to ttH's."""
+    from analysis.config import load_config
+    from analysis.events.generate import chunk_event_counts
+
+    config = load_config(config_name)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dataset, spec in config.datasets.items():
+            if spec.generator is None:
+                continue
+            path = Path(tmp) / f"{dataset}.root"
+            elapsed, runs = _generate((config_name, dataset, 0, str(path)))
+            n = int(runs["genEventCount"])
+            assert n == chunk_event_counts(spec)[0]
+            rows.append((dataset, n, int(runs["genFilterTried"]), runs["cpu_s"], elapsed,
+                         path.stat().st_size))
+    base = rows[0][3] / rows[0][1]
+    print("| dataset | events | tried | CPU s | wall s | CPU s / event | ratio to first "
+          "| bytes / event |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for dataset, n, tried, cpu, wall, size in rows:
+        print(f"| {dataset} | {n} | {tried} | {cpu:.2f} | {wall:.2f} | {cpu / n:.4f} | "
+              f"{cpu / n / base:.2f} | {size / n:.0f} |")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,19 @@ import luigi
 from analysis.events.generate import chunk_event_counts, chunk_seed, generate_chunk
 from analysis.io import write_json
 from tasks.base import DiffanaTask
+from tasks.batch import BatchWorkflow
 
 __all__ = ["GenerateEvents", "ExternalDataset"]
 
 
-class GenerateEvents(DiffanaTask, law.LocalWorkflow):
-    """Generated datasets of the config, chunk by chunk; reruns are bit-identical per branch."""
+class GenerateEvents(DiffanaTask, BatchWorkflow):
+    """Generated datasets of the config, chunk by chunk; reruns are bit-identical per branch.
+
+    One branch per (dataset, chunk) of the config's ``generator`` sections (``n_events`` in
+    chunks of ``chunk_size``), each with its own seed (:func:`chunk_seed`), so a chunk gives the
+    same bytes on a batch node as on this machine: 1000 chunks on 1000 slots
+    (``--workflow slurm`` or ``htcondor``) are the 1000 chunks of a local run.
+    """
 
     def create_branch_map(self) -> dict[int, tuple[str, int]]:
         branches = []
@@ -21,6 +28,10 @@ class GenerateEvents(DiffanaTask, law.LocalWorkflow):
             if dataset.generator is not None:
                 branches += [(name, chunk) for chunk in range(len(chunk_event_counts(dataset)))]
         return dict(enumerate(branches))
+
+    def branch_label(self, branch: int) -> str:
+        dataset, chunk = self.branch_map[branch]
+        return f"chunk {dataset}[{chunk}] (branch {branch})"
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         dataset, chunk = self.branch_data

@@ -1,4 +1,4 @@
-"""GpuWorkflow: the base of every GPU task, one GPU share run locally, on HTCondor or on Slurm.
+"""GpuWorkflow: the base of every GPU task, :class:`~tasks.batch.BatchWorkflow` plus a GPU share.
 
 A task that derives from ``DiffanaTask`` and :class:`GpuWorkflow` gets the share parameters
 (``--gpu-share 0.25 --gpu-memory-gb 8 --cpus 2 --memory-gb 8 --runtime-minutes 120``, defaults
@@ -25,10 +25,9 @@ computed and passed even without a GPU (where it does nothing), so it can be che
 This is how law's sandboxes intercept ``run()`` too; law's own sandbox proxy needs a ``law run``
 command line, which ``luigi.build`` does not have.
 
-Remote jobs run law's job wrapper with :file:`tasks/bootstrap.sh` (``[diffana_remote]``), which
-activates the virtual environment and sets ``DIFFANA_STORE`` (the submitting side's
-:func:`~tasks.base.store_root`), ``PYTHONPATH`` and ``LAW_CONFIG_FILE`` as they were at submission
-(a shared file system is assumed).
+Everything that is not the share (CPUs, memory, runtime, the site sections' caps, the worker
+bootstrap, the message of a job that failed after its retries) is :class:`~tasks.batch.BatchWorkflow`'s,
+which every CPU task with many branches uses as it is.
 """
 
 from __future__ import annotations
@@ -38,18 +37,16 @@ import os
 import subprocess
 import sys
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import law
 import luigi
 
+from analysis.batch import JobResources
 from analysis.errors import ConfigError, DiffanaError, ResourceError
 from analysis.gpu.device import device_memory_gb, gpu_count
 from analysis.gpu.mps import MpsDaemon, client_environment
 from analysis.gpu.share import (
     GpuShare,
-    HTCondorSite,
     htcondor_submit_lines,
     local_environment,
     luigi_gpu_slots,
@@ -57,22 +54,14 @@ from analysis.gpu.share import (
     slurm_options,
 )
 from tasks.base import store_root
+from tasks.batch import REPO_ROOT, SLURM_SECTION, BatchWorkflow, option, section
 from tasks.law_adapter import local_workflow_has_yielded
-
-law.contrib.load("htcondor", "slurm")
 
 __all__ = ["GpuWorkflow", "REPO_ROOT", "SHARE_TASK_VARIABLE"]
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-"""Root of the checkout: relative paths in law.cfg's diffana sections are relative to it."""
-
 _GPU_SECTION = "diffana_gpu"
-_REMOTE_SECTION = "diffana_remote"
-_HTCONDOR_SECTION = "htcondor_site"
-_SLURM_SECTION = "slurm_site"
-_SLURM_KNOWN = {"partition", "request_gres"}
 _OWNER_FILE = "owner"  # names the workflow that started the local MPS daemon
 _MPS_LIMITS = ("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
 # a failed task must fail the share process (luigi's default exit status is 0 for it)
@@ -83,26 +72,12 @@ SHARE_TASK_VARIABLE = "DIFFANA_SHARE_TASK"
 """Set in a share process to the id of the task it runs: that task runs its payload there."""
 
 
-def _section(name: str) -> dict[str, str]:
-    cfg = law.config.Config.instance()
-    return dict(cfg.items(name)) if cfg.has_section(name) else {}
-
-
-def _option(section: str, option: str, default: str) -> str:
-    value = _section(section).get(option, "")
-    return value if value != "" else default
-
-
-def _repo_path(path: str) -> str:
-    return path if os.path.isabs(path) else str(REPO_ROOT / path)
-
-
 def _in_remote_job() -> bool:
     # law's job wrapper (law_job.sh) exports LAW_JOB_HOME in every batch job
     return bool(os.environ.get("LAW_JOB_HOME"))
 
 
-class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.SlurmWorkflow):
+class GpuWorkflow(BatchWorkflow):
     """Workflow base of GPU tasks: a GPU share, translated for local, HTCondor and Slurm runs."""
 
     gpu_share = luigi.Parameter(default="1", significant=False, description="share of one GPU "
@@ -111,15 +86,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
     gpu_memory_gb = luigi.FloatParameter(default=0.0, significant=False, description="device "
                                          "memory per GPU in GiB; 0: the share's fraction of "
                                          "[diffana_gpu] card_memory_gb; default: 0")
-    cpus = luigi.IntParameter(default=1, significant=False, description="CPU cores; default: 1")
-    memory_gb = luigi.FloatParameter(default=4.0, significant=False,
-                                     description="host memory in GiB; default: 4")
-    runtime_minutes = luigi.IntParameter(default=60, significant=False,
-                                         description="wall-clock limit in minutes; default: 60")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.share  # an impossible request fails here, before anything runs or is submitted
+    exclude_params_req = {"gpu_share", "gpu_memory_gb"}
 
     def __getattribute__(self, name: str, *args: Any, **kwargs: Any) -> Any:
         # a branch's run() is its share process (module docstring), unless this process is it;
@@ -133,7 +100,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
         """The validated share; ResourceError names the value and the limit."""
         # the site's card from law.cfg (a submit node may have none); a local run on a GPU
         # checks the request against the card it will really run on
-        card = float(_option(_GPU_SECTION, "card_memory_gb", "80"))
+        card = float(option(_GPU_SECTION, "card_memory_gb", "80"))
         if self.workflow == "local" and gpu_count() > 0:
             card = device_memory_gb() or card
         return GpuShare.parse(self.gpu_share, memory_gb=self.gpu_memory_gb or None,
@@ -141,13 +108,15 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
                               runtime_minutes=self.runtime_minutes, card_memory_gb=card)
 
     @property
+    def job_resources(self) -> JobResources:  # type: ignore[override]
+        """The share's CPUs, host memory and runtime."""
+        return self.share.resources
+
+    @property
     def data_parallel_size(self) -> int:
         """Processes for data-parallel training: one per whole GPU of the share (n >= 2 means
         :func:`~analysis.training.distributed.train_network_data_parallel`), 1 otherwise."""
         return 1 if self.share.is_fractional else self.share.n_gpus
-
-    def _store_dir(self, *parts: str) -> str:
-        return os.path.abspath(self.target(*parts).path)
 
     # -- local -------------------------------------------------------------------------------
 
@@ -162,7 +131,7 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
             log.warning("%s: no [luigi_resources] gpu in law.cfg: GPU shares are not packed",
                         self.task_family)
             return {}
-        slots = luigi_gpu_slots(self.share, int(_option(_GPU_SECTION, "slots_per_gpu", "100")))
+        slots = luigi_gpu_slots(self.share, int(option(_GPU_SECTION, "slots_per_gpu", "100")))
         if slots > total:
             raise ResourceError(f"{self.task_family}: GPU share {self.share.spec!r} needs {slots} "
                                 f"units of the luigi resource gpu, the machine has {total} "
@@ -255,62 +224,21 @@ class GpuWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.Sl
                                f"GPU share {self.share.spec}) {outcome}; its error is printed "
                                f"above")
 
-    # -- remote: shared by HTCondor and Slurm -------------------------------------------------
+    # -- remote: the share's lines on top of the resources' ----------------------------------
 
-    def _bootstrap_file(self) -> law.JobInputFile:
-        path = _repo_path(_option(_REMOTE_SECTION, "bootstrap_file", "tasks/bootstrap.sh"))
-        return law.JobInputFile(path, share=True, render_job=True)
+    def htcondor_submit_lines(self) -> dict[str, str]:
+        """The share's submit lines (``request_gpus`` ...), the resources' and the site's."""
+        return htcondor_submit_lines(self.share, self.htcondor_site())
 
-    def _with_worker_setup(self, config: Any) -> Any:
-        """The job config with what the bootstrap script needs on the worker (the checkout,
-        store, venv and law.cfg) and the job's stdout/stderr beside its submission data."""
-        law_cfg = os.environ.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")
-        config.render_variables.update({
-            "diffana_base": str(REPO_ROOT), "diffana_store": store_root(),
-            "diffana_venv": _repo_path(_option(_REMOTE_SECTION, "venv", ".venv")),
-            "diffana_law_config": os.path.abspath(law_cfg)})
-        config.stdout, config.stderr = "stdout.txt", "stderr.txt"
-        return config
-
-    # -- HTCondor ------------------------------------------------------------------------------
-
-    def htcondor_output_directory(self) -> law.LocalDirectoryTarget:
-        return law.LocalDirectoryTarget(self._store_dir("jobs", "htcondor"))
-
-    def htcondor_bootstrap_file(self) -> law.JobInputFile:
-        return self._bootstrap_file()
-
-    def htcondor_job_config(self, config: Any, job_num: Any, branches: Any) -> Any:
-        section = _section(_HTCONDOR_SECTION)
-        config.universe = section.pop("universe", "") or config.universe  # law writes it itself
-        site = HTCondorSite.from_section(section, _HTCONDOR_SECTION)
-        config.custom_content.extend(htcondor_submit_lines(self.share, site).items())
-        return self._with_worker_setup(config)
-
-    # -- Slurm ---------------------------------------------------------------------------------
-
-    def slurm_output_directory(self) -> law.LocalDirectoryTarget:
-        return law.LocalDirectoryTarget(self._store_dir("jobs", "slurm"))
-
-    def slurm_bootstrap_file(self) -> law.JobInputFile:
-        return self._bootstrap_file()
-
-    def slurm_job_config(self, config: Any, job_num: Any, branches: Any) -> Any:
-        section = _section(_SLURM_SECTION)
-        if section.get("partition") and not config.partition:
-            config.partition = section["partition"]
-        gres = section.get("request_gres", "true").lower()
+    def slurm_options(self) -> list[str]:
+        """The share's ``sbatch`` options: ``--gres`` only where ``[slurm_site] request_gres``
+        is true (a cluster without GPU gres: the rest of the share still applies)."""
+        gres = section(SLURM_SECTION).get("request_gres", "true").lower()
         if gres not in ("true", "false"):
-            raise ConfigError(f"law.cfg [{_SLURM_SECTION}] request_gres = {gres!r}: must be "
+            raise ConfigError(f"law.cfg [{SLURM_SECTION}] request_gres = {gres!r}: must be "
                               f"true or false")
-        for option in slurm_options(self.share):
-            key, _, value = option[2:].partition("=")
-            if key == "gres" and gres == "false":
-                continue  # a CPU-only cluster (the tests): the rest of the share still applies
-            config.custom_content.append((key, value))
-        config.custom_content.extend((k, v) for k, v in section.items()
-                                     if k not in _SLURM_KNOWN and v != "")
-        return self._with_worker_setup(config)
+        return [item for item in slurm_options(self.share)
+                if not (item.startswith("--gres") and gres == "false")]
 
 
 @GpuWorkflow.event_handler(luigi.Event.SUCCESS)

@@ -25,6 +25,7 @@ from analysis.plotting.inference import (
 from analysis.training.network import load_network, score_tables
 from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
+from tasks.batch import BatchWorkflow
 from tasks.cuts import SelectionMixin
 from tasks.train import TrainModel
 
@@ -178,14 +179,24 @@ class BuildWorkspace(ModelTask):
                           self.provenance(config.inference.pseudo_data_seed))
 
 
-class Fit(ModelTask):
+class Fit(ModelTask, BatchWorkflow):
     """Asimov and pseudo-data fits of the workspace (the torch fitter): mu-hat, significance,
     CLs limits, a scan, pulls, the free normalisations, ranked impacts and the pre- and post-fit
     yields per category (``results.json``; ``scan``, ``pulls``, ``impacts``, ``postfit`` as
     PNG + PDF).
+
+    A batch workflow of one branch (this model and strategy): ``--workflow slurm`` or
+    ``htcondor`` runs the fit as a job with law.cfg's ``[luigi_Fit]`` resources; Report requires
+    the branch itself.
     """
 
     config_dependencies = INFERENCE_SECTIONS
+
+    def create_branch_map(self) -> dict[int, tuple[str, str]]:
+        return {0: (self.model, self.strategy)}
+
+    def workflow_requires(self) -> dict[str, law.Task]:
+        return {**super().workflow_requires(), "workspace": BuildWorkspace.req(self)}
 
     def requires(self) -> BuildWorkspace:
         return BuildWorkspace.req(self)

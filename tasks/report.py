@@ -91,7 +91,7 @@ class Report(DiffanaTask):
         for cuts, model, strategy in self._combinations():
             params = {"learned_cuts": cuts, "model": model, "strategy": strategy}
             key = network_key(cuts, model, strategy)
-            reqs[key] = {"fit": Fit.req(self, **params), "evaluate": Evaluate.req(self, **params),
+            reqs[key] = {"fit": Fit.req(self, branch=0, **params), "evaluate": Evaluate.req(self, **params),
                          "histograms": CreateHistograms.req(self, **params),
                          "workspace": BuildWorkspace.req(self, **params)}
             if cuts == self._variants()[0]:

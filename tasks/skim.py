@@ -11,13 +11,20 @@ from analysis.config import OBJECT_SHIFTS
 from analysis.io import write_json, write_parquet
 from analysis.skim.processor import run_skim
 from tasks.base import SKIM_SECTIONS, DiffanaTask
+from tasks.batch import BatchWorkflow
 from tasks.generate import ExternalDataset, GenerateEvents
 
 __all__ = ["Skim"]
 
 
-class Skim(DiffanaTask, law.LocalWorkflow):
-    """Selected events with features and systematic variations, one branch per dataset."""
+class Skim(DiffanaTask, BatchWorkflow):
+    """Selected events with features and systematic variations, one branch per dataset.
+
+    ``--workflow slurm`` (or ``htcondor``) sends each dataset to a batch job, after the events it
+    needs (GenerateEvents runs with the same ``--workflow``); with law.cfg's
+    ``[diffana] dask_scheduler`` set, each branch runs its chunks on that Dask cluster instead of
+    in its own process.
+    """
 
     config_dependencies = SKIM_SECTIONS
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from analysis.config import AnalysisConfig, Dataset
+from analysis.config import MAX_CHUNKS_PER_DATASET, AnalysisConfig, Dataset
 from analysis.errors import ConfigError
 from analysis.events.nanoaod import build_nanoaod, write_nanoaod
 from analysis.events.pythia import generate_hadron_level
@@ -17,7 +17,7 @@ from analysis.events.pythia import generate_hadron_level
 __all__ = ["chunk_event_counts", "chunk_seed", "detector_rngs", "generate_chunk"]
 
 log = logging.getLogger(__name__)
-_SEED_STRIDE = 10_000  # chunks per dataset seed; seeds stay below Pythia's 9e8
+_SEED_STRIDE = MAX_CHUNKS_PER_DATASET  # chunks per dataset seed; seeds stay below Pythia's 9e8
 
 
 def chunk_event_counts(dataset: Dataset) -> list[int]:

@@ -11,9 +11,12 @@ pdgId, cutBased, pfRelIso03_all), ``MET_pt``, ``MET_phi``. The ``Runs`` tree car
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import types
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import awkward as ak
@@ -26,7 +29,7 @@ from analysis.events import truth
 from analysis.events.pythia import HadronLevelEvents
 from analysis.io import atomic_path
 
-__all__ = ["COLLECTIONS", "build_nanoaod", "read_nanoaod", "write_nanoaod"]
+__all__ = ["COLLECTIONS", "ROOT_TIMESTAMP", "build_nanoaod", "read_nanoaod", "write_nanoaod"]
 
 MUON_MASS = 0.10566  # GeV
 ELECTRON_MASS = 0.000511  # GeV
@@ -37,6 +40,12 @@ MUON_SCALE_RESOLUTION = 0.01
 ELECTRON_SCALE_RESOLUTION = 0.02
 ELECTRON_ID_TIGHT, ELECTRON_ID_VETO = 4, 1  # NanoAOD cutBased levels
 COLLECTIONS = ("Jet", "GenJet", "Muon", "Electron")
+ROOT_TIMESTAMP = datetime.datetime(1995, 1, 1)
+"""The creation and modification time written into every generated ROOT file (TDatime's origin,
+which nobody takes for a real time): a chunk's bytes depend only on its events."""
+# the uproot modules that stamp keys, directories and baskets with datetime.datetime.now()
+_UPROOT_CLOCK_MODULES = ("uproot.writing._cascade", "uproot.writing._cascadetree",
+                         "uproot.writing._cascadentuple", "uproot.writing.writable")
 
 
 def _flavour(n_b: ak.Array, n_c: ak.Array) -> ak.Array:
@@ -242,8 +251,9 @@ def write_nanoaod(path: str | os.PathLike[str], branches: dict[str, object],
                   runs: dict[str, float | int]) -> None:
     """Write an ``Events`` and a ``Runs`` tree atomically (temporary file, then rename).
 
-    The ROOT file's UUID is derived from the event content, so the same events give the same
-    bytes apart from ROOT's own modification times.
+    The ROOT file's UUID is derived from the event content, its name inside is its final name
+    and its time stamps are :data:`ROOT_TIMESTAMP`, so the same events give the same bytes
+    wherever and whenever they are written (a chunk on a batch node, the same chunk locally).
 
     Args:
         path: destination ``.root`` file.
@@ -254,10 +264,31 @@ def write_nanoaod(path: str | os.PathLike[str], branches: dict[str, object],
 
     path = Path(path)
     digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}:{runs}")
-    with atomic_path(path) as tmp, uproot.recreate(tmp, uuid_function=lambda: digest) as file:
+    # the file records its own name: written under its final name in a temporary folder
+    with atomic_path(path, keep_name=True) as tmp, _fixed_root_clock(), \
+            uproot.recreate(tmp, uuid_function=lambda: digest) as file:
         file.mktree("Events", branches, counter_name=lambda name: f"n{name}",
                     field_name=lambda outer, inner: f"{outer}_{inner}" if outer else inner)
         file["Runs"] = {key: np.array([value]) for key, value in {"run": 1, **runs}.items()}
+
+
+@contextlib.contextmanager
+def _fixed_root_clock() -> Iterator[None]:
+    """uproot stamps what it writes with ``datetime.datetime.now()`` and takes no time argument:
+    for the duration of one write, its writing modules see a clock stopped at
+    :data:`ROOT_TIMESTAMP` (restored afterwards; the write runs in one thread)."""
+    import importlib
+
+    stopped = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda: ROOT_TIMESTAMP))
+    modules = [importlib.import_module(name) for name in _UPROOT_CLOCK_MODULES]
+    originals = [module.datetime for module in modules]
+    try:
+        for module in modules:
+            module.datetime = stopped
+        yield
+    finally:
+        for module, original in zip(modules, originals):
+            module.datetime = original
 
 
 def read_nanoaod(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, np.ndarray]]:

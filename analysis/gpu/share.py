@@ -29,16 +29,24 @@ percentage and Slurm's ``mps`` count are ``round(100 * f)`` (Slurm's ``gres.conf
 Errors: an impossible request (``f <= 0``, ``f > 1`` that is not a whole number, a fraction that
 rounds to 0 %, memory beyond the card, non-positive CPUs, memory or runtime) raises
 :class:`~analysis.errors.ResourceError` naming the value and the limit; a site section whose extra
-lines collide with generated ones raises :class:`~analysis.errors.ConfigError`.
+lines collide with generated ones raises :class:`~analysis.errors.ConfigError`. The CPUs, host
+memory and runtime translate as every batch job's do (:mod:`analysis.batch`, whose
+:class:`~analysis.batch.HTCondorSite` is re-exported here).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.errors import ConfigError, ResourceError
+from analysis.batch import (
+    HTCondorSite,
+    JobResources,
+    htcondor_resource_lines,
+    slurm_resource_options,
+)
+from analysis.errors import ResourceError
 
 __all__ = [
     "MIN_FRACTION",
@@ -55,9 +63,7 @@ MIN_FRACTION = 0.01
 """Smallest share of one GPU: one percent of its threads (MPS and Slurm count whole percents)."""
 
 _MB_PER_GB = 1024
-_SECONDS_PER_MINUTE = 60
 _PERCENT = 100
-_RUNTIME_UNITS = ("s", "min")
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,11 @@ class GpuShare:
                    host_memory_gb=float(host_memory_gb), runtime_minutes=runtime_minutes)
 
     @property
+    def resources(self) -> JobResources:
+        """The job's CPUs, host memory and runtime, as every batch job asks for them."""
+        return JobResources(self.cpus, self.host_memory_gb, self.runtime_minutes)
+
+    @property
     def is_fractional(self) -> bool:
         """True for a share of less than one GPU, the case that needs MPS."""
         return self.fraction is not None and self.fraction < 1
@@ -182,59 +193,6 @@ class GpuShare:
     def spec(self) -> str:
         """The share as :meth:`parse` reads it: ``"0.25"`` or ``"2"``."""
         return f"{self.fraction:g}" if self.is_fractional else str(self.n_gpus)
-
-
-@dataclass(frozen=True)
-class HTCondorSite:
-    """Site specifics of an HTCondor pool, filled by the caller from a ``law.cfg`` section.
-
-    Attributes:
-        accounting_group: ``accounting_group`` submit command, or ``None`` to leave it out.
-        requirements: a ClassAd ``requirements`` expression, or ``None``.
-        runtime_attribute: job attribute that carries the runtime, e.g. ``+MaxRuntime``
-            (seconds, CERN) or ``+RequestWalltime``.
-        runtime_unit: ``"s"`` or ``"min"``, the unit that attribute expects.
-        share_attribute: job attribute that names the share, e.g. ``+DiffanaGpuShare``.
-        extra_lines: further ``(command, value)`` submit lines, in order.
-    """
-
-    accounting_group: str | None = None
-    requirements: str | None = None
-    runtime_attribute: str = "+MaxRuntime"
-    runtime_unit: str = "s"
-    share_attribute: str = "+DiffanaGpuShare"
-    extra_lines: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.runtime_unit not in _RUNTIME_UNITS:
-            raise ConfigError(f"HTCondor site runtime_unit = {self.runtime_unit!r}: must be one "
-                              f"of {_RUNTIME_UNITS}")
-
-    @classmethod
-    def from_section(cls, section: Mapping[str, str],
-                     name: str = "htcondor_site") -> HTCondorSite:
-        """Build from the options of a config section (e.g. ``law.cfg``'s ``[htcondor_site]``).
-
-        Known keys fill the attributes; every other key becomes an extra submit line, so a site
-        adds e.g. ``+SingularityImage`` without code. Empty values mean "leave out".
-
-        Raises:
-            ConfigError: on a bad ``runtime_unit``, naming the section.
-
-        Example:
-            >>> section = {"accounting_group": "cms.higgs", "universe": "vanilla"}
-            >>> site = HTCondorSite.from_section(section)
-            >>> site.accounting_group, site.extra_lines
-            ('cms.higgs', (('universe', 'vanilla'),))
-        """
-        known = {"accounting_group", "requirements", "runtime_attribute", "runtime_unit",
-                 "share_attribute"}
-        values = {k: v for k, v in section.items() if k in known and v != ""}
-        extra = tuple((k, v) for k, v in section.items() if k not in known and v != "")
-        try:
-            return cls(**values, extra_lines=extra)
-        except ConfigError as err:
-            raise ConfigError(f"[{name}]: {err}") from err
 
 
 def mps_environment(share: GpuShare) -> dict[str, str]:
@@ -268,28 +226,15 @@ def htcondor_submit_lines(share: GpuShare, site: HTCondorSite | None = None) -> 
         ('1', '40960', '0.5')
     """
     site = site or HTCondorSite()
-    runtime = share.runtime_minutes * (_SECONDS_PER_MINUTE if site.runtime_unit == "s" else 1)
     lines = {
         "request_gpus": str(share.n_gpus),
         "gpus_minimum_memory": str(math.ceil(share.memory_gb * _MB_PER_GB)),
-        "request_cpus": str(share.cpus),
-        "request_memory": str(math.ceil(share.host_memory_gb * _MB_PER_GB)),
-        site.runtime_attribute: str(runtime),
         site.share_attribute: share.spec,
     }
     env = mps_environment(share)
     if env:
         lines["environment"] = '"' + " ".join(f"{k}={v}" for k, v in env.items()) + '"'
-    if site.accounting_group:
-        lines["accounting_group"] = site.accounting_group
-    if site.requirements:
-        lines["requirements"] = site.requirements
-    for command, value in site.extra_lines:
-        if command.lower() in {k.lower() for k in lines}:
-            raise ConfigError(f"HTCondor site extra line {command!r}: would replace the "
-                              f"generated {command!r}; set it through the share or the site field")
-        lines[command] = value
-    return lines
+    return htcondor_resource_lines(share.resources, site, generated=lines)
 
 
 def slurm_options(share: GpuShare) -> list[str]:
@@ -307,10 +252,7 @@ def slurm_options(share: GpuShare) -> list[str]:
                 f"{mps_environment(share)['CUDA_MPS_PINNED_DEVICE_MEM_LIMIT']}"]
     else:
         gres = [f"--gres=gpu:{share.n_gpus}"]
-    hours, minutes = divmod(share.runtime_minutes, _SECONDS_PER_MINUTE)
-    return gres + [f"--cpus-per-task={share.cpus}",
-                   f"--mem={math.ceil(share.host_memory_gb * _MB_PER_GB)}M",
-                   f"--time={hours:02d}:{minutes:02d}:00"]
+    return gres + slurm_resource_options(share.resources)
 
 
 def local_environment(share: GpuShare, device_ids: Sequence[int] | None = None) -> dict[str, str]:

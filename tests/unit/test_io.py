@@ -27,6 +27,18 @@ def test_a_failed_rewrite_keeps_the_previous_complete_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
 
 
+def test_keep_name_writes_under_the_final_name_and_cleans_up(tmp_path):
+    with atomic_path(tmp_path / "events_0.root", keep_name=True) as tmp:
+        assert tmp.name == "events_0.root" and tmp.parent.parent == tmp_path
+        tmp.write_bytes(b"root")
+    assert [p.name for p in tmp_path.iterdir()] == ["events_0.root"]
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "events_1.root", keep_name=True) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError
+    assert [p.name for p in tmp_path.iterdir()] == ["events_0.root"]
+
+
 def test_temporary_keeps_the_suffix_and_is_unique(tmp_path):
     seen = []
     for _ in range(2):

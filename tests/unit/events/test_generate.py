@@ -46,8 +46,15 @@ def test_nanoaod_naming_and_content(nano_file: Path) -> None:
 
 
 def test_rerun_is_bit_identical(tmp_path: Path, tiny_config: AnalysisConfig, nano_file: Path) -> None:
-    again = tmp_path / "again.root"
+    import datetime
+
+    import uproot.writing._cascade as cascade
+
+    again = tmp_path / nano_file.name  # another folder, another time: the same bytes
     generate_chunk(tiny_config, "tth", 0, again)
+    assert again.read_bytes() == nano_file.read_bytes()
+    assert cascade.datetime is datetime  # uproot's clock runs again after the write
+    assert [p.name for p in tmp_path.iterdir()] == [nano_file.name]  # no temporary left
     with uproot.open(nano_file) as first, uproot.open(again) as second:
         for tree in ("Events", "Runs"):
             a = first[tree].arrays(library="np")
