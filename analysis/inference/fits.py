@@ -52,6 +52,9 @@ __all__ = ["ENGINES", "FitResults", "PyhfEngine", "TorchEngine", "asimov_sigma_m
 log = logging.getLogger(__name__)
 
 ENGINES = ("torch", "pyhf", "pyhf_strict")
+# unconverged torch fits (each one through Newton, L-BFGS-B and a polish) after which a
+# workspace is treated as degenerate and fitted with pyhf + MINUIT instead
+_MAX_UNCONVERGED = 3
 _CLS_LEVEL = 0.05
 _EXPECTED_SIGMAS = (2, 1, 0, -1, -2)  # pyhf's order of the expected set
 
@@ -157,6 +160,11 @@ def restored_pyhf_backend() -> Iterator[None]:
         pyhf.set_backend(tensorlib, optimizer)
 
 
+class _Degenerate(Exception):
+    """The torch engine's best fit did not converge: the model is degenerate (far more
+    parameters than bins); its fits go to pyhf + MINUIT, whose looser criteria stop sooner."""
+
+
 class _DropRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return False
@@ -223,6 +231,7 @@ class TorchEngine:
         self.observed = lik.observed
         self._free_fits: dict[Any, FitResult] = {}
         self._hessians: dict[bytes, np.ndarray] = {}
+        self.unconverged = 0
 
     def fit(self, data: np.ndarray, *, fixed: np.ndarray | None = None,
             init: np.ndarray | None = None, bounds: np.ndarray | None = None,
@@ -236,6 +245,10 @@ class TorchEngine:
                           uncertainties=uncertainties, hessian=self._hessians.get(key))
         if key not in self._hessians and result.hessian is not None:
             self._hessians[key] = result.hessian
+        if not result.converged:
+            self.unconverged += 1
+            if self.unconverged > _MAX_UNCONVERGED:
+                raise _Degenerate()
         return result
 
     def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
@@ -457,7 +470,7 @@ def _profile_sigma(engine: TorchEngine | PyhfEngine, data: np.ndarray, best: Fit
                 break
             width *= 2.0
         ends.append(brentq(lambda mu: rise(mu) - 1.0, *sorted((mu_hat, edge)),
-                           xtol=1e-6 * step, rtol=1e-8))
+                           xtol=1e-6 * step, rtol=1e-8, maxiter=60, disp=False))
     return 0.5 * (ends[0] - ends[1])
 
 
@@ -531,8 +544,15 @@ def asimov_sigma_mu(spec: Mapping[str, Any], engine: str = "torch") -> float:
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
         fitter = _engine(spec, engine)
         pars, asimov = _asimov(fitter, 1.0)
-        best = _best_fit(fitter, asimov, pars)
-        return _profile_sigma(fitter, asimov, best, float(best.uncertainties[fitter.poi]))
+        try:
+            best = _best_fit(fitter, asimov, pars)
+            if not best.converged:
+                raise _Degenerate()
+            return _profile_sigma(fitter, asimov, best, float(best.uncertainties[fitter.poi]))
+        except _Degenerate:
+            log.warning("asimov_sigma_mu: degenerate model (torch fits that do not converge): "
+                        "pyhf + MINUIT instead")
+            return asimov_sigma_mu(spec, "pyhf")
 
 
 def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: float = 3.0,
@@ -561,8 +581,15 @@ def fit_workspace(spec: Mapping[str, Any], *, scan_points: int = 21, scan_max: f
     # those points give NaN, which the limit search and the report handle
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
         fitter = _engine(spec, engine)
-        results = _fit_workspace(fitter, impact_parameters(spec), scan_points, scan_max,
-                                 limit_max, progress)
+        try:
+            results = _fit_workspace(fitter, impact_parameters(spec), scan_points, scan_max,
+                                     limit_max, progress)
+        except _Degenerate:
+            log.warning("fit_workspace: degenerate model (torch fits that do not converge): "
+                        "every fit with pyhf + MINUIT instead")
+            fitter = _engine(spec, "pyhf")
+            results = _fit_workspace(fitter, impact_parameters(spec), scan_points, scan_max,
+                                     limit_max, progress)
         likelihood = (fitter.likelihood if isinstance(fitter, TorchEngine)
                       else WorkspaceLikelihood(spec))
         prefit = likelihood.expected_by_sample(likelihood.init)
@@ -593,6 +620,8 @@ def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
     stat_fixed[poi] = False
     stat = fitter.fit(asimov, fixed=stat_fixed, init=asimov_pars, uncertainties=True)
     best_obs = _best_fit(fitter, observed)
+    if not (best_asimov.converged and best_obs.converged and stat.converged):
+        raise _Degenerate()
     step()
     # on Asimov data the minimum is at the generating parameters exactly; the smaller value is
     # kept, so that a minimisation stopping early cannot invent a significance

@@ -411,6 +411,17 @@ def _channel(name: str, hists: Mapping[str, Mapping[str, tuple[torch.Tensor, tor
         modifiers.append(Modifier.staterror(f"staterror_{name}",
                                             torch.sqrt(variances.clamp_min(_MIN_VARIANCE))))
         samples.append(Sample(process, data, tuple(modifiers)))
+    if all(s.name == spec.signal for s in samples) and backgrounds:
+        # a channel of signal events alone (tiny samples): without a background the
+        # background-only hypothesis has zero expected events where events are observed
+        # (-log L infinite at mu = 0); each background stays at a floor of 1e-6 of the
+        # channel's events, with its normalisation modifiers
+        total_events = sum(s.nominal.detach() for s in samples)
+        log.warning("build_model: channel %s has no background events: each background kept "
+                    "at a floor of %g of its events", name, FLOOR)
+        for process in backgrounds:
+            samples.append(Sample(process, FLOOR * total_events,
+                                  tuple(_normalisation(process, spec))))
     return Channel(name, tuple(samples)), np.append(edges[:-1][keep_np], edges[-1]).tolist()
 
 

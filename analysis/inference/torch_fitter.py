@@ -410,7 +410,7 @@ def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float]
              init: np.ndarray | None = None, bounds: np.ndarray | None = None,
              fixed: np.ndarray | None = None, uncertainties: bool = False,
              hessian: np.ndarray | None = None, tolerance: float = 1e-10,
-             max_iterations: int = 100, max_newton: int = 30) -> FitResult:
+             max_iterations: int = 40, max_newton: int = 20) -> FitResult:
     """Minimise ``-2 log L`` over the free parameters with bounded (quasi-)Newton steps.
 
     Each iteration solves ``H d = -g`` on the free parameters that are not held at a bound
@@ -439,7 +439,7 @@ def minimize(likelihood: WorkspaceLikelihood, data: np.ndarray | Sequence[float]
         hessian: ``(n_parameters, n_parameters)`` start matrix of quasi-Newton steps.
         tolerance: convergence threshold on the predicted decrease of ``-2 log L``.
         max_iterations: at most this many quasi-Newton steps.
-        max_newton: Newton steps before L-BFGS-B takes over (then up to 20 more to polish).
+        max_newton: Newton steps before L-BFGS-B takes over (then up to 10 more to polish).
 
     Returns:
         :class:`FitResult`.
@@ -550,7 +550,7 @@ def _quasi_newton(value_grad: Any, x: np.ndarray, matrix: np.ndarray, free: np.n
     return x, False, max_iterations
 
 
-_POLISH_ITERATIONS = 20
+_POLISH_ITERATIONS = 10
 
 
 def _lbfgsb(value_grad: Any, x: np.ndarray, free: np.ndarray, low: np.ndarray,
@@ -572,7 +572,7 @@ def _lbfgsb(value_grad: Any, x: np.ndarray, free: np.ndarray, low: np.ndarray,
     start = x[index] / scale
     result = scipy_minimize(scaled, start, jac=True, method="L-BFGS-B",
                             bounds=list(zip(low[index] / scale, high[index] / scale)),
-                            options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-9,
+                            options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-9,
                                      "maxcor": 30})
     out = x.copy()
     if np.isfinite(result.fun) and result.fun <= value_grad(x)[0] + noise:

@@ -46,14 +46,15 @@ def poi_bounds(signal: np.ndarray, background: np.ndarray, upper: float = 50.0
         upper: the upper bound of ``mu``.
 
     Returns:
-        ``(lower, upper)`` with ``lower = -min(upper, max(5, 0.5 min_i background_i /
-        signal_i))``: at least -5, the range before this function existed.
+        ``(lower, upper)`` with ``lower = -min(upper, 0.5 min_i background_i / signal_i)``:
+        every bin keeps at least half its background (a floor of -5 made bins of signal alone
+        negative, and -log L undefined).
     """
     signal = np.asarray(signal, dtype=np.float64)
     background = np.asarray(background, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(signal > 0, background / signal, np.inf)
-    return -float(min(upper, max(5.0, 0.5 * float(np.min(ratio))))), float(upper)
+    return -float(min(upper, 0.5 * float(np.min(ratio)))), float(upper)
 
 
 def _spec(histograms: Mapping[str, Any], config: AnalysisConfig, overrides: dict[str, Any]

@@ -18,7 +18,7 @@ import numpy as np
 from analysis.config import AnalysisConfig
 from analysis.inference.histograms import VARIATIONS
 
-__all__ = ["demo_like_histograms"]
+__all__ = ["demo_like_categories", "demo_like_histograms"]
 
 
 def demo_like_histograms(config: AnalysisConfig, n_bins: int = 10, seed: int = 0,
@@ -64,3 +64,42 @@ def demo_like_histograms(config: AnalysisConfig, n_bins: int = 10, seed: int = 0
             hists[variation] = {"values": varied.tolist(), "variances": variances.tolist()}
         out["processes"][name] = hists
     return out
+
+
+def demo_like_categories(config: AnalysisConfig, n_bins: int | None = None, seed: int = 0,
+                         relative_mc_stat: float = 0.15) -> dict[str, Any]:
+    """:func:`demo_like_histograms` for every channel of ``config``'s statistical model.
+
+    Each category (``cat_<node>``, :func:`~analysis.inference.model.model_spec`) gets its own
+    random shapes, on the channel's score range, with the processes of its node enriched: the
+    signal and the processes trained to the category's node 3 times, the rest a third. The
+    result is what CreateHistograms writes for a categorised model, so ``build_workspace`` makes
+    the configured channels and free normalisations of it.
+
+    Args:
+        config: the analysis, with or without ``inference.categories``.
+        n_bins: bins per channel; default ``config.inference.n_bins``.
+        seed: seed of the shapes (each channel adds its index to it).
+        relative_mc_stat: as :func:`demo_like_histograms`.
+
+    Returns:
+        ``{"channels": {channel: histogram_dict}}`` in expected events.
+    """
+    from analysis.inference.model import model_spec
+
+    spec = model_spec(config)
+    n_bins = n_bins or spec.n_bins
+    channels = {}
+    for k, category in enumerate(spec.categories):
+        histograms = demo_like_histograms(config, n_bins, seed + k,
+                                          relative_mc_stat=relative_mc_stat)
+        histograms["edges"] = np.linspace(*spec.score_range, n_bins + 1).tolist()
+        for process, variations in histograms["processes"].items():
+            enriched = (spec.process_class[process] == category.node_name
+                        if category.selects else True)
+            scale = 3.0 if enriched else 1.0 / 3.0
+            for h in variations.values():
+                h["values"] = [scale * v for v in h["values"]]
+                h["variances"] = [scale**2 * v for v in h["variances"]]
+        channels[category.name] = histograms
+    return {"channels": channels}

@@ -24,6 +24,15 @@ SHIFTS = ("jes", "jer")
 WEIGHTS = ("btag", "isr", "fsr")
 
 
+@pytest.fixture
+def tiny_config(tiny_config: AnalysisConfig) -> AnalysisConfig:
+    """The tiny config with the demo's statistical model: a category per network output
+    (empty ones dropped: tiny samples) and tt+bb floating freely."""
+    return dataclasses.replace(tiny_config, inference=dataclasses.replace(
+        tiny_config.inference, categories=Categories(temperature=0.5, drop_empty=True),
+        free_normalisations=("tt_bb",)))
+
+
 def _inference(config: AnalysisConfig, **changes: object) -> AnalysisConfig:
     return dataclasses.replace(config, inference=dataclasses.replace(config.inference, **changes))
 
