@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from analysis.errors import FitError, InputDataError
+from analysis.relax.likelihood import _CODE4_A_INVERSE
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,7 @@ __all__ = ["SUPPORTED_MODIFIERS", "FitResult", "WorkspaceLikelihood", "minimize"
 
 SUPPORTED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "lumi")
 _DTYPE = torch.float64
-# pyhf code 4 (alpha0 = 1): the inverse of the 6x6 system matching value, slope and curvature
-# of the exponential extrapolation at alpha = +-1 (pyhf.interpolators.code4)
-_CODE4_A_INVERSE = (
-    (15 / 16, -15 / 16, -7 / 16, -7 / 16, 1 / 16, -1 / 16),
-    (3 / 2, 3 / 2, -9 / 16, 9 / 16, 1 / 16, 1 / 16),
-    (-5 / 8, 5 / 8, 5 / 8, 5 / 8, -1 / 8, 1 / 8),
-    (-3 / 2, -3 / 2, 7 / 8, -7 / 8, -1 / 8, -1 / 8),
-    (3 / 16, -3 / 16, -3 / 16, -3 / 16, 1 / 16, -1 / 16),
-    (1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16),
-)
+# pyhf code 4's polynomial coefficients: the one matrix of analysis.relax.likelihood
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
