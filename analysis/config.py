@@ -367,6 +367,8 @@ class InferenceSettings:
     limit_max: float = field(default=10.0, metadata=_check(0.0, exclusive=True))  # of mu
     # upper end of mu in the fits; the lower end is set by the bins' positivity (poi_bounds)
     poi_max: float = field(default=50.0, metadata=_check(1.0, exclusive=True))
+    # the Fit task's engine: "torch" (the torch fitter) or "pyhf" (pyhf + MINUIT, the reference)
+    fit_engine: str = "torch"
     # merge score bins until the background's relative MC stat. uncertainty is below this
     max_background_mc_stat: float | None = field(default=None,
                                                   metadata=_check(0.0, exclusive=True))
@@ -631,8 +633,12 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
 
 
 def _check_model(config: AnalysisConfig, path: str) -> None:
-    """The statistical model's keys: b-tag thresholds, free normalisations of backgrounds."""
+    """The statistical model's keys: b-tag thresholds, free normalisations of backgrounds,
+    the fit engine."""
     inference = config.inference
+    if inference.fit_engine not in ("torch", "pyhf"):
+        _fail(path, "inference.fit_engine", inference.fit_engine, "must be 'torch' (the torch "
+              "fitter) or 'pyhf' (pyhf + MINUIT)")
     if inference.categories is not None:
         split = list(inference.categories.btag_split)
         if split != sorted(set(split)) or (split and split[0] < 1):

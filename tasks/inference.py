@@ -212,7 +212,7 @@ class Fit(ModelTask, BatchWorkflow):
         spec = read_json(self.input()["workspace"].abspath)
         results = fit_network(spec, read_json(self.input()["folds"].abspath)["workspaces"],
                               scan_points=settings.scan_points, scan_max=settings.scan_max,
-                              limit_max=settings.limit_max,
+                              limit_max=settings.limit_max, engine=settings.fit_engine,
                               progress=self.progress(fit_steps(spec), "Fit", "fit"))
         outputs = self.output()
         outputs["results"].parent.touch()

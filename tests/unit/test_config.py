@@ -146,6 +146,8 @@ def _all_hadronic(raw: dict, features: list[str]) -> None:
     (lambda c: (_all_hadronic(c, ["ht"]), c.update(training={"models": ["dnn", "gnn"]})),
      "training.models = [\"dnn\", \"gnn\"]", "the GNN's graph has a lepton node, but "
      "selection.n_tight_leptons = 0: train only dnn, or select a lepton"),
+    (lambda c: c.setdefault("inference", {}).update(fit_engine="minuit"), "inference.fit_engine = \"minuit\"",
+     "must be 'torch' (the torch fitter) or 'pyhf' (pyhf + MINUIT)"),
 ])
 def test_invalid_nanoaod_and_lepton_settings(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
     path = _external_variant(tmp_path, edit)
