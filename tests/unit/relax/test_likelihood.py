@@ -187,6 +187,39 @@ def test_covariance_is_symmetric_inverse_of_fisher() -> None:
     assert bool((torch.linalg.eigvalsh(cov) > 0).all())
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_fisher_information_equals_autograd_hessian_on_asimov(seed: int) -> None:
+    """J^T diag(1/lambda) J + constraints is the NLL's Hessian on the point's own Asimov data,
+    at the nominal point and away from it (shapesys tau / gamma, code-4 polynomial and
+    exponential regions), and so is its gradient in the histograms (what training uses)."""
+    model = _random_model(seed)
+    generator = torch.Generator().manual_seed(seed)
+    nominal = nominal_parameters(model)
+    shifted = nominal + 0.3 * torch.randn(nominal.shape, generator=generator,
+                                          dtype=torch.float64)
+    shifted = torch.where(nominal == 1.0, shifted.abs() + 0.5, shifted)  # gammas, mu > 0
+
+    def autograd_hessian(m: BinnedModel, pars: torch.Tensor) -> torch.Tensor:
+        data = asimov_data(m, pars)
+        return torch.autograd.functional.hessian(lambda p: nll(m, p, data), pars,
+                                                 create_graph=True, vectorize=True)
+
+    for pars in (nominal, shifted):
+        torch.testing.assert_close(fisher_information(model, pars, create_graph=False),
+                                   autograd_hessian(model, pars).detach(), rtol=1e-9,
+                                   atol=1e-9)
+    histogram = model.channels[0].samples[0].nominal.clone().requires_grad_(True)
+
+    def poi_variance(hessian_of: object) -> torch.Tensor:
+        varied = _with_signal(model, histogram)
+        return torch.linalg.inv(hessian_of(varied, nominal_parameters(varied)))[0, 0]  # type: ignore[operator]
+
+    (analytic,) = torch.autograd.grad(poi_variance(fisher_information), histogram)
+    (reference,) = torch.autograd.grad(poi_variance(autograd_hessian), histogram)
+    torch.testing.assert_close(analytic, reference, rtol=1e-8, atol=1e-12)
+    assert bool((analytic != 0).any())
+
+
 def _replace_sample(model: BinnedModel, **changes: object) -> BinnedModel:
     first = model.channels[0]
     sample = dataclasses.replace(first.samples[-1], **changes)  # type: ignore[arg-type]

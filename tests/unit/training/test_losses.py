@@ -95,8 +95,17 @@ def test_penalty_bad_input() -> None:
         systematic_penalty(x, w, [(x, torch.ones(3, dtype=F64))], EDGES, BANDWIDTH)
     with pytest.raises(InputDataError, match="nominal"):
         systematic_penalty(x, w[:1], [], EDGES, BANDWIDTH)
-    with pytest.raises(InputDataError, match="> 0 in every bin"):
-        systematic_penalty(x, torch.tensor([1.0, 0.0], dtype=F64), [], EDGES, 1e-3)
+    with pytest.raises(InputDataError, match="> 0 in at least one bin"):
+        systematic_penalty(x, torch.zeros(2, dtype=F64), [], EDGES, 1e-3)
+
+
+def test_penalty_leaves_out_bins_the_nominal_does_not_reach() -> None:
+    """A bin empty in the nominal histogram (early in training, the soft kernel's tail
+    underflows) has no relative variation: it adds nothing, the filled bins count as before."""
+    x, w = torch.tensor([0.2, 0.7], dtype=F64), torch.tensor([1.0, 0.0], dtype=F64)
+    shifted = [(x, torch.tensor([1.5, 3.0], dtype=F64))]  # +50 % in the first bin
+    penalty = systematic_penalty(x, w, shifted, [0.0, 0.5, 1.0], 1e-3)
+    assert float(penalty) == pytest.approx(0.25, rel=1e-6)
 
 
 def test_penalty_gradcheck() -> None:
