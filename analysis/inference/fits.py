@@ -44,7 +44,12 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from analysis.errors import FitError, InputDataError
-from analysis.inference.torch_fitter import FitResult, WorkspaceLikelihood, minimize
+from analysis.inference.torch_fitter import (
+    Anchor,
+    FitResult,
+    WorkspaceLikelihood,
+    minimize,
+)
 
 __all__ = ["ENGINES", "FitResults", "PyhfEngine", "TorchEngine", "asimov_sigma_mu", "fit_network", "fit_workspace",
            "fit_steps", "impact_parameters", "restored_pyhf_backend", "without_staterror"]
@@ -230,21 +235,27 @@ class TorchEngine:
         self.init, self.bounds, self.fixed = lik.init, lik.bounds, lik.fixed
         self.observed = lik.observed
         self._free_fits: dict[Any, FitResult] = {}
-        self._hessians: dict[bytes, np.ndarray] = {}
+        # per dataset: the converged fits with an exact Hessian, starts of the fits near them
+        self._anchors: dict[bytes, list[Anchor]] = {}
         self.unconverged = 0
 
     def fit(self, data: np.ndarray, *, fixed: np.ndarray | None = None,
             init: np.ndarray | None = None, bounds: np.ndarray | None = None,
             uncertainties: bool = False) -> FitResult:
         """Minimise ``-2 log L`` on ``data`` (:func:`~analysis.inference.torch_fitter.minimize`;
-        arguments default to pyhf's suggestions). The first exact Hessian on a dataset starts
-        the quasi-Newton steps of every later fit to it (scans, limits and impacts all start
-        next to the best fit)."""
+        arguments default to pyhf's suggestions). Every converged fit with an exact Hessian on
+        a dataset (its best fit first) anchors the later fits to it: each starts from the
+        anchor nearest its fixed parameters' values (scans, limits and impacts all start next
+        to one)."""
         key = np.asarray(data, dtype=np.float64).tobytes()
+        anchors = self._anchors.setdefault(key, [])
+        start = None if init is None else np.asarray(init, dtype=np.float64)
         result = minimize(self.likelihood, data, init=init, bounds=bounds, fixed=fixed,
-                          uncertainties=uncertainties, hessian=self._hessians.get(key))
-        if key not in self._hessians and result.hessian is not None:
-            self._hessians[key] = result.hessian
+                          uncertainties=uncertainties,
+                          anchor=_nearest(anchors, start, fixed if fixed is not None
+                                          else self.fixed))
+        if result.converged and result.anchor is not None:
+            anchors.append(result.anchor)
         if not result.converged:
             self.unconverged += 1
             if self.unconverged > _MAX_UNCONVERGED:
@@ -309,6 +320,24 @@ class TorchEngine:
         fixed = self.fixed.copy()
         fixed[self.poi] = True
         return fixed
+
+
+def _nearest(anchors: Sequence[Anchor], init: np.ndarray | None, fixed: np.ndarray
+             ) -> Anchor | None:
+    """The anchor nearest ``init`` in the fixed parameters, in units of the anchor's
+    curvature (``sum_i H_ii (init_i - anchor_i)^2``); None without anchors."""
+    if not anchors:
+        return None
+    if init is None:
+        return anchors[0]
+    held = np.flatnonzero(fixed)
+
+    def distance(anchor: Anchor) -> float:
+        pars, hessian = anchor
+        shift = init[held] - pars[held]
+        return float((np.abs(np.diagonal(hessian)[held]) * shift**2).sum())
+
+    return min(anchors, key=distance)
 
 
 class PyhfEngine:
@@ -453,25 +482,28 @@ def _profile_sigma(engine: TorchEngine | PyhfEngine, data: np.ndarray, best: Fit
     """Half the width of ``{mu: -2 Delta ln L(mu) <= 1}`` around the best fit on ``data``.
 
     Each side is bracketed by stepping out from mu-hat by ``guess`` (doubling) and then solved
-    with Brent's method; a side that runs into the POI bounds makes the result NaN.
+    with Brent's method. Where one side runs into the POI's bounds (a workspace whose
+    sigma_mu is as large as the distance from mu-hat to the positivity bound of mu), the other
+    side's width is the result; NaN only if both do.
     """
     rise = _profile(engine, data, best)
     mu_hat = float(best.pars[engine.poi])
     low_bound, high_bound = engine.bounds[engine.poi]
     step = guess if math.isfinite(guess) and guess > 0 else 1.0
-    ends = []
+    widths = []
     for sign, limit in ((+1.0, high_bound), (-1.0, low_bound)):
         width = step
-        while True:
-            edge = mu_hat + sign * width
-            if (edge - limit) * sign >= 0:
-                return math.nan  # the interval reaches the POI bound
-            if rise(edge) > 1.0:
-                break
+        while (mu_hat + sign * width - limit) * sign < 0 and rise(mu_hat + sign * width) <= 1.0:
             width *= 2.0
-        ends.append(brentq(lambda mu: rise(mu) - 1.0, *sorted((mu_hat, edge)),
-                           xtol=1e-6 * step, rtol=1e-8, maxiter=60, disp=False))
-    return 0.5 * (ends[0] - ends[1])
+        edge = mu_hat + sign * width
+        if (edge - limit) * sign >= 0:
+            log.warning("fit_workspace: the -2 Delta ln L = 1 interval of mu reaches its bound "
+                        "%g: sigma_mu from the other side", limit)
+            continue
+        end = brentq(lambda mu: rise(mu) - 1.0, *sorted((mu_hat, edge)), xtol=1e-6 * step,
+                     rtol=1e-8, maxiter=60, disp=False)
+        widths.append(abs(end - mu_hat))
+    return 0.5 * sum(widths) if len(widths) == 2 else widths[0] if widths else math.nan
 
 
 def impact_parameters(spec: Mapping[str, Any]) -> list[str]:

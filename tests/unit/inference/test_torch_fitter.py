@@ -135,6 +135,40 @@ def test_analytic_gradient_equals_autograd(workspace: dict[str, Any]) -> None:
                                      abs=1e-12 * np.abs(reference_grad.numpy()).max())
 
 
+def test_expected_information_is_the_hessian_on_asimov_data(workspace: dict[str, Any]) -> None:
+    """The Fisher-scoring matrix is the exact Hessian of -2 log L on a point's own Asimov data
+    (there the terms (1 - n/lambda) d2 lambda vanish), at the nominal point and away from it,
+    and positive semi-definite on the observed data, where the Hessian need not be."""
+    likelihood = WorkspaceLikelihood(workspace)
+    rng = np.random.default_rng(3)
+    shifted = np.clip(likelihood.init + rng.normal(0.0, 0.8, likelihood.n_parameters),
+                      np.maximum(likelihood.bounds[:, 0], 0.05), likelihood.bounds[:, 1])
+    for pars in (likelihood.init, shifted):
+        asimov = likelihood.expected_data(pars)
+        _, grad, information = likelihood.twice_nll_grad_information(pars, asimov)
+        reference_grad, hessian, _ = _grad_hessian(
+            lambda p: likelihood.twice_nll(p, torch.as_tensor(asimov)), torch.as_tensor(pars))
+        assert information == pytest.approx(hessian, rel=1e-8, abs=1e-10 * np.abs(hessian).max())
+        assert grad == pytest.approx(reference_grad, abs=1e-8 * np.abs(hessian).max())
+    _, _, information = likelihood.twice_nll_grad_information(shifted, likelihood.observed)
+    assert np.linalg.eigvalsh(information).min() >= -1e-9 * np.abs(information).max()
+
+
+def test_sigma_mu_from_one_side_where_the_other_reaches_the_bound(
+        workspace: dict[str, Any]) -> None:
+    """sigma_mu's lower side cut by mu's bound: the upper side's width, not NaN (a NaN would
+    reach the report); both sides free: their mean."""
+    free = asimov_sigma_mu(workspace)
+    cut = copy.deepcopy(workspace)
+    parameters = cut["measurements"][0]["config"]["parameters"]
+    poi = next(p for p in parameters if p["name"] == "mu")
+    poi["bounds"] = [[1.0 - 0.5 * free, poi["bounds"][0][1]]]
+    one_sided = asimov_sigma_mu(cut)
+    assert math.isfinite(one_sided)
+    assert one_sided == pytest.approx(free, rel=0.25)  # the upper side alone
+    assert one_sided != pytest.approx(free, rel=1e-6)
+
+
 def test_unsupported_modifier_is_named(workspace: dict[str, Any]) -> None:
     spec = copy.deepcopy(workspace)
     sample = spec["channels"][0]["samples"][1]
