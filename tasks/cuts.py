@@ -61,7 +61,7 @@ class LearnCuts(DiffanaTask, BatchWorkflow):
     Fold ``k`` evaluates network ``k``, so the cuts it is selected by never saw it (held-out
     honesty). One branch per fold (``training.n_folds``); outputs per branch under ``fold<k>/``:
     ``cuts.json`` (thresholds, start, objective before and after, the nominal events learned on
-    per class, provenance), the optimisation curve ``learning.png``/``.pdf`` and the samples it
+    per class, provenance; the run time goes to the task's message), the optimisation curve ``learning.png``/``.pdf`` and the samples it
     learned on (``selection_samples.pt``, with their event numbers), which ReduceEvents scans the
     trade-off on.
     """
@@ -103,7 +103,7 @@ class LearnCuts(DiffanaTask, BatchWorkflow):
             **selection.as_dict(), "columns": list(samples.columns), "fold": fold,
             "n_folds": self.analysis_config.training.n_folds,
             "n_events": {c: len(e) for c, e in samples.events.items()},
-            "seconds": seconds, "provenance": self.provenance()})
+            "provenance": self.provenance()})  # no run time: outputs are byte-reproducible
         self.publish_message(f"learned cuts of fold {fold} (without its events) in "
                              f"{seconds:.1f} s: {selection.summary()}")
 

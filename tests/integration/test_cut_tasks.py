@@ -62,7 +62,6 @@ def test_cuts_of_fold_k_were_learned_without_the_events_of_fold_k(shared_store: 
             assert sorted(learned_on.tolist()) == sorted(expected.tolist())
             assert record["n_events"][cls] == len(expected) == len(samples.x[cls]) > 0
         thresholds.append(record["thresholds"])
-        assert record["seconds"] > 0
     # the folds learned on different events; their cuts are their own
     assert thresholds[0] != thresholds[1]
 
