@@ -61,9 +61,9 @@ class LearnCuts(DiffanaTask, BatchWorkflow):
     Fold ``k`` evaluates network ``k``, so the cuts it is selected by never saw it (held-out
     honesty). One branch per fold (``training.n_folds``); outputs per branch under ``fold<k>/``:
     ``cuts.json`` (thresholds, start, objective before and after, the nominal events learned on
-    per class, provenance; the run time goes to the task's message), the optimisation curve ``learning.png``/``.pdf`` and the samples it
-    learned on (``selection_samples.pt``, with their event numbers), which ReduceEvents scans the
-    trade-off on.
+    per class, provenance; the run time goes to the task's message), the optimisation curve
+    ``learning.png``/``.pdf`` and the samples it learned on (``selection_samples.pt``, with their
+    event numbers), which ReduceEvents scans the trade-off on.
     """
 
     config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *FOLD_SECTIONS, "cuts")
