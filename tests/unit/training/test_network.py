@@ -146,7 +146,8 @@ def test_joint_cuts_never_see_the_held_out_fold(tables: dict, config: AnalysisCo
                     strict=True):
         assert torch.equal(x, y)
     # the control: rewriting the training fold moves the cuts
-    other = train_network(altered((fold + 1) % n_folds), config, fold, "dnn", "inference+cuts", device="cpu")
+    other = train_network(altered((fold + 1) % n_folds), config, fold, "dnn", "inference+cuts",
+                          device="cpu")
     assert other.joint_cuts != result.joint_cuts
 
 
