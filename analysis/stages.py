@@ -18,8 +18,8 @@ from typing import Any
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
 
-__all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
-           "UNCERTAINTY_SECTIONS", "config_tag", "section_content"]
+__all__ = ["FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS",
+           "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag", "section_content"]
 
 
 def _plain(value: Any) -> Any:
@@ -36,6 +36,7 @@ GENERATION_SECTIONS = ("sqrt_s", "datasets", "detector", "objects")  # objects: 
 SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "processes:skim",
                  "luminosity:value", "nanoaod")
 UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
+FOLD_SECTIONS = ("training:n_folds",)  # the learned skim: one cut set per fold
 TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "training")
 INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")
 
@@ -49,6 +50,8 @@ def section_content(config: AnalysisConfig, entry: str) -> Any:
     name, _, part = entry.partition(":")
     if not part:
         return _plain(getattr(config, name))
+    if name == "training" and part == "n_folds":
+        return config.training.n_folds
     if name == "luminosity":
         return getattr(config.luminosity, {"value": "value", "uncertainty": "uncertainty"}[part])
     if name == "processes":

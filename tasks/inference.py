@@ -75,10 +75,11 @@ class Evaluate(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        tables = read_tables(self.selection_tables(self.input()["events"]))
         per_fold = []
         for target in self.input()["models"]:
             metadata = read_json(target["metadata"].abspath)
+            # fold k's events behind cuts_k, the cuts learned without them
+            tables = read_tables(self.selection_tables(self.input()["events"], metadata["fold"]))
             network = load_network(target["model"].abspath, metadata,
                                    config.training.target_parameters)
             per_fold.append(score_tables(network, tables, config, metadata["fold"], self.model,

@@ -53,7 +53,7 @@ class TaylorAnalysis(ModelTask):
         metadata = read_json(trained["metadata"].abspath)
         network = load_network(trained["model"].abspath, metadata,
                                config.training.target_parameters)
-        tables = self.selection_tables(self.input()["events"])
+        tables = self.selection_tables(self.input()["events"], 0)
         x, w, names = taylor_inputs(tables, config, self.model, fold=0)
         coefficients = signal_taylor_coefficients(network, x, w, names,
                                                   progress=self.progress(len(x), "Taylor"))

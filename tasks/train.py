@@ -61,7 +61,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     @law.decorator.safe_output
     def run(self) -> None:
         fold, model_kind, strategy = self.branch_data
-        tables = self.selection_tables(self.input())
+        tables = self.selection_tables(self.input(), fold)  # behind cuts_k, learned without fold k
         steps = planned_steps(self.analysis_config.training, strategy)
         if self.data_parallel_size >= 2:
             self.publish_message(f"{model_kind}/{strategy}/fold {fold}: data-parallel on "

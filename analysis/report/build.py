@@ -20,7 +20,7 @@ from analysis.report.comparison import (
     strategy_verdict,
     uncertainty_breakdown,
 )
-from analysis.selection.reduce import tradeoff_cells
+from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
 __all__ = ["NetworkFigures", "build_report", "format_number", "impact_cell", "network_key",
            "network_summary", "tradeoff_table"]
@@ -187,6 +187,18 @@ def _normalisation_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Bloc
                for r in summary.values()])]
 
 
+def _fold_cut_blocks(tradeoff: Mapping[str, Any]) -> list[Block]:
+    """Every fold's learned thresholds (``tradeoff.json``'s ``selections``, one row per fold)."""
+    if "selections" not in tradeoff:  # tradeoff.json of a version with one cut set
+        return []
+    return [Paragraph("Held-out honesty: the cuts of fold k (cuts_k) are learned on the events "
+                      "outside fold k, the ones network k trains on; network k is evaluated on "
+                      "fold k's events passing cuts_k, so no held-out event chose a cut. One row "
+                      "per fold: the thresholds, the objective of the hard cuts before and after "
+                      "learning (on the training events), and fold k's events kept by cuts_k."),
+            Table(*threshold_cells(tradeoff["selections"], tradeoff.get("folds")))]
+
+
 def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]],
                  parameters: Mapping[str, int], figures: Mapping[str, NetworkFigures], *,
                  version: str, provenance: Mapping[str, Any],
@@ -234,8 +246,10 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
     if tradeoff is not None:
         selection = tradeoff["selection"]
         blocks += [Heading("Learned skim (LearnCuts, Watts CHEP 2023): the trade-off"),
+                   *_fold_cut_blocks(tradeoff),
                    Paragraph("Thresholds scaled from no cut (t = 0) through the learned ones "
-                             "(t = 1); σ_μ of the binned discriminant "
+                             f"(t = 1) of fold {tradeoff.get('scanned_fold', 0)}, on its "
+                             "training events; σ_μ of the binned discriminant "
                              f"{config.cuts.discriminant if config.cuts else ''}."),
                    tradeoff_table(tradeoff["points"], selection["features"],
                                   selection["directions"])]

@@ -1,16 +1,19 @@
-"""The events the learned skim is learned on: every skimmed event per class, with variations.
+"""The events the learned skim of one fold is learned on: the training folds, per class.
 
-:func:`selection_samples` gathers the skim tables of all folds into one
-:class:`SelectionSamples` on the cut features and the discriminant, with the JES/JER
+Held-out honesty: network ``k`` is evaluated on fold ``k`` (``event % n_folds == k``), so the
+cuts it is evaluated behind, cuts_k, must not see fold ``k`` either. :func:`selection_samples`
+gathers, for fold ``k``, exactly the events network ``k`` trains on (every fold but ``k``,
+:func:`~analysis.training.skim_samples.training_samples`) into one :class:`SelectionSamples` on
+the cut features and the discriminant, weighted up to the full luminosity, with the JES/JER
 variations (their own events) and the weight variations as precomputed up/down samples, and the
 luminosity and cross-section normalisations of :func:`class_normsys` (also the normsys of
-inference-aware training).
+inference-aware training) from the same events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from analysis.io import read_tables
 from analysis.training.skim_samples import (
     CLASSES,
     class_of_process,
+    fold_mask,
     training_samples,
 )
 
@@ -33,7 +37,8 @@ _Pair = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class SelectionSamples:
-    """All events of the skims per class, on the selection's columns, with their variations.
+    """The events the cuts are learned on, per class, on the selection's columns, with their
+    variations.
 
     Attributes:
         columns: names of the ``x`` columns: the cut features, then the discriminant.
@@ -41,6 +46,8 @@ class SelectionSamples:
         w: class -> ``(n_events,)`` expected events per simulated event.
         varied: nuisance -> class -> up/down ``(x, w)``.
         normsys: systematic -> class -> ``(hi, lo)`` normalisation factors.
+        events: class -> ``(n_events,)`` int64 event numbers of the nominal rows of ``x`` (the
+            record that the held-out fold is absent); empty where not recorded.
     """
 
     columns: tuple[str, ...]
@@ -48,6 +55,7 @@ class SelectionSamples:
     w: dict[str, torch.Tensor]
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]]
     normsys: dict[str, dict[str, tuple[float, float]]]
+    events: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def n_events(self) -> int:
@@ -103,24 +111,57 @@ def class_normsys(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfi
     return normsys
 
 
-def _merge(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> _Pair:
-    return (torch.as_tensor(np.concatenate([a[0], b[0]]), dtype=_DTYPE),
-            torch.as_tensor(np.concatenate([a[1], b[1]]), dtype=_DTYPE))
+def _class_events(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfig, fold: int,
+                  n_folds: int) -> dict[str, torch.Tensor]:
+    """Per class, the event numbers of the nominal training-fold events, in the row order of
+    :func:`~analysis.training.skim_samples.training_samples` (datasets in order, then rows)."""
+    class_index = {k: CLASSES.index(c) for k, c in enumerate(class_of_process(config).values())}
+    events, classes = [], []
+    for shifts in tables.values():
+        table = shifts["nominal"]
+        event = np.asarray(table["event"]).astype(np.int64)
+        keep = ~fold_mask(event, fold, n_folds)
+        events.append(event[keep])
+        classes.append(np.array([class_index[int(k)] for k in np.asarray(table["label"])[keep]],
+                                dtype=np.int64))
+    event_all, class_all = np.concatenate(events), np.concatenate(classes)
+    return {c: torch.as_tensor(event_all[class_all == k]) for k, c in enumerate(CLASSES)}
+
+
+def _training_folds(tables: Mapping[str, Mapping[str, Any]], fold: int, n_folds: int
+                    ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """The nominal ``label`` and ``weight`` of the events outside fold ``fold``."""
+    out = {}
+    for dataset, shifts in tables.items():
+        table = shifts["nominal"]
+        keep = ~fold_mask(np.asarray(table["event"]), fold, n_folds)
+        out[dataset] = {"nominal": {name: np.asarray(table[name])[keep]
+                                    for name in ("label", "weight")}}
+    return out
 
 
 def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfig,
-                      settings: LearnedCutsSettings | None = None) -> SelectionSamples:
-    """Every event of the skims (all folds) per class, on :func:`selection_columns`.
+                      fold: int, settings: LearnedCutsSettings | None = None) -> SelectionSamples:
+    """The events cuts_k of fold ``fold`` is learned on: every fold but ``fold``, per class, on
+    :func:`selection_columns`, at the full luminosity.
+
+    These are the events network ``fold`` trains on (its fit and validation parts,
+    :func:`~analysis.training.skim_samples.training_samples` with ``train=True``), weighted by
+    ``n_folds / (n_folds - 1)``; fold ``fold`` itself, which evaluates that network, is left out
+    of everything, the normalisations' process yields included.
 
     Args:
-        tables: dataset -> shift (``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim table
-            or its Parquet path.
-        config: the analysis; its ``cuts`` section unless ``settings`` is given.
+        tables: dataset -> shift (``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim
+            table or its Parquet path.
+        config: the analysis (``training.n_folds``); its ``cuts`` section unless ``settings`` is
+            given.
+        fold: the held-out fold, ``0 <= fold < training.n_folds``.
         settings: the learned-cut settings.
 
     Raises:
+        ConfigError: ``fold`` outside ``[0, training.n_folds)``.
         InputDataError: missing columns or no ``cuts`` settings. EmptySelectionError: a class
-            without events.
+            without events in the training folds (the message names the fold).
     """
     settings = settings or config.cuts
     if settings is None:
@@ -128,15 +169,21 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     columns = selection_columns(settings)
     tables = read_tables(tables)
     n_folds = config.training.n_folds
-    parts = [training_samples(tables, config, columns, 0, n_folds, "dnn", train=flag)
-             for flag in (True, False)]
-    (train, train_nuis), (held, held_nuis) = parts
-    x = {c: _merge(train[c], held[c])[0] for c in CLASSES}
-    w = {c: _merge(train[c], held[c])[1] for c in CLASSES}
+    samples, nuisances = training_samples(tables, config, columns, fold, n_folds, "dnn",
+                                          train=True, part="all", rescale=True)
+    x = {c: torch.as_tensor(samples[c][0], dtype=_DTYPE) for c in CLASSES}
+    w = {c: torch.as_tensor(samples[c][1], dtype=_DTYPE) for c in CLASSES}
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]] = {}
-    for a, b in zip(train_nuis, held_nuis, strict=True):
-        if a.varied is None or b.varied is None:  # training_samples makes precomputed ones
-            raise InputDataError(f"selection_samples: nuisance {a.name!r} is not precomputed")
-        varied[a.name] = {c: (_merge(a.varied[c][0], b.varied[c][0]),
-                              _merge(a.varied[c][1], b.varied[c][1])) for c in CLASSES}
-    return SelectionSamples(columns, x, w, varied, class_normsys(tables, config))
+    for nuisance in nuisances:
+        if nuisance.varied is None:  # training_samples makes precomputed ones
+            raise InputDataError(f"selection_samples: nuisance {nuisance.name!r} is not "
+                                 f"precomputed")
+        varied[nuisance.name] = {c: (_pair(nuisance.varied[c][0]), _pair(nuisance.varied[c][1]))
+                                 for c in CLASSES}
+    return SelectionSamples(columns, x, w, varied,
+                            class_normsys(_training_folds(tables, fold, n_folds), config),
+                            _class_events(tables, config, fold, n_folds))
+
+
+def _pair(sample: tuple[np.ndarray, np.ndarray]) -> _Pair:
+    return (torch.as_tensor(sample[0], dtype=_DTYPE), torch.as_tensor(sample[1], dtype=_DTYPE))

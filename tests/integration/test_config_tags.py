@@ -47,6 +47,13 @@ def _variant(tmp_path: Path, old: str, new: str) -> str:
      {"skim", "learn", "reduce", "train", "train_without_cuts", "histograms",
       "fit_without_cuts", "report"}),
     ("n_bins: 3", "n_bins: 4", {"histograms", "fit_without_cuts", "report"}),
+    # the folds: one learned cut set per fold (held-out honesty), so the learned skim too
+    ("n_folds: 2", "n_folds: 3",
+     {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
+      "report"}),
+    # a training setting the learned skim does not read
+    ("ce_steps: 20", "ce_steps: 21",
+     {"train", "train_without_cuts", "histograms", "fit_without_cuts", "report"}),
     # a systematic left out of the fit: only the fit stage
     ("  n_bins: 3\n", "  n_bins: 3\n  systematics: [jes, jer, btag, isr]\n",
      {"histograms", "fit_without_cuts", "report"}),

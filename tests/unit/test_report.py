@@ -185,6 +185,23 @@ def test_report_tradeoff_comes_from_json_points(tmp_path: Path) -> None:
     assert table.rows[0][-2] == "n/a"  # NaN sigma_mu
 
 
+def test_report_shows_every_folds_learned_cuts() -> None:
+    from analysis.report.build import _fold_cut_blocks
+
+    selections = [{"features": ["ht", "met_pt"], "directions": [">", "<"],
+                   "thresholds": [300.0 + 10 * k, 80.0], "objective": "sigma_mu",
+                   "initial_hard_value": 0.9, "hard_value": 0.7 + 0.01 * k} for k in range(3)]
+    folds = [{"fold": k, "kept": 40, "total": 300, "held_out_kept": 12 + k,
+              "held_out_total": 100} for k in range(3)]
+    paragraph, table = _fold_cut_blocks({"selections": selections, "folds": folds})
+    assert "learned on the events outside fold k" in paragraph.text
+    assert table.header == ["fold k", "ht >", "met_pt <", "sigma_mu start", "sigma_mu learned",
+                            "fold k events kept"]
+    assert [row[:2] for row in table.rows] == [["0", "300"], ["1", "310"], ["2", "320"]]
+    assert table.rows[2][-2:] == ["0.72", "14 of 100"]
+    assert _fold_cut_blocks({"points": []}) == []  # one cut set (an older tradeoff.json)
+
+
 def test_paired_comparison_mean_standard_error_and_verdict() -> None:
     from analysis.report.comparison import paired_comparison
 

@@ -3,6 +3,7 @@ the selection samples handed from LearnCuts to ReduceEvents."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,9 +21,11 @@ from analysis.selection.learn import (
     hard_cut_mask,
 )
 from analysis.selection.reduce import (
+    FoldReduction,
     load_selection_samples,
-    reduce_tables,
+    reduce_fold_tables,
     save_selection_samples,
+    threshold_cells,
     tradeoff_markdown,
     tradeoff_records,
 )
@@ -53,31 +56,59 @@ def _table(rng: np.random.Generator, n: int) -> ak.Array:
                      "met_pt": rng.uniform(0, 160, n), "weight": np.ones(n)})
 
 
-def test_reduce_tables_keeps_passing_events_and_counts_nominal(
+def test_reduce_fold_tables_keeps_what_passes_each_folds_cuts_and_counts_nominal(
         rng: np.random.Generator, tmp_path: Path) -> None:
-    tables, outputs, n = {}, {}, {"a": 200, "b": 120}
+    """Fold k's tables hold every event passing cuts_k; its held-out count is fold k's share."""
+    selections = [SELECTION, LearnedSelection(("ht",), (">",), (200.0,), (100.0,), (0.0,),
+                                              "sigma_mu")]
+    tables, n = {}, {"a": 200, "b": 120}
+    outputs: list[dict[str, dict[str, str]]] = [{}, {}]
     for dataset, size in n.items():
-        tables[dataset], outputs[dataset] = {}, {}
+        tables[dataset] = {}
+        for fold in (0, 1):
+            outputs[fold][dataset] = {}
         for shift in ("nominal", "jes_up"):
             path = tmp_path / f"{dataset}_{shift}.parquet"
             ak.to_parquet(_table(rng, size), path)
             tables[dataset][shift] = str(path)
-            outputs[dataset][shift] = str(tmp_path / f"out_{dataset}_{shift}.parquet")
-    kept, total = reduce_tables(tables, outputs, SELECTION, {"seed": 3})
-    assert total == sum(n.values())
-    expected_kept = 0
-    for dataset, shifts in tables.items():
-        for shift, path in shifts.items():
-            before, after = ak.from_parquet(path), ak.from_parquet(outputs[dataset][shift])
-            passed = (np.asarray(before["ht"]) > 300) & (np.asarray(before["met_pt"]) < 80)
-            assert np.array_equal(np.asarray(after["event"]), np.asarray(before["event"])[passed])
-            metadata = pq.read_schema(outputs[dataset][shift]).metadata
-            assert json.loads(metadata[b"diffana_provenance"]) == {"seed": 3}
-            if shift == "nominal":
-                expected_kept += int(passed.sum())
-    assert kept == expected_kept and 0 < kept < total
-    with pytest.raises(InputDataError, match="no output for dataset 'a', shift 'nominal'"):
-        reduce_tables(tables, {}, SELECTION, {})
+            for fold in (0, 1):
+                outputs[fold][dataset][shift] = str(tmp_path / f"f{fold}_{dataset}_{shift}.parquet")
+    counts = reduce_fold_tables(tables, outputs, selections, {"seed": 3})
+    for fold, selection in enumerate(selections):
+        expected = np.zeros(4, dtype=int)
+        for dataset, shifts in tables.items():
+            for shift, path in shifts.items():
+                before = ak.from_parquet(path)
+                after = ak.from_parquet(outputs[fold][dataset][shift])
+                passed = np.ones(len(before), dtype=bool)
+                for feature, direction, threshold in zip(selection.features, selection.directions,
+                                                         selection.thresholds, strict=True):
+                    values = np.asarray(before[feature])
+                    passed &= values > threshold if direction == ">" else values < threshold
+                event = np.asarray(before["event"])
+                assert np.array_equal(np.asarray(after["event"]), event[passed])
+                metadata = pq.read_schema(outputs[fold][dataset][shift]).metadata
+                assert json.loads(metadata[b"diffana_provenance"]) == {"seed": 3}
+                if shift == "nominal":
+                    held_out = event % 2 == fold
+                    expected += (passed.sum(), len(passed), (passed & held_out).sum(),
+                                 held_out.sum())
+        assert counts[fold] == FoldReduction(fold, *expected.tolist())
+        assert 0 < counts[fold].held_out_kept < counts[fold].kept < counts[fold].total
+    with pytest.raises(InputDataError, match="no output for fold 0, dataset 'a', shift 'nominal'"):
+        reduce_fold_tables(tables, [{}, {}], selections, {})
+    with pytest.raises(InputDataError, match="1 cut sets for 2 folds"):
+        reduce_fold_tables(tables, outputs, selections[:1], {})
+
+
+def test_threshold_table_has_a_row_per_fold() -> None:
+    selections = [dataclasses.replace(SELECTION, thresholds=(300.0 + k, 80.0), hard_value=0.4,
+                                      initial_hard_value=0.5).as_dict() for k in range(3)]
+    reductions = [dataclasses.asdict(FoldReduction(k, 50, 300, 17 + k, 100)) for k in range(3)]
+    header, rows = threshold_cells(selections, reductions)
+    assert header == ["fold k", "ht >", "met_pt <", "sigma_mu start", "sigma_mu learned",
+                      "fold k events kept"]
+    assert rows[2] == ["2", "302", "80", "0.5", "0.4", "19 of 100"]
 
 
 def test_tradeoff_table_marks_the_learned_point_and_missing_values() -> None:
@@ -96,13 +127,16 @@ def test_selection_samples_round_trip(tmp_path: Path) -> None:
     x = {"tth": torch.arange(6.0, dtype=torch.float64).reshape(3, 2)}
     w = {"tth": torch.ones(3, dtype=torch.float64)}
     varied = {"jes": {"tth": ((x["tth"] * 1.1, w["tth"]), (x["tth"] * 0.9, w["tth"]))}}
-    samples = SelectionSamples(("ht", "disc"), x, w, varied, {"lumi": {"tth": (1.02, 0.98)}})
+    events = {"tth": torch.tensor([1, 3, 2**40 + 5], dtype=torch.int64)}  # the record of folds
+    samples = SelectionSamples(("ht", "disc"), x, w, varied, {"lumi": {"tth": (1.02, 0.98)}},
+                               events)
     path = tmp_path / "samples.pt"
     save_selection_samples(path, samples)
     back = load_selection_samples(path)
     assert back.columns == samples.columns and back.normsys == samples.normsys
     assert torch.equal(back.x["tth"], x["tth"]) and torch.equal(back.w["tth"], w["tth"])
     assert torch.equal(back.varied["jes"]["tth"][0][0], x["tth"] * 1.1)
+    assert torch.equal(back.events["tth"], events["tth"])
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(InputDataError, match="other.pt: not a selection-samples file"):
         load_selection_samples(tmp_path / "other.pt")

@@ -121,6 +121,36 @@ def test_joint_cuts_are_learned_and_applied_hard(tables: dict, config: AnalysisC
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_joint_cuts_never_see_the_held_out_fold(tables: dict, config: AnalysisConfig) -> None:
+    """Cuts trained with network k start and learn on its training folds only: rewriting every
+    event of fold k (features and weights) leaves the cuts and the network the same."""
+    fold, n_folds = 1, config.training.n_folds
+
+    def altered(rewritten: int) -> dict[str, dict[str, ak.Array]]:
+        out: dict[str, dict[str, ak.Array]] = {}
+        for dataset, shifts in tables.items():
+            out[dataset] = {}
+            for shift, table in shifts.items():
+                rows = fold_mask(np.asarray(table["event"]), rewritten, n_folds)
+                columns = {name: np.asarray(table[name]).copy() for name in table.fields}
+                for name, values in columns.items():
+                    if name not in ("event", "label") and values.dtype.kind == "f":
+                        values[rows] = values[rows] * 3.0 + 1.0
+                out[dataset][shift] = ak.Array(columns)
+        return out
+
+    result = train_network(tables, config, fold, "dnn", "inference+cuts", device="cpu")
+    again = train_network(altered(fold), config, fold, "dnn", "inference+cuts", device="cpu")
+    assert again.joint_cuts == result.joint_cuts
+    for x, y in zip(result.model.state_dict().values(), again.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(x, y)
+    # the control: rewriting the training fold moves the cuts
+    other = train_network(altered((fold + 1) % n_folds), config, fold, "dnn", "inference+cuts",
+                          device="cpu")
+    assert other.joint_cuts != result.joint_cuts
+
+
 @pytest.mark.parametrize(("model", "strategy", "message"), [
     ("gnn", "inference+cuts", "training.joint_cuts: only the DNN"),
     ("dnn", "ce+cuts", "training.joint_cuts: only the DNN"),
