@@ -66,8 +66,8 @@ def test_job_file_of_share(share: str, options: list[str], expected: list[str],
 def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, str],
                                                       skimmed_store: Path,
                                                       tmp_path: Path) -> None:
-    # branches that no other test in the session trains (the HTCondor wrapper test trains 0)
-    branches = (3, 4)
+    # the two cheapest branches (fold 0, DNN, CE and inference-aware), in this test's own store
+    branches = (0, 1)
     outputs = {b: train_output(skimmed_store, b) for b in branches}
     branch_map = TrainModel(version=SKIM_VERSION, config="tth_bb_tiny").get_branch_map()
     assert not any(p.exists() for out in outputs.values() for p in out.values())
@@ -91,10 +91,10 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
         metadata = json.loads(outputs[b]["metadata"].read_text())
         assert (metadata["fold"], metadata["model"], metadata["strategy"]) == branch_map[b]
     assert "status: retry" in result.stdout  # law saw the failure and resubmitted
-    records = [json.loads(path.read_text())  # law's job records (the tests above leave some)
+    records = [json.loads(path.read_text())  # law's job records
                for path in (skimmed_store / "tth_bb_tiny").rglob("slurm_jobs_*.json")]
-    (record,) = [r for r in records
-                 if sorted(job["branches"] for job in r["jobs"].values()) == [[3], [4]]]
+    (record,) = [r for r in records if sorted(job["branches"] for job in r["jobs"].values())
+                 == [[b] for b in branches]]
     assert sorted(job["status"] for job in record["jobs"].values()) == ["finished", "finished"]
     assert list(record["attempts"].values()) == [1]  # exactly one job needed a second attempt
 
@@ -110,7 +110,7 @@ env | grep -E '^(CUDA_VISIBLE_DEVICES|SLURM_JOB_GPUS|CUDA_MPS_ACTIVE_THREAD_PERC
 def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[str, str],
                                                           skimmed_store: Path,
                                                           tmp_path: Path) -> None:
-    # branch 5 (fold 1, DNN, CE): no other test of the session trains it
+    # branch 5 (fold 1, DNN, CE)
     branch = 5
     outputs = train_output(skimmed_store, branch)
     assert not any(p.exists() for p in outputs.values())
