@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 import re
 from pathlib import Path
 
@@ -15,6 +17,43 @@ MIN_BLOCKS = 5  # the example, pyhf, significance, cuts, Taylor
 def python_blocks(text: str) -> list[tuple[int, str]]:
     """``(line of the first code line, code)`` of each fenced ``python`` block of Markdown."""
     return [(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in _BLOCK.finditer(text)]
+
+
+_TABLE_ROW = re.compile(r"^\| (`analysis\.[^|]*) \| ([^|]*) \|", re.MULTILINE)
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def api_table(text: str) -> list[tuple[list[str], list[str]]]:
+    """``(modules, names)`` of each row of the Markdown table whose first column names
+    ``analysis.`` modules; a name may be dotted (``Class.method``)."""
+    return [(_CODE.findall(modules), _CODE.findall(names))
+            for modules, names in _TABLE_ROW.findall(text)]
+
+
+def test_api_table_names_what_exists() -> None:
+    """Each module of docs/api.md's table imports, and each name of a row is in one of its
+    modules: a renamed or moved module or function fails here."""
+    rows = api_table(API_DOC.read_text(encoding="utf-8"))
+    assert len(rows) >= 20, f"{API_DOC}: found {len(rows)} table rows"
+    for modules, names in rows:
+        imported = [importlib.import_module(m) for m in modules]
+        for name in names:
+            found = [m for m in imported if _has_path(m, name)]
+            assert found, f"{API_DOC.name}: {name} is in none of {modules}"
+
+
+def _has_path(obj: object, dotted: str) -> bool:
+    try:
+        functools.reduce(getattr, dotted.split("."), obj)
+    except AttributeError:
+        return False
+    return True
+
+
+def test_api_table_rows_are_found() -> None:
+    text = ("| module | name |\n| --- | --- |\n| `analysis.a`, `analysis.b` | `f`, `C.m` | x |\n"
+            "| `numpy` | `f` | y |\n")
+    assert api_table(text) == [(["analysis.a", "analysis.b"], ["f", "C.m"])]
 
 
 def test_python_blocks_are_found() -> None:

@@ -136,6 +136,54 @@ def law_run(args: Sequence[str], env: dict[str, str], cwd: Path,
     return result
 
 
+# fake submit commands: keep the submitted file in $CAPTURE_DIR and answer as the real one does
+FAKE_CONDOR_SUBMIT = r"""#!/usr/bin/env bash
+# fake condor_submit: keep the submit file, count its jobs
+file="${@: -1}"
+n=$(awk '/^queue .* from \($/{f=1;next} f&&/^\)$/{f=0} f{c++} END{print c+0}' "$file")
+cp "$file" "$CAPTURE_DIR/submit_$(date +%s%N).jdl"
+echo "Submitting job(s)$(printf '.%.0s' $(seq "$n"))"
+echo "$n job(s) submitted to cluster 4242."
+"""
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# fake sbatch: keep the job file
+cp "${@: -1}" "$CAPTURE_DIR/job_$(date +%s%N).sh"
+echo "Submitted batch job 4343"
+"""
+
+
+def fake_submit_env(tmp_path: Path, command: str, script: str, store: Path,
+                    site: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The environment of a ``law run`` whose ``command`` (``condor_submit``, ``sbatch``) is the
+    fake ``script``: PATH with it first, ``CAPTURE_DIR`` (empty) where it keeps what law
+    submitted, ``store`` as ``$DIFFANA_STORE`` and law.cfg with the ``site`` sections."""
+    bin_dir, capture = tmp_path / "bin", tmp_path / "captured"
+    bin_dir.mkdir()
+    capture.mkdir()
+    fake = bin_dir / command
+    fake.write_text(script)
+    fake.chmod(0o755)
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", site)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
+            "DIFFANA_STORE": str(store), "LAW_CONFIG_FILE": str(law_cfg),
+            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+
+
+def cluster_env(cluster: dict[str, str], store: Path, tmp_path: Path, bootstrap_prefix: str = "",
+                request_gres: bool = False) -> dict[str, str]:
+    """The environment of a ``law run`` against the test cluster (:func:`slurm_cluster`, partition
+    ``cpu``) whose jobs source ``bootstrap_prefix`` before the real bootstrap; ``request_gres``:
+    GPU tasks ask Slurm for their share as ``--gres``."""
+    bootstrap = tmp_path / "bootstrap.sh"
+    bootstrap.write_text(bootstrap_prefix + (REPO / "tasks" / "bootstrap.sh").read_text())
+    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
+        "slurm_site": {"partition": "cpu", "request_gres": str(request_gres).lower()},
+        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
+    return {**cluster, "DIFFANA_STORE": str(store), "LAW_CONFIG_FILE": str(law_cfg),
+            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+
+
 SLURM_CONF = """\
 ClusterName=diffana
 SlurmctldHost=localhost(127.0.0.1)

@@ -16,9 +16,11 @@ import pytest
 
 from tasks.gpu import REPO_ROOT
 from tests.integration.conftest import (
+    FAKE_CONDOR_SUBMIT,
     SKIM_VERSION,
     TINY_CONFIG,
-    law_cfg_with,
+    cluster_env,
+    fake_submit_env,
     link_store,
 )
 
@@ -65,19 +67,6 @@ def private_store_without(shared: Path, destination: Path,
         for path in task_files(store, family, branch).values():
             path.unlink()
     return store
-
-
-def cluster_env(cluster: dict[str, str], store: Path, tmp_path: Path,
-                bootstrap_prefix: str = "") -> dict[str, str]:
-    """Environment of a ``law run`` against the test cluster; its jobs source
-    ``bootstrap_prefix`` before the real bootstrap."""
-    bootstrap = tmp_path / "bootstrap.sh"
-    bootstrap.write_text(bootstrap_prefix + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
-        "slurm_site": {"partition": "cpu", "request_gres": "false"},
-        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
-    return {**cluster, "DIFFANA_STORE": str(store), "LAW_CONFIG_FILE": str(law_cfg),
-            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
 
 
 def law(args: list[str], env: dict[str, str], timeout_s: float = 240) -> tuple[int, str]:
@@ -176,30 +165,14 @@ def test_chunk_failing_three_times_stops_the_run_and_names_it(
 
 # ---- HTCondor: the submit file of a CPU task (a fake condor_submit keeps it) ------------------
 
-FAKE_CONDOR_SUBMIT = r"""#!/usr/bin/env bash
-file="${@: -1}"
-n=$(awk '/^queue .* from \($/{f=1;next} f&&/^\)$/{f=0} f{c++} END{print c+0}' "$file")
-cp "$file" "$CAPTURE_DIR/submit_$(date +%s%N).jdl"
-echo "Submitting job(s)$(printf '.%.0s' $(seq "$n"))"
-echo "$n job(s) submitted to cluster 4242."
-"""
-
-
 @pytest.fixture
 def condor_env(tmp_path: Path) -> dict[str, str]:
-    bin_dir, capture = tmp_path / "bin", tmp_path / "captured"
-    bin_dir.mkdir()
-    capture.mkdir()
-    (bin_dir / "condor_submit").write_text(FAKE_CONDOR_SUBMIT)
-    (bin_dir / "condor_submit").chmod(0o755)
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
+    """A fake condor_submit, an empty store and a site law.cfg (:func:`fake_submit_env`)."""
+    return fake_submit_env(tmp_path, "condor_submit", FAKE_CONDOR_SUBMIT, tmp_path / "store", {
         "htcondor_site": {"universe": "vanilla", "accounting_group": "cms.higgs",
                           "runtime_attribute": "+MaxRuntime", "runtime_unit": "s",
                           "max_memory_gb": "16"},
         "diffana_remote": {"bootstrap_file": "tasks/bootstrap.sh", "venv": sys.prefix}})
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
-            "DIFFANA_STORE": str(tmp_path / "store"), "LAW_CONFIG_FILE": str(law_cfg),
-            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
 
 
 def test_htcondor_submit_file_of_a_cpu_task(condor_env: dict[str, str]) -> None:

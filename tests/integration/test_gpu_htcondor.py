@@ -13,18 +13,15 @@ from pathlib import Path
 import htcondor2
 import pytest
 
-from tests.integration.conftest import SKIM_VERSION, law_cfg_with, law_run, train_output
+from tests.integration.conftest import (
+    FAKE_CONDOR_SUBMIT,
+    SKIM_VERSION,
+    fake_submit_env,
+    law_run,
+    train_output,
+)
 
 pytestmark = pytest.mark.slow
-
-FAKE_CONDOR_SUBMIT = r"""#!/usr/bin/env bash
-# fake condor_submit: keep the submit file, count its jobs, answer as the real one does
-file="${@: -1}"
-n=$(awk '/^queue .* from \($/{f=1;next} f&&/^\)$/{f=0} f{c++} END{print c+0}' "$file")
-cp "$file" "$CAPTURE_DIR/submit_$(date +%s%N).jdl"
-echo "Submitting job(s)$(printf '.%.0s' $(seq "$n"))"
-echo "$n job(s) submitted to cluster 4242."
-"""
 
 SITE = {"universe": "vanilla", "accounting_group": "cms.higgs", "runtime_attribute": "+MaxRuntime",
         "runtime_unit": "s", "share_attribute": "+DiffanaGpuShare",
@@ -52,17 +49,10 @@ CASES = [
 @pytest.fixture
 def condor_env(tmp_path: Path, skimmed_store: Path) -> dict[str, str]:
     """PATH with the fake condor_submit, a capture directory, the skimmed store, a site law.cfg."""
-    bin_dir, capture = tmp_path / "bin", tmp_path / "captured"
-    bin_dir.mkdir()
-    capture.mkdir()
-    fake = bin_dir / "condor_submit"
-    fake.write_text(FAKE_CONDOR_SUBMIT)
-    fake.chmod(0o755)
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"htcondor_site": SITE, "diffana_remote": {
-        "bootstrap_file": "tasks/bootstrap.sh", "venv": sys.prefix}})  # the venv running pytest
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
-            "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
-            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
+    return fake_submit_env(tmp_path, "condor_submit", FAKE_CONDOR_SUBMIT, skimmed_store, {
+        "htcondor_site": SITE,
+        "diffana_remote": {"bootstrap_file": "tasks/bootstrap.sh",
+                           "venv": sys.prefix}})  # the venv running pytest
 
 
 def submit(share: str, options: list[str], env: dict[str, str], cwd: Path) -> Path:

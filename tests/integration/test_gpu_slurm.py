@@ -6,22 +6,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tasks.gpu import REPO_ROOT, SHARE_TASK_VARIABLE
 from tasks.train import TrainModel
-from tests.integration.conftest import SKIM_VERSION, law_cfg_with, law_run, train_output
+from tests.integration.conftest import (
+    FAKE_SBATCH,
+    SKIM_VERSION,
+    cluster_env,
+    fake_submit_env,
+    law_run,
+    train_output,
+)
 
 pytestmark = pytest.mark.slow
-
-FAKE_SBATCH = """#!/usr/bin/env bash
-# fake sbatch: keep the job file, answer as the real one does
-cp "${@: -1}" "$CAPTURE_DIR/job_$(date +%s%N).sh"
-echo "Submitted batch job 4343"
-"""
 
 # sourced before the real bootstrap: records the MPS environment the job got from Slurm, and the
 # first job attempt of the whole run fails (mkdir is atomic: exactly one attempt sees no marker)
@@ -49,20 +49,12 @@ def sbatch_lines(job_file: Path) -> list[str]:
 def test_job_file_of_share(share: str, options: list[str], expected: list[str],
                            skimmed_store: Path, tmp_path: Path) -> None:
     # branch 7: not trained by any test of the session, so law submits it
-    capture, bin_dir = tmp_path / "captured", tmp_path / "bin"
-    capture.mkdir()
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
-    (bin_dir / "sbatch").chmod(0o755)
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {"slurm_site": {
+    env = fake_submit_env(tmp_path, "sbatch", FAKE_SBATCH, skimmed_store, {"slurm_site": {
         "partition": "gpu", "request_gres": "true", "account": "cms"}})
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CAPTURE_DIR": str(capture),
-           "DIFFANA_STORE": str(skimmed_store), "LAW_CONFIG_FILE": str(law_cfg),
-           "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
     law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
              "--workflow", "slurm", "--branches", "7", "--no-poll", "--ignore-submission",
              "--gpu-share", share, *options], env, tmp_path)
-    (job_file,) = capture.iterdir()
+    (job_file,) = Path(env["CAPTURE_DIR"]).iterdir()
     lines = sbatch_lines(job_file)
     for line in expected:
         assert line in lines
@@ -70,32 +62,19 @@ def test_job_file_of_share(share: str, options: list[str], expected: list[str],
     assert sum(line.startswith("#SBATCH --gres") for line in lines) == 1
 
 
-def _cluster_env(cluster: dict[str, str], store: Path, tmp_path: Path,
-                 bootstrap_prefix: str) -> dict[str, str]:
-    """The environment of a ``law run`` against the test cluster whose jobs source
-    ``bootstrap_prefix`` before the real bootstrap."""
-    bootstrap = tmp_path / "bootstrap.sh"
-    bootstrap.write_text(bootstrap_prefix + (REPO_ROOT / "tasks" / "bootstrap.sh").read_text())
-    law_cfg = law_cfg_with(tmp_path / "law.cfg", {
-        "slurm_site": {"partition": "cpu", "request_gres": "true"},
-        "diffana_remote": {"bootstrap_file": str(bootstrap), "venv": sys.prefix}})
-    return {**cluster, "DIFFANA_STORE": str(store), "LAW_CONFIG_FILE": str(law_cfg),
-            "LAW_JOB_FILE_DIR": str(tmp_path / "jobfiles")}
-
-
 @pytest.mark.batch
 def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, str],
                                                       skimmed_store: Path,
                                                       tmp_path: Path) -> None:
-    # branches that no other test in the session trains (the HTCondor wrapper test trains 0)
-    branches = (3, 4)
+    # the two cheapest branches (fold 0, DNN, CE and inference-aware), in this test's own store
+    branches = (0, 1)
     outputs = {b: train_output(skimmed_store, b) for b in branches}
     branch_map = TrainModel(version=SKIM_VERSION, config="tth_bb_tiny").get_branch_map()
     assert not any(p.exists() for out in outputs.values() for p in out.values())
     marker, env_dir = tmp_path / "failed_once", tmp_path / "job_env"
     env_dir.mkdir()
-    env = _cluster_env(slurm_cluster, skimmed_store, tmp_path,
-                       FAIL_ONCE.format(marker=marker, env_dir=env_dir))
+    env = cluster_env(slurm_cluster, skimmed_store, tmp_path,
+                      FAIL_ONCE.format(marker=marker, env_dir=env_dir), request_gres=True)
     result = law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config",
                       "tth_bb_tiny", "--workflow", "slurm", "--branches",
                       f"{branches[0]}:{branches[-1] + 1}", "--gpu-share", "0.25", "--memory-gb",
@@ -112,10 +91,10 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
         metadata = json.loads(outputs[b]["metadata"].read_text())
         assert (metadata["fold"], metadata["model"], metadata["strategy"]) == branch_map[b]
     assert "status: retry" in result.stdout  # law saw the failure and resubmitted
-    records = [json.loads(path.read_text())  # law's job records (the tests above leave some)
+    records = [json.loads(path.read_text())  # law's job records
                for path in (skimmed_store / "tth_bb_tiny").rglob("slurm_jobs_*.json")]
-    (record,) = [r for r in records
-                 if sorted(job["branches"] for job in r["jobs"].values()) == [[3], [4]]]
+    (record,) = [r for r in records if sorted(job["branches"] for job in r["jobs"].values())
+                 == [[b] for b in branches]]
     assert sorted(job["status"] for job in record["jobs"].values()) == ["finished", "finished"]
     assert list(record["attempts"].values()) == [1]  # exactly one job needed a second attempt
 
@@ -131,14 +110,14 @@ env | grep -E '^(CUDA_VISIBLE_DEVICES|SLURM_JOB_GPUS|CUDA_MPS_ACTIVE_THREAD_PERC
 def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[str, str],
                                                           skimmed_store: Path,
                                                           tmp_path: Path) -> None:
-    # branch 5 (fold 1, DNN, CE): no other test of the session trains it
+    # branch 5 (fold 1, DNN, CE)
     branch = 5
     outputs = train_output(skimmed_store, branch)
     assert not any(p.exists() for p in outputs.values())
     env_dir = tmp_path / "job_env"
     env_dir.mkdir()
-    env = _cluster_env(slurm_cluster, skimmed_store, tmp_path,
-                       RECORD_DEVICES.format(env_dir=env_dir))
+    env = cluster_env(slurm_cluster, skimmed_store, tmp_path,
+                      RECORD_DEVICES.format(env_dir=env_dir), request_gres=True)
     law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
              "--workflow", "slurm", "--branches", str(branch), "--gpu-share", "2",
              "--memory-gb", "2", "--poll-interval", "2s"], env, tmp_path, timeout_s=240)
@@ -168,7 +147,7 @@ def test_slurm_job_runs_its_payload_in_a_share_process(slurm_cluster: dict[str, 
     saw the share's MPS limits (Slurm's percentage, the job file's memory limit, the same values
     that the share process sets) and the share-process marker."""
     store = tmp_path / "store"
-    env = _cluster_env(slurm_cluster, store, tmp_path, "")
+    env = cluster_env(slurm_cluster, store, tmp_path, request_gres=True)
     env["PYTHONPATH"] = os.pathsep.join(  # law finds the stand-in task in the checkout
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     law_run(["tests.integration.gpu_tasks.RecordShare", "--version", "s1", "--config",

@@ -12,10 +12,11 @@ from analysis.errors import ConfigError
 from analysis.relax.histograms import resolve_bandwidth
 
 
-def _write_variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
-    raw = yaml.safe_load(resolve_config_path("tth_bb_tiny").read_text())
+def _write_variant(tmp_path: Path, edit, base: str = "tth_bb_tiny") -> Path:  # noqa: ANN001
+    """The config ``base`` (``config/<base>.yaml``) after ``edit(raw dict)``, as a new file."""
+    raw = yaml.safe_load(resolve_config_path(base).read_text())
     edit(raw)
-    path = tmp_path / "variant.yaml"
+    path = tmp_path / f"{base}_variant.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -115,15 +116,6 @@ def test_fit_systematics_are_the_skims_variations_and_unknown_ones_fail(tmp_path
         load_config(str(path))
 
 
-def _external_variant(tmp_path: Path, edit) -> Path:  # noqa: ANN001
-    """``config/cms_tt.yaml`` (an external dataset) edited."""
-    raw = yaml.safe_load(resolve_config_path("cms_tt").read_text())
-    edit(raw)
-    path = tmp_path / "external.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def _all_hadronic(raw: dict, features: list[str]) -> None:
     raw["selection"]["n_tight_leptons"] = 0
     raw["features"]["event"] = features
@@ -150,7 +142,7 @@ def _all_hadronic(raw: dict, features: list[str]) -> None:
      "must be 'torch' (the torch fitter) or 'pyhf' (pyhf + MINUIT)"),
 ])
 def test_invalid_nanoaod_and_lepton_settings(tmp_path: Path, edit, key: str, why: str) -> None:  # noqa: ANN001
-    path = _external_variant(tmp_path, edit)
+    path = _write_variant(tmp_path, edit, base="cms_tt")  # an external dataset
     with pytest.raises(ConfigError) as info:
         load_config(str(path))
     assert str(info.value).startswith(f"{path}: {key}: {why}") or (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from analysis.interpret.network import input_names, signal_taylor_coefficients
+from analysis.interpret.network_taylor import input_names, signal_taylor_coefficients
 
 
 class _Logistic(torch.nn.Module):
