@@ -8,7 +8,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.interpret.network import signal_taylor_coefficients, taylor_inputs
+from analysis.interpret.network_taylor import signal_taylor_coefficients, taylor_inputs
 from analysis.interpret.taylor import write_coefficients
 from analysis.io import read_json, write_json, write_text
 from analysis.plotting.inference import plot_taylor
