@@ -1,4 +1,5 @@
-"""The comparison of training strategies: relative changes of sigma_mu against CE, fold by fold."""
+"""The comparison of training strategies: relative changes of sigma_mu against CE, paired over
+(seed index, fold) networks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from typing import Any
 
 from analysis.errors import InputDataError
 
-__all__ = ["PairedComparison", "fold_agreement", "paired_comparison", "strategy_comparison",
-           "strategy_verdict", "uncertainty_breakdown"]
+__all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_agreement", "fold_sigma_mu",
+           "paired_comparison", "strategy_comparison", "strategy_pairings", "strategy_verdict",
+           "uncertainty_breakdown"]
 
 
 # the two measures of every comparison: (result key, its per-fold key, words)
 _MEASURES = (("sigma_mu", "sigma_mu_folds", "with MC stat."),
              ("sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds", "without MC stat."))
+MEASURES: dict[str, str] = {key: words for key, _, words in _MEASURES}
+"""The two sigma_mu of every comparison: result key -> words (total, and without the MC
+statistical uncertainty of the simulated samples)."""
 
 
 @dataclass(frozen=True)
@@ -246,3 +251,77 @@ def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
                      f"{chance:.0f} % of the cases: a common sign is necessary for a real "
                      f"difference, not a proof of one.")
     return " ".join(sentences)
+
+
+def fold_sigma_mu(result: Mapping[str, Any], key: str) -> dict[tuple[int, int], float]:
+    """sigma_mu of each (seed index, fold) network of one network record.
+
+    Args:
+        result: a record with ``<key>_folds`` (sigma_mu per fold workspace, units of mu) and
+            ``fold_labels`` (``[seed index, fold]`` of each; absent in results written before
+            seeds: seed index 0 and the fold its position).
+        key: ``"sigma_mu"`` or ``"sigma_mu_no_mcstat"`` (:data:`MEASURES`).
+
+    Returns:
+        ``(seed index, fold) -> sigma_mu`` (NaN where undetermined).
+
+    Example:
+        >>> fold_sigma_mu({"sigma_mu_folds": [2.0, 3.0]}, "sigma_mu")
+        {(0, 0): 2.0, (0, 1): 3.0}
+    """
+    values = result[f"{key}_folds"]
+    labels = result.get("fold_labels") or [[0, k] for k in range(len(values))]
+    if len(labels) != len(values):
+        raise InputDataError(f"fold_sigma_mu: {len(labels)} fold labels for {len(values)} "
+                             f"values of {key}_folds")
+    return {(int(s), int(k)): float(v) for (s, k), v in zip(labels, values)}
+
+
+@dataclass(frozen=True)
+class StrategyPairing:
+    """One network against CE of the same model and selection, per measure.
+
+    Attributes:
+        key: the network's key in the summary.
+        reference_key: CE's key.
+        comparisons: :data:`MEASURES` key -> :class:`PairedComparison` over the (seed index,
+            fold) networks both have.
+    """
+
+    key: str
+    reference_key: str
+    comparisons: Mapping[str, PairedComparison]
+
+
+def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: float = 2.0
+                      ) -> list[StrategyPairing]:
+    """:func:`paired_comparison` of every non-CE network against its CE, for both measures.
+
+    A pair is one (seed index, fold): both networks trained with the same seed on the same
+    training folds, their sigma_mu fitted on the same held-out fold (its workspace at the full
+    luminosity); pairs that only one side has are left out.
+
+    Args:
+        results: key -> record with ``learned_cuts``, ``model``, ``strategy``, the per-fold
+            sigma_mu of each :data:`MEASURES` key and ``fold_labels``
+            (:func:`fold_sigma_mu`), in display order.
+        significance: standard errors that a "better"/"worse" verdict needs.
+
+    Returns:
+        One :class:`StrategyPairing` per non-CE network that has a CE of its model and
+        selection, in the order of ``results``.
+    """
+    pairings = []
+    for key, r in results.items():
+        reference = _ce_reference(results, r)
+        if r["strategy"] == "ce" or reference is None:
+            continue
+        reference_key = next(k for k, v in results.items() if v is reference)
+        comparisons = {}
+        for measure in MEASURES:
+            mine, theirs = fold_sigma_mu(r, measure), fold_sigma_mu(reference, measure)
+            common = [label for label in theirs if label in mine]
+            comparisons[measure] = paired_comparison([mine[c] for c in common],
+                                                     [theirs[c] for c in common], significance)
+        pairings.append(StrategyPairing(key, reference_key, comparisons))
+    return pairings
