@@ -32,18 +32,14 @@ from analysis.report.build import (
     tradeoff_table,
 )
 from analysis.report.comparison import (
-    fold_agreement,
     paired_comparison,
-    strategy_comparison,
     strategy_pairings,
-    strategy_verdict,
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
 
 __all__ = ["Block", "Heading", "Image", "NetworkFigures", "Paragraph", "Table", "build_report",
-           "comparison_points", "copy_images", "dependence_table", "fold_agreement",
-           "format_number", "headline", "image_name", "impact_cell", "network_key",
-           "network_summary", "paired_comparison", "pairing_table", "render_html",
-           "render_markdown", "strategy_comparison", "strategy_pairings", "strategy_verdict",
+           "comparison_points", "copy_images", "dependence_table", "format_number", "headline",
+           "image_name", "impact_cell", "network_key", "network_summary", "paired_comparison",
+           "pairing_table", "render_html", "render_markdown", "strategy_pairings",
            "systematic_dependence", "tradeoff_table", "uncertainty_breakdown"]

@@ -10,17 +10,15 @@ from typing import Any
 
 from analysis.errors import InputDataError
 
-__all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_agreement", "fold_sigma_mu",
-           "paired_comparison", "strategy_comparison", "strategy_pairings", "strategy_verdict",
-           "uncertainty_breakdown"]
+__all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_sigma_mu",
+           "paired_comparison", "strategy_pairings", "uncertainty_breakdown"]
 
 
-# the two measures of every comparison: (result key, its per-fold key, words)
-_MEASURES = (("sigma_mu", "sigma_mu_folds", "with MC stat."),
-             ("sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds", "without MC stat."))
-MEASURES: dict[str, str] = {key: words for key, _, words in _MEASURES}
-"""The two sigma_mu of every comparison: result key -> words (total, and without the MC
-statistical uncertainty of the simulated samples)."""
+MEASURES: dict[str, str] = {"sigma_mu": "with MC stat.",
+                             "sigma_mu_no_mcstat": "without MC stat."}
+"""The two sigma_mu of every comparison: result key (its per-(seed, fold) values under
+``<key>_folds``) -> words (total, and without the MC statistical uncertainty of the simulated
+samples)."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,6 @@ def paired_comparison(values: Sequence[float], references: Sequence[float],
     return PairedComparison(n, mean, error, same, verdict, significance)
 
 
-def _name(r: Mapping[str, Any]) -> str:
-    return f"{r['model'].upper()} {r['strategy']} " \
-        f"({'learned cuts' if r['learned_cuts'] else 'skim only'})"
-
-
 def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
                   ) -> Mapping[str, Any] | None:
     return next((c for c in results.values() if c["strategy"] == "ce"
@@ -112,77 +105,6 @@ def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
 
 def _relative(a: float, b: float) -> float:
     return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
-
-
-def _fold_changes(r: Mapping[str, Any], reference: Mapping[str, Any], folds_key: str
-                  ) -> list[float]:
-    return [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key], strict=True)]
-
-
-def fold_agreement(changes: Sequence[float]) -> str:
-    """Whether every fold shows a change of sigma_mu with the same sign.
-
-    Args:
-        changes: the relative change against CE per fold (NaN: undetermined in that fold).
-
-    Returns:
-        ``"lower"`` or ``"higher"`` (every fold determined, at least two, all of one sign),
-        ``"disagree"`` (no common sign, a change of exactly 0 included) or
-        ``"undetermined"`` (fewer than two folds or a fold without a number: nothing to
-        check).
-    """
-    if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
-        return "undetermined"
-    if all(c < 0 for c in changes):
-        return "lower"
-    if all(c > 0 for c in changes):
-        return "higher"
-    return "disagree"
-
-
-def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """One sentence per systematic-aware network: its expected sigma_mu against CE's.
-
-    Each sentence gives the change with and without the MC statistical uncertainty, each with
-    its per-fold changes and :func:`fold_agreement`, so that it and :func:`strategy_verdict`
-    (which groups the same agreements) cannot disagree.
-
-    Args:
-        results: as for :func:`strategy_verdict`, with ``sigma_mu_folds`` too.
-
-    Returns:
-        The sentences, in the order of ``results``; networks without a CE of the same model
-        and selection are left out.
-    """
-    words = {"lower": "lower in every fold", "higher": "higher in every fold",
-             "disagree": "no common sign across the folds: not significant with these event "
-                         "counts",
-             "undetermined": "no fold-by-fold check (fewer than two folds with a number)"}
-    sentences = []
-    for r in results.values():
-        reference = _ce_reference(results, r)
-        if r["strategy"] == "ce" or reference is None:
-            continue
-        parts = []
-        for key, folds_key, label in _MEASURES:
-            change = _relative(r[key], reference[key])
-            # the folds are judged even where the combined interval is undetermined, as the
-            # verdict judges them
-            per_fold = _fold_changes(r, reference, folds_key)
-            folds = ", ".join("n/a" if not math.isfinite(c) else f"{100 * c:+.1f} %"
-                              for c in per_fold)
-            total = (f"{100 * change:+.1f} %" if math.isfinite(change) else
-                     "undetermined (an interval reaches the range of μ)")
-            parts.append(f"{label} {total} ({_number(reference[key])} -> "
-                         f"{_number(r[key])}; per fold {folds}: "
-                         f"{words[fold_agreement(per_fold)]})")
-        sentences.append(f"{_name(r)} against CE, expected σ_μ with all systematics: "
-                         f"{'; '.join(parts)}.")
-    return sentences
-
-
-def _number(value: float) -> str:
-    return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
 def uncertainty_breakdown(result: Mapping[str, Any]) -> tuple[float, float]:
@@ -205,52 +127,6 @@ def uncertainty_breakdown(result: Mapping[str, Any]) -> tuple[float, float]:
             else math.nan
     return (quadrature(result["sigma_mu_no_mcstat"], result["sigma_mu_stat"]),
             quadrature(result["sigma_mu"], result["sigma_mu_no_mcstat"]))
-
-
-def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One paragraph: which strategies change the expected sigma_mu against CE, fold by fold.
-
-    A change is listed only when every fold's network shows it with the same sign (each fold
-    is an independent network on independent events); with few folds that is a necessary
-    condition for a real difference, not a significance, and the paragraph says so. Given
-    with and without the MC statistical uncertainty of the simulated samples.
-
-    Args:
-        results: key -> ``{"learned_cuts": bool, "model": str, "strategy": str, "sigma_mu":
-            float, "sigma_mu_folds": [float per fold], "sigma_mu_no_mcstat": float,
-            "sigma_mu_no_mcstat_folds": [float per fold]}`` (sigma_mu in units of mu; NaN:
-            undetermined), with a ``"ce"`` entry per selection and model.
-
-    Returns:
-        The verdict in plain words.
-    """
-    determined = sum(math.isfinite(r["sigma_mu"]) for r in results.values())
-    sentences = [f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ "
-                 f"is determined for {determined} of {len(results)} networks."]
-    n_folds = max((len(r["sigma_mu_folds"]) for r in results.values()), default=0)
-    for key, folds_key, label in _MEASURES:
-        groups: dict[str, list[str]] = {"lower": [], "higher": [], "disagree": [],
-                                        "undetermined": []}
-        for r in results.values():
-            reference = _ce_reference(results, r)
-            if r["strategy"] == "ce" or reference is None:
-                continue
-            changes = _fold_changes(r, reference, folds_key)
-            agreement = fold_agreement(changes)
-            groups[agreement].append(
-                f"{_name(r)} {', '.join(f'{100 * c:+.1f} %' for c in changes)}"
-                if agreement == "lower" else _name(r))
-        sentences.append(
-            f"{label[0].upper()}{label[1:]}, against CE, with the same sign in all {n_folds} "
-            f"folds: lower σ_μ for {'; '.join(groups['lower']) or 'none'}; higher σ_μ for "
-            f"{', '.join(groups['higher']) or 'none'}; no common sign for "
-            f"{', '.join(groups['disagree']) or 'none'}; no fold-by-fold check (a fold "
-            f"without a number) for {', '.join(groups['undetermined']) or 'none'}.")
-    chance = 100.0 * 2.0 ** (1 - n_folds) if n_folds else 100.0
-    sentences.append(f"Two networks that differ only by their sample share the sign in "
-                     f"{chance:.0f} % of the cases: a common sign is necessary for a real "
-                     f"difference, not a proof of one.")
-    return " ".join(sentences)
 
 
 def fold_sigma_mu(result: Mapping[str, Any], key: str) -> dict[tuple[int, int], float]:
