@@ -35,9 +35,9 @@ __all__ = ["Report", "TaylorAnalysis"]
 class TaylorAnalysis(ModelTask):
     """First- and second-order Taylor coefficients (arXiv:1803.08782) of the ttH probability.
 
-    The network of seed index 0 and fold 0 on (a seeded random subset of up to 2000 of) its held-out nominal events,
-    weighted by ``|w|``;
-    ``taylor.json`` (all coefficients, ranked) and the 20 largest as ``taylor.png``/``.pdf``.
+    The network of seed index 0 and fold 0 on (a seeded random subset of up to 2000 of) its
+    held-out nominal events, weighted by ``|w|``; ``taylor.json`` (all coefficients, ranked)
+    and the 20 largest as ``taylor.png``/``.pdf``.
     """
 
     def requires(self) -> dict[str, Any]:

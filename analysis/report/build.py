@@ -191,7 +191,8 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
                 f"MC statistical uncertainty of the simulated samples; Asimov data at μ = 1).")
     else:
         best = None
-        text = "No network has a determined expected σ_μ (every interval reaches the range of μ)."
+        text = ("No network has a determined expected σ_μ (every interval reaches the range "
+                "of μ).")
     if not pairings:
         return text + " No systematic-aware strategy to compare with CE."
     chosen = next((p for p in pairings if p.key == best), None) or min(
