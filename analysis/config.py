@@ -268,11 +268,15 @@ YIELD_AWARE: tuple[str, ...] = typing.get_args(YieldAwareStrategy)
 
 @dataclass(frozen=True)
 class Training:
-    """Network training (TrainModel): models, strategies, folds and optimiser settings."""
+    """Network training (TrainModel): models, strategies, folds, seeds and optimiser settings."""
 
     models: tuple[ModelKind, ...] = ("dnn", "gnn")
     strategies: tuple[Strategy, ...] = ("ce", "penalty", "inference")
     n_folds: int = field(default=2, metadata=_check(2))
+    # networks per (fold, model, strategy), each with its own seed (network_seed in
+    # analysis/training/network.py); seed index 0 gets the full downstream analysis, every seed
+    # its fold workspaces, whose sigma_mu the paired comparison against CE uses
+    seeds: int = field(default=1, metadata=_check(1))
     target_parameters: int = field(default=5000, metadata=_check(100))  # DNN and GNN alike
     ce_steps: int = field(default=200, metadata=_check(1))
     strategy_steps: int = field(default=100, metadata=_check(1))

@@ -55,47 +55,67 @@ class Evaluate(ModelTask):
     """Class probabilities of every event from the model that did not train on it.
 
     Each fold's network scores its held-out fold, so every event of every dataset and shift is
-    scored once, by a network that never saw it. Outputs a Parquet table per dataset and shift
-    (event, label, weights, ``p_<class>``) and ``evaluation.json`` with the weighted ROC AUC of
-    the ttH score (ttH against every background, nominal events).
+    scored once, by a network that never saw it; so for each seed index (``training.seeds``).
+    Outputs a Parquet table per dataset and shift (event, label, weights, ``p_<class>``) of seed
+    index 0 (``scores``, the networks of the full analysis), the same of every other seed index
+    under ``seed<s>/`` (``seed_scores``), and ``evaluation.json`` with the weighted ROC AUC of
+    the ttH score (ttH against every background, nominal events): ``auc`` of seed index 0,
+    ``auc_seeds`` per seed index.
     """
 
     def requires(self) -> dict[str, Any]:
         training = TrainModel.req(self, branch=0)
-        wanted = [b for b, (fold, model, strategy) in training.get_branch_map().items()
+        wanted = [(b, seed) for b, (seed, fold, model, strategy)
+                  in training.get_branch_map().items()
                   if model == self.model and strategy == self.strategy]
-        return {"models": [TrainModel.req(self, branch=b) for b in wanted],
+        return {"models": {seed: [TrainModel.req(self, branch=b) for b, s in wanted if s == seed]
+                           for seed in range(self.analysis_config.training.seeds)},
                 "events": self.selection_requires()}
 
+    def _score_targets(self, *prefix: str) -> dict[str, dict[str, law.LocalFileTarget]]:
+        return {d: {s: self.target(*prefix, d, f"{s}.parquet") for s in OBJECT_SHIFTS}
+                for d in self.analysis_config.datasets}
+
     def output(self) -> dict[str, Any]:
-        return {"scores": {d: {s: self.target(d, f"{s}.parquet") for s in OBJECT_SHIFTS}
-                           for d in self.analysis_config.datasets},
+        return {"scores": self._score_targets(),
+                "seed_scores": {seed: self._score_targets(f"seed{seed}")
+                                for seed in range(1, self.analysis_config.training.seeds)},
                 "evaluation": self.target("evaluation.json")}
 
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        per_fold = []
-        for target in self.input()["models"]:
-            metadata = read_json(target["metadata"].abspath)
-            # fold k's events behind cuts_k, the cuts learned without them
-            tables = read_tables(self.selection_tables(self.input()["events"], metadata["fold"]))
-            network = load_network(target["model"].abspath, metadata,
-                                   config.training.target_parameters)
-            per_fold.append(score_tables(network, tables, config, metadata["fold"], self.model,
-                                         metadata.get("joint_cuts")))
-        merged = merge_fold_scores(per_fold)
+        # fold k's events behind cuts_k (the cuts learned without them), read once per fold
+        tables: dict[int, Any] = {}
         outputs = self.output()
         provenance = self.provenance(config.training.seed)
-        for dataset, shifts in merged.items():
-            for shift, columns in shifts.items():
-                target = outputs["scores"][dataset][shift]
-                target.parent.touch()
-                write_parquet(target.abspath, columns, provenance)
         signal = [k for k, c in enumerate(class_of_process(config).values()) if c == CLASSES[0]]
-        auc = signal_auc(merged, signal)
-        write_json(outputs["evaluation"].abspath, {"auc": auc}, provenance=provenance)
-        self.publish_message(f"{self.title()}: AUC {auc:.4f}")
+        aucs = []
+        for seed, models in self.input()["models"].items():
+            merged = merge_fold_scores([self._fold_scores(target, tables) for target in models])
+            written = outputs["seed_scores"][seed] if seed else outputs["scores"]
+            for dataset, shifts in merged.items():
+                for shift, columns in shifts.items():
+                    written[dataset][shift].parent.touch()
+                    write_parquet(written[dataset][shift].abspath, columns, provenance)
+            aucs.append(signal_auc(merged, signal))
+        write_json(outputs["evaluation"].abspath, {"auc": aucs[0], "auc_seeds": aucs},
+                   provenance=provenance)
+        self.publish_message(f"{self.title()}: AUC {aucs[0]:.4f} (seeds: "
+                             f"{', '.join(f'{a:.4f}' for a in aucs)})")
+
+    def _fold_scores(self, target: dict[str, Any], tables: dict[int, Any]) -> Any:
+        """The held-out scores of one fold's network (TrainModel output ``target``); ``tables``
+        caches each fold's selected events."""
+        config = self.analysis_config
+        metadata = read_json(target["metadata"].abspath)
+        if metadata["fold"] not in tables:
+            tables[metadata["fold"]] = read_tables(
+                self.selection_tables(self.input()["events"], metadata["fold"]))
+        network = load_network(target["model"].abspath, metadata,
+                               config.training.target_parameters)
+        return score_tables(network, tables[metadata["fold"]], config, metadata["fold"],
+                            self.model, metadata.get("joint_cuts"))
 
 
 class CreateHistograms(ModelTask):
@@ -103,8 +123,9 @@ class CreateHistograms(ModelTask):
 
     Channels and binning from the config (``inference.categories``, ``inference.n_bins``;
     :mod:`analysis.inference.model`). Outputs ``histograms.json`` (``channels``: values and
-    variances per channel, process and variation; ``folds``: the same per fold) and the stacked
-    nominal histogram of the signal's channel ``score.png``/``.pdf``.
+    variances per channel, process and variation, of seed index 0; ``folds``: the same per
+    (seed index, fold), each with its ``seed`` and ``fold``, every fold at the full luminosity)
+    and the stacked nominal histogram of the signal's channel ``score.png``/``.pdf``.
     """
 
     config_dependencies = INFERENCE_SECTIONS
@@ -118,10 +139,18 @@ class CreateHistograms(ModelTask):
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
-        scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
-                  for d, shifts in self.input()["scores"].items()}
-        spec = model_spec(config)
-        full, folds = category_histograms(scores, spec, config.training.n_folds)
+        spec, inputs = model_spec(config), self.input()
+        full, folds = {}, []
+        for seed in range(config.training.seeds):
+            targets = inputs["seed_scores"][seed] if seed else inputs["scores"]
+            scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
+                      for d, shifts in targets.items()}
+            seed_full, seed_folds = category_histograms(scores, spec, config.training.n_folds)
+            if seed == 0:  # the full analysis: seed index 0's networks
+                full = seed_full
+            folds += [{"seed": seed, "fold": k,
+                       "channels": {n: histogram_dict(h) for n, h in f.items()}}
+                      for k, f in enumerate(seed_folds)]
         channels = {name: histogram_dict(h) for name, h in full.items()}
         outputs = self.output()
         outputs["histograms"].parent.touch()
@@ -132,10 +161,7 @@ class CreateHistograms(ModelTask):
                          {p: s.color for p, s in config.processes.items()}, spec.signal,
                          f"{self.title()}, {shown}",
                          os.path.splitext(outputs["plot"].abspath)[0])
-        write_json(outputs["histograms"].abspath,
-                   {"channels": channels,
-                    "folds": [{"channels": {n: histogram_dict(h) for n, h in f.items()}}
-                              for f in folds]},
+        write_json(outputs["histograms"].abspath, {"channels": channels, "folds": folds},
                    provenance=self.provenance())
 
 
@@ -168,13 +194,14 @@ class BuildWorkspace(ModelTask):
         details: dict[str, Any] = {}
         spec = build_workspace(histograms, config, pseudo_data_seed=seed, details=details)
         validate_workspace(spec)
-        # one workspace per fold (its own network's events at the full luminosity): the spread
-        # of their sigma_mu tells how much of a difference is the finite simulated sample
+        # one workspace per (seed index, fold) (its own network's events at the full
+        # luminosity): the paired comparison against CE reads their sigma_mu
         folds = [build_workspace(h, config, pseudo_data_seed=seed) for h in histograms["folds"]]
         outputs = self.output()
         outputs["workspace"].parent.touch()
         write_json(outputs["workspace"].abspath, spec)
-        write_json(outputs["folds"].abspath, {"workspaces": folds})
+        write_json(outputs["folds"].abspath, {
+            "workspaces": folds, "labels": [[h["seed"], h["fold"]] for h in histograms["folds"]]})
         write_json(outputs["binning"].abspath, details)
         write_json(outputs["provenance"].abspath,
                           self.provenance(config.inference.pseudo_data_seed))
@@ -211,7 +238,8 @@ class Fit(ModelTask, BatchWorkflow):
     def run(self) -> None:
         settings = self.analysis_config.inference
         spec = read_json(self.input()["workspace"].abspath)
-        results = fit_network(spec, read_json(self.input()["folds"].abspath)["workspaces"],
+        folds = read_json(self.input()["folds"].abspath)
+        results = fit_network(spec, folds["workspaces"], fold_labels=folds["labels"],
                               scan_points=settings.scan_points, scan_max=settings.scan_max,
                               limit_max=settings.limit_max, engine=settings.fit_engine,
                               progress=self.progress(fit_steps(spec), "Fit", "fit"))

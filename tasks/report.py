@@ -11,16 +11,19 @@ import luigi
 from analysis.interpret.network_taylor import signal_taylor_coefficients, taylor_inputs
 from analysis.interpret.taylor import write_coefficients
 from analysis.io import read_json, write_json, write_text
+from analysis.plotting.comparison import plot_sigma_mu_comparison
 from analysis.plotting.inference import plot_taylor
 from analysis.report import (
     NetworkFigures,
     build_report,
+    comparison_points,
     copy_images,
     network_key,
     network_summary,
     render_html,
     render_markdown,
 )
+from analysis.report.build import COMPARISON_MEASURES
 from analysis.training.network import load_network, network_variants
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask
 from tasks.cuts import ReduceEvents
@@ -32,15 +35,16 @@ __all__ = ["Report", "TaylorAnalysis"]
 class TaylorAnalysis(ModelTask):
     """First- and second-order Taylor coefficients (arXiv:1803.08782) of the ttH probability.
 
-    The fold-0 network on (a seeded random subset of up to 2000 of) its held-out nominal events,
-    weighted by ``|w|``;
-    ``taylor.json`` (all coefficients, ranked) and the 20 largest as ``taylor.png``/``.pdf``.
+    The network of seed index 0 and fold 0 on (a seeded random subset of up to 2000 of) its
+    held-out nominal events, weighted by ``|w|``; ``taylor.json`` (all coefficients, ranked)
+    and the 20 largest as ``taylor.png``/``.pdf``.
     """
 
     def requires(self) -> dict[str, Any]:
         training = TrainModel.req(self, branch=0)
-        branch = next(b for b, (fold, model, strategy) in training.get_branch_map().items()
-                      if fold == 0 and model == self.model and strategy == self.strategy)
+        branch = next(b for b, (seed, fold, model, strategy) in training.get_branch_map().items()
+                      if seed == 0 and fold == 0 and model == self.model
+                      and strategy == self.strategy)
         return {"model": TrainModel.req(self, branch=branch), "events": self.selection_requires()}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
@@ -67,8 +71,11 @@ class TaylorAnalysis(ModelTask):
 class Report(DiffanaTask):
     """One HTML page (self-contained) and its Markdown twin with the analysis's comparison.
 
-    CE vs penalty vs inference-aware training, DNN vs GNN at matched size, with and without the
-    learned cuts: expected sigma_mu (stat only, with systematics), significance, CLs limit, AUC,
+    It opens with the headline (the best network's expected sigma_mu, the verdict of the
+    paired comparison against CE) and the comparison figure (``comparison.png``/``.pdf``),
+    then: CE vs penalty vs inference-aware training paired over seeds x folds, DNN vs GNN at
+    matched size, with and without the learned cuts: expected sigma_mu (stat only, with
+    systematics), significance, CLs limit, AUC, each output's dependence on the systematics,
     the impact of each systematic, the learned-skim trade-off, Taylor coefficients, provenance.
     """
 
@@ -104,16 +111,19 @@ class Report(DiffanaTask):
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"html": self.target("report.html"), "markdown": self.target("report.md"),
-                "summary": self.target("summary.json")}
+                "summary": self.target("summary.json"),
+                "comparison": self.target("comparison.png")}
 
     @law.decorator.safe_output
     def run(self) -> None:
         config = self.analysis_config
         inputs = self.input()
         outputs = self.output()
-        summary, figures = {}, {}
+        summary, figures, histograms = {}, {}, {}
         for cuts, model, strategy in self._combinations():
             network = inputs[network_key(cuts, model, strategy)]
+            histograms[network_key(cuts, model, strategy)] = read_json(
+                network["histograms"]["histograms"].abspath)["channels"]
             summary[network_key(cuts, model, strategy)] = network_summary(
                 read_json(network["fit"]["results"].abspath),
                 read_json(network["evaluate"]["evaluation"].abspath),
@@ -129,11 +139,15 @@ class Report(DiffanaTask):
             for t in inputs["training"][0]["collection"].targets.values())}
         reduce = inputs.get("reduce")
         provenance = self.provenance(config.training.seed)
+        outputs["html"].parent.touch()
+        plot_sigma_mu_comparison(comparison_points(summary), list(COMPARISON_MEASURES.values()),
+                                 f"{config.name}: expected σ_μ against CE",
+                                 os.path.splitext(outputs["comparison"].abspath)[0])
         blocks = build_report(
             config, summary, parameters, figures, version=self.version, provenance=provenance,
             tradeoff=read_json(reduce["tradeoff"].abspath) if reduce else None,
-            tradeoff_plot=reduce["plot"].abspath if reduce else None)
-        outputs["html"].parent.touch()
+            tradeoff_plot=reduce["plot"].abspath if reduce else None,
+            comparison_plot=outputs["comparison"].abspath, histograms=histograms)
         copy_images(blocks, outputs["html"].parent.abspath)
         write_text(outputs["markdown"].abspath, render_markdown(blocks))
         write_text(outputs["html"].abspath, render_html(blocks, f"diffana report: {config.name}"))

@@ -741,39 +741,54 @@ def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
 
 def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]], *,
                 scan_points: int, scan_max: float, limit_max: float, engine: str = "torch",
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[int], None] | None = None,
+                fold_labels: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """Every result of one network's workspace, and sigma_mu per fold and without MC stat.
 
     Args:
         spec: the network's workspace (all events).
-        fold_specs: one workspace per fold (its own network's events at the full
-            luminosity): the spread of their sigma_mu is what the finite simulated sample
-            alone makes of a difference between networks.
+        fold_specs: one workspace per (seed index, fold) network (its held-out events at the
+            full luminosity): the spread of their sigma_mu is what the seed and the finite
+            simulated sample alone make of a difference between networks. Only their Asimov
+            sigma_mu is fitted (two fits each), not the full set of :func:`fit_workspace`.
         scan_points, scan_max, limit_max, engine: as :func:`fit_workspace`.
         progress: called with completed steps of :func:`fit_workspace`.
+        fold_labels: ``(seed index, fold)`` of each of ``fold_specs``; default: seed index 0
+            and the fold its position.
 
     Returns:
-        :meth:`FitResults.as_dict` plus ``sigma_mu_folds`` (per fold), ``sigma_mu_no_mcstat``
-        and ``sigma_mu_no_mcstat_folds``: the same without the staterror modifiers, what
-        the result would be with simulated samples much larger than the data.
+        :meth:`FitResults.as_dict` plus ``sigma_mu_folds`` (per fold workspace),
+        ``sigma_mu_no_mcstat`` and ``sigma_mu_no_mcstat_folds``: the same without the
+        staterror modifiers, what the result would be with simulated samples much larger than
+        the data; ``fold_labels``: ``[seed index, fold]`` of each entry of the ``_folds`` lists.
+
+    Raises:
+        InputDataError: ``fold_labels`` and ``fold_specs`` differ in length.
     """
+    labels = [[int(s), int(k)] for s, k in fold_labels] if fold_labels is not None else [
+        [0, k] for k in range(len(fold_specs))]
+    if len(labels) != len(fold_specs):
+        raise InputDataError(f"fit_network: {len(labels)} fold labels for {len(fold_specs)} "
+                             f"fold workspaces")
     results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
                             limit_max=limit_max, engine=engine, progress=progress)
 
-    def fold_sigma(fold: Mapping[str, Any], k: int, what: str) -> float:
-        # a fold holds half the simulated events: where its model is degenerate (a singular
-        # Hessian), its sigma_mu is undetermined (NaN, as the report shows it), not an error
+    def fold_sigma(fold: Mapping[str, Any], label: Sequence[int], what: str) -> float:
+        # a fold holds a fraction of the simulated events: where its model is degenerate (a
+        # singular Hessian), its sigma_mu is undetermined (NaN, as the report shows it)
         try:
             return asimov_sigma_mu(fold, engine)
         except FitError as err:
-            log.warning("fit_network: fold %d%s: sigma_mu undetermined (%s)", k, what, err)
+            log.warning("fit_network: seed %d, fold %d%s: sigma_mu undetermined (%s)",
+                        label[0], label[1], what, err)
             return math.nan
 
     return {**results.as_dict(),
-            "sigma_mu_folds": [fold_sigma(f, k, "") for k, f in enumerate(fold_specs)],
+            "sigma_mu_folds": [fold_sigma(f, k, "") for f, k in zip(fold_specs, labels)],
             "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine),
             "sigma_mu_no_mcstat_folds": [fold_sigma(without_staterror(f), k, " without MC stat.")
-                                         for k, f in enumerate(fold_specs)]}
+                                         for f, k in zip(fold_specs, labels)],
+            "fold_labels": labels}
 
 
 def fit_steps(spec: Mapping[str, Any]) -> int:

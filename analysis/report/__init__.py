@@ -1,7 +1,9 @@
 """The analysis report: its content from the tasks' JSON, the strategy comparison, rendering.
 
 - :mod:`analysis.report.build`: per-network summaries and the page (:func:`build_report`);
-- :mod:`analysis.report.comparison`: sigma_mu of each strategy against CE, fold by fold;
+- :mod:`analysis.report.comparison`: sigma_mu of each strategy against CE, paired over
+  (seed, fold) networks;
+- :mod:`analysis.report.dependence`: the shape change of each network's output per systematic;
 - :mod:`analysis.report.blocks`: headings, paragraphs, tables, images; Markdown and HTML.
 """
 
@@ -19,20 +21,25 @@ from analysis.report.blocks import (
 from analysis.report.build import (
     NetworkFigures,
     build_report,
+    comparison_points,
+    dependence_table,
     format_number,
+    headline,
     impact_cell,
     network_key,
     network_summary,
+    pairing_table,
     tradeoff_table,
 )
 from analysis.report.comparison import (
-    fold_agreement,
-    strategy_comparison,
-    strategy_verdict,
+    paired_comparison,
+    strategy_pairings,
     uncertainty_breakdown,
 )
+from analysis.report.dependence import systematic_dependence
 
 __all__ = ["Block", "Heading", "Image", "NetworkFigures", "Paragraph", "Table", "build_report",
-           "copy_images", "fold_agreement", "format_number", "image_name", "impact_cell",
-           "network_key", "network_summary", "render_html", "render_markdown",
-           "strategy_comparison", "strategy_verdict", "tradeoff_table", "uncertainty_breakdown"]
+           "comparison_points", "copy_images", "dependence_table", "format_number", "headline",
+           "image_name", "impact_cell", "network_key", "network_summary", "paired_comparison",
+           "pairing_table", "render_html", "render_markdown", "strategy_pairings",
+           "systematic_dependence", "tradeoff_table", "uncertainty_breakdown"]

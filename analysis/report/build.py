@@ -14,22 +14,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.config import AnalysisConfig
+from analysis.plotting.comparison import SigmaMuPoint, mean_and_standard_error
 from analysis.report.blocks import Block, Heading, Image, Paragraph, Table, image_name
 from analysis.report.comparison import (
-    strategy_comparison,
-    strategy_verdict,
+    StrategyPairing,
+    fold_sigma_mu,
+    strategy_pairings,
     uncertainty_breakdown,
 )
+from analysis.report.dependence import systematic_dependence
 from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
-__all__ = ["NetworkFigures", "build_report", "format_number", "impact_cell", "network_key",
-           "network_summary", "tradeoff_table"]
+__all__ = ["COMPARISON_MEASURES", "NetworkFigures", "build_report", "comparison_points",
+           "dependence_table", "format_number", "headline", "impact_cell", "network_key",
+           "network_summary", "pairing_table", "tradeoff_table"]
 
 # what the report keeps of a Fit task's results.json
 _FIT_KEYS = ("sigma_mu", "sigma_mu_stat", "sigma_mu_syst", "expected_significance",
              "expected_limit", "observed_limit", "mu_hat", "mu_uncertainty", "impacts",
              "sigma_mu_folds", "sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds")
-_OPTIONAL_FIT_KEYS = {"normalisations": {}}  # absent from results.json of older versions
+# absent from results.json of older versions (fold_labels: before seeds, seed index 0)
+_OPTIONAL_FIT_KEYS: dict[str, Any] = {"normalisations": {}, "fold_labels": None}
+COMPARISON_MEASURES = {"sigma_mu": "σ_μ total (incl. MC stat.)",
+                       "sigma_mu_no_mcstat": "σ_μ without MC stat."}
+"""The report's words for the two measures of :data:`~analysis.report.comparison.MEASURES`."""
 _BOUND_TOLERANCE = 1e-2  # in units of mu: an impact this close to the room left is at the bound
 
 
@@ -45,7 +53,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
 
     Args:
         fit: the Fit task's ``results.json`` (sigma_mu etc. in units of mu).
-        evaluation: the Evaluate task's ``evaluation.json`` (``auc``).
+        evaluation: the Evaluate task's ``evaluation.json`` (``auc`` of seed index 0,
+            ``auc_seeds`` per seed index).
         binning: the BuildWorkspace task's ``binning.json`` (``n_bins`` over all channels,
             ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``).
         learned_cuts, model, strategy: what identifies the network.
@@ -54,7 +63,9 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
         The flat record that :func:`build_report` and :mod:`analysis.report.comparison` read.
     """
     return {"learned_cuts": learned_cuts, "model": model, "strategy": strategy,
-            "auc": evaluation["auc"], "n_bins": binning["n_bins"],
+            "auc": evaluation["auc"], "auc_seeds": evaluation.get("auc_seeds",
+                                                                  [evaluation["auc"]]),
+            "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
             **{key: fit[key] for key in _FIT_KEYS},
             **{key: fit.get(key, default) for key, default in _OPTIONAL_FIT_KEYS.items()}}
@@ -125,20 +136,148 @@ def _label(r: Mapping[str, Any]) -> str:
     return f"{'cuts' if r['learned_cuts'] else 'no cuts'} / {r['model']} / {r['strategy']}"
 
 
+def _name(r: Mapping[str, Any]) -> str:
+    return (f"{r['model'].upper()} {r['strategy']} "
+            f"({'learned cuts' if r['learned_cuts'] else 'skim only'})")
+
+
+def _mean_cell(r: Mapping[str, Any], key: str) -> str:
+    """Mean ± standard error of a measure over the (seed index, fold) networks, and how many."""
+    values = list(fold_sigma_mu(r, key).values())
+    mean, error = mean_and_standard_error(values)
+    n = sum(math.isfinite(v) for v in values)
+    return f"{format_number(mean, '.3g')} ± {format_number(error, '.2g')} ({n}/{len(values)})"
+
+
 def _results_table(summary: Mapping[str, Mapping[str, Any]]) -> Table:
-    header = ["selection", "model", "strategy", "σ_μ stat", "σ_μ total", "σ_μ per fold",
-              "σ_μ without MC stat.", "σ_μ syst (without MC stat.)", "σ_μ MC stat.",
-              "Z expected", "95% CLs limit exp.", "limit (pseudo-data)", "AUC",
+    header = ["selection", "model", "strategy", "σ_μ stat", "σ_μ total",
+              "σ_μ total, seeds × folds", "σ_μ without MC stat.",
+              "σ_μ without MC stat., seeds × folds", "σ_μ syst (without MC stat.)",
+              "σ_μ MC stat.", "Z expected", "95% CLs limit exp.", "limit (pseudo-data)", "AUC",
               "μ̂ (pseudo-data)"]
     f = format_number
     rows = [[("learned cuts" if r["learned_cuts"] else "skim only"), r["model"].upper(),
-             r["strategy"], f(r["sigma_mu_stat"]), f(r["sigma_mu"]),
-             " / ".join(f(x) for x in r["sigma_mu_folds"]), f(r["sigma_mu_no_mcstat"]),
+             r["strategy"], f(r["sigma_mu_stat"]), f(r["sigma_mu"]), _mean_cell(r, "sigma_mu"),
+             f(r["sigma_mu_no_mcstat"]), _mean_cell(r, "sigma_mu_no_mcstat"),
              *map(f, uncertainty_breakdown(r)), f(r["expected_significance"], ".2f"),
              f(r["expected_limit"], ".2f"), f(r["observed_limit"], ".2f"), f(r["auc"], ".4f"),
              f"{f(r['mu_hat'], '.2f')} ± {f(r['mu_uncertainty'], '.2f')}"]
             for r in summary.values()]
     return Table(header, rows)
+
+
+def headline(summary: Mapping[str, Mapping[str, Any]],
+             pairings: Sequence[StrategyPairing]) -> str:
+    """The report's first sentence: the best network's expected sigma_mu and the verdict.
+
+    The best network is the one with the smallest determined ``sigma_mu`` (total: statistics,
+    every systematic and the simulated samples' MC statistics; Asimov at mu = 1; seed index
+    0's networks on all events). The verdict is that of the best systematic-aware network
+    against its CE (the best network's own when it is one; else the one with the largest
+    reduction of the total sigma_mu), for both measures, each with its standard error.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``.
+
+    Returns:
+        Two or three sentences of plain text.
+    """
+    determined = [k for k, r in summary.items() if math.isfinite(r["sigma_mu"])]
+    if determined:
+        best = min(determined, key=lambda k: summary[k]["sigma_mu"])
+        text = (f"Best network: {_name(summary[best])}, expected σ_μ = "
+                f"{summary[best]['sigma_mu']:.3g} (total: statistics, every systematic and the "
+                f"MC statistical uncertainty of the simulated samples; Asimov data at μ = 1).")
+    else:
+        best = None
+        text = ("No network has a determined expected σ_μ (every interval reaches the range "
+                "of μ).")
+    if not pairings:
+        return text + " No systematic-aware strategy to compare with CE."
+    chosen = next((p for p in pairings if p.key == best), None) or min(
+        pairings, key=lambda p: (not math.isfinite(p.comparisons["sigma_mu"].mean),
+                                 p.comparisons["sigma_mu"].mean if math.isfinite(
+                                     p.comparisons["sigma_mu"].mean) else 0.0))
+    verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.sentence()}"
+                         for m, c in chosen.comparisons.items())
+    return (f"{text} Verdict, {_name(summary[chosen.key])} against CE, paired over seeds × "
+            f"folds (mean change ± standard error; 'better'/'worse' at ≥ 2 standard errors): "
+            f"{verdicts}.")
+
+
+def pairing_table(summary: Mapping[str, Mapping[str, Any]],
+                  pairings: Sequence[StrategyPairing]) -> Table:
+    """Each systematic-aware network against its CE: one row, both measures.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``.
+
+    Returns:
+        Columns per measure: mean relative change of sigma_mu ± its standard error (%), the
+        fraction of pairs with the sign of the mean, the verdict; and the number of pairs.
+    """
+    header = ["selection / model / strategy", "pairs"]
+    for words in COMPARISON_MEASURES.values():
+        header += [f"{words}: change vs CE", "same sign", "verdict"]
+    rows = []
+    for p in pairings:
+        row = [_label(summary[p.key]), str(p.comparisons["sigma_mu"].n_pairs)]
+        for measure in COMPARISON_MEASURES:
+            c = p.comparisons[measure]
+            change = (f"{100 * c.mean:+.1f} %" if math.isfinite(c.mean) else "n/a") + (
+                f" ± {100 * c.standard_error:.1f} %" if math.isfinite(c.standard_error) else "")
+            verdict = (f"not resolved at ±{100 * c.significance * c.standard_error:.1f} %"
+                       if c.verdict == "not resolved" else c.verdict)
+            row += [change, format_number(100 * c.same_sign, ".0f") + " %"
+                    if math.isfinite(c.same_sign) else "n/a", verdict]
+        rows.append(row)
+    return Table(header, rows)
+
+
+def comparison_points(summary: Mapping[str, Mapping[str, Any]]) -> list[SigmaMuPoint]:
+    """The networks of the comparison figure: per network its (seed index, fold) sigma_mu.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record, in display order.
+
+    Returns:
+        One :class:`~analysis.plotting.comparison.SigmaMuPoint` per network, grouped by
+        model and selection (the networks that share a CE), values keyed by
+        :data:`COMPARISON_MEASURES`' words.
+    """
+    def group(r: Mapping[str, Any]) -> str:
+        return f"{r['model'].upper()}, {'cuts' if r['learned_cuts'] else 'no cuts'}"
+    groups = list(dict.fromkeys(group(r) for r in summary.values()))
+    return [SigmaMuPoint(group(r), r["strategy"],
+                         {words: list(fold_sigma_mu(r, m).values())
+                          for m, words in COMPARISON_MEASURES.items()})
+            for g in groups for r in summary.values() if group(r) == g]
+
+
+def dependence_table(summary: Mapping[str, Mapping[str, Any]],
+                     histograms: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Per network, :func:`~analysis.report.dependence.systematic_dependence` of its output.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        histograms: the same keys -> CreateHistograms' ``channels`` (networks without one are
+            left out).
+
+    Returns:
+        One row per network, one ``up / down`` column per systematic, in percent.
+    """
+    dependence = {k: systematic_dependence(histograms[k]) for k in summary if k in histograms}
+    names = list(dict.fromkeys(n for d in dependence.values() for n in d))
+
+    def cell(sides: tuple[float, float] | None) -> str:
+        if sides is None:
+            return "n/a"
+        return " / ".join(format_number(100 * v, ".2f") for v in sides)
+    return Table(["selection / model / strategy", *(f"{n} up / down (%)" for n in names)],
+                 [[_label(summary[k]), *(cell(d.get(n)) for n in names)]
+                  for k, d in dependence.items()])
 
 
 def _workspace_blocks(summary: Mapping[str, Mapping[str, Any]],
@@ -203,8 +342,13 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                  parameters: Mapping[str, int], figures: Mapping[str, NetworkFigures], *,
                  version: str, provenance: Mapping[str, Any],
                  tradeoff: Mapping[str, Any] | None = None,
-                 tradeoff_plot: str | None = None) -> list[Block]:
+                 tradeoff_plot: str | None = None, comparison_plot: str | None = None,
+                 histograms: Mapping[str, Mapping[str, Any]] | None = None) -> list[Block]:
     """The report page as blocks.
+
+    The first section is the result: the :func:`headline` and the comparison figure, then the
+    paired comparison against CE (:func:`pairing_table`), the numbers per network and the
+    output's dependence on each systematic (:func:`dependence_table`); the details follow.
 
     Args:
         config: the analysis config (names, luminosity, seeds, inference settings).
@@ -217,26 +361,55 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         tradeoff: ReduceEvents' ``tradeoff.json`` (``points`` and ``selection`` with
             ``features``, ``directions``), or None without learned cuts.
         tradeoff_plot: its PNG, shown with the table.
+        comparison_plot: the PNG of
+            :func:`~analysis.plotting.comparison.plot_sigma_mu_comparison` of
+            :func:`comparison_points`, shown under the headline.
+        histograms: :func:`network_key` -> CreateHistograms' ``channels`` (seed index 0),
+            for :func:`dependence_table`; None: no such table.
 
     Returns:
         Headings, paragraphs, tables and images, in page order; each image named for the
         report's directory (:func:`~analysis.report.blocks.copy_images` puts it there).
     """
+    training = config.training
+    pairings = strategy_pairings(summary)
     blocks: list[Block] = [
         Heading(f"diffana: {config.description or config.name}", 1),
+        Heading("Result"),
+        Paragraph(headline(summary, pairings)),
+        *([Image(comparison_plot, image_name(comparison_plot, "report"),
+                 "σ_μ per model × strategy: mean ± standard error over seeds × folds (each "
+                 "fold's network on its held-out events at the full luminosity); dashed: CE")]
+          if comparison_plot is not None else []),
         Paragraph(f"Config {config.name} (sha256 {config.digest[:16]}...), version {version}, "
-                  f"seed {config.training.seed}, luminosity {config.luminosity.value:g} fb^-1. "
-                  f"Expected results use the Asimov dataset at mu = 1; 'observed' ones use "
-                  f"pseudo-data (seed {config.inference.pseudo_data_seed})."),
-        Heading("Results per network"), _results_table(summary),
+                  f"{training.seeds} seed{'s' * (training.seeds != 1)} (training.seed "
+                  f"{training.seed}) × {training.n_folds} folds per network, luminosity "
+                  f"{config.luminosity.value:g} fb^-1. Expected results use the Asimov dataset "
+                  f"at mu = 1; 'observed' ones use pseudo-data (seed "
+                  f"{config.inference.pseudo_data_seed})."),
+        Heading("Each strategy against CE, paired over seeds × folds"),
+        Paragraph("A pair is one (seed, fold): the strategy's network and CE's, trained with "
+                  "the same seed on the same folds, σ_μ fitted on the same held-out fold (at "
+                  "the full luminosity). Change: mean of σ_μ / σ_μ(CE) − 1 over the pairs ± its "
+                  "standard error; 'better'/'worse' when it is ≥ 2 standard errors from 0, "
+                  "else 'not resolved at ±2 standard errors'; 'undetermined' with fewer than 2 "
+                  "pairs with a number. 'Without MC stat.' is the same fit without the "
+                  "simulated samples' statistical uncertainty, the result if the simulation "
+                  "were much larger than the data. CMS measured 12-16 % lower σ_μ with such "
+                  "training on a real analysis."),
+        pairing_table(summary, pairings),
+        Heading("Results per network"),
+        Paragraph("σ_μ stat, total, without MC stat., Z, limits and μ̂: seed index 0's "
+                  "networks on all events (the full fit); 'seeds × folds': mean ± standard "
+                  "error (determined/all) of the (seed, fold) networks' σ_μ."),
+        _results_table(summary),
+        *([Heading("Dependence of each network's output on the systematics"), Paragraph(
+            "Relative change of the score histograms' shape (all processes, every channel and "
+            "bin; the varied histogram scaled to the nominal total) under each systematic's up "
+            "and down variation: Σ|N_var − N_nom| / ΣN_nom, in %. The penalty of "
+            "arXiv:1907.11674 trains to reduce it."), dependence_table(summary, histograms)]
+          if histograms is not None else []),
         *_workspace_blocks(summary, config),
-        Heading("Do the systematic-aware strategies help?"),
-        Paragraph(strategy_verdict(summary)),
-        Paragraph("σ_μ 'with MC stat.' includes the statistical uncertainty of the simulated "
-                  "samples (the staterror modifiers); 'without MC stat.' is the same fit "
-                  "without it, the result if the simulation were much larger than the data. "
-                  "CMS measured 12-16 % lower σ_μ with such training on a real analysis."),
-        *map(Paragraph, strategy_comparison(summary)),
         Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
         Paragraph("Trainable parameters: " + ", ".join(
             f"{m.upper()} {n}" for m, n in sorted(parameters.items()))

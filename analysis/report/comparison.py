@@ -1,4 +1,5 @@
-"""The comparison of training strategies: relative changes of sigma_mu against CE, fold by fold."""
+"""The comparison of training strategies: relative changes of sigma_mu against CE, paired over
+(seed index, fold) networks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import Any
 
 from analysis.errors import InputDataError
 
-__all__ = ["PairedComparison", "fold_agreement", "paired_comparison", "strategy_comparison",
-           "strategy_verdict", "uncertainty_breakdown"]
+__all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_sigma_mu",
+           "paired_comparison", "strategy_pairings", "uncertainty_breakdown"]
 
 
-# the two measures of every comparison: (result key, its per-fold key, words)
-_MEASURES = (("sigma_mu", "sigma_mu_folds", "with MC stat."),
-             ("sigma_mu_no_mcstat", "sigma_mu_no_mcstat_folds", "without MC stat."))
+MEASURES: dict[str, str] = {"sigma_mu": "with MC stat.",
+                             "sigma_mu_no_mcstat": "without MC stat."}
+"""The two sigma_mu of every comparison: result key (its per-(seed, fold) values under
+``<key>_folds``) -> words (total, and without the MC statistical uncertainty of the simulated
+samples)."""
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,6 @@ def paired_comparison(values: Sequence[float], references: Sequence[float],
     return PairedComparison(n, mean, error, same, verdict, significance)
 
 
-def _name(r: Mapping[str, Any]) -> str:
-    return f"{r['model'].upper()} {r['strategy']} " \
-        f"({'learned cuts' if r['learned_cuts'] else 'skim only'})"
-
-
 def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
                   ) -> Mapping[str, Any] | None:
     return next((c for c in results.values() if c["strategy"] == "ce"
@@ -107,77 +105,6 @@ def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
 
 def _relative(a: float, b: float) -> float:
     return a / b - 1.0 if math.isfinite(a) and math.isfinite(b) and b > 0 else math.nan
-
-
-def _fold_changes(r: Mapping[str, Any], reference: Mapping[str, Any], folds_key: str
-                  ) -> list[float]:
-    return [_relative(a, b) for a, b in zip(r[folds_key], reference[folds_key], strict=True)]
-
-
-def fold_agreement(changes: Sequence[float]) -> str:
-    """Whether every fold shows a change of sigma_mu with the same sign.
-
-    Args:
-        changes: the relative change against CE per fold (NaN: undetermined in that fold).
-
-    Returns:
-        ``"lower"`` or ``"higher"`` (every fold determined, at least two, all of one sign),
-        ``"disagree"`` (no common sign, a change of exactly 0 included) or
-        ``"undetermined"`` (fewer than two folds or a fold without a number: nothing to
-        check).
-    """
-    if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
-        return "undetermined"
-    if all(c < 0 for c in changes):
-        return "lower"
-    if all(c > 0 for c in changes):
-        return "higher"
-    return "disagree"
-
-
-def strategy_comparison(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """One sentence per systematic-aware network: its expected sigma_mu against CE's.
-
-    Each sentence gives the change with and without the MC statistical uncertainty, each with
-    its per-fold changes and :func:`fold_agreement`, so that it and :func:`strategy_verdict`
-    (which groups the same agreements) cannot disagree.
-
-    Args:
-        results: as for :func:`strategy_verdict`, with ``sigma_mu_folds`` too.
-
-    Returns:
-        The sentences, in the order of ``results``; networks without a CE of the same model
-        and selection are left out.
-    """
-    words = {"lower": "lower in every fold", "higher": "higher in every fold",
-             "disagree": "no common sign across the folds: not significant with these event "
-                         "counts",
-             "undetermined": "no fold-by-fold check (fewer than two folds with a number)"}
-    sentences = []
-    for r in results.values():
-        reference = _ce_reference(results, r)
-        if r["strategy"] == "ce" or reference is None:
-            continue
-        parts = []
-        for key, folds_key, label in _MEASURES:
-            change = _relative(r[key], reference[key])
-            # the folds are judged even where the combined interval is undetermined, as the
-            # verdict judges them
-            per_fold = _fold_changes(r, reference, folds_key)
-            folds = ", ".join("n/a" if not math.isfinite(c) else f"{100 * c:+.1f} %"
-                              for c in per_fold)
-            total = (f"{100 * change:+.1f} %" if math.isfinite(change) else
-                     "undetermined (an interval reaches the range of μ)")
-            parts.append(f"{label} {total} ({_number(reference[key])} -> "
-                         f"{_number(r[key])}; per fold {folds}: "
-                         f"{words[fold_agreement(per_fold)]})")
-        sentences.append(f"{_name(r)} against CE, expected σ_μ with all systematics: "
-                         f"{'; '.join(parts)}.")
-    return sentences
-
-
-def _number(value: float) -> str:
-    return f"{value:.3g}" if math.isfinite(value) else "n/a"
 
 
 def uncertainty_breakdown(result: Mapping[str, Any]) -> tuple[float, float]:
@@ -202,47 +129,75 @@ def uncertainty_breakdown(result: Mapping[str, Any]) -> tuple[float, float]:
             quadrature(result["sigma_mu"], result["sigma_mu_no_mcstat"]))
 
 
-def strategy_verdict(results: Mapping[str, Mapping[str, Any]]) -> str:
-    """One paragraph: which strategies change the expected sigma_mu against CE, fold by fold.
-
-    A change is listed only when every fold's network shows it with the same sign (each fold
-    is an independent network on independent events); with few folds that is a necessary
-    condition for a real difference, not a significance, and the paragraph says so. Given
-    with and without the MC statistical uncertainty of the simulated samples.
+def fold_sigma_mu(result: Mapping[str, Any], key: str) -> dict[tuple[int, int], float]:
+    """sigma_mu of each (seed index, fold) network of one network record.
 
     Args:
-        results: key -> ``{"learned_cuts": bool, "model": str, "strategy": str, "sigma_mu":
-            float, "sigma_mu_folds": [float per fold], "sigma_mu_no_mcstat": float,
-            "sigma_mu_no_mcstat_folds": [float per fold]}`` (sigma_mu in units of mu; NaN:
-            undetermined), with a ``"ce"`` entry per selection and model.
+        result: a record with ``<key>_folds`` (sigma_mu per fold workspace, units of mu) and
+            ``fold_labels`` (``[seed index, fold]`` of each; absent in results written before
+            seeds: seed index 0 and the fold its position).
+        key: ``"sigma_mu"`` or ``"sigma_mu_no_mcstat"`` (:data:`MEASURES`).
 
     Returns:
-        The verdict in plain words.
+        ``(seed index, fold) -> sigma_mu`` (NaN where undetermined).
+
+    Example:
+        >>> fold_sigma_mu({"sigma_mu_folds": [2.0, 3.0]}, "sigma_mu")
+        {(0, 0): 2.0, (0, 1): 3.0}
     """
-    determined = sum(math.isfinite(r["sigma_mu"]) for r in results.values())
-    sentences = [f"Verdict: with the MC statistical uncertainty of the simulated samples, σ_μ "
-                 f"is determined for {determined} of {len(results)} networks."]
-    n_folds = max((len(r["sigma_mu_folds"]) for r in results.values()), default=0)
-    for key, folds_key, label in _MEASURES:
-        groups: dict[str, list[str]] = {"lower": [], "higher": [], "disagree": [],
-                                        "undetermined": []}
-        for r in results.values():
-            reference = _ce_reference(results, r)
-            if r["strategy"] == "ce" or reference is None:
-                continue
-            changes = _fold_changes(r, reference, folds_key)
-            agreement = fold_agreement(changes)
-            groups[agreement].append(
-                f"{_name(r)} {', '.join(f'{100 * c:+.1f} %' for c in changes)}"
-                if agreement == "lower" else _name(r))
-        sentences.append(
-            f"{label[0].upper()}{label[1:]}, against CE, with the same sign in all {n_folds} "
-            f"folds: lower σ_μ for {'; '.join(groups['lower']) or 'none'}; higher σ_μ for "
-            f"{', '.join(groups['higher']) or 'none'}; no common sign for "
-            f"{', '.join(groups['disagree']) or 'none'}; no fold-by-fold check (a fold "
-            f"without a number) for {', '.join(groups['undetermined']) or 'none'}.")
-    chance = 100.0 * 2.0 ** (1 - n_folds) if n_folds else 100.0
-    sentences.append(f"Two networks that differ only by their sample share the sign in "
-                     f"{chance:.0f} % of the cases: a common sign is necessary for a real "
-                     f"difference, not a proof of one.")
-    return " ".join(sentences)
+    values = result[f"{key}_folds"]
+    labels = result.get("fold_labels") or [[0, k] for k in range(len(values))]
+    if len(labels) != len(values):
+        raise InputDataError(f"fold_sigma_mu: {len(labels)} fold labels for {len(values)} "
+                             f"values of {key}_folds")
+    return {(int(s), int(k)): float(v) for (s, k), v in zip(labels, values)}
+
+
+@dataclass(frozen=True)
+class StrategyPairing:
+    """One network against CE of the same model and selection, per measure.
+
+    Attributes:
+        key: the network's key in the summary.
+        reference_key: CE's key.
+        comparisons: :data:`MEASURES` key -> :class:`PairedComparison` over the (seed index,
+            fold) networks both have.
+    """
+
+    key: str
+    reference_key: str
+    comparisons: Mapping[str, PairedComparison]
+
+
+def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: float = 2.0
+                      ) -> list[StrategyPairing]:
+    """:func:`paired_comparison` of every non-CE network against its CE, for both measures.
+
+    A pair is one (seed index, fold): both networks trained with the same seed on the same
+    training folds, their sigma_mu fitted on the same held-out fold (its workspace at the full
+    luminosity); pairs that only one side has are left out.
+
+    Args:
+        results: key -> record with ``learned_cuts``, ``model``, ``strategy``, the per-fold
+            sigma_mu of each :data:`MEASURES` key and ``fold_labels``
+            (:func:`fold_sigma_mu`), in display order.
+        significance: standard errors that a "better"/"worse" verdict needs.
+
+    Returns:
+        One :class:`StrategyPairing` per non-CE network that has a CE of its model and
+        selection, in the order of ``results``.
+    """
+    pairings = []
+    for key, r in results.items():
+        reference = _ce_reference(results, r)
+        if r["strategy"] == "ce" or reference is None:
+            continue
+        reference_key = next(k for k, v in results.items() if v is reference)
+        comparisons = {}
+        for measure in MEASURES:
+            mine, theirs = fold_sigma_mu(r, measure), fold_sigma_mu(reference, measure)
+            common = [label for label in theirs if label in mine]
+            comparisons[measure] = paired_comparison([mine[c] for c in common],
+                                                     [theirs[c] for c in common], significance)
+        pairings.append(StrategyPairing(key, reference_key, comparisons))
+    return pairings

@@ -197,7 +197,8 @@ class RowShardedModule(nn.Module):
 
 def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
                     tables: Mapping[str, Any], config: Any, fold: int, model_kind: str,
-                    strategy: str, out_file: str, progress_label: str | None) -> None:
+                    strategy: str, out_file: str, progress_label: str | None,
+                    seed_index: int = 0) -> None:
     """One rank of :func:`train_network_data_parallel`; rank 0 saves the result and shows
     the progress."""
     from tqdm import tqdm
@@ -230,7 +231,7 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
 
         result = train_network(tables, config, fold, model_kind, strategy, device=device,
                                progress=progress,
-                               data_parallel=DataParallel(wrap))
+                               data_parallel=DataParallel(wrap), seed_index=seed_index)
         if bar is not None:
             bar.close()
         result.data_parallel_processes = dist.get_world_size()
@@ -245,7 +246,7 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
 def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: int,
                                 model_kind: str, strategy: str, *, world_size: int,
                                 workdir: str | Path, backend: str | None = None,
-                                progress_label: str | None = None) -> Any:
+                                progress_label: str | None = None, seed_index: int = 0) -> Any:
     """:func:`~analysis.training.network.train_network` on ``world_size`` processes.
 
     Args:
@@ -257,6 +258,7 @@ def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: in
         backend: ``"nccl"`` or ``"gloo"``; default ``nccl`` when ``world_size`` CUDA devices
             are visible, else ``gloo`` on the CPU (with a warning).
         progress_label: if given, rank 0 shows a progress bar of the steps with this label.
+        seed_index: as for ``train_network``.
 
     Returns:
         Rank 0's :class:`~analysis.training.network.TrainingResult` (model on the CPU,
@@ -287,6 +289,7 @@ def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: in
     out_file = workdir / "result.pt"
     out_file.unlink(missing_ok=True)
     mp.spawn(_network_worker, args=(world_size, str(init_file), backend, tables, config, fold,
-                                    model_kind, strategy, str(out_file), progress_label),
+                                    model_kind, strategy, str(out_file), progress_label,
+                                    seed_index),
              nprocs=world_size, join=True)
     return torch.load(out_file, weights_only=False)

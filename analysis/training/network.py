@@ -50,9 +50,10 @@ from analysis.training.skim_samples import (
     training_samples,
 )
 
-__all__ = ["JOINT_CUTS_SUFFIX", "TrainingResult", "build_network", "export_onnx", "load_network",
+__all__ = ["FOLD_SEED_STRIDE", "JOINT_CUTS_SUFFIX", "SEED_INDEX_STRIDE", "TrainingResult",
+           "build_network", "export_onnx", "load_network", "network_directory", "network_seed",
            "network_variants", "planned_steps", "save_checkpoint", "score_tables", "train_network",
-           "training_stages"]
+           "training_branches", "training_stages"]
 
 SIGNAL_CLASS = CLASSES[0]
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class TrainingResult:
     seconds: dict[str, float] = field(default_factory=dict)
     joint_cuts: dict[str, list[Any]] | None = None  # cuts learned jointly: features, thresholds
     data_parallel_processes: int = 1  # DDP ranks that trained it (a share of n >= 2 GPUs)
+    seed_index: int = 0  # which of training.seeds (network_seed)
 
     def summary(self) -> str:
         """One line: parameters, the final loss and the wall time of each stage.
@@ -93,8 +95,10 @@ class TrainingResult:
                 f"({seconds})")
 
     def metadata(self) -> dict[str, Any]:
-        """JSON-ready description: kind, strategy, fold, sizes, inputs, losses per stage."""
+        """JSON-ready description: kind, strategy, fold, seed index, sizes, inputs, losses per
+        stage."""
         return {"model": self.model_kind, "strategy": self.strategy, "fold": self.fold,
+                "seed_index": self.seed_index,
                 "classes": list(CLASSES), "n_inputs": self.n_inputs,
                 "n_parameters": self.n_parameters, "features": list(self.features),
                 "n_train_events": self.n_train_events, "best_steps": self.best_steps,
@@ -106,6 +110,41 @@ class TrainingResult:
 
 
 JOINT_CUTS_SUFFIX = "+cuts"
+
+SEED_INDEX_STRIDE = 1_000_000
+"""Distance between the seeds of two seed indices (:func:`network_seed`)."""
+FOLD_SEED_STRIDE = 1000
+"""Distance between the initialisation seeds of two folds (fewer folds than this: no overlap)."""
+
+
+def network_seed(seed: int, seed_index: int, fold: int | None = None) -> int:
+    """The torch seed of one network: ``training.seed`` moved by the seed index (and the fold).
+
+    Seed index ``s`` draws its batches with ``seed + SEED_INDEX_STRIDE * s`` and initialises
+    the network of fold ``k`` with that plus ``FOLD_SEED_STRIDE * k``. Seed index 0 is
+    therefore the single seed of a config without ``training.seeds`` (the same networks as
+    before seeds existed), every (seed index, fold) pair gets its own initialisation for
+    ``fold < FOLD_SEED_STRIDE``, and all strategies of one pair start from the same one (the
+    paired comparison against CE compares losses, not initialisations).
+
+    Args:
+        seed: ``training.seed``, >= 0.
+        seed_index: ``0 <= seed_index < training.seeds``.
+        fold: the held-out fold for the initialisation seed; None for the batches' seed.
+
+    Returns:
+        A non-negative integer for ``torch.Generator().manual_seed``.
+
+    Raises:
+        ConfigError: a negative ``seed_index`` or ``fold``.
+
+    Example:
+        >>> network_seed(1, 0), network_seed(1, 0, fold=1), network_seed(1, 2, fold=1)
+        (1, 1001, 2001001)
+    """
+    if seed_index < 0 or (fold is not None and fold < 0):
+        raise ConfigError(f"network_seed: seed index {seed_index}, fold {fold}: must be >= 0")
+    return seed + SEED_INDEX_STRIDE * seed_index + FOLD_SEED_STRIDE * (fold or 0)
 
 
 def network_variants(config: AnalysisConfig) -> list[tuple[str, str]]:
@@ -123,6 +162,40 @@ def network_variants(config: AnalysisConfig) -> list[tuple[str, str]]:
     if "dnn" in training.models:
         variants += [("dnn", f"{s}{JOINT_CUTS_SUFFIX}") for s in training.joint_cuts]
     return variants
+
+
+def training_branches(config: AnalysisConfig) -> list[tuple[int, int, str, str]]:
+    """Every network TrainModel trains: ``(seed index, fold, model kind, strategy)``, in order.
+
+    Seed index first, so that with ``training.seeds = 1`` the branches are those of a config
+    before seeds existed (fold, then :func:`network_variants`).
+
+    Args:
+        config: its ``training`` section (seeds, n_folds, models, strategies, joint_cuts).
+
+    Returns:
+        ``seeds x n_folds x len(network_variants(config))`` tuples.
+
+    Example:
+        >>> from analysis.config import load_config
+        >>> branches = training_branches(load_config("tth_bb_tiny"))
+        >>> branches[0], len(branches)
+        ((0, 0, 'dnn', 'ce'), 10)
+    """
+    settings = config.training
+    return [(seed_index, fold, model, strategy) for seed_index in range(settings.seeds)
+            for fold in range(settings.n_folds) for model, strategy in network_variants(config)]
+
+
+def network_directory(seed_index: int, fold: int, model_kind: str, strategy: str) -> str:
+    """TrainModel's directory of one network: seed index 0 keeps the name it had before seeds.
+
+    Example:
+        >>> network_directory(0, 1, "dnn", "ce"), network_directory(2, 1, "dnn", "ce")
+        ('dnn_ce_fold1', 'dnn_ce_seed2_fold1')
+    """
+    seed = f"_seed{seed_index}" if seed_index else ""
+    return f"{model_kind}_{strategy}{seed}_fold{fold}"
 
 
 class _ScaledCuts(torch.nn.Module):
@@ -207,7 +280,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                   fold: int, model_kind: str, strategy: str,
                   device: str | torch.device | None = None,
                   progress: Callable[[int], None] | None = None,
-                  data_parallel: DataParallel | None = None) -> TrainingResult:
+                  data_parallel: DataParallel | None = None, seed_index: int = 0
+                  ) -> TrainingResult:
     """Train one network on the training folds of the skims.
 
     The penalty sees the skim's variations (JES, JER, b-tag, ISR, FSR) of the signal score; the
@@ -229,6 +303,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
             ``strategy_steps`` unless the strategy is ``"ce"``).
         data_parallel: the :class:`~analysis.training.loop.DataParallel` hook when this process
             is one rank of a data-parallel group; the returned model is the network itself.
+        seed_index: which of ``training.seeds``: the initialisation and the batches are drawn
+            with :func:`network_seed`.
 
     Returns:
         The trained network (eval mode, float32, on the CPU) and its description.
@@ -266,9 +342,9 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         log.warning("train_network: no early stopping (%s)", err)
         stopping = None
     n_inputs = next(iter(samples.values()))[0].shape[1]
-    # the same initialisation for every strategy of a fold
-    model = build_network(model_kind, n_inputs, settings.target_parameters,
-                          torch.Generator().manual_seed(settings.seed + 1000 * fold))
+    # the same initialisation for every strategy of a (seed index, fold)
+    model = build_network(model_kind, n_inputs, settings.target_parameters, torch.Generator(
+        ).manual_seed(network_seed(settings.seed, seed_index, fold)))
     # inputs standardised with the numbers of the events the optimiser sees; they are buffers,
     # so the checkpoint carries them to Evaluate
     x_all = np.concatenate([x for x, _ in samples.values()])
@@ -288,12 +364,15 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                          cut_settings.learning_rate)
     stages = training_stages(settings, loss, cuts)
     histories = train(model, samples, stages, nuisances,
-                      loss=_loss_settings(config, model_kind, by_process), generator=torch.Generator().manual_seed(settings.seed),
+                      loss=_loss_settings(config, model_kind, by_process),
+                      generator=torch.Generator().manual_seed(network_seed(settings.seed,
+                                                                           seed_index)),
                       early_stopping=stopping, data_parallel=data_parallel, progress=progress)
     result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
                             count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,
-                            n_train_events={k: len(w) for k, (_, w) in samples.items()})
+                            n_train_events={k: len(w) for k, (_, w) in samples.items()},
+                            seed_index=seed_index)
     for history in histories:
         result.stages.append((history.strategy, history.loss))
         result.best_steps[history.strategy] = history.best_step

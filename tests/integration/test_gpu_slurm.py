@@ -89,7 +89,8 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
     for b in branches:
         assert all(path.exists() for path in outputs[b].values()), b
         metadata = json.loads(outputs[b]["metadata"].read_text())
-        assert (metadata["fold"], metadata["model"], metadata["strategy"]) == branch_map[b]
+        assert (metadata["seed_index"], metadata["fold"], metadata["model"],
+                metadata["strategy"]) == branch_map[b]
     assert "status: retry" in result.stdout  # law saw the failure and resubmitted
     records = [json.loads(path.read_text())  # law's job records
                for path in (skimmed_store / "tth_bb_tiny").rglob("slurm_jobs_*.json")]
@@ -132,7 +133,8 @@ def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[st
     assert all(path.exists() for path in outputs.values())
     metadata = json.loads(outputs["metadata"].read_text())
     assert metadata["data_parallel_processes"] == 2
-    assert (metadata["fold"], metadata["model"], metadata["strategy"]) == (1, "dnn", "ce")
+    assert (metadata["seed_index"], metadata["fold"], metadata["model"],
+            metadata["strategy"]) == (0, 1, "dnn", "ce")
     # Slurm names the GPUs it bound only for device files (the fixture's mknod)
     if not (Path(slurm_cluster["SLURM_CONF"]).parent / "fake_nvidia0").is_char_device():
         pytest.skip("no mknod here: Slurm granted gpu:2 and the job trained, but which GPUs it "

@@ -13,7 +13,7 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from analysis.config import load_config
+from analysis.config import load_config, resolve_config_path
 from analysis.training.models import NODE_FEATURES
 from analysis.training.network import load_network
 from tasks.train import TrainModel
@@ -23,7 +23,7 @@ from tests.integration.conftest import link_store, unchanged
 pytestmark = pytest.mark.slow
 
 
-WANTED = ((0, "dnn", "inference"), (1, "gnn", "ce"), (0, "dnn", "inference+cuts"))
+WANTED = ((0, 0, "dnn", "inference"), (0, 1, "gnn", "ce"), (0, 0, "dnn", "inference+cuts"))
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,16 @@ def test_train_model_branches(trained_store: Path) -> None:
     branch_map = task.get_branch_map()
     training = config.training
     n_variants = len(training.models) * len(training.strategies) + len(training.joint_cuts)
-    assert len(branch_map) == training.n_folds * n_variants
+    assert len(branch_map) == training.seeds * training.n_folds * n_variants
     wanted = [b for b, data in branch_map.items() if data in WANTED]
     counts = {}
     for b in wanted:
-        fold, model_kind, strategy = branch_map[b]
+        seed_index, fold, model_kind, strategy = branch_map[b]
+        # seed index 0 keeps the directory of a config without seeds
         directory = Path(task.target().abspath) / f"{model_kind}_{strategy}_fold{fold}"
         metadata = json.loads((directory / "model.json").read_text())
         assert metadata["provenance"]["config_sha256"] == config.digest
+        assert (metadata["seed_index"], metadata["fold"]) == (seed_index, fold)
         assert list(metadata["losses"]) == (["ce"] if strategy == "ce" else ["ce", strategy])
         # early stopping on a validation slice of the training folds: at most the configured
         # steps, the best one kept (the last one when a tiny slice lacks a class: no early stopping)
@@ -117,7 +119,7 @@ def test_share_of_two_gpus_trains_data_parallel(trained_store: Path, strategy: s
     monkeypatch.setenv("DIFFANA_STORE", str(store))
     task = TrainModel(version="t1", config="tth_bb_tiny")
     branch = next(b for b, data in task.get_branch_map().items()
-                  if data == (0, "dnn", strategy))
+                  if data == (0, 0, "dnn", strategy))
     directory = Path(task.target().abspath) / f"dnn_{strategy}_fold0"
     single = torch.load(directory / "model.pt", weights_only=True)
     single_meta = json.loads((directory / "model.json").read_text())
@@ -140,3 +142,47 @@ def test_share_of_two_gpus_trains_data_parallel(trained_store: Path, strategy: s
     if single_meta["joint_cuts"] is not None:
         assert parallel_meta["joint_cuts"]["thresholds"] == pytest.approx(
             single_meta["joint_cuts"]["thresholds"], rel=1e-3, abs=1e-4)
+
+
+def test_every_seed_gets_fold_workspaces_and_fold_fits(tiny_skim_store: Path,
+                                                       tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``training.seeds: 2``: TrainModel trains each (seed index, fold) network with its own
+    seed; Evaluate scores every seed's networks on their held-out folds; CreateHistograms and
+    BuildWorkspace write a histogram and a workspace per (seed index, fold), and Fit their
+    sigma_mu with those labels, besides seed index 0's full analysis."""
+    from tasks.inference import Evaluate, Fit
+
+    text = resolve_config_path("tth_bb_tiny").read_text()
+    seeds_line = next(line for line in text.splitlines() if line.startswith("  seeds: "))
+    config = tmp_path / "tth_bb_tiny.yaml"  # same analysis name: the shared skims are found
+    config.write_text(text.replace(seeds_line, "  seeds: 2"))
+    store = link_store(tiny_skim_store, tmp_path / "store")
+    monkeypatch.setenv("DIFFANA_STORE", str(store))
+    fresh_law_process()
+    params = {"version": "t1", "config": str(config), "learned_cuts": False, "model": "dnn",
+              "strategy": "ce"}
+    assert luigi.build([Fit(branch=0, **params)], local_scheduler=True, workers=1,
+                       log_level="WARNING")
+    training = TrainModel(version="t1", config=str(config), learned_cuts=False)
+    assert len(training.get_branch_map()) == 2 * len(TrainModel(
+        version="t1", config="tth_bb_tiny").get_branch_map())
+    first = Path(training.target("dnn_ce_fold1", "model.pt").abspath)
+    other = Path(training.target("dnn_ce_seed1_fold1", "model.pt").abspath)
+    assert json.loads(other.with_name("model.json").read_text())["seed_index"] == 1
+    # another seed, another network (the initialisation and the batches differ)
+    a, b = (torch.load(p, weights_only=True) for p in (first, other))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    evaluate = Evaluate(**params)
+    assert all(Path(t.abspath).exists() for shifts in evaluate.output()["seed_scores"][1].values()
+               for t in shifts.values())
+    evaluation = json.loads(Path(evaluate.output()["evaluation"].abspath).read_text())
+    assert len(evaluation["auc_seeds"]) == 2 and evaluation["auc_seeds"][0] == evaluation["auc"]
+    labels = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    fit = Fit(branch=0, **params)
+    workspaces = json.loads(Path(fit.input()["folds"].abspath).read_text())
+    assert workspaces["labels"] == labels and len(workspaces["workspaces"]) == 4
+    results = json.loads(Path(fit.output()["results"].abspath).read_text())
+    assert results["fold_labels"] == labels
+    assert len(results["sigma_mu_folds"]) == len(results["sigma_mu_no_mcstat_folds"]) == 4
+    fresh_law_process()

@@ -17,88 +17,12 @@ from analysis.report import (  # noqa: E402
     Image,
     Paragraph,
     Table,
-    fold_agreement,
     render_html,
     render_markdown,
-    strategy_comparison,
-    strategy_verdict,
     uncertainty_breakdown,
 )
 
 NAN = math.nan
-
-
-def _result(model: str, strategy: str, folds: list[float], total: float = NAN,
-            cuts: bool = True, total_folds: list[float] | None = None) -> dict:
-    return {"learned_cuts": cuts, "model": model, "strategy": strategy, "sigma_mu": total,
-            "sigma_mu_folds": total_folds or [NAN] * len(folds),
-            "sigma_mu_no_mcstat": sum(folds) / len(folds), "sigma_mu_no_mcstat_folds": folds}
-
-
-RESULTS = {
-    "dnn_ce": _result("dnn", "ce", [2.0, 4.0], total=30.0, total_folds=[20.0, 40.0]),
-    # without MC stat. -50 %, -25 %; with it one fold undetermined
-    "dnn_inference": _result("dnn", "inference", [1.0, 3.0], total=27.0,
-                             total_folds=[18.0, NAN]),
-    "dnn_penalty": _result("dnn", "penalty", [3.0, 3.0]),  # +50 %, -25 %: the folds disagree
-    "gnn_ce": _result("gnn", "ce", [2.0, NAN]),
-    "gnn_inference": _result("gnn", "inference", [1.0, 1.0]),  # CE's fold 2 undetermined
-    "nocuts_dnn_ce": _result("dnn", "ce", [1.0, 1.0], cuts=False, total=10.0,
-                             total_folds=[10.0, 10.0]),
-    # higher in both folds, with and without MC stat.
-    "nocuts_dnn_penalty": _result("dnn", "penalty", [2.0, 1.5], cuts=False, total=12.0,
-                                  total_folds=[11.0, 13.0]),
-}
-
-
-def test_fold_agreement_needs_every_fold() -> None:
-    assert fold_agreement([-0.1, -0.2]) == "lower"
-    assert fold_agreement([0.1, 0.2, 0.05]) == "higher"
-    assert fold_agreement([-0.1, 0.2]) == "disagree"
-    assert fold_agreement([0.0, 0.0]) == "disagree"  # no change is no common sign
-    assert fold_agreement([-0.1, NAN]) == "undetermined"  # one fold cannot agree with itself
-    assert fold_agreement([-0.1]) == "undetermined"
-
-
-def test_verdict_counts_only_changes_every_fold_shows() -> None:
-    verdict = strategy_verdict(RESULTS)
-    assert "σ_μ is determined for 4 of 7 networks" in verdict
-    without = verdict[verdict.index("Without MC stat."):]
-    assert without.startswith("Without MC stat., against CE, with the same sign in all 2 folds: "
-                              "lower σ_μ for DNN inference (learned cuts) -50.0 %, -25.0 %;")
-    assert "higher σ_μ for DNN penalty (skim only);" in without
-    assert "no common sign for DNN penalty (learned cuts);" in without
-    assert "no fold-by-fold check (a fold without a number) for GNN inference (learned cuts)." \
-        in without
-    # with MC stat.: the inference network has one fold only, so it is not called lower
-    with_mc = verdict[verdict.index("With MC stat."):verdict.index("Without MC stat.")]
-    assert "lower σ_μ for none;" in with_mc
-    assert "higher σ_μ for DNN penalty (skim only);" in with_mc
-    assert ("no fold-by-fold check (a fold without a number) for DNN inference (learned cuts), "
-            "DNN penalty (learned cuts), "
-            "GNN inference (learned cuts).") in with_mc
-    assert "share the sign in 50 % of the cases" in verdict
-
-
-def test_comparison_sentences_agree_with_the_verdict() -> None:
-    sentences = strategy_comparison(RESULTS)
-    assert len(sentences) == 4  # every non-CE network with a CE reference
-    inference = next(s for s in sentences if s.startswith("DNN inference (learned cuts)"))
-    # -10 % in total, but with one fold undetermined it must not claim that the folds agree
-    # or disagree
-    assert ("with MC stat. -10.0 % (30 -> 27; per fold -10.0 %, n/a: no fold-by-fold check"
-            in inference)
-    assert ("without MC stat. -33.3 % (3 -> 2; per fold -50.0 %, -25.0 %: lower in every fold)"
-            in inference)
-    penalty = next(s for s in sentences if s.startswith("DNN penalty (learned cuts)"))
-    assert "with MC stat. undetermined (an interval reaches the range of μ) (30 -> n/a" \
-        in penalty
-    assert "+50.0 %, -25.0 %: no common sign across the folds" in penalty
-    skim_only = next(s for s in sentences if s.startswith("DNN penalty (skim only)"))
-    assert skim_only.count("higher in every fold") == 2
-    for sentence in sentences:  # a verdict word only where every fold is determined
-        assert not ("n/a: lower" in sentence or "n/a: higher" in sentence
-                    or "n/a: no common sign" in sentence)
 
 
 def test_uncertainty_breakdown_in_quadrature() -> None:
@@ -123,18 +47,6 @@ def test_markdown_links_and_html_embeds_the_images(tmp_path: Path) -> None:
     page = render_html(blocks, "report")
     assert "σ_μ &lt; 1 &amp; more" in page  # escaped
     assert base64.b64encode(png.read_bytes()).decode()[:200] in page  # self-contained
-
-
-def test_sentence_judges_the_folds_when_the_combined_interval_is_undetermined() -> None:
-    results = {"ce": _result("dnn", "ce", [2.0, 4.0], total=30.0, total_folds=[20.0, 40.0]),
-               "inference": _result("dnn", "inference", [1.0, 2.0], total=NAN,
-                                    total_folds=[10.0, 20.0])}
-    (sentence,) = strategy_comparison(results)
-    assert ("with MC stat. undetermined (an interval reaches the range of μ) (30 -> n/a; per "
-            "fold -50.0 %, -50.0 %: lower in every fold)") in sentence
-    verdict = strategy_verdict(results)
-    with_mc = verdict[verdict.index("With MC stat."):verdict.index("Without MC stat.")]
-    assert "lower σ_μ for DNN inference (learned cuts) -50.0 %, -50.0 %;" in with_mc
 
 
 def test_network_summary_reads_the_tasks_json_and_impacts_flag_the_bound() -> None:

@@ -374,6 +374,16 @@ def test_workspace_rejects_missing_process(tiny_config: AnalysisConfig) -> None:
 
 
 
+def test_fold_labels_must_match_the_fold_workspaces(tiny_config: AnalysisConfig) -> None:
+    from analysis.errors import InputDataError
+
+    spec = build_workspace(_histograms(tiny_config, [20.0, 60.0], [500.0, 200.0], 0.1),
+                           tiny_config, pseudo_data_seed=2)
+    with pytest.raises(InputDataError, match="1 fold labels for 2 fold workspaces"):
+        fit_network(spec, [spec, spec], scan_points=3, scan_max=3.0, limit_max=5.0,
+                    fold_labels=[(0, 0)])
+
+
 def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -> None:
     import pyhf
 
@@ -386,11 +396,12 @@ def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -
     try:
         mine = pyhf.get_backend()
         results = fit_network(spec, [spec], scan_points=3, scan_max=3.0, limit_max=5.0,
-                              engine="pyhf")
+                              engine="pyhf", fold_labels=[(2, 1)])
         assert pyhf.get_backend()[1] is mine[1]  # the very optimiser object the caller set
         assert pyhf.get_backend()[1].maxiter == 321
         # the per-fold sigma_mu of a fold equal to the whole is the whole's
         assert results["sigma_mu_folds"] == [pytest.approx(results["sigma_mu"], rel=1e-3)]
+        assert results["fold_labels"] == [[2, 1]]  # (seed index, fold) of each fold entry
         assert results["sigma_mu_no_mcstat"] <= results["sigma_mu"] * (1 + 1e-4)
         assert fit_steps(spec) == 5 + 2 * len(results["impacts"])
     finally:

@@ -14,12 +14,17 @@ from analysis.config import AnalysisConfig, Training
 from analysis.errors import ConfigError
 from analysis.selection.learn import hard_cut_mask
 from analysis.training.network import (
+    FOLD_SEED_STRIDE,
+    SEED_INDEX_STRIDE,
     build_network,
     load_network,
+    network_directory,
+    network_seed,
     network_variants,
     save_checkpoint,
     score_tables,
     train_network,
+    training_branches,
     training_stages,
 )
 from analysis.training.skim_samples import GraphAsVector, fold_mask, training_samples
@@ -71,6 +76,32 @@ def test_variants_add_the_joint_cuts_to_the_dnn(config: AnalysisConfig) -> None:
                         ("dnn", "inference+cuts")]
 
 
+def test_branches_are_seed_index_fold_model_strategy(config: AnalysisConfig) -> None:
+    training = dataclasses.replace(config.training, models=("dnn", "gnn"), strategies=("ce",),
+                                   joint_cuts=(), n_folds=3, seeds=2)
+    branches = training_branches(dataclasses.replace(config, training=training))
+    assert len(branches) == 2 * 3 * 2 == len(set(branches))
+    # seed index first: seed 0's branches are those of a config without seeds
+    assert branches[:6] == [(0, f, m, "ce") for f in range(3) for m in ("dnn", "gnn")]
+    assert branches[6] == (1, 0, "dnn", "ce") and branches[-1] == (1, 2, "gnn", "ce")
+    one = dataclasses.replace(training, seeds=1)
+    assert training_branches(dataclasses.replace(config, training=one)) == branches[:6]
+    # seed index 0 keeps the directory it had before seeds; the others name their seed
+    assert network_directory(0, 2, "gnn", "inference+cuts") == "gnn_inference+cuts_fold2"
+    assert network_directory(1, 0, "dnn", "ce") == "dnn_ce_seed1_fold0"
+    assert len({network_directory(*b) for b in branches}) == len(branches)
+
+
+def test_network_seeds_are_distinct_and_seed_index_zero_is_the_config_seed() -> None:
+    assert network_seed(7, 0) == 7 and network_seed(7, 0, fold=1) == 7 + FOLD_SEED_STRIDE
+    assert network_seed(7, 3, fold=2) == 7 + 3 * SEED_INDEX_STRIDE + 2 * FOLD_SEED_STRIDE
+    seeds = {network_seed(1, s, f) for s in range(5) for f in range(10)}
+    batches = {network_seed(1, s) for s in range(5)}
+    assert len(seeds) == 50 and len(batches) == 5
+    with pytest.raises(ConfigError, match="seed index -1"):
+        network_seed(1, -1)
+
+
 def test_build_is_seeded_by_its_generator_and_leaves_the_global_one() -> None:
     state = torch.get_rng_state()
     a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
@@ -104,6 +135,20 @@ def test_one_training_is_reproducible_and_records_each_stage_once(
     for x, y in zip(result.model.state_dict().values(), again.model.state_dict().values(),
                     strict=True):
         assert torch.equal(x, y)
+    assert metadata["seed_index"] == 0
+
+
+def test_seed_index_trains_another_network_reproducibly(tables: dict,
+                                                        config: AnalysisConfig) -> None:
+    def weights(seed_index: int) -> torch.Tensor:
+        result = train_network(tables, config, 0, "dnn", "ce", device="cpu",
+                               seed_index=seed_index)
+        assert result.metadata()["seed_index"] == seed_index
+        return next(result.model.parameters()).detach()
+
+    first, second = weights(1), weights(1)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, weights(0))
 
 
 def test_joint_cuts_are_learned_and_applied_hard(tables: dict, config: AnalysisConfig) -> None:

@@ -1,0 +1,111 @@
+"""The report's comparison figure: sigma_mu per model x strategy against CE."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from analysis.plotting.figures import new_figure, save_figure
+
+__all__ = ["SigmaMuPoint", "mean_and_standard_error", "plot_sigma_mu_comparison"]
+
+
+@dataclass(frozen=True)
+class SigmaMuPoint:
+    """One network in the figure.
+
+    Attributes:
+        group: what shares a CE reference, e.g. ``"DNN, learned cuts"``.
+        strategy: the training strategy (``"ce"`` is the group's reference).
+        values: measure label -> sigma_mu of each (seed index, fold) network (units of mu;
+            NaN: undetermined, left out).
+    """
+
+    group: str
+    strategy: str
+    values: Mapping[str, Sequence[float]]
+
+
+def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+    """Mean of the finite ``values`` and its standard error ``std(ddof=1) / sqrt(n)``.
+
+    Returns:
+        ``(mean, standard error)``; NaN mean without a finite value, NaN error with fewer
+        than two.
+
+    Example:
+        >>> mean_and_standard_error([1.0, 3.0, float("nan")])
+        (2.0, 1.0)
+    """
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    if not n:
+        return math.nan, math.nan
+    mean = sum(finite) / n
+    if n < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1) / n)
+
+
+def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[str],
+                             title: str, path_base: str | os.PathLike[str]) -> list[str]:
+    """sigma_mu per network, one panel per measure (stacked), CE of each group as the reference.
+
+    Each network is a marker at the mean of its (seed index, fold) networks' sigma_mu with the
+    standard error of that mean as its error bar; the CE network of its group is drawn as a
+    dashed line with a band of its own standard error across the group, so a strategy
+    that reduces sigma_mu sits below its group's line.
+
+    Args:
+        points: the networks, in display order; consecutive networks of one ``group`` are drawn
+            together.
+        measures: the keys of ``SigmaMuPoint.values`` to draw, one panel each (e.g.
+            ``"σ_μ total (incl. MC stat.)"``, ``"σ_μ without MC stat."``).
+        title: the figure's title.
+        path_base: output path without suffix.
+
+    Returns:
+        The written files, ``[<base>.png, <base>.pdf]``.
+    """
+    n_slots = len(points) + len({p.group for p in points})
+    # one panel per measure, stacked: the page is narrower than a row of many networks
+    figure, axes = new_figure(1, len(measures), width=max(7.0, 2.0 + 0.5 * n_slots), height=4.5)
+    groups = list(dict.fromkeys(p.group for p in points))
+    colours = {}
+    cycle = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for point in points:
+        colours.setdefault(point.strategy, cycle[len(colours) % len(cycle)])
+    for axis, measure in zip(axes[:, 0], measures):
+        positions, labels, x = [], [], 0
+        shown: set[str] = set()
+        for group in groups:
+            members = [p for p in points if p.group == group]
+            start = x
+            for point in members:
+                mean, error = mean_and_standard_error(point.values[measure])
+                label = point.strategy if point.strategy not in shown else None
+                shown.add(point.strategy)
+                axis.errorbar([x], [mean], yerr=[0.0 if math.isnan(error) else error],
+                              fmt="o" if point.strategy != "ce" else "s", capsize=4,
+                              color=colours[point.strategy], label=label)
+                positions.append(x)
+                labels.append(f"{group}: {point.strategy}")
+                x += 1
+            reference = next((p for p in members if p.strategy == "ce"), None)
+            if reference is not None:
+                mean, error = mean_and_standard_error(reference.values[measure])
+                if math.isfinite(mean):
+                    axis.hlines(mean, start - 0.4, x - 0.6, colors="grey", linestyles="--")
+                    if math.isfinite(error):
+                        axis.fill_between([start - 0.4, x - 0.6], mean - error, mean + error,
+                                          color="grey", alpha=0.2, linewidth=0)
+            x += 1  # a gap between groups
+        axis.set_xticks(positions)
+        axis.set_xticklabels(labels, rotation=45, ha="right", fontsize=10)
+        axis.set_xlim(-0.7, x - 0.3)
+        axis.set_ylabel(measure, fontsize=13)
+        axis.legend(fontsize=10, title="dashed, band: CE ± s.e.", title_fontsize=10)
+    figure.suptitle(f"{title} (mean ± standard error over seeds × folds)", fontsize=14)
+    return save_figure(figure, path_base)

@@ -1,0 +1,233 @@
+"""The report's first section (headline, figure), the paired comparison over (seed, fold)
+networks, the table of each output's dependence on the systematics, and the page in a browser."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from analysis.config import AnalysisConfig
+from analysis.plotting.comparison import (
+    mean_and_standard_error,
+    plot_sigma_mu_comparison,
+)
+from analysis.report import (
+    Heading,
+    Image,
+    Paragraph,
+    Table,
+    build_report,
+    comparison_points,
+    copy_images,
+    dependence_table,
+    headline,
+    network_key,
+    pairing_table,
+    render_html,
+    strategy_pairings,
+    systematic_dependence,
+)
+from analysis.report.build import COMPARISON_MEASURES
+
+NAN = math.nan
+SEEDS, FOLDS = 3, 3
+LABELS = [[s, k] for s in range(SEEDS) for k in range(FOLDS)]
+CE_TOTAL = [10.0, 12.0, 11.0, 9.0, 10.5, 11.5, 10.0, 9.5, 12.5]
+# inference against CE, per (seed, fold): about -13 %, every pair lower
+CHANGES = [-0.20, -0.10, -0.15, -0.12, -0.18, -0.05, -0.14, -0.11, -0.16]
+
+
+def _record(model: str, strategy: str, total: float, folds: list[float],
+            labels: list[list[int]] | None = None, cuts: bool = True,
+            no_mcstat_factor: float = 0.5) -> dict:
+    """A :func:`~analysis.report.network_summary` record with every key the page reads."""
+    return {"learned_cuts": cuts, "model": model, "strategy": strategy, "auc": 0.7,
+            "auc_seeds": [0.7], "n_bins": 8, "poi_bounds": [-5.0, 10.0], "pruned_shapes": [],
+            "sigma_mu": total, "sigma_mu_stat": 0.3 * total, "sigma_mu_syst": 0.5 * total,
+            "expected_significance": 1.0 / total, "expected_limit": 2 * total,
+            "observed_limit": 2 * total, "mu_hat": 1.0, "mu_uncertainty": total,
+            "impacts": {"jes": [0.1, -0.1]}, "normalisations": {},
+            "sigma_mu_folds": folds, "sigma_mu_no_mcstat": no_mcstat_factor * total,
+            "sigma_mu_no_mcstat_folds": [no_mcstat_factor * v for v in folds],
+            "fold_labels": labels if labels is not None else LABELS}
+
+
+def _summary() -> dict[str, dict]:
+    inference = [r * (1 + c) for r, c in zip(CE_TOTAL, CHANGES)]
+    return {network_key(True, "dnn", "ce"): _record("dnn", "ce", 10.0, CE_TOTAL),
+            network_key(True, "dnn", "inference"): _record("dnn", "inference", 8.7, inference),
+            # penalty: +5 % in one pair, -5 % in the next: no resolved change
+            network_key(True, "dnn", "penalty"): _record(
+                "dnn", "penalty", 10.2, [r * (1.05 if k % 2 else 0.95)
+                                         for k, r in enumerate(CE_TOTAL)])}
+
+
+def _channels(nominal: list[float], up: list[float], down: list[float]) -> dict:
+    """Two channels of two bins, two processes that split each bin 1:3."""
+    def process(share: float) -> dict:
+        return {variation: {"values": [share * v for v in values]} for variation, values in
+                (("nominal", nominal), ("jes_up", up), ("jes_down", down),
+                 ("btag_up", nominal), ("btag_down", [2 * v for v in nominal]))}
+    return {"sr": {"processes": {"tth": process(0.25), "tt": process(0.75)}},
+            "cr": {"processes": {"tth": process(0.25), "tt": process(0.75)}}}
+
+
+def test_pairs_are_matched_by_seed_and_fold_label() -> None:
+    summary = _summary()
+    shuffled = dict(summary[network_key(True, "dnn", "inference")])
+    order = [8, 0, 4, 2, 6, 1, 3, 7, 5]
+    shuffled["sigma_mu_folds"] = [shuffled["sigma_mu_folds"][i] for i in order]
+    shuffled["sigma_mu_no_mcstat_folds"] = [shuffled["sigma_mu_no_mcstat_folds"][i]
+                                            for i in order]
+    shuffled["fold_labels"] = [LABELS[i] for i in order]
+    summary[network_key(True, "dnn", "inference")] = shuffled
+    inference, penalty = strategy_pairings(summary)
+    assert (inference.key, inference.reference_key) == ("cuts_dnn_inference", "cuts_dnn_ce")
+    mean = sum(CHANGES) / len(CHANGES)
+    error = math.sqrt(sum((c - mean) ** 2 for c in CHANGES) / (len(CHANGES) - 1) / len(CHANGES))
+    for measure in COMPARISON_MEASURES:
+        c = inference.comparisons[measure]
+        assert c.n_pairs == 9 and c.same_sign == 1.0 and c.verdict == "better"
+        assert c.mean == pytest.approx(mean, rel=1e-12)
+        assert c.standard_error == pytest.approx(error, rel=1e-12)
+    assert penalty.comparisons["sigma_mu"].verdict == "not resolved"
+    # a (seed, fold) that only one side has is no pair; NaN on either side neither
+    summary[network_key(True, "dnn", "penalty")]["fold_labels"] = [[9, 9]] + LABELS[1:]
+    summary[network_key(True, "dnn", "penalty")]["sigma_mu_folds"][1] = NAN
+    (_, penalty) = strategy_pairings(summary)
+    assert penalty.comparisons["sigma_mu"].n_pairs == 7
+    assert penalty.comparisons["sigma_mu_no_mcstat"].n_pairs == 8
+
+
+def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
+    summary = _summary()
+    pairings = strategy_pairings(summary)
+    table = pairing_table(summary, pairings)
+    assert table.header[:5] == ["selection / model / strategy", "pairs",
+                                "σ_μ total (incl. MC stat.): change vs CE", "same sign",
+                                "verdict"]
+    inference, penalty = table.rows
+    assert inference[:5] == ["cuts / dnn / inference", "9", "-13.4 % ± 1.5 %", "100 %",
+                             "better"]
+    resolution = 200 * pairings[1].comparisons["sigma_mu"].standard_error
+    assert penalty[4] == f"not resolved at ±{resolution:.1f} %"
+    text = headline(summary, pairings)
+    assert text.startswith("Best network: DNN inference (learned cuts), expected σ_μ = 8.7 "
+                           "(total: statistics, every systematic and the MC statistical")
+    assert ("σ_μ total (incl. MC stat.) better: -13.4 % ± 1.5 % (9 pairs, 100 % same sign)"
+            in text)
+    assert "σ_μ without MC stat. better: -13.4 % ± 1.5 %" in text
+
+
+def test_one_seed_and_one_fold_is_undetermined_not_an_error() -> None:
+    summary = {k: dict(r, sigma_mu_folds=r["sigma_mu_folds"][:1],
+                       sigma_mu_no_mcstat_folds=r["sigma_mu_no_mcstat_folds"][:1],
+                       fold_labels=[[0, 0]]) for k, r in _summary().items()}
+    pairings = strategy_pairings(summary)
+    assert {p.comparisons["sigma_mu"].verdict for p in pairings} == {"undetermined"}
+    assert "undetermined (1 pair)" in headline(summary, pairings)
+    assert pairing_table(summary, pairings).rows[0][2:5] == ["-20.0 %", "100 %",
+                                                             "undetermined"]
+    # results written before seeds: no labels, the folds of seed index 0 in order
+    old = {k: {key: v for key, v in r.items() if key != "fold_labels"}
+           for k, r in summary.items()}
+    assert strategy_pairings(old)[0].comparisons["sigma_mu"].n_pairs == 1
+    # only CE: nothing to compare, said so
+    ce = {k: r for k, r in summary.items() if r["strategy"] == "ce"}
+    assert headline(ce, []).endswith("No systematic-aware strategy to compare with CE.")
+
+
+def test_systematic_dependence_numbers() -> None:
+    # nominal 4 bins (2 channels x 2 bins) of 10, 30, 20, 40 events: total 100
+    nominal = [10.0, 30.0]
+    channels = _channels(nominal, [20.0, 60.0], [10.0, 20.0])
+    channels["cr"] = _channels([20.0, 40.0], [40.0, 80.0], [30.0, 40.0])["cr"]
+    dependence = systematic_dependence(channels)
+    assert list(dependence) == ["jes", "btag"]
+    # jes up doubles every bin: a rate change, no shape change
+    assert dependence["jes"][0] == pytest.approx(0.0, abs=1e-15)
+    # jes down: 10, 20, 30, 40 (total 100): |0| + |-10| + |+10| + |0| = 20 of 100
+    assert dependence["jes"][1] == pytest.approx(0.2, rel=1e-12)
+    # btag: nominal and twice nominal, both no shape change
+    assert dependence["btag"] == pytest.approx((0.0, 0.0), abs=1e-15)
+    table = dependence_table({"a": _record("dnn", "ce", 1.0, [1.0])}, {"a": channels})
+    assert table.header == ["selection / model / strategy", "jes up / down (%)",
+                            "btag up / down (%)"]
+    assert table.rows == [["cuts / dnn / ce", "0.00 / 20.00", "0.00 / 0.00"]]
+
+
+def _page(tmp_path: Path, config: AnalysisConfig) -> list:
+    summary = _summary()
+    plot = tmp_path / "comparison"
+    plot_sigma_mu_comparison(comparison_points(summary), list(COMPARISON_MEASURES.values()),
+                             "expected σ_μ against CE", plot)
+    histograms = {k: _channels([10.0, 30.0], [20.0, 60.0], [10.0, 20.0]) for k in summary}
+    return build_report(config, summary, {"dnn": 5000}, {}, version="t1",
+                        provenance={"packages": {"torch": "2"}, "python": "3.11"},
+                        comparison_plot=f"{plot}.png", histograms=histograms)
+
+
+def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
+                                                         tiny_config: AnalysisConfig) -> None:
+    blocks = _page(tmp_path, tiny_config)
+    assert isinstance(blocks[0], Heading) and blocks[0].level == 1
+    end = next(i for i, b in enumerate(blocks[2:], start=2) if isinstance(b, Heading))
+    first = blocks[1:end]
+    assert first[0] == Heading("Result")
+    assert isinstance(first[1], Paragraph) and first[1].text.startswith("Best network: DNN "
+                                                                        "inference")
+    assert "better: -13.4 % ± 1.5 %" in first[1].text
+    assert isinstance(first[2], Image) and first[2].path == str(tmp_path / "comparison.png")
+    assert "standard error over seeds × folds" in first[2].caption
+    # the paired table follows, then the numbers per network and the dependence table
+    headings = [b.text for b in blocks if isinstance(b, Heading)]
+    assert headings[1:5] == ["Result", "Each strategy against CE, paired over seeds × folds",
+                             "Results per network",
+                             "Dependence of each network's output on the systematics"]
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert tables[0].rows[0][4] == "better"
+    # no old per-network sentence of the fold-by-fold comparison
+    assert not any(isinstance(b, Paragraph) and "per fold" in b.text for b in blocks)
+
+
+def test_comparison_points_and_figure(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["nocuts_gnn_ce"] = _record("gnn", "ce", 20.0, [20.0, NAN, 22.0], cuts=False,
+                                       labels=[[0, 0], [0, 1], [0, 2]])
+    points = comparison_points(summary)
+    assert [(p.group, p.strategy) for p in points] == [
+        ("DNN, cuts", "ce"), ("DNN, cuts", "inference"), ("DNN, cuts", "penalty"),
+        ("GNN, no cuts", "ce")]
+    gnn = points[-1].values["σ_μ total (incl. MC stat.)"]
+    assert mean_and_standard_error(gnn) == pytest.approx((21.0, 1.0))
+    written = plot_sigma_mu_comparison(points, list(COMPARISON_MEASURES.values()), "test",
+                                       tmp_path / "figure")
+    assert [Path(p).stat().st_size > 1000 for p in written] == [True, True]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH")
+def test_report_page_renders_in_a_headless_browser(tmp_path: Path,
+                                                   tiny_config: AnalysisConfig) -> None:
+    """The HTML page as a browser draws it: a screenshot of the top of the page that is not
+    blank (the headline's text and the figure are drawn on it)."""
+    from PIL import Image as PngImage
+
+    blocks = _page(tmp_path, tiny_config)
+    copy_images(blocks, tmp_path)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(blocks, "report"), encoding="utf-8")
+    screenshot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", f"--screenshot={screenshot}",
+                    "--window-size=1200,1400", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    with PngImage.open(screenshot) as image:
+        assert image.size == (1200, 1400)
+        grey = image.convert("L")
+        colours = grey.getcolors(maxcolors=256 * 256) or []
+    # a blank page is one colour; text and a plot give many grey levels
+    assert len(colours) > 20
