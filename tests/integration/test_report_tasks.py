@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 T = TypeVar("T")
 
 CONFIG = "tth_bb_tiny"
-ARGS = ("--version", "t1", "--config", CONFIG)
+# both selections, as the Report's --compare-without-cuts (off by default) makes them
+ARGS = ("--version", "t1", "--config", CONFIG, "--compare-without-cuts", "true")
 
 
 def _dir(cls: type, **params: str) -> Path:
@@ -138,7 +139,8 @@ def test_report_from_nothing(report_store: Path) -> None:
         assert result["expected_significance"] > 0, key  # Asimov data with mu = 1
         assert 0 <= result["auc"] <= 1
         assert set(result["impacts"]) >= {"jes", "jer", "btag", "isr", "fsr", "lumi"}
-        assert len(result["sigma_mu_folds"]) == training.n_folds
+        assert len(result["sigma_mu_folds"]) == training.seeds * training.n_folds
+        assert len(result["fold_labels"]) == training.seeds * training.n_folds
         # sigma_mu with systematics and the CLs limits: a number, or NaN for the documented
         # reason, checked on the workspace (on the tiny config each is NaN: 1-2 bins with a
         # 50 % tt+bb cross-section and ~60 % MC stat. uncertainty leave the profile likelihood
@@ -161,12 +163,16 @@ def test_report_from_nothing(report_store: Path) -> None:
     for count in summary["parameters"].values():
         assert abs(count - training.target_parameters) < 0.1 * training.target_parameters
     assert summary["provenance"]["config_sha256"] == config.digest
-    # one sentence per non-CE network about its sigma_mu against CE's, and the verdict with
-    # and without the MC statistical uncertainty
-    sentence = "against CE, expected σ_μ with all systematics:"
-    assert markdown.count(sentence) == 2 * (variants - len(training.models))
-    assert "With MC stat., against CE, with the same sign" in markdown
-    assert "Without MC stat., against CE, with the same sign" in markdown
+    # the first section: the headline (best sigma_mu, the verdict) and the comparison figure;
+    # then one row per non-CE network of the paired comparison against CE
+    first = markdown.split("\n## ", 2)[1]
+    assert first.startswith("Result\n") and "Best network: " in first and "Verdict, " in first
+    assert "(report_comparison.png)" in first
+    paired = markdown.split("## Each strategy against CE, paired over seeds × folds", 1)[1]
+    table = [line for line in paired.split("\n## ", 1)[0].splitlines()
+             if line.startswith("| ") and " / " in line.split("|")[1]
+             and "selection" not in line]
+    assert len(table) == 2 * (variants - len(training.models))
     # each workspace is a valid pyhf workspace as written, with the modifiers
     for path in (root / "BuildWorkspace" / "t1").rglob("workspace.json"):  # all variants
         spec = json.loads(path.read_text())
