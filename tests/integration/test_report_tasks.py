@@ -241,7 +241,7 @@ def _chain_outputs(store: Path) -> set[Path]:
         common = {"version": "t1", "config": CONFIG}
         branch_map = TrainModel(**common, learned_cuts=True, branch=0).get_branch_map()
         tasks = [TrainModel(**common, learned_cuts=True, branch=b)
-                 for b, (_, model, strategy) in branch_map.items()
+                 for b, (_, _, model, strategy) in branch_map.items()
                  if (model, strategy) == (CHAIN["model"], CHAIN["strategy"])]
         tasks += [cls(**common, **CHAIN) for cls in (Evaluate, CreateHistograms, BuildWorkspace,
                                                      TaylorAnalysis)]
