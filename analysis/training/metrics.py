@@ -144,9 +144,16 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
     return drop_empty_bins(binned)
 
 
-def drop_empty_bins(binned: BinnedModel) -> BinnedModel:
-    """The one-channel model without bins of zero total nominal yield (no information at mu = 1).
+#: a bin below this fraction of the largest bin's nominal total is empty (:func:`drop_empty_bins`)
+_EMPTY_BIN_FRACTION = 1e-9
 
+
+def drop_empty_bins(binned: BinnedModel) -> BinnedModel:
+    """The one-channel model without empty bins (no information at mu = 1).
+
+    A bin counts as empty below 1e-9 of the largest bin's total nominal yield: soft cuts'
+    sigmoid tails leave such bins at 1e-14 events, where ``1 / lambda`` in the Fisher
+    information and a shape variation that does not vanish there make it singular in float64.
     Differentiable: the kept bins keep their gradients.
 
     Raises:
@@ -154,7 +161,7 @@ def drop_empty_bins(binned: BinnedModel) -> BinnedModel:
     """
     channel = binned.channels[0]
     total = torch.stack([s.nominal for s in channel.samples]).sum(dim=0)
-    keep = total > 0
+    keep = total > _EMPTY_BIN_FRACTION * total.detach().max()
     if bool(keep.all()):
         return binned
     if not bool(keep.any()):
