@@ -13,7 +13,11 @@ from analysis.inference.fits import fit_network, fit_steps
 from analysis.inference.histograms import category_histograms, histogram_dict
 from analysis.inference.model import model_spec
 from analysis.inference.scores import merge_fold_scores, signal_auc
-from analysis.inference.workspace import build_workspace, validate_workspace
+from analysis.inference.workspace import (
+    build_fold_workspaces,
+    build_workspace,
+    validate_workspace,
+)
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
 from analysis.plotting.inference import (
     plot_impacts,
@@ -196,7 +200,7 @@ class BuildWorkspace(ModelTask):
         validate_workspace(spec)
         # one workspace per (seed index, fold) (its own network's events at the full
         # luminosity): the paired comparison against CE reads their sigma_mu
-        folds = [build_workspace(h, config, pseudo_data_seed=seed) for h in histograms["folds"]]
+        folds = build_fold_workspaces(histograms["folds"], config, pseudo_data_seed=seed)
         outputs = self.output()
         outputs["workspace"].parent.touch()
         write_json(outputs["workspace"].abspath, spec)

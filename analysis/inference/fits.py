@@ -739,7 +739,7 @@ def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
         impact_widths=widths, postfit_parameters=best_obs.pars.tolist(), engine=fitter.name)
 
 
-def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]], *,
+def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any] | None], *,
                 scan_points: int, scan_max: float, limit_max: float, engine: str = "torch",
                 progress: Callable[[int], None] | None = None,
                 fold_labels: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
@@ -750,7 +750,8 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
         fold_specs: one workspace per (seed index, fold) network (its held-out events at the
             full luminosity): the spread of their sigma_mu is what the seed and the finite
             simulated sample alone make of a difference between networks. Only their Asimov
-            sigma_mu is fitted (two fits each), not the full set of :func:`fit_workspace`.
+            sigma_mu is fitted (two fits each), not the full set of :func:`fit_workspace`; None
+            (an empty category) gives NaN.
         scan_points, scan_max, limit_max, engine: as :func:`fit_workspace`.
         progress: called with completed steps of :func:`fit_workspace`.
         fold_labels: ``(seed index, fold)`` of each of ``fold_specs``; default: seed index 0
@@ -773,9 +774,12 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
     results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
                             limit_max=limit_max, engine=engine, progress=progress)
 
-    def fold_sigma(fold: Mapping[str, Any], label: Sequence[int], what: str) -> float:
+    def fold_sigma(fold: Mapping[str, Any] | None, label: Sequence[int], what: str) -> float:
         # a fold holds a fraction of the simulated events: where its model is degenerate (a
-        # singular Hessian), its sigma_mu is undetermined (NaN, as the report shows it)
+        # singular Hessian) or has no workspace (an empty category), its sigma_mu is
+        # undetermined (NaN, as the report shows it)
+        if fold is None:
+            return math.nan
         try:
             return asimov_sigma_mu(fold, engine)
         except FitError as err:
@@ -786,8 +790,9 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any]]
     return {**results.as_dict(),
             "sigma_mu_folds": [fold_sigma(f, k, "") for f, k in zip(fold_specs, labels)],
             "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine),
-            "sigma_mu_no_mcstat_folds": [fold_sigma(without_staterror(f), k, " without MC stat.")
-                                         for f, k in zip(fold_specs, labels)],
+            "sigma_mu_no_mcstat_folds": [
+                fold_sigma(None if f is None else without_staterror(f), k, " without MC stat.")
+                for f, k in zip(fold_specs, labels)],
             "fold_labels": labels}
 
 

@@ -11,6 +11,7 @@ observations: pseudo-data, Poisson draws of the expected yields at ``mu = 1`` wi
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from analysis.config import AnalysisConfig
-from analysis.errors import InputDataError
+from analysis.errors import EmptySelectionError, InputDataError
 from analysis.inference.histograms import templates_from_histograms
 from analysis.inference.model import (
     CHANNEL,
@@ -30,7 +31,10 @@ from analysis.inference.model import (
 )
 from analysis.relax.histfactory import to_pyhf_workspace
 
-__all__ = ["CHANNEL", "POI", "build_workspace", "merge_bins", "poi_bounds", "validate_workspace"]
+__all__ = ["CHANNEL", "POI", "build_fold_workspaces", "build_workspace", "merge_bins",
+           "poi_bounds", "validate_workspace"]
+
+log = logging.getLogger(__name__)
 
 _KEEP = object()  # an option left as the config says
 
@@ -134,6 +138,34 @@ def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
         if parameter["name"] == POI:
             parameter["inits"] = [1.0]
     return workspace
+
+
+def build_fold_workspaces(folds: Sequence[Mapping[str, Any]], config: AnalysisConfig, *,
+                          pseudo_data_seed: int) -> list[dict[str, Any] | None]:
+    """One workspace per (seed index, fold) histogram set, None where a category is empty.
+
+    A fold's network sees a fraction of the simulated events, behind the cuts learned without
+    them: on small samples one of its categories can be empty. That fold's sigma_mu is then
+    undetermined (the report shows n/a), with a warning naming it, instead of stopping the
+    network's whole analysis; the network's own workspace still stops on an empty category.
+
+    Args:
+        folds: CreateHistograms' ``folds`` entries (``seed``, ``fold``, ``channels``).
+        config: the analysis.
+        pseudo_data_seed: as :func:`build_workspace`.
+
+    Returns:
+        ``len(folds)`` pyhf workspace specifications or None.
+    """
+    out: list[dict[str, Any] | None] = []
+    for histograms in folds:
+        try:
+            out.append(build_workspace(histograms, config, pseudo_data_seed=pseudo_data_seed))
+        except EmptySelectionError as err:
+            log.warning("build_fold_workspaces: seed %s, fold %s: no workspace, sigma_mu "
+                        "undetermined (%s)", histograms.get("seed"), histograms.get("fold"), err)
+            out.append(None)
+    return out
 
 
 def validate_workspace(spec: Mapping[str, Any]) -> Any:

@@ -97,25 +97,36 @@ GENERATE = ["tasks.generate.GenerateEvents", "--version", SKIM_VERSION, "--confi
 @pytest.mark.batch
 def test_generate_on_slurm_is_byte_identical_and_a_failed_chunk_is_retried(
         slurm_cluster: dict[str, str], tiny_skim_store: Path, tmp_path: Path) -> None:
-    branch = 2  # tt_extra_b[0], 40 events
+    """The whole tiny config's generation (every chunk of every dataset) as Slurm jobs, one of
+    them failing once: the same bytes as the session's local run."""
+    from tasks.generate import GenerateEvents
+
+    branches = sorted(GenerateEvents(version=SKIM_VERSION, config=TINY_CONFIG, branch=0)
+                      .get_branch_map())
+    assert len(branches) == 5  # tth[0], tth[1], tt_extra_b[0], tt_rest[0], tt_rest[1]
     store = private_store_without(tiny_skim_store, tmp_path / "store",
-                                  [("GenerateEvents", branch)])
+                                  [("GenerateEvents", b) for b in branches])
     marker = tmp_path / "failed_once"
     env = cluster_env(slurm_cluster, store, tmp_path, FAIL_ONCE.format(marker=marker))
-    status, terminal = law([*GENERATE, "--workflow", "slurm", "--branches", str(branch),
-                            "--memory-gb", "1", "--poll-interval", "2s"], env)
+    status, terminal = law([*GENERATE, "--workflow", "slurm", "--memory-gb", "1",
+                            "--poll-interval", "2s"], env)
     assert status == 0, terminal[-6000:]
     assert marker.is_dir() and "status: retry" in terminal  # one attempt failed, law resubmitted
-    # the session's store was generated locally (luigi.build); the Slurm job wrote the same bytes
-    for key, path in task_files(store, "GenerateEvents", branch).items():
-        local = task_files(tiny_skim_store, "GenerateEvents", branch)[key]
-        assert path.read_bytes() == local.read_bytes(), key
-    (job_file,) = (tmp_path / "jobfiles").rglob("slurm_job*.sh")
-    options = [line for line in job_file.read_text().splitlines() if line.startswith("#SBATCH")]
-    # law.cfg [luigi_GenerateEvents] (runtime) and the command line (memory): no GPU for a CPU task
-    assert {"#SBATCH --cpus-per-task=1", "#SBATCH --mem=1024M", "#SBATCH --time=02:00:00",
-            "#SBATCH --partition=cpu"} <= set(options)
-    assert not any("gres" in line for line in options)
+    # the session's store was generated locally (luigi.build); the Slurm jobs wrote the same bytes
+    for branch in branches:
+        for key, path in task_files(store, "GenerateEvents", branch).items():
+            local = task_files(tiny_skim_store, "GenerateEvents", branch)[key]
+            assert path.read_bytes() == local.read_bytes(), (branch, key)
+    job_files = list((tmp_path / "jobfiles").rglob("slurm_job*.sh"))
+    assert job_files
+    for job_file in job_files:
+        options = [line for line in job_file.read_text().splitlines()
+                   if line.startswith("#SBATCH")]
+        # law.cfg [luigi_GenerateEvents] (runtime) and the command line (memory): no GPU for a
+        # CPU task
+        assert {"#SBATCH --cpus-per-task=1", "#SBATCH --mem=1024M", "#SBATCH --time=02:00:00",
+                "#SBATCH --partition=cpu"} <= set(options)
+        assert not any("gres" in line for line in options)
 
 
 @pytest.mark.batch

@@ -280,3 +280,30 @@ def test_soft_model_approaches_the_fitted_one(tiny_config: AnalysisConfig,
     assert differences[0] < 0.10
     assert differences[0] > differences[1] > differences[2]
     assert differences[2] < 5e-3
+
+
+def test_a_fold_with_an_empty_category_gets_no_workspace(tiny_config: AnalysisConfig,
+                                                         rng: np.random.Generator) -> None:
+    """A (seed, fold) whose category is empty: that fold's workspace is None (its sigma_mu
+    undetermined, NaN in fit_network) and the other folds are built as on their own."""
+    from analysis.inference.fits import fit_network
+    from analysis.inference.workspace import build_fold_workspaces
+
+    config = dataclasses.replace(tiny_config, inference=dataclasses.replace(
+        tiny_config.inference, categories=Categories(temperature=0.5, drop_empty=False)))
+    scores, _ = _events(rng, config)
+    _, folds = category_histograms(scores, model_spec(config), config.training.n_folds)
+    entries = [{"seed": 0, "fold": k, "channels": {n: histogram_dict(h) for n, h in f.items()}}
+               for k, f in enumerate(folds)]
+    channels = dict(entries[0]["channels"])
+    first = next(iter(channels))  # every process of one category without events
+    channels[first] = {"edges": channels[first]["edges"], "processes": {
+        process: {variation: {key: [0.0] * len(values) for key, values in histogram.items()}
+                  for variation, histogram in per.items()}
+        for process, per in channels[first]["processes"].items()}}
+    entries[0] = {**entries[0], "channels": channels}
+    built = build_fold_workspaces(entries, config, pseudo_data_seed=5)
+    assert built[0] is None
+    assert built[1] == build_workspace(entries[1], config, pseudo_data_seed=5)
+    result = fit_network(built[1], built, scan_points=3, scan_max=2.0, limit_max=20.0)
+    assert math.isnan(result["sigma_mu_folds"][0]) and math.isfinite(result["sigma_mu_folds"][1])
