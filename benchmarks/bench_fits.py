@@ -10,8 +10,8 @@ torch fitter) and once with ``engine="torch"``, in this process, one after the o
 workspaces are built by ``build_workspace`` from demo-shaped histograms
 (:mod:`analysis.validation.workspaces`) with the fit settings of the named config:
 
-- ``tiny``: ``config/tth_bb_tiny.yaml``: three categories of 3 score bins (merged to the MC
-  statistics), a free tt+bb normalisation;
+- ``tiny``: ``config/tth_bb_tiny.yaml``'s fit settings: one channel of 3 score bins (merged
+  to the MC statistics);
 - ``demo``: ``config/tth_bb.yaml``: three categories of 10 score bins (merged), a free tt+bb
   normalisation, as the demo's Fit tasks have them;
 - ``demo_1ch``: the demo's model before issue 16: one channel of the ttH score, tt+bb with its

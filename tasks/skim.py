@@ -38,7 +38,8 @@ class Skim(DiffanaTask, BatchWorkflow):
     def workflow_requires(self) -> dict[str, law.Task]:
         reqs = super().workflow_requires()
         if any(d.generator for d in self.analysis_config.datasets.values()):
-            reqs["events"] = GenerateEvents.req(self)
+            # its own branching: Skim's --branches, --tasks-per-job, ... mean other things there
+            reqs["events"] = GenerateEvents.req_different_branching(self)
         return reqs
 
     def requires(self) -> dict[str, list[law.Task]] | law.Task:
