@@ -166,7 +166,12 @@ def test_report_from_nothing(report_store: Path) -> None:
     # the first section: the headline (best sigma_mu, the verdict) and the comparison figure;
     # then one row per non-CE network of the paired comparison against CE
     first = markdown.split("\n## ", 2)[1]
-    assert first.startswith("Result\n") and "Best network: " in first and "Verdict, " in first
+    assert first.startswith("Result\n") and "Verdict, " in first
+    # the best network where some sigma_mu is determined; on the tiny config every interval can
+    # reach mu's bounds (1-2 bins), and the headline says so instead of naming a network
+    determined = any(math.isfinite(r["sigma_mu"]) for r in summary["results"].values())
+    assert ("Best network: " in first) == determined
+    assert ("No network has a determined expected σ_μ" in first) == (not determined)
     assert "(report_comparison.png)" in first
     paired = markdown.split("## Each strategy against CE, paired over seeds × folds", 1)[1]
     table = [line for line in paired.split("\n## ", 1)[0].splitlines()
