@@ -291,7 +291,9 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
     losses; a process without training events gets no events, a process that a systematic
     does not vary its nominal outputs."""
     spec = settings.model
-    assert spec is not None
+    if spec is None:  # the yield-aware losses are built from the statistical model's spec
+        raise ConfigError("training: the yield-aware losses need LossSettings.model (the "
+                          "statistical model of inference:), which is None")
     missing = [s for s in spec.systematics if s not in data.varied]
     if missing:
         raise ConfigError(f"training: the statistical model's systematics {missing} have no "
