@@ -243,7 +243,7 @@ class WorkspaceLikelihood:
         out by the chain rule through the expected events ``lambda_b``:
         ``d(-2 log L)/d theta = sum_b 2 (1 - n_b / lambda_b) d lambda_b / d theta`` plus the
         constraint terms. It costs a tenth of a torch backward pass at this size, and the
-        quasi-Newton steps of :func:`minimize` need nothing else.
+        line searches of :func:`minimize` need nothing else.
 
         Args:
             pars: ``(n_parameters,)`` float64.
@@ -372,7 +372,7 @@ class FitResult:
             ``H`` the Hessian of ``-log L`` over the free parameters; 0 for fixed parameters,
             NaN when not asked for or ``H`` is singular.
         twice_nll: ``-2 log L`` at ``pars``.
-        iterations: Newton plus quasi-Newton iterations used.
+        iterations: Fisher-scoring steps used (L-BFGS-B iterations not counted).
         hessian: ``(n_parameters, n_parameters)`` curvature of ``-2 log L`` at ``pars``: the
             exact Hessian with ``uncertainties``, else the expected information of the last
             step (None if no step was taken): the anchor of nearby fits.
