@@ -288,6 +288,10 @@ class Training:
     # (analysis.relax.histograms.resolve_bandwidth); at most one bin width
     bandwidth: float | None = field(default=None, metadata=_check(0.0, exclusive=True))
     penalty_weight: float = field(default=10.0, metadata=_check(0.0))
+    # mini-batches of whole events: the optimiser's events split into this many slices by event
+    # number, one slice per step in turn (a shifted skim's rows are the same events as the
+    # nominal rows of their slice); 1: every step sees all of them
+    event_slices: int = field(default=1, metadata=_check(1))
     seed: int = field(default=1, metadata=_check(0))
     # early stopping on the validation fold: evaluate every `validate_every` steps, stop after
     # `patience` evaluations without improvement, keep the best model

@@ -446,8 +446,8 @@ Outputs = Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
-                           bandwidth: float | None = None, kernel: str = "sigmoid"
-                           ) -> dict[str, Any]:
+                           bandwidth: float | None = None, kernel: str = "sigmoid",
+                           variance_scale: float = 1.0) -> dict[str, Any]:
     """:data:`Templates` of the network's outputs, soft (training) or hard (as the workspace).
 
     Each channel (:class:`Category`) weighs an event by its category membership: the softmax
@@ -467,6 +467,9 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
         bandwidth: soft-histogram kernel width, score units; None: 0.2 of the channels' bin
             width (:func:`~analysis.relax.histograms.resolve_bandwidth`).
         kernel: ``"sigmoid"`` or ``"gaussian"``.
+        variance_scale: multiplies the variances: ``1 / n`` for one of ``n`` event slices whose
+            weights were scaled up ``n`` times, so that its MC statistical uncertainty is the
+            full sample's (``sum (n w)^2 = n sum_full w^2`` on average), not ``n`` times it.
 
     Returns:
         channel -> process -> variation -> ``(values, variances)`` float64 ``(n_bins,)``.
@@ -513,9 +516,12 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
                     out[c.name][process][variation] = (zeros, zeros)
                     continue
                 if mode == "soft":
-                    pair = tuple(soft_histogram(score, x, edges, bandwidth, kernel=kernel,
-                                                flow="clip") for x in (w, w**2))
+                    values, variances = (soft_histogram(score, x, edges, bandwidth,
+                                                        kernel=kernel, flow="clip")
+                                         for x in (w, w**2))
                 else:
-                    pair = tuple(hard_histogram(score, x, edges, flow="clip") for x in (w, w**2))
-                out[c.name][process][variation] = pair
+                    values, variances = (hard_histogram(score, x, edges, flow="clip")
+                                         for x in (w, w**2))
+                out[c.name][process][variation] = (values, variances * variance_scale
+                                                   if variance_scale != 1.0 else variances)
     return out

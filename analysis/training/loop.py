@@ -245,8 +245,10 @@ def _batch(data: PreparedSamples, batch_size: int | None,
 
 def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
           index: dict[str, torch.Tensor], scale: dict[str, float], settings: LossSettings,
-          normsys: NormSys | None, selection: torch.nn.Module | None = None) -> torch.Tensor:
-    """The loss ``strategy`` of the batch ``index`` (weights scaled by ``scale``)."""
+          normsys: NormSys | None, selection: torch.nn.Module | None = None,
+          n_slices: int = 1) -> torch.Tensor:
+    """The loss ``strategy`` of the batch ``index`` (weights scaled by ``scale``); on one of
+    ``n_slices`` event slices the statistical model's MC variances are scaled by ``1/n``."""
     bandwidth = resolve_bandwidth(settings.bandwidth, settings.edges, "LossSettings.bandwidth")
     names = list(data.x)
     x = {s: data.x[s][index[s]] for s in names}
@@ -264,15 +266,17 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
         loss = cross_entropy_loss(torch.cat([logits[s] for s in names]), labels, balanced)
         if strategy == "ce":
             return loss
-        for per_sample in varied_scores(model, data, index, scale).values():
+        nominal = {s: torch.softmax(logits[s], dim=1)[:, data.signal_class] for s in names}
+        for per_sample in varied_scores(model, data, index, scale,
+                                        nominal_scores=nominal).values():
             for s, (up, down) in per_sample.items():
-                nominal = torch.softmax(logits[s], dim=1)[:, data.signal_class]
                 loss = loss + settings.penalty_weight * systematic_penalty(
-                    nominal, w[s], [up, down], settings.edges, bandwidth)
+                    nominal[s], w[s], [up, down], settings.edges, bandwidth)
         return loss
     if settings.model is not None:
         return analysis_loss(_model_outputs(model, data, index, scale, settings, selection),
-                             settings.model, strategy, bandwidth=settings.bandwidth)
+                             settings.model, strategy, bandwidth=settings.bandwidth,
+                             variance_scale=1.0 / n_slices)
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
     varied = varied_scores(model, data, index, scale, selection)
     if strategy == "significance":
@@ -314,8 +318,9 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
             nominal = one(*empty)
             outputs[process] = {v: nominal for v in spec.variations}
             continue
-        nominal = one(data.x[process][index[process]],
-                      data.w[process][index[process]] * scale[process])
+        rows = index[process]
+        nominal = one(data.x[process][rows], data.w[process][rows] * scale[process])
+        passed = selection(data.x[process][rows]) if selection is not None else None
         per = {"nominal": nominal}
         for syst in spec.systematics:
             varied = data.varied[syst].get(process)
@@ -324,8 +329,13 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
                     per[f"{syst}_{direction}"] = nominal
                     continue
                 xv, wv = varied[k]
+                if xv is data.x[process]:  # a reweighting of the nominal rows: their outputs
+                    wv = wv[rows] * scale[process]
+                    per[f"{syst}_{direction}"] = (nominal[0], wv * passed if passed is not None
+                                                  else wv, nominal[2])
+                    continue
                 if syst not in data.precomputed:  # the nominal events: the batch only
-                    xv, wv = xv[index[process]], wv[index[process]] * scale[process]
+                    xv, wv = xv[rows], wv[rows] * scale[process]
                 per[f"{syst}_{direction}"] = one(xv, wv)
         outputs[process] = per
     return outputs
@@ -381,14 +391,18 @@ def _check(stage: Stage, settings: LossSettings, stopping: EarlyStopping | None)
 def _run_stage(model: torch.nn.Module, samples: Samples, stage: Stage,
                nuisances: Sequence[Nuisance], settings: LossSettings, normsys: NormSys | None,
                batches: torch.Generator, stopping: EarlyStopping | None,
-               parallel: DataParallel | None, progress: Callable[[int], None] | None
+               parallel: DataParallel | None, progress: Callable[[int], None] | None,
+               slices: Sequence[tuple[Samples, Sequence[Nuisance]]] | None = None,
                ) -> TrainingHistory:
     """One stage of :func:`train`, on ``model`` (the network or its data-parallel wrapper)."""
     strategy = stage.loss
-    used = nuisances if strategy != "ce" else ()
-    data = prepare_samples(model, samples, used, settings.signal, normsys, settings.classes)
+    parts = list(slices) if slices else [(samples, nuisances)]
+    prepared = [prepare_samples(model, part, part_nuisances if strategy != "ce" else (),
+                                settings.signal, normsys, settings.classes)
+                for part, part_nuisances in parts]
     check = None
     if stopping is not None:
+        used = nuisances if strategy != "ce" else ()
         check_nuisances = used if stopping.nuisances is None or strategy == "ce" else (
             stopping.nuisances)
         check = prepare_samples(model, stopping.validation, check_nuisances, settings.signal,
@@ -416,9 +430,11 @@ def _run_stage(model: torch.nn.Module, samples: Samples, stage: Stage,
     for step in range(stage.steps):
         if slopes is not None and selection is not None:
             selection.slope = float(slopes[step])
+        data = prepared[step % len(prepared)]  # slices in turn: each an unbiased estimate
         index, scale = _batch(data, stage.batch_size, batches)
         optimiser.zero_grad()
-        loss = _loss(model, data, strategy, index, scale, settings, normsys, selection)
+        loss = _loss(model, data, strategy, index, scale, settings, normsys, selection,
+                     len(prepared))
         loss.backward()  # type: ignore[no-untyped-call]
         if selection is not None and parallel is not None:
             parallel.average_gradients(selection)
@@ -456,7 +472,9 @@ def train(model: torch.nn.Module, samples: Samples, stages: Sequence[Stage],
           nuisances: Sequence[Nuisance] = (), *, loss: LossSettings = LossSettings(),
           normsys: NormSys | None = None, generator: torch.Generator | None = None,
           early_stopping: EarlyStopping | None = None, data_parallel: DataParallel | None = None,
-          progress: Callable[[int], None] | None = None) -> list[TrainingHistory]:
+          progress: Callable[[int], None] | None = None,
+          slices: Sequence[tuple[Samples, Sequence[Nuisance]]] | None = None,
+          ) -> list[TrainingHistory]:
     """Train ``model`` in place, stage after stage, with Adam; return each stage's history.
 
     Each stage starts a fresh optimiser on the model the previous stage kept (its best
@@ -489,6 +507,13 @@ def train(model: torch.nn.Module, samples: Samples, stages: Sequence[Stage],
         data_parallel: :class:`DataParallel` when this process is one rank of several.
         progress: called after each step with the steps done over all stages (a stage that
             stops early counts its planned steps).
+        slices: the optimiser's events split into parts (e.g. by event number,
+            :func:`~analysis.training.skim_samples.training_samples` ``event_slice``), each
+            ``(samples, nuisances)`` with weights scaled to the full yields; step ``t`` sees
+            part ``t % len(slices)``. Mini-batches of whole events: a precomputed variation's
+            rows (a shifted skim) are the same events as the nominal rows of its part, so the
+            systematic shift is not drowned in batch noise. None: every step sees ``samples``
+            (which still gives the data-parallel wrapper and the checks their inputs).
 
     Returns:
         One :class:`TrainingHistory` per stage; ``model`` is trained and in eval mode.
@@ -515,7 +540,7 @@ def train(model: torch.nn.Module, samples: Samples, stages: Sequence[Stage],
                 progress(before + done)
 
         histories.append(_run_stage(trainable, samples, stage, nuisances, loss, normsys, batches,
-                                    early_stopping, data_parallel, stage_progress))
+                                    early_stopping, data_parallel, stage_progress, slices))
         offset += stage.steps
     return histories
 

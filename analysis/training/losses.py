@@ -396,7 +396,8 @@ def inference_loss(scores_by_sample: Mapping[str, torch.Tensor],
 
 
 def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
-                   bandwidth: float | None = None, kernel: str = "sigmoid") -> BinnedModel:
+                   bandwidth: float | None = None, kernel: str = "sigmoid",
+                   variance_scale: float = 1.0) -> BinnedModel:
     """The analysis's binned model of the network's outputs: what the workspace will hold.
 
     :func:`~analysis.inference.model.templates_from_outputs` (soft or hard categories and
@@ -410,6 +411,8 @@ def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
         mode: ``"soft"`` (differentiable) or ``"hard"``.
         bandwidth: soft-histogram kernel width, score units.
         kernel: ``"sigmoid"`` or ``"gaussian"``.
+        variance_scale: of the MC statistical variances (one of ``n`` event slices: ``1/n``;
+            :func:`~analysis.inference.model.templates_from_outputs`).
 
     Returns:
         The :class:`~analysis.relax.histfactory.BinnedModel`, float64.
@@ -418,17 +421,21 @@ def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
         ConfigError, InputDataError, EmptySelectionError: as the two functions.
     """
     return build_model(templates_from_outputs(outputs, spec, mode=mode, bandwidth=bandwidth,
-                                              kernel=kernel), spec)
+                                              kernel=kernel, variance_scale=variance_scale),
+                       spec)
 
 
 def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference", *,
-                  bandwidth: float | None = None, kernel: str = "sigmoid") -> torch.Tensor:
+                  bandwidth: float | None = None, kernel: str = "sigmoid",
+                  variance_scale: float = 1.0) -> torch.Tensor:
     """The yield-aware loss of :func:`analysis_model` (soft): ``sigma_mu`` or ``-Z0``.
 
     ``"inference"``: ``sqrt((I^-1)_mu,mu)`` on Asimov data (arXiv:2003.07186, Sec. 2), every
     parameter of the model profiled: constrained nuisances with their constraint terms, free
     normalisations (normfactors) without one. ``"significance"``: minus the Asimov discovery
     significance from two profiled fits (arXiv:1007.1727, Eq. 52; envelope theorem).
+
+    ``variance_scale`` scales the MC statistical variances (:func:`analysis_model`).
 
     Returns:
         Scalar, float64, differentiable in the logits and weights.
@@ -437,7 +444,8 @@ def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference"
         ConfigError: an unknown ``strategy``. FitError: a singular Fisher information (e.g. a
         free normalisation that no channel constrains) or a failed fit.
     """
-    model = analysis_model(outputs, spec, mode="soft", bandwidth=bandwidth, kernel=kernel)
+    model = analysis_model(outputs, spec, mode="soft", bandwidth=bandwidth, kernel=kernel,
+                           variance_scale=variance_scale)
     if strategy == "significance":
         return -discovery_significance(model, asimov_data(model))
     if strategy != "inference":

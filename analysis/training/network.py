@@ -341,6 +341,18 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     except EmptySelectionError as err:  # tiny samples: a class missing from the slice
         log.warning("train_network: no early stopping (%s)", err)
         stopping = None
+    slices = None
+    if settings.event_slices > 1:  # mini-batches of whole events (training.event_slices)
+        try:
+            slices = [training_samples(read, config, features, fold, settings.n_folds,
+                                       model_kind, train=True, part="fit", rescale=True,
+                                       by_process=by_process,
+                                       event_slice=(k, settings.event_slices))
+                      for k in range(settings.event_slices)]
+        except EmptySelectionError as err:
+            raise ConfigError(f"{where}.event_slices = {settings.event_slices}: a slice of the "
+                              f"training events has no events of a class ({err}); use fewer "
+                              f"slices") from err
     n_inputs = next(iter(samples.values()))[0].shape[1]
     # the same initialisation for every strategy of a (seed index, fold)
     model = build_network(model_kind, n_inputs, settings.target_parameters, torch.Generator(
@@ -367,7 +379,8 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                       loss=_loss_settings(config, model_kind, by_process),
                       generator=torch.Generator().manual_seed(network_seed(settings.seed,
                                                                            seed_index)),
-                      early_stopping=stopping, data_parallel=data_parallel, progress=progress)
+                      early_stopping=stopping, data_parallel=data_parallel, progress=progress,
+                      slices=slices)
     result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
                             count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES,

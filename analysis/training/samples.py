@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -191,7 +192,11 @@ def _as_tensors(name: str, x: ArrayLike, w: ArrayLike, dtype: torch.dtype,
     return x_t, w_t
 
 
-def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> tuple[Pair, Pair]:
+def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor,
+          source: Any = None) -> tuple[Pair, Pair]:
+    """Up/down ``(inputs, weights)`` of ``sample``; a precomputed variation whose inputs are the
+    nominal ones (the same object as ``source``, e.g. a weight systematic) gets ``x`` itself, so
+    the losses see it as aligned with the nominal rows and reuse their network outputs."""
     out: list[Pair] = []
     for k, (direction, function) in enumerate((("up", nuisance.up), ("down", nuisance.down))):
         if nuisance.kind == "precomputed":
@@ -202,6 +207,8 @@ def _vary(nuisance: Nuisance, sample: str, x: torch.Tensor, w: torch.Tensor) -> 
             xv, wv = nuisance.varied[sample][k]
             pair = _as_tensors(f"{sample} ({nuisance.name} {direction})", xv, wv, x.dtype,
                                x.device)
+            if source is not None and xv is source:
+                pair = (x, pair[1])
             if pair[0].shape[1] != x.shape[1]:
                 raise InputDataError(f"nuisance {nuisance.name!r} {direction} on sample "
                                      f"{sample!r}: {pair[0].shape[1]} features, nominal has "
@@ -240,7 +247,7 @@ def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequenc
     n_features = {t.shape[1] for t in x.values()}
     if len(n_features) != 1:
         raise InputDataError(f"samples: inputs differ in n_features: {sorted(n_features)}")
-    varied = {n.name: {s: _vary(n, s, x[s], w[s]) for s in (n.samples or names)}
+    varied = {n.name: {s: _vary(n, s, x[s], w[s], samples[s][0]) for s in (n.samples or names)}
               for n in nuisances}
     with torch.no_grad():
         n_classes = classifier_logits(model, x[names[0]][:1]).shape[1]
@@ -255,16 +262,30 @@ def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> 
 
 def varied_scores(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
                   scale: dict[str, float], selection: torch.nn.Module | None = None,
+                  nominal_scores: Mapping[str, torch.Tensor] | None = None,
                   ) -> dict[str, dict[str, tuple[Pair, Pair]]]:
     """Nuisance -> sample -> up/down ``(scores, weights)`` of the batch ``index``; with a
-    ``selection`` (``x -> (n,)`` weights in [0, 1]) the weights are multiplied by it."""
+    ``selection`` (``x -> (n,)`` weights in [0, 1]) the weights are multiplied by it. A
+    variation of the nominal rows' weights reuses their scores: ``nominal_scores`` (sample ->
+    ``(n_batch,)``) where the caller has them, else computed once per sample."""
+    nominal: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    if nominal_scores is not None and selection is None:
+        nominal.update({s: (scores, None) for s, scores in nominal_scores.items()})
+
     def one(nuisance: str, sample: str, pair: Pair) -> Pair:
         xv, wv = pair
-        if nuisance not in data.precomputed:  # the nominal events: the batch only
+        aligned = xv is data.x[sample]
+        if nuisance not in data.precomputed or aligned:  # the nominal events: the batch only
             xv, wv = xv[index[sample]], wv[index[sample]] * scale[sample]
-        if selection is not None:
-            wv = wv * selection(xv)
-        return signal_score(model, xv, data.signal_class), wv
+        if not aligned:
+            if selection is not None:
+                wv = wv * selection(xv)
+            return signal_score(model, xv, data.signal_class), wv
+        if sample not in nominal:  # the nominal rows' scores, once for every variation of them
+            nominal[sample] = (signal_score(model, xv, data.signal_class),
+                               selection(xv) if selection is not None else None)
+        scores, passed = nominal[sample]
+        return scores, wv * passed if passed is not None else wv
 
     return {n: {s: (one(n, s, up), one(n, s, down)) for s, (up, down) in per_sample.items()}
             for n, per_sample in data.varied.items()}

@@ -196,9 +196,11 @@ PARTS: tuple[str, ...] = ("all", "fit", "validation")
 """Parts of the training folds: all of them, the part optimised on, the validation slice."""
 
 
-def _part_mask(event: np.ndarray, fold: int, n_folds: int, train: bool, part: str
-               ) -> tuple[np.ndarray, float]:
-    """Events of the requested folds and part, and the fraction of all events they are."""
+def _part_mask(event: np.ndarray, fold: int, n_folds: int, train: bool, part: str,
+               event_slice: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, float]:
+    """Events of the requested folds and part, and the fraction of all events they are;
+    ``event_slice = (k, n)`` keeps the k-th of n slices of the part (by event number, so the
+    replicas and the shifted tables' rows of one event stay in one slice)."""
     held_out = fold_mask(event, fold, n_folds)
     if not train:
         return held_out, 1.0 / n_folds
@@ -208,13 +210,16 @@ def _part_mask(event: np.ndarray, fold: int, n_folds: int, train: bool, part: st
     validation = (event // n_folds) % VALIDATION_SLICES == 0
     if part == "validation":
         return keep & validation, fraction / VALIDATION_SLICES
-    return keep & ~validation, fraction * (VALIDATION_SLICES - 1) / VALIDATION_SLICES
+    k, n = event_slice
+    in_slice = (event // (n_folds * VALIDATION_SLICES)) % n == k
+    return (keep & ~validation & in_slice,
+            fraction * (VALIDATION_SLICES - 1) / VALIDATION_SLICES / n)
 
 
 def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequence[str],
            config: AnalysisConfig, features: Sequence[str], fold: int, n_folds: int,
            model_kind: str, train: bool, part: str = "all", rescale: bool = False,
-           by_process: bool = False,
+           by_process: bool = False, event_slice: tuple[int, int] = (0, 1),
            ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Per class (or process): inputs and the named weight columns of the selected folds of
     one shift."""
@@ -227,7 +232,8 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
         where = f"dataset {dataset}, shift {shift}"
         table = shifts[shift]
         ids = _columns(table, ("label", "event", *weights), where)
-        keep, fraction = _part_mask(np.asarray(ids["event"]), fold, n_folds, train, part)
+        keep, fraction = _part_mask(np.asarray(ids["event"]), fold, n_folds, train, part,
+                                    event_slice)
         scale = 1.0 / fraction if rescale else 1.0  # a part stands for the full luminosity
         x = model_inputs(table, features, model_kind, where)
         parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
@@ -259,6 +265,7 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
                      features: Sequence[str], fold: int, n_folds: int = 2,
                      model_kind: str = "dnn", train: bool = True, part: str = "all",
                      rescale: bool = False, by_process: bool = False,
+                     event_slice: tuple[int, int] = (0, 1),
                      ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
     """Samples per class of :data:`CLASSES` and the systematic nuisances, from the skim tables.
 
@@ -284,6 +291,11 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
         by_process: one sample per process of the config (the statistical model's samples;
             :func:`class_of_process` gives each its output node) instead of one per class; a
             process without events in the selected part is left out (of a variation too).
+        event_slice: ``(k, n)``: of the ``"fit"`` part, only the k-th of n slices by event
+            number (``event // (n_folds * VALIDATION_SLICES) % n``), weights rescaled with it;
+            the optimiser can step through the slices as mini-batches in which the nominal
+            and shifted rows are the same events (``slices`` of
+            :func:`~analysis.training.loop.train`).
 
     Returns:
         ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` and the
@@ -303,7 +315,12 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
     variations = [f"weight_{name}_{d}" for name in WEIGHT_SYSTEMATICS for d in ("up", "down")]
     if part not in PARTS:
         raise ConfigError(f"training_samples: part = {part!r}: must be one of {PARTS}")
-    args = (config, features, fold, n_folds, model_kind, train, part, rescale, by_process)
+    k, n = event_slice
+    if not (n >= 1 and 0 <= k < n) or (n > 1 and part != "fit"):
+        raise ConfigError(f"training_samples: event_slice = {event_slice}: need 0 <= k < n, "
+                          f"and n = 1 unless part is 'fit'")
+    args = (config, features, fold, n_folds, model_kind, train, part, rescale, by_process,
+            event_slice)
     x, w = _split(tables, "nominal", ["weight", *variations], *args)
     samples = {c: (x[c], w[c]["weight"]) for c in x}
     nuisances = []

@@ -307,3 +307,32 @@ def test_a_fold_with_an_empty_category_gets_no_workspace(tiny_config: AnalysisCo
     assert built[1] == build_workspace(entries[1], config, pseudo_data_seed=5)
     result = fit_network(built[1], built, scan_points=3, scan_max=2.0, limit_max=20.0)
     assert math.isnan(result["sigma_mu_folds"][0]) and math.isfinite(result["sigma_mu_folds"][1])
+
+
+def test_a_slice_of_the_events_keeps_the_full_samples_mc_variance(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    """Split the events into two slices with weights doubled (training.event_slices): each
+    slice estimates the full yields; with variance_scale = 1/2 the mean of the slices' MC
+    variances is the full sample's sum of w^2, exactly (without the scale it is twice that)."""
+    from analysis.inference.model import templates_from_outputs
+
+    _, outputs = _events(rng, tiny_config)
+    spec = model_spec(tiny_config)
+
+    def half(parity: int) -> dict:
+        return {p: {v: (logits[parity::2], 2.0 * w[parity::2], None)
+                    for v, (logits, w, _) in per.items()} for p, per in outputs.items()}
+
+    full = templates_from_outputs(outputs, spec, mode="hard")
+    halves = [templates_from_outputs(half(k), spec, mode="hard", variance_scale=0.5)
+              for k in (0, 1)]
+    unscaled = templates_from_outputs(half(0), spec, mode="hard")
+    for channel, per in full.items():
+        for process, variations in per.items():
+            values, variances = variations["nominal"]
+            mean_values = sum(h[channel][process]["nominal"][0] for h in halves) / 2
+            mean_variances = sum(h[channel][process]["nominal"][1] for h in halves) / 2
+            torch.testing.assert_close(mean_values, values)
+            torch.testing.assert_close(mean_variances, variances)
+            torch.testing.assert_close(unscaled[channel][process]["nominal"][1],
+                                       2.0 * halves[0][channel][process]["nominal"][1])

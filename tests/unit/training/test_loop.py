@@ -268,3 +268,45 @@ def test_the_same_training_on_cuda_as_on_the_cpu(strategy: str) -> None:
     assert cuda_loss == pytest.approx(cpu_loss, rel=1e-9)
     for a, b in zip(cuda_grads, cpu_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
+
+
+def test_event_slices_take_turns() -> None:
+    """With ``slices``, step t trains on slice t mod n: at a learning rate too small to move the
+    model, the losses alternate between the two slices' own losses."""
+    first = _samples(3)
+    second = {name: (3.0 * x, w) for name, (x, w) in _samples(11).items()}
+    stage = [Stage("ce", 4, 1e-12)]
+    by_slice = [train(_model(), part, stage)[0].loss[0] for part in (first, second)]
+    history = train(_model(), first, stage, slices=[(first, ()), (second, ())])[0]
+    np.testing.assert_allclose(history.loss, [by_slice[0], by_slice[1]] * 2, rtol=1e-6)
+    assert by_slice[0] != pytest.approx(by_slice[1], rel=1e-3)
+
+
+class _CountingModel(torch.nn.Module):
+    """A network that counts the events it has been evaluated on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _model()
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+def test_a_reweighting_of_the_nominal_rows_reuses_their_outputs() -> None:
+    """A precomputed variation whose inputs are the nominal array (a weight systematic of the
+    skim) costs no forward pass: the penalty loss evaluates the network on the nominal rows and
+    on the shifted ones only."""
+    samples = _samples()
+    x_b, w_b = samples["background"]
+    shifted = (x_b + 0.3, w_b)
+    nuisances = [Nuisance.precomputed("btag", {"background": ((x_b, 1.1 * w_b),
+                                                              (x_b, 0.9 * w_b))}),
+                 Nuisance.precomputed("jes", {"background": (shifted, shifted)})]
+    model = _CountingModel()
+    train(model, samples, [Stage("penalty", 1, 1e-3)], nuisances,
+          loss=LossSettings(penalty_weight=1.0))
+    # nominal: both samples; plus prepare_samples' one-row probe; jes: up and down
+    assert model.rows == 2 * N_EVENTS + 1 + 2 * N_EVENTS

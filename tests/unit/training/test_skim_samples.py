@@ -180,3 +180,34 @@ def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisCon
     _, history = train_classifier(model, samples, "penalty", nuisances, steps=2,
                                   loss=LossSettings(signal="tth"))
     assert len(history.loss) == 2 and all(np.isfinite(history.loss))
+
+
+def test_event_slices_partition_the_fit_part(tiny_config: AnalysisConfig) -> None:
+    """The n event slices of the "fit" part hold its events once each, every shift's rows of
+    one event in the same slice, with weights n times the fit part's."""
+    rng = np.random.default_rng(3)
+    n_events, n_slices = 400, 3
+    big = {}
+    for d, (dataset, processes) in enumerate(DATASETS.items()):
+        labels = np.array([tiny_config.label_of(processes[(i // 2) % len(processes)])
+                           for i in range(n_events)], dtype=np.int64)
+        big[dataset] = {shift: ak.Array(_table(rng, labels, 1000 * d, shift))
+                        for shift in SHIFTS}
+    fit, fit_nuisances = training_samples(big, tiny_config, FEATURES, 0, part="fit",
+                                          rescale=True)
+    slices = [training_samples(big, tiny_config, FEATURES, 0, part="fit", rescale=True,
+                               event_slice=(k, n_slices)) for k in range(n_slices)]
+    for c in CLASSES:
+        assert sum(len(s[c][1]) for s, _ in slices) == len(fit[c][1])
+        np.testing.assert_allclose(sum(s[c][1].sum() for s, _ in slices) / n_slices,
+                                   fit[c][1].sum(), rtol=1e-5)
+        # the rows of a slice are the fit rows with those inputs: disjoint, covering
+        rows = np.concatenate([s[c][0] for s, _ in slices])
+        np.testing.assert_allclose(np.sort(rows[:, 0]), np.sort(fit[c][0][:, 0]))
+    for k, (part, nuisances) in enumerate(slices):
+        jes = {n.name: n.varied for n in nuisances}["jes"]
+        for c in CLASSES:  # the shifted tables hold the same events: the same slice rows
+            assert len(jes[c][0][1]) == len(jes[c][1][1]) == len(part[c][1]) > 0
+    with pytest.raises(ConfigError, match="event_slice"):
+        training_samples(big, tiny_config, FEATURES, 0, part="all", event_slice=(0, 2))
+    assert fit_nuisances
