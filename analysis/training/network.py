@@ -410,7 +410,16 @@ def _loss_settings(config: AnalysisConfig, model_kind: str, by_process: bool) ->
                             staterror=True)
     spec = model_spec(config)
     classes = {p: CLASSES.index(c) for p, c in spec.process_class.items()}
-    return LossSettings(spec.signal, edges, settings.bandwidth, settings.penalty_weight,
+    # the statistical model bins with inference.n_bins: the bandwidth must fit those bins too
+    # (the config check knows only training.n_bins)
+    bin_width = float(np.diff(spec.edges()).min())
+    if settings.bandwidth is not None and settings.bandwidth > bin_width:
+        raise ConfigError(f"{config.source or config.name}: training.bandwidth = "
+                          f"{settings.bandwidth:g}: wider than a bin of the statistical model's "
+                          f"channels ({bin_width:g}, inference.n_bins = {spec.n_bins}), which "
+                          f"the yield-aware losses histogram; omit it for 0.2 of the bin width")
+    return LossSettings(spec.signal, spec.edges().tolist(), settings.bandwidth,
+                        settings.penalty_weight,
                         staterror=True, model=spec, classes=classes,
                         btag_group=_btag_group(config, model_kind) if spec.btag_split else None)
 

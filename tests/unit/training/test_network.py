@@ -231,3 +231,33 @@ def test_gnn_standardisation_is_the_fit_sample_and_survives_save_and_load(
         for shift, columns in shifts.items():
             for name, values in columns.items():
                 np.testing.assert_array_equal(after[dataset][shift][name], values)
+
+
+def test_event_slices_train_on_whole_event_mini_batches(tables: dict,
+                                                        config: AnalysisConfig) -> None:
+    """training.event_slices: the optimiser steps through slices of the events (another
+    trajectory than full batches); more slices than a class can fill is a ConfigError naming
+    the key."""
+    full = train_network(tables, config, 0, "dnn", "inference", device="cpu")
+    sliced_config = dataclasses.replace(config, training=dataclasses.replace(
+        config.training, event_slices=2))
+    sliced = train_network(tables, sliced_config, 0, "dnn", "inference", device="cpu")
+    assert [name for name, _ in sliced.stages] == ["ce", "inference"]
+    assert sliced.stages[0][1][0] != pytest.approx(full.stages[0][1][0], rel=1e-4)
+    too_many = dataclasses.replace(config, training=dataclasses.replace(
+        config.training, event_slices=N_EVENTS))
+    with pytest.raises(ConfigError, match="training.event_slices"):
+        train_network(tables, too_many, 0, "dnn", "inference", device="cpu")
+
+
+def test_the_yield_aware_bandwidth_is_checked_on_the_models_bins(
+        tables: dict, config: AnalysisConfig) -> None:
+    """The yield-aware losses bin with inference.n_bins: a bandwidth wider than those bins
+    (but narrower than training.n_bins's) stops before the first step."""
+    wide = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, n_bins=2, bandwidth=0.3),
+        inference=dataclasses.replace(config.inference, n_bins=10))
+    done: list[int] = []
+    with pytest.raises(ConfigError, match="bandwidth"):
+        train_network(tables, wide, 0, "dnn", "inference", device="cpu", progress=done.append)
+    assert done == []
