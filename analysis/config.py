@@ -330,6 +330,12 @@ class LearnedCutsSettings:
     slope_start: float = field(default=2.0, metadata=_check(0.0, exclusive=True))
     slope_end: float = field(default=50.0, metadata=_check(0.0, exclusive=True))
     n_tradeoff_points: int = field(default=13, metadata=_check(2))  # of ReduceEvents' table
+    # the skim keeps at least this fraction of the expected signal: below it the objective is
+    # multiplied by exp(min_signal_penalty * shortfall / min_signal_efficiency). Without it a
+    # sigma_mu without MC statistics is minimised by a corner of phase space that holds a few
+    # simulated signal events and no simulated background (docs/analysis.md); 0: no floor
+    min_signal_efficiency: float = field(default=0.0, metadata=_check(0.0))
+    min_signal_penalty: float = field(default=20.0, metadata=_check(0.0))
 
 
 SHIFT_SYSTEMATICS: tuple[str, ...] = ("jes", "jer")
@@ -601,6 +607,9 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
                   f"unknown systematic (known: {', '.join(FIT_SYSTEMATICS)})")
     _check_model(config, path)
     _check_bandwidth(config.training, path)
+    if config.cuts is not None and config.cuts.min_signal_efficiency >= 1.0:
+        _fail(path, "cuts.min_signal_efficiency", config.cuts.min_signal_efficiency,
+              "must be below 1 (a fraction of the expected signal the skim keeps)")
     if config.training.joint_cuts and config.cuts is None:
         _fail(path, "training.joint_cuts", list(config.training.joint_cuts),
               "needs a 'cuts:' section (the cuts to learn jointly)")

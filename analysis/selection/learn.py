@@ -201,6 +201,23 @@ class _Objective:
                                    relative_uncertainty=self.settings.background_uncertainty,
                                    min_background=self.settings.min_background)
 
+    def signal_efficiency(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Fraction of the expected signal that ``select`` keeps (nominal events)."""
+        s = self.samples
+        return selected_yield(select(s.x[SIGNAL]), s.w[SIGNAL]) / s.w[SIGNAL].sum()
+
+    def efficiency_penalty(self, select: Callable[[torch.Tensor], torch.Tensor]
+                           ) -> torch.Tensor:
+        """1 while the signal efficiency is at least ``min_signal_efficiency``, else
+        ``exp(min_signal_penalty * shortfall / min_signal_efficiency)``: a factor on the
+        objective (sigma_mu grows, the significance's minus sign keeps it a penalty only for
+        sigma_mu; the significance objective has its own floor, min_background)."""
+        floor = self.settings.min_signal_efficiency
+        if floor <= 0 or self.settings.objective != "sigma_mu":
+            return torch.ones((), dtype=_DTYPE)
+        shortfall = torch.relu(floor - self.signal_efficiency(select)) / floor
+        return torch.exp(self.settings.min_signal_penalty * shortfall)
+
     def loss(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Minimised: sigma_mu, or minus the significance."""
         if self.settings.objective == "sigma_mu":
@@ -325,7 +342,7 @@ def learn_selection(samples: SelectionSamples, settings: LearnedCutsSettings,
             return cuts.weights_at(x, t)
 
         optimiser.zero_grad()
-        loss = objective.loss(soft)
+        loss = objective.loss(soft) * objective.efficiency_penalty(soft)
         if not torch.isfinite(loss):
             raise FitError(f"LearnCuts: the {settings.objective} objective is not finite at step "
                            f"{step} (thresholds {thresholds.detach().tolist()})")

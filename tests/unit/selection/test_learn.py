@@ -122,3 +122,23 @@ def test_settings_are_validated(tiny_config: AnalysisConfig, tmp_path: Path) -> 
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"cuts\.cuts\[2\]\.feature"):
         load_config(str(path))
+
+
+def test_a_signal_efficiency_floor_keeps_the_skim_loose() -> None:
+    """cuts.min_signal_efficiency: the learned cuts keep at least about that fraction of the
+    expected signal, where the unconstrained sigma_mu objective cuts deeper."""
+    import dataclasses
+
+    from analysis.selection.learn import _hard_select, _new_cuts, _Objective
+
+    samples = _samples()
+
+    def efficiency(settings: LearnedCutsSettings) -> float:
+        selection = learn_selection(samples, settings)
+        select = _hard_select(_new_cuts(settings, samples.columns), selection.thresholds)
+        return float(_Objective(samples, settings).signal_efficiency(select))
+
+    free = efficiency(_settings("sigma_mu"))
+    floored = efficiency(dataclasses.replace(_settings("sigma_mu"), min_signal_efficiency=0.9))
+    assert free < 0.85
+    assert floored > 0.85 and floored > free + 0.05
