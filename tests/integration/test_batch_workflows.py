@@ -1,10 +1,13 @@
-"""CPU tasks as batch workflows (tasks/batch.py): GenerateEvents and Skim as real jobs on the
-one-node Slurm cluster (``slurm_cluster``), byte for byte what the session's local run wrote, a
-failed chunk retried, a chunk that fails three times named with its log; the HTCondor submit file
-of a CPU task; bad workflow names and impossible resources refused before submission."""
+"""CPU tasks as batch workflows (tasks/batch.py): GenerateEvents, Skim (from an empty store, the
+generation first) and LearnCuts as real jobs on the one-node Slurm cluster (``slurm_cluster``),
+byte for byte what the session's local run wrote, a failed chunk retried, a chunk that fails
+three times named with its log; the HTCondor submit files of GenerateEvents, LearnCuts and Fit;
+bad workflow names and impossible resources refused before submission."""
 
 from __future__ import annotations
 
+import configparser
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import pytest
 from tasks.gpu import REPO_ROOT
 from tests.integration.conftest import (
     FAKE_CONDOR_SUBMIT,
+    FAKE_SBATCH,
     SKIM_VERSION,
     TINY_CONFIG,
     cluster_env,
@@ -48,10 +52,11 @@ esac
 
 def task_files(store: Path, family: str, branch: int) -> dict[str, Path]:
     """The output files of ``family``'s ``branch`` (tth_bb_tiny, t1) in ``store``."""
+    from tasks.cuts import LearnCuts
     from tasks.generate import GenerateEvents
     from tasks.skim import Skim
 
-    cls = {"GenerateEvents": GenerateEvents, "Skim": Skim}[family]
+    cls = {"GenerateEvents": GenerateEvents, "Skim": Skim, "LearnCuts": LearnCuts}[family]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DIFFANA_STORE", str(store))
         task = cls(version=SKIM_VERSION, config=TINY_CONFIG, branch=branch)
@@ -129,24 +134,89 @@ def test_generate_on_slurm_is_byte_identical_and_a_failed_chunk_is_retried(
         assert not any("gres" in line for line in options)
 
 
+def job_options(job_dir: Path) -> dict[str, set[str]]:
+    """The ``#SBATCH`` lines of every Slurm job file law wrote under ``job_dir``, by the task
+    family that its job name starts with (law names a job ``<task id>_<b>To<b+1>``)."""
+    options: dict[str, set[str]] = {}
+    for job_file in job_dir.rglob("slurm_job*.sh"):
+        lines = [line for line in job_file.read_text().splitlines() if line.startswith("#SBATCH")]
+        (name,) = [line.split("=", 1)[1] for line in lines if line.startswith("#SBATCH --job-name=")]
+        options.setdefault(name.split("_", 1)[0], set()).update(lines)
+    return options
+
+
+def site_resources(family: str) -> tuple[int, float, int]:
+    """(cpus, memory_gb, runtime_minutes) of law.cfg's ``[luigi_<family>]`` (the repository's)."""
+    parser = configparser.ConfigParser(allow_no_value=True, interpolation=None)
+    parser.read(REPO_ROOT / "law.cfg")
+    options = parser[f"luigi_{family}"]
+    return int(options["cpus"]), float(options["memory_gb"]), int(options["runtime_minutes"])
+
+
 @pytest.mark.batch
-def test_skim_on_slurm_follows(slurm_cluster: dict[str, str], tiny_skim_store: Path,
-                               tmp_path: Path) -> None:
-    branch = 1  # the skim of tt_extra_b, from the (linked) generated events
-    store = private_store_without(tiny_skim_store, tmp_path / "store", [("Skim", branch)])
+def test_skim_on_slurm_from_an_empty_store_generates_first(
+        slurm_cluster: dict[str, str], tiny_skim_store: Path, tmp_path: Path) -> None:
+    """A user's first command, ``law run Skim --workflow slurm``, in an empty store: every
+    generation chunk goes to Slurm first (the same ``--workflow``; Skim's ``--branches`` do not
+    reach GenerateEvents' own branching), then the skim of one dataset; both write what the
+    session's local run wrote."""
+    branch = 1  # the skim of tt_extra_b: its events and those of its complement, tt_rest
+    store = tmp_path / "store"
     env = cluster_env(slurm_cluster, store, tmp_path)
     status, terminal = law(["tasks.skim.Skim", "--version", SKIM_VERSION, "--config", TINY_CONFIG,
                             "--workflow", "slurm", "--branches", str(branch), "--memory-gb", "1",
+                            "--poll-interval", "2s"], env, timeout_s=480)
+    assert status == 0, terminal[-6000:]
+    for family in ("GenerateEvents", "Skim"):  # both went to Slurm, not to this process
+        assert list((store / TINY_CONFIG / family).rglob("slurm_jobs_*.json")), family
+    for generated in range(5):  # tth[0], tth[1], tt_extra_b[0], tt_rest[0], tt_rest[1]
+        for key, path in task_files(store, "GenerateEvents", generated).items():
+            local = task_files(tiny_skim_store, "GenerateEvents", generated)[key]
+            assert path.read_bytes() == local.read_bytes(), (generated, key)
+    outputs, local = task_files(store, "Skim", branch), task_files(tiny_skim_store, "Skim", branch)
+    for key, path in outputs.items():
+        if path.suffix == ".parquet":
+            assert path.read_bytes() == local[key].read_bytes(), key
+    cutflow, local_cutflow = (json.loads(p.read_text()) for p in (outputs["cutflow"],
+                                                                   local["cutflow"]))
+    # "files" names each store's own generated files
+    for key in ("cutflow", "sum_gen_weight", "n_events"):
+        assert cutflow[key] == local_cutflow[key], key
+    assert not any(task_files(store, "Skim", other)["cutflow"].exists() for other in (0, 2))
+    # each family's own resources: GenerateEvents law.cfg's, the skim the command line's memory
+    options = job_options(tmp_path / "jobfiles")
+    assert {"#SBATCH --mem=2048M", "#SBATCH --time=02:00:00"} <= options["GenerateEvents"]
+    assert "#SBATCH --mem=1024M" in options["Skim"]
+    assert not any("gres" in line for lines in options.values() for line in lines)
+
+
+@pytest.mark.batch
+def test_learn_cuts_on_slurm_equals_local(slurm_cluster: dict[str, str], tiny_skim_store: Path,
+                                          tmp_path: Path) -> None:
+    """LearnCuts (one branch per fold) goes through the same batch base: fold 0's cuts as a
+    Slurm job with law.cfg's [luigi_LearnCuts] resources, the cuts of the session's local run."""
+    fold = 0
+    store = private_store_without(tiny_skim_store, tmp_path / "store", [("LearnCuts", fold)])
+    env = cluster_env(slurm_cluster, store, tmp_path)
+    status, terminal = law(["tasks.cuts.LearnCuts", "--version", SKIM_VERSION, "--config",
+                            TINY_CONFIG, "--workflow", "slurm", "--branches", str(fold),
                             "--poll-interval", "2s"], env)
     assert status == 0, terminal[-6000:]
-    assert "slurm" in terminal.lower()
-    outputs = task_files(store, "Skim", branch)
-    for key, path in outputs.items():
-        if path.suffix == ".parquet":  # cutflow.json names the store's own files
-            assert path.read_bytes() == task_files(tiny_skim_store, "Skim", branch)[key] \
-                .read_bytes(), key
-    assert outputs["cutflow"].exists()
-    assert list((store / "tth_bb_tiny" / "Skim").rglob("slurm_jobs_*.json"))
+    assert list((store / TINY_CONFIG / "LearnCuts").rglob("slurm_jobs_*.json"))
+    outputs, local = task_files(store, "LearnCuts", fold), task_files(tiny_skim_store,
+                                                                      "LearnCuts", fold)
+    assert all(path.exists() for path in outputs.values())
+    learned, local_learned = (json.loads(p.read_text()) for p in (outputs["cuts"], local["cuts"]))
+    # torch's thread count differs between the job and the session's run: floats to 1e-5
+    assert learned["n_events"] == local_learned["n_events"] and learned["fold"] == fold
+    assert learned["thresholds"] == pytest.approx(local_learned["thresholds"], rel=1e-5, abs=1e-6)
+    # fold 1 was complete (linked from the session's store): not submitted, not rewritten
+    assert task_files(store, "LearnCuts", 1)["cuts"].samefile(
+        task_files(tiny_skim_store, "LearnCuts", 1)["cuts"])
+    cpus, memory_gb, runtime = site_resources("LearnCuts")
+    assert {f"#SBATCH --cpus-per-task={cpus}", f"#SBATCH --mem={int(memory_gb * 1024)}M",
+            f"#SBATCH --time={runtime // 60:02d}:{runtime % 60:02d}:00"} <= \
+        job_options(tmp_path / "jobfiles")["LearnCuts"]
 
 
 @pytest.mark.batch
@@ -200,6 +270,65 @@ def test_htcondor_submit_file_of_a_cpu_task(condor_env: dict[str, str]) -> None:
     assert not {"request_gpus", "gpus_minimum_memory", "my.diffanagpushare"} & commands
     assert "CUDA_" not in parsed.get("environment", "")
     assert [item["law_job_postfix"] for item in parsed.itemdata()] == ["_0To1", "_1To2"]
+
+
+def placeholder_outputs(task_cls: type, store: Path) -> None:
+    """Empty files in place of ``task_cls``'s outputs (tth_bb_tiny, t1) in ``store``: luigi
+    takes the task as complete and does not run it or anything it requires (the jobs that would
+    read them are only captured, never run)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIFFANA_STORE", str(store))
+        for target in task_cls(version=SKIM_VERSION, config=TINY_CONFIG).output().values():
+            Path(target.abspath).parent.mkdir(parents=True, exist_ok=True)
+            Path(target.abspath).touch()
+
+
+@pytest.mark.parametrize(("family", "postfixes"), [
+    ("LearnCuts", ["_0To1", "_1To2"]),  # one branch per fold
+    ("Fit", ["_0To1"]),  # one branch: the model and strategy
+])
+def test_htcondor_submit_files_of_learn_cuts_and_fit(
+        family: str, postfixes: list[str], condor_env: dict[str, str],
+        tiny_skim_store: Path) -> None:
+    """LearnCuts and Fit go through the same batch base as GenerateEvents: a submit file that
+    htcondor2 parses, with law.cfg's [luigi_<family>] resources and no GPU."""
+    from tasks.inference import BuildWorkspace
+
+    store = Path(condor_env["DIFFANA_STORE"])
+    if family == "LearnCuts":  # the skims it requires, from the session's store
+        private_store_without(tiny_skim_store, store, [("LearnCuts", 0), ("LearnCuts", 1)])
+    else:  # a workspace stands for Evaluate, CreateHistograms, BuildWorkspace and the trainings
+        placeholder_outputs(BuildWorkspace, store)
+    module = {"LearnCuts": "tasks.cuts", "Fit": "tasks.inference"}[family]
+    status, terminal = law([f"{module}.{family}", "--version", SKIM_VERSION, "--config",
+                            TINY_CONFIG, "--workflow", "htcondor", "--no-poll"], condor_env)
+    assert status == 0, terminal[-6000:]
+    (path,) = Path(condor_env["CAPTURE_DIR"]).iterdir()
+    parsed = htcondor2.Submit(path.read_text())  # raises on a malformed description
+    cpus, memory_gb, runtime = site_resources(family)
+    assert (parsed["request_cpus"], parsed["request_memory"], parsed["MY.MaxRuntime"]) == (
+        str(cpus), str(int(memory_gb * 1024)), str(runtime * 60))
+    commands = {key.lower() for key in parsed.keys()}
+    assert not {"request_gpus", "gpus_minimum_memory", "my.diffanagpushare"} & commands
+    assert "CUDA_" not in parsed.get("environment", "")
+    assert [item["law_job_postfix"] for item in parsed.itemdata()] == postfixes
+
+
+def test_resources_beyond_the_slurm_partition_refused_before_submission(tmp_path: Path) -> None:
+    """The Slurm site's caps as HTCondor's: a request beyond ``[slurm_site] max_runtime_minutes``
+    stops LearnCuts before anything is submitted, naming the setting."""
+    env = fake_submit_env(tmp_path, "sbatch", FAKE_SBATCH, tmp_path / "store", {
+        "slurm_site": {"partition": "cpu", "request_gres": "false", "max_runtime_minutes": "30"},
+        "diffana_remote": {"bootstrap_file": "tasks/bootstrap.sh", "venv": sys.prefix}})
+    status, terminal = law(["tasks.cuts.LearnCuts", "--version", SKIM_VERSION, "--config",
+                            TINY_CONFIG, "--workflow", "slurm", "--runtime-minutes", "45",
+                            "--no-poll"], env)
+    assert status != 0, terminal[-6000:]
+    assert ("ResourceError: LearnCuts (law.cfg [luigi_LearnCuts] or the command line): "
+            "runtime_minutes = 45") in terminal and "[slurm_site] max_runtime_minutes = 30" \
+        in terminal, terminal[-6000:]
+    assert not list(Path(env["CAPTURE_DIR"]).iterdir())  # nothing submitted
+    assert not (tmp_path / "store").exists()  # nothing ran, not even the skim it requires
 
 
 @pytest.mark.parametrize(("options", "message"), [
