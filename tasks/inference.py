@@ -54,6 +54,17 @@ class ModelTask(SelectionMixin, DiffanaTask):
         cuts = "learned cuts" if self.learned_cuts else "no learned cuts"
         return f"{self.model.upper()}, {self.strategy}, {cuts}"
 
+    def network_requires(self) -> dict[int, list[TrainModel]]:
+        """The TrainModel branches of this model and strategy: seed index -> one per fold, in
+        fold order (TrainModel's branch map: seed index, then fold, then network variant)."""
+        by_seed: dict[int, list[TrainModel]] = {
+            seed: [] for seed in range(self.analysis_config.training.seeds)}
+        training = TrainModel.req(self, branch=0)
+        for branch, (seed, _fold, model, strategy) in training.get_branch_map().items():
+            if (model, strategy) == (self.model, self.strategy):
+                by_seed[seed].append(TrainModel.req(self, branch=branch))
+        return by_seed
+
 
 class Evaluate(ModelTask):
     """Class probabilities of every event from the model that did not train on it.
@@ -68,13 +79,7 @@ class Evaluate(ModelTask):
     """
 
     def requires(self) -> dict[str, Any]:
-        training = TrainModel.req(self, branch=0)
-        wanted = [(b, seed) for b, (seed, fold, model, strategy)
-                  in training.get_branch_map().items()
-                  if model == self.model and strategy == self.strategy]
-        return {"models": {seed: [TrainModel.req(self, branch=b) for b, s in wanted if s == seed]
-                           for seed in range(self.analysis_config.training.seeds)},
-                "events": self.selection_requires()}
+        return {"models": self.network_requires(), "events": self.selection_requires()}
 
     def _score_targets(self, *prefix: str) -> dict[str, dict[str, law.LocalFileTarget]]:
         return {d: {s: self.target(*prefix, d, f"{s}.parquet") for s in OBJECT_SHIFTS}

@@ -41,11 +41,7 @@ class TaylorAnalysis(ModelTask):
     """
 
     def requires(self) -> dict[str, Any]:
-        training = TrainModel.req(self, branch=0)
-        branch = next(b for b, (seed, fold, model, strategy) in training.get_branch_map().items()
-                      if seed == 0 and fold == 0 and model == self.model
-                      and strategy == self.strategy)
-        return {"model": TrainModel.req(self, branch=branch), "events": self.selection_requires()}
+        return {"model": self.network_requires()[0][0], "events": self.selection_requires()}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"coefficients": self.target("taylor.json"), "plot": self.target("taylor.png")}
