@@ -8,6 +8,7 @@ from typing import Any
 import law
 import luigi
 
+from analysis.classes import signal_labels
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
 from analysis.inference.histograms import category_histograms, histogram_dict
@@ -27,7 +28,6 @@ from analysis.plotting.inference import (
     plot_score_stack,
 )
 from analysis.training.network import load_network, score_tables
-from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.cuts import SelectionMixin
@@ -98,7 +98,7 @@ class Evaluate(ModelTask):
         tables: dict[int, Any] = {}
         outputs = self.output()
         provenance = self.provenance(config.training.seed)
-        signal = [k for k, c in enumerate(class_of_process(config).values()) if c == CLASSES[0]]
+        signal = signal_labels(config)
         aucs = []
         for seed, models in self.input()["models"].items():
             merged = merge_fold_scores([self._fold_scores(target, tables) for target in models])

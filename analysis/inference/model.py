@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
@@ -147,13 +148,8 @@ def network_classes(config: AnalysisConfig) -> tuple[tuple[str, ...], dict[str, 
 
     Returns:
         ``(classes, process -> class)``; the classes are those of
-        :data:`analysis.training.skim_samples.CLASSES` (ttH, tt+bb, tt+other).
+        :data:`analysis.classes.CLASSES` (ttH, tt+bb, tt+other).
     """
-    from analysis.training.skim_samples import (  # torch-heavy module
-        CLASSES,
-        class_of_process,
-    )
-
     return tuple(CLASSES), class_of_process(config)
 
 

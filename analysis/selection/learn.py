@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, SIGNAL_CLASS
 from analysis.config import LearnedCutsSettings
 from analysis.errors import EmptySelectionError, FitError, InputDataError
 from analysis.relax.cuts import LearnableCuts, slope_schedule
@@ -44,7 +45,6 @@ from analysis.selection.objectives import asimov_significance, selected_yield
 from analysis.selection.samples import SelectionSamples
 from analysis.training.losses import binned_model_from_scores
 from analysis.training.metrics import drop_empty_bins
-from analysis.training.skim_samples import CLASSES
 
 __all__ = [
     "LearnedSelection",
@@ -58,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SIGNAL = CLASSES[0]
+SIGNAL = SIGNAL_CLASS
 _DTYPE = torch.float64  # yields and likelihoods in double precision
 _Pair = tuple[torch.Tensor, torch.Tensor]
 

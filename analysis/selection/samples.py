@@ -19,15 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
 from analysis.io import read_tables
-from analysis.training.skim_samples import (
-    CLASSES,
-    class_of_process,
-    fold_mask,
-    training_samples,
-)
+from analysis.training.skim_samples import fold_mask, training_samples
 
 __all__ = ["SelectionSamples", "class_normsys", "selection_columns", "selection_samples"]
 

@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES
 from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.inference.model import btag_groups, model_spec
@@ -43,7 +44,6 @@ from analysis.training.models import (
     sized_gnn,
 )
 from analysis.training.skim_samples import (
-    CLASSES,
     GraphAsVector,
     fold_mask,
     model_inputs,
