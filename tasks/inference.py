@@ -11,7 +11,7 @@ import luigi
 from analysis.classes import signal_labels
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
-from analysis.inference.histograms import category_histograms, histogram_dict
+from analysis.inference.histograms import seed_histograms
 from analysis.inference.model import model_spec
 from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import (
@@ -147,31 +147,20 @@ class CreateHistograms(ModelTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
-        config = self.analysis_config
-        spec, inputs = model_spec(config), self.input()
-        full, folds = {}, []
-        for seed in range(config.training.seeds):
-            targets = inputs["seed_scores"][seed] if seed else inputs["scores"]
-            scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
-                      for d, shifts in targets.items()}
-            seed_full, seed_folds = category_histograms(scores, spec, config.training.n_folds)
-            if seed == 0:  # the full analysis: seed index 0's networks
-                full = seed_full
-            folds += [{"seed": seed, "fold": k,
-                       "channels": {n: histogram_dict(h) for n, h in f.items()}}
-                      for k, f in enumerate(seed_folds)]
-        channels = {name: histogram_dict(h) for name, h in full.items()}
-        outputs = self.output()
+        config, inputs, outputs = self.analysis_config, self.input(), self.output()
+        spec = model_spec(config)
+        scores = ({d: {s: read_columns(t.abspath) for s, t in shifts.items()}
+                   for d, shifts in (inputs["seed_scores"][seed] if seed else
+                                     inputs["scores"]).items()}
+                  for seed in range(config.training.seeds))  # one seed's scores at a time
+        histograms = seed_histograms(scores, spec, config.training.n_folds)
         outputs["histograms"].parent.touch()
-        # the plot: the signal's channel (the first channel of its node)
-        shown = next(c.name for c in spec.categories
-                     if c.node_name == spec.process_class[spec.signal])
-        plot_score_stack(channels[shown], {p: s.label for p, s in config.processes.items()},
+        plot_score_stack(histograms["channels"][spec.signal_channel],
+                         {p: s.label for p, s in config.processes.items()},
                          {p: s.color for p, s in config.processes.items()}, spec.signal,
-                         f"{self.title()}, {shown}",
+                         f"{self.title()}, {spec.signal_channel}",
                          os.path.splitext(outputs["plot"].abspath)[0])
-        write_json(outputs["histograms"].abspath, {"channels": channels, "folds": folds},
-                   provenance=self.provenance())
+        write_json(outputs["histograms"].abspath, histograms, provenance=self.provenance())
 
 
 class BuildWorkspace(ModelTask):
