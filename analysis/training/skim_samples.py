@@ -1,5 +1,10 @@
 """Training samples and nuisances of the three-class classifier from the skim tables.
 
+The analysis's layer between the skim and :mod:`analysis.training.samples` (which is generic):
+this module knows the skim's columns, the config's processes, the classes and the folds.
+:mod:`analysis.selection.samples` calls :func:`training_samples` so that the learned skim of
+fold ``k`` sees exactly the events network ``k`` trains on.
+
 The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nominal``,
 ``jes_up/down``, ``jer_up/down``), one table of selected events with the truth ``label`` (the
 process's position in the config), the ``weight`` and its variations ``weight_<syst>_up/down``,
