@@ -38,9 +38,10 @@ def test_signal_labels_are_the_positions_of_the_signal_processes(
 
 
 def test_the_statistical_model_needs_no_training_package() -> None:
-    # the class names used to come from analysis.training, which itself imports
+    # the class names (and the AUC) used to come from analysis.training, which itself imports
     # analysis.inference.model: a cycle between the packages
     script = ("import sys; from analysis.config import load_config; "
+              "import analysis.inference.scores, analysis.inference.workspace; "
               "from analysis.inference.model import model_spec, network_classes; "
               "network_classes(load_config('tth_bb_tiny')); model_spec(load_config('tth_bb_tiny'));"
               " print(sorted(m for m in sys.modules if m.startswith('analysis.training')))")
