@@ -24,8 +24,8 @@ from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.inference.model import btag_groups, model_spec
 from analysis.io import atomic_path, read_tables
+from analysis.relax.cut_config import hard_cut_mask, initial_cuts
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.selection.learn import hard_cut_mask, initial_cuts
 from analysis.training.loop import (
     STRATEGIES,
     YIELD_AWARE,
