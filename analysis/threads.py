@@ -1,12 +1,15 @@
-"""Torch's intra-op threads in one task process, from the cores and the parallel workers."""
+"""Torch's intra-op threads in one task process: how many (from the cores and the parallel
+workers), and a context that sets them and gives the caller's count back afterwards."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from analysis.errors import ConfigError
 
-__all__ = ["torch_threads"]
+__all__ = ["torch_thread_count", "torch_threads"]
 
 
 def torch_threads(setting: str, workers: int, cpus: int | None = None) -> int:
@@ -36,3 +39,42 @@ def torch_threads(setting: str, workers: int, cpus: int | None = None) -> int:
     if value < 1:
         raise ConfigError(f"torch_threads = {setting!r}: must be 'auto' or an integer >= 1")
     return value
+
+
+@contextmanager
+def torch_thread_count(threads: int) -> Iterator[int]:
+    """Torch's intra-op thread count set to ``threads`` inside the block; the caller's count is
+    restored on exit, also on error.
+
+    Only this process changes, and no environment variable: a process started inside the block
+    (``torch.multiprocessing.spawn``) starts with torch's default and must be given its count
+    explicitly (as :func:`~analysis.training.distributed.train_network_data_parallel` does).
+
+    Args:
+        threads: intra-op threads, >= 1 (e.g. from :func:`torch_threads`).
+
+    Yields:
+        ``threads``.
+
+    Raises:
+        ConfigError: ``threads < 1``.
+
+    Example:
+        >>> import torch
+        >>> before = torch.get_num_threads()
+        >>> with torch_thread_count(1):
+        ...     torch.get_num_threads()
+        1
+        >>> torch.get_num_threads() == before
+        True
+    """
+    if threads < 1:
+        raise ConfigError(f"torch_threads = {threads}: must be 'auto' or an integer >= 1")
+    import torch  # here, not at import: tasks/base.py imports this module for every task
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

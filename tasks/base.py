@@ -7,6 +7,7 @@ import os
 import platform
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib import metadata
 from typing import Any
 
@@ -23,7 +24,7 @@ from analysis.stages import (
     UNCERTAINTY_SECTIONS,
     config_tag,
 )
-from analysis.threads import torch_threads
+from analysis.threads import torch_thread_count, torch_threads
 
 __all__ = ["GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS",
            "UNCERTAINTY_SECTIONS", "DiffanaTask", "store_root", "torch_threads"]
@@ -109,15 +110,32 @@ class DiffanaTask(law.Task):
         return update
 
 
+# ---- torch threads: the cores shared by the luigi workers, for the time a task runs --------
+# luigi brackets a run with START and SUCCESS/FAILURE in the process that runs it (a forked one
+# with --workers > 1); the count is set at START and the process's own count given back after.
+# A local workflow's run() is entered twice (it yields its branches, without SUCCESS in
+# between), and its second START first gives back the count of the first.
+def _restore_torch_threads(task: DiffanaTask, *_: object) -> None:
+    stack = task.__dict__.pop("_torch_threads", None)
+    if stack is not None:
+        stack.close()
+
+
 @DiffanaTask.event_handler(luigi.Event.START)
 def _share_cores_between_workers(task: DiffanaTask) -> None:
+    _restore_torch_threads(task)
+    if task.run is None:  # an external task runs nothing
+        return
     setting = os.environ.get("DIFFANA_TORCH_THREADS") or str(
         law.config.get_expanded("diffana", "torch_threads", default="auto"))
-    threads = torch_threads(setting, luigi.interface.core().workers)
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # for the processes this task starts
-    import torch  # loaded with the task modules anyway; set here, before the task runs
+    stack = ExitStack()
+    stack.enter_context(torch_thread_count(torch_threads(setting,
+                                                         luigi.interface.core().workers)))
+    task.__dict__["_torch_threads"] = stack
 
-    torch.set_num_threads(threads)
+
+DiffanaTask.event_handler(luigi.Event.SUCCESS)(_restore_torch_threads)
+DiffanaTask.event_handler(luigi.Event.FAILURE)(_restore_torch_threads)
 
 
 # ---- user-facing errors: on the command line the message, not a traceback -------------------

@@ -8,9 +8,10 @@ from typing import Any
 import law
 import luigi
 
+from analysis.classes import signal_labels
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fits import fit_network, fit_steps
-from analysis.inference.histograms import category_histograms, histogram_dict
+from analysis.inference.histograms import seed_histograms
 from analysis.inference.model import model_spec
 from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import (
@@ -27,7 +28,6 @@ from analysis.plotting.inference import (
     plot_score_stack,
 )
 from analysis.training.network import load_network, score_tables
-from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.cuts import SelectionMixin
@@ -54,6 +54,17 @@ class ModelTask(SelectionMixin, DiffanaTask):
         cuts = "learned cuts" if self.learned_cuts else "no learned cuts"
         return f"{self.model.upper()}, {self.strategy}, {cuts}"
 
+    def network_requires(self) -> dict[int, list[TrainModel]]:
+        """The TrainModel branches of this model and strategy: seed index -> one per fold, in
+        fold order (TrainModel's branch map: seed index, then fold, then network variant)."""
+        by_seed: dict[int, list[TrainModel]] = {
+            seed: [] for seed in range(self.analysis_config.training.seeds)}
+        training = TrainModel.req(self, branch=0)
+        for branch, (seed, _fold, model, strategy) in training.get_branch_map().items():
+            if (model, strategy) == (self.model, self.strategy):
+                by_seed[seed].append(TrainModel.req(self, branch=branch))
+        return by_seed
+
 
 class Evaluate(ModelTask):
     """Class probabilities of every event from the model that did not train on it.
@@ -68,13 +79,7 @@ class Evaluate(ModelTask):
     """
 
     def requires(self) -> dict[str, Any]:
-        training = TrainModel.req(self, branch=0)
-        wanted = [(b, seed) for b, (seed, fold, model, strategy)
-                  in training.get_branch_map().items()
-                  if model == self.model and strategy == self.strategy]
-        return {"models": {seed: [TrainModel.req(self, branch=b) for b, s in wanted if s == seed]
-                           for seed in range(self.analysis_config.training.seeds)},
-                "events": self.selection_requires()}
+        return {"models": self.network_requires(), "events": self.selection_requires()}
 
     def _score_targets(self, *prefix: str) -> dict[str, dict[str, law.LocalFileTarget]]:
         return {d: {s: self.target(*prefix, d, f"{s}.parquet") for s in OBJECT_SHIFTS}
@@ -93,7 +98,7 @@ class Evaluate(ModelTask):
         tables: dict[int, Any] = {}
         outputs = self.output()
         provenance = self.provenance(config.training.seed)
-        signal = [k for k, c in enumerate(class_of_process(config).values()) if c == CLASSES[0]]
+        signal = signal_labels(config)
         aucs = []
         for seed, models in self.input()["models"].items():
             merged = merge_fold_scores([self._fold_scores(target, tables) for target in models])
@@ -142,31 +147,20 @@ class CreateHistograms(ModelTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
-        config = self.analysis_config
-        spec, inputs = model_spec(config), self.input()
-        full, folds = {}, []
-        for seed in range(config.training.seeds):
-            targets = inputs["seed_scores"][seed] if seed else inputs["scores"]
-            scores = {d: {s: read_columns(t.abspath) for s, t in shifts.items()}
-                      for d, shifts in targets.items()}
-            seed_full, seed_folds = category_histograms(scores, spec, config.training.n_folds)
-            if seed == 0:  # the full analysis: seed index 0's networks
-                full = seed_full
-            folds += [{"seed": seed, "fold": k,
-                       "channels": {n: histogram_dict(h) for n, h in f.items()}}
-                      for k, f in enumerate(seed_folds)]
-        channels = {name: histogram_dict(h) for name, h in full.items()}
-        outputs = self.output()
+        config, inputs, outputs = self.analysis_config, self.input(), self.output()
+        spec = model_spec(config)
+        scores = ({d: {s: read_columns(t.abspath) for s, t in shifts.items()}
+                   for d, shifts in (inputs["seed_scores"][seed] if seed else
+                                     inputs["scores"]).items()}
+                  for seed in range(config.training.seeds))  # one seed's scores at a time
+        histograms = seed_histograms(scores, spec, config.training.n_folds)
         outputs["histograms"].parent.touch()
-        # the plot: the signal's channel (the first channel of its node)
-        shown = next(c.name for c in spec.categories
-                     if c.node_name == spec.process_class[spec.signal])
-        plot_score_stack(channels[shown], {p: s.label for p, s in config.processes.items()},
+        plot_score_stack(histograms["channels"][spec.signal_channel],
+                         {p: s.label for p, s in config.processes.items()},
                          {p: s.color for p, s in config.processes.items()}, spec.signal,
-                         f"{self.title()}, {shown}",
+                         f"{self.title()}, {spec.signal_channel}",
                          os.path.splitext(outputs["plot"].abspath)[0])
-        write_json(outputs["histograms"].abspath, {"channels": channels, "folds": folds},
-                   provenance=self.provenance())
+        write_json(outputs["histograms"].abspath, histograms, provenance=self.provenance())
 
 
 class BuildWorkspace(ModelTask):

@@ -14,12 +14,13 @@ from analysis.io import read_json, write_json, write_text
 from analysis.plotting.comparison import plot_sigma_mu_comparison
 from analysis.plotting.inference import plot_taylor
 from analysis.report import (
-    NetworkFigures,
+    NetworkResults,
     build_report,
+    collect_networks,
     comparison_points,
     copy_images,
     network_key,
-    network_summary,
+    parameter_counts,
     render_html,
     render_markdown,
 )
@@ -41,11 +42,7 @@ class TaylorAnalysis(ModelTask):
     """
 
     def requires(self) -> dict[str, Any]:
-        training = TrainModel.req(self, branch=0)
-        branch = next(b for b, (seed, fold, model, strategy) in training.get_branch_map().items()
-                      if seed == 0 and fold == 0 and model == self.model
-                      and strategy == self.strategy)
-        return {"model": TrainModel.req(self, branch=branch), "events": self.selection_requires()}
+        return {"model": self.network_requires()[0][0], "events": self.selection_requires()}
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         return {"coefficients": self.target("taylor.json"), "plot": self.target("taylor.png")}
@@ -119,27 +116,11 @@ class Report(DiffanaTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
-        config = self.analysis_config
-        inputs = self.input()
-        outputs = self.output()
-        summary, figures, histograms = {}, {}, {}
-        for cuts, model, strategy in self._combinations():
-            network = inputs[network_key(cuts, model, strategy)]
-            histograms[network_key(cuts, model, strategy)] = read_json(
-                network["histograms"]["histograms"].abspath)["channels"]
-            summary[network_key(cuts, model, strategy)] = network_summary(
-                read_json(network["fit"]["results"].abspath),
-                read_json(network["evaluate"]["evaluation"].abspath),
-                read_json(network["workspace"]["binning"].abspath),
-                learned_cuts=cuts, model=model, strategy=strategy)
-            if "taylor" in network:
-                figures[f"{model}_{strategy}"] = NetworkFigures(
-                    network["histograms"]["plot"].abspath, network["fit"]["impacts"].abspath,
-                    read_json(network["taylor"]["coefficients"].abspath)["ranked"],
-                    network["fit"]["postfit"].abspath)
-        parameters = {m["model"]: m["n_parameters"] for m in (
-            read_json(t["metadata"].abspath)
-            for t in inputs["training"][0]["collection"].targets.values())}
+        config, inputs, outputs = self.analysis_config, self.input(), self.output()
+        summary, figures, histograms = collect_networks(
+            [self._network_results(inputs[network_key(*c)], *c) for c in self._combinations()])
+        parameters = parameter_counts(read_json(t["metadata"].abspath) for t in
+                                      inputs["training"][0]["collection"].targets.values())
         reduce = inputs.get("reduce")
         provenance = self.provenance(config.training.seed)
         outputs["html"].parent.touch()
@@ -156,3 +137,18 @@ class Report(DiffanaTask):
         write_text(outputs["html"].abspath, render_html(blocks, f"diffana report: {config.name}"))
         write_json(outputs["summary"].abspath, {"results": summary, "parameters": parameters},
                    provenance=provenance)
+
+    @staticmethod
+    def _network_results(network: dict[str, Any], learned_cuts: bool, model: str,
+                         strategy: str) -> NetworkResults:
+        """The outputs of one network's tasks (``network``: its part of the input), read."""
+        taylor = network.get("taylor")  # only the first selection variant has one
+        return NetworkResults(
+            learned_cuts, model, strategy, fit=read_json(network["fit"]["results"].abspath),
+            evaluation=read_json(network["evaluate"]["evaluation"].abspath),
+            binning=read_json(network["workspace"]["binning"].abspath),
+            channels=read_json(network["histograms"]["histograms"].abspath)["channels"],
+            score_plot=network["histograms"]["plot"].abspath,
+            impacts_plot=network["fit"]["impacts"].abspath,
+            postfit_plot=network["fit"]["postfit"].abspath,
+            taylor_ranked=read_json(taylor["coefficients"].abspath)["ranked"] if taylor else None)

@@ -9,7 +9,7 @@ Weighted storage keeps the sum of squared weights, the MC statistical uncertaint
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import hist
@@ -21,7 +21,8 @@ from analysis.inference.mcstat import replica_cross_terms
 from analysis.inference.model import ModelSpec, btag_groups
 
 __all__ = ["VARIATIONS", "category_histograms", "category_scores", "fold_histograms",
-           "fold_scores", "histogram_dict", "score_histograms", "templates_from_histograms"]
+           "fold_scores", "histogram_dict", "score_histograms", "seed_histograms",
+           "templates_from_histograms"]
 
 VARIATIONS: tuple[str, ...] = ("nominal", *(f"{s}_{d}" for s in FIT_SYSTEMATICS
                                             for d in ("up", "down")))
@@ -232,6 +233,44 @@ def category_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarra
         for fold, histogram in zip(folds, channel_folds, strict=True):
             fold[c.name] = histogram
     return full, folds
+
+
+def seed_histograms(
+        scores_per_seed: Iterable[Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]],
+        spec: ModelSpec, n_folds: int) -> dict[str, Any]:
+    """The histograms of the full analysis and of every (seed index, fold) network, as JSON.
+
+    The full analysis is seed index 0's networks on all events; the other seed indices only
+    repeat the training (the paired comparison reads the spread of their folds' sigma_mu).
+
+    Args:
+        scores_per_seed: per seed index, in order from 0, dataset -> shift -> columns as for
+            :func:`category_scores` (held-out scores of that seed's fold networks); read one
+            at a time, so an iterator holds one seed's scores in memory.
+        spec: channels, processes, bins and score range.
+        n_folds: number of folds.
+
+    Returns:
+        ``{"channels": channel -> histogram_dict (seed index 0, all events), "folds":
+        [{"seed": s, "fold": k, "channels": channel -> histogram_dict}]}`` with the folds in
+        order of seed index, then fold; every fold histogram is scaled to the full
+        luminosity (:func:`fold_histograms`). Values in expected events.
+
+    Raises:
+        InputDataError: no seed index's scores.
+    """
+    channels: dict[str, Any] | None = None
+    folds: list[dict[str, Any]] = []
+    for seed, scores in enumerate(scores_per_seed):
+        full, per_fold = category_histograms(scores, spec, n_folds)
+        if seed == 0:
+            channels = {name: histogram_dict(h) for name, h in full.items()}
+        folds += [{"seed": seed, "fold": k,
+                   "channels": {name: histogram_dict(h) for name, h in fold.items()}}
+                  for k, fold in enumerate(per_fold)]
+    if channels is None:
+        raise InputDataError("seed_histograms: no seed index's scores (training.seeds >= 1)")
+    return {"channels": channels, "folds": folds}
 
 
 def templates_from_histograms(channels: Mapping[str, Any]) -> dict[str, Any]:

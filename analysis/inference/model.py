@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
@@ -141,19 +142,23 @@ class ModelSpec:
         """``(n_bins + 1,)`` equal bin edges of every channel's score (before merging)."""
         return np.linspace(self.score_range[0], self.score_range[1], self.n_bins + 1)
 
+    @property
+    def signal_channel(self) -> str:
+        """The first channel of the signal's output node (``cat_tth``, or ``cat_tth_<b-tag
+        group>`` with a b-tag split), or the only channel (``nn_score``) without categories:
+        where the signal is best seen (CreateHistograms' figure)."""
+        node = self.process_class[self.signal]
+        return next((c.name for c in self.categories if c.node_name == node),
+                    self.categories[0].name)
+
 
 def network_classes(config: AnalysisConfig) -> tuple[tuple[str, ...], dict[str, str]]:
     """The network's output classes and the class of each process.
 
     Returns:
         ``(classes, process -> class)``; the classes are those of
-        :data:`analysis.training.skim_samples.CLASSES` (ttH, tt+bb, tt+other).
+        :data:`analysis.classes.CLASSES` (ttH, tt+bb, tt+other).
     """
-    from analysis.training.skim_samples import (  # torch-heavy module
-        CLASSES,
-        class_of_process,
-    )
-
     return tuple(CLASSES), class_of_process(config)
 
 

@@ -2,8 +2,8 @@
 
 Each fold's network scores its own held-out fold; :func:`merge_fold_scores` joins the folds back
 into one table per dataset and shift, sorted by event number so that the result does not depend
-on the order in which the folds were scored. :func:`signal_auc` is the weighted ROC AUC of the
-ttH score on the nominal events.
+on the order in which the folds were scored. :func:`signal_auc` is the weighted ROC AUC
+(:func:`weighted_auc`) of the ttH score on the nominal events.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from analysis.errors import InputDataError
-from analysis.training.metrics import weighted_auc
 
-__all__ = ["merge_fold_scores", "signal_auc"]
+__all__ = ["merge_fold_scores", "signal_auc", "weighted_auc"]
 
 Columns = Mapping[str, np.ndarray]
 Scores = Mapping[str, Mapping[str, Columns]]  # dataset -> shift -> column -> (n_events,)
@@ -81,3 +80,36 @@ def signal_auc(scores: Scores, signal_labels: Sequence[int], score: str = "p_tth
         background_weights.append(weights[~is_signal])
     return weighted_auc(np.concatenate(signal_values), np.concatenate(signal_weights),
                         np.concatenate(background_values), np.concatenate(background_weights))
+
+
+def weighted_auc(signal_scores: np.ndarray, signal_weights: np.ndarray,
+                 background_scores: np.ndarray, background_weights: np.ndarray) -> float:
+    """Area under the weighted ROC curve: P(score_signal > score_background), ties count 1/2.
+
+    Args:
+        signal_scores, signal_weights: ``(n_s,)`` scores and event weights (expected events).
+        background_scores, background_weights: ``(n_b,)`` likewise.
+
+    Returns:
+        The AUC in [0, 1] (0.5: no separation). Negative weights count with their sign.
+
+    Raises:
+        InputDataError: if a class has no positive total weight.
+
+    Example:
+        >>> weighted_auc(np.array([0.9, 0.8]), np.ones(2), np.array([0.1, 0.85]), np.ones(2))
+        0.75
+    """
+    w_s, w_b = float(np.sum(signal_weights)), float(np.sum(background_weights))
+    if not (w_s > 0 and w_b > 0):
+        raise InputDataError(f"weighted_auc: total weights {w_s} (signal), {w_b} (background) "
+                             f"must be > 0")
+    scores = np.concatenate([signal_scores, background_scores])
+    unique, inverse = np.unique(scores, return_inverse=True)
+    per_signal = np.bincount(inverse[:len(signal_scores)], weights=signal_weights,
+                             minlength=len(unique))
+    per_background = np.bincount(inverse[len(signal_scores):], weights=background_weights,
+                                 minlength=len(unique))
+    background_below = np.cumsum(per_background) - per_background  # strictly lower scores
+    pairs = per_signal * (background_below + 0.5 * per_background)
+    return float(pairs.sum() / (w_s * w_b))

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from analysis.plotting.figures import new_figure, save_figure
+from analysis.plotting.figures import cms_style, new_figure, save_figure
 
 __all__ = ["SigmaMuPoint", "mean_and_standard_error", "plot_sigma_mu_comparison"]
 
@@ -49,6 +49,7 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1) / n)
 
 
+@cms_style
 def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[str],
                              title: str, path_base: str | os.PathLike[str]) -> list[str]:
     """sigma_mu per network, one panel per measure (stacked), CE of each group as the reference.

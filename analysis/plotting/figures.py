@@ -1,22 +1,48 @@
-"""Shared figure plumbing: the CMS-like mplhep style and atomic PNG + PDF writing."""
+"""Shared figure plumbing: mplhep's CMS style, applied per drawing call, and atomic PNG + PDF writing.
+
+Nothing here changes matplotlib's global state: figures are :class:`~matplotlib.figure.Figure`
+objects that pyplot never sees (no backend is chosen or switched; savefig picks the writer for
+PNG and PDF from the suffix), and the style lives only inside the functions that :func:`cms_style`
+decorates, so a caller's rcParams are the same after a plot as before.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on batch nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep  # noqa: E402
+import matplotlib.style
+import mplhep
+import numpy as np
+from matplotlib.figure import Figure
 
 from analysis.io import atomic_path
 
-__all__ = ["new_figure", "save_figure"]
+__all__ = ["cms_style", "new_figure", "save_figure"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def new_figure(n_columns: int = 1, n_rows: int = 1, width: float = 7.0, height: float = 5.5):
-    """A figure in mplhep's CMS style.
+def cms_style(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorator: run ``draw`` (which makes, fills and saves a figure) in mplhep's CMS style.
+
+    The style is set on entry and the caller's rcParams are restored on exit, also on error.
+    matplotlib reads rcParams when artists are created and when a figure is saved, so the whole
+    of the drawing, :func:`new_figure` to :func:`save_figure`, belongs inside ``draw``.
+    """
+    @functools.wraps(draw)
+    def styled(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.style.context(mplhep.style.CMS):
+            return draw(*args, **kwargs)
+    return styled
+
+
+def new_figure(n_columns: int = 1, n_rows: int = 1, width: float = 7.0,
+               height: float = 5.5) -> tuple[Figure, np.ndarray]:
+    """A figure with a grid of axes, outside pyplot (call it inside a :func:`cms_style` function).
 
     Args:
         n_columns, n_rows: the grid of axes.
@@ -25,16 +51,16 @@ def new_figure(n_columns: int = 1, n_rows: int = 1, width: float = 7.0, height: 
     Returns:
         ``(figure, axes)`` with ``axes`` always a ``(n_rows, n_columns)`` array.
     """
-    plt.style.use(mplhep.style.CMS)
-    return plt.subplots(n_rows, n_columns, figsize=(width * n_columns, height * n_rows),
-                        squeeze=False)
+    figure = Figure(figsize=(width * n_columns, height * n_rows))
+    return figure, figure.subplots(n_rows, n_columns, squeeze=False)
 
 
-def save_figure(figure, path_base: str | os.PathLike[str]) -> list[str]:
-    """Write ``figure`` as ``<path_base>.png`` and ``.pdf`` atomically and close it.
+def save_figure(figure: Figure, path_base: str | os.PathLike[str]) -> list[str]:
+    """Write ``figure`` as ``<path_base>.png`` and ``.pdf`` atomically.
 
     Args:
-        figure: a matplotlib figure (e.g. from :func:`new_figure`).
+        figure: a matplotlib figure (e.g. from :func:`new_figure`); pyplot holds no reference
+            to it, so nothing needs closing.
         path_base: output path without suffix; its directory must exist.
 
     Returns:
@@ -47,5 +73,4 @@ def save_figure(figure, path_base: str | os.PathLike[str]) -> list[str]:
         metadata = {"CreationDate": None} if path.endswith(".pdf") else None
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=100, metadata=metadata)
-    plt.close(figure)
     return paths

@@ -27,14 +27,12 @@ def plot_sharing(rows: Sequence[SharingRow], path_base: str | os.PathLike[str]) 
     Returns:
         The written paths, ``<path_base>.png`` and ``<path_base>.pdf``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure outside pyplot: no backend is chosen or switched
+    from matplotlib.figure import Figure
 
     intensities = sorted({r.intensity for r in rows})
-    figure, axes = plt.subplots(1, max(1, len(intensities)),
-                                figsize=(5 * max(1, len(intensities)), 4), squeeze=False)
+    figure = Figure(figsize=(5 * max(1, len(intensities)), 4))
+    axes = figure.subplots(1, max(1, len(intensities)), squeeze=False)
     for ax, name in zip(axes[0], intensities):
         for mode in MODES:
             points = sorted((r.n_jobs, r.speedup) for r in rows if r.intensity == name
@@ -55,5 +53,4 @@ def plot_sharing(rows: Sequence[SharingRow], path_base: str | os.PathLike[str]) 
         with atomic_path(path) as tmp:  # no creation date: equal rows give equal PDF bytes
             figure.savefig(tmp, metadata={"CreationDate": None} if suffix == ".pdf" else None)
         written.append(path)
-    plt.close(figure)
     return written

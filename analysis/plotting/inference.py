@@ -9,11 +9,12 @@ from typing import Any
 import mplhep
 import numpy as np
 
-from analysis.plotting.figures import new_figure, save_figure
+from analysis.plotting.figures import cms_style, new_figure, save_figure
 
 __all__ = ["plot_impacts", "plot_pulls", "plot_scan", "plot_score_stack", "plot_taylor"]
 
 
+@cms_style
 def plot_score_stack(histograms: Mapping[str, Any], labels: Mapping[str, str],
                      colors: Mapping[str, str], signal: str, title: str,
                      path_base: str | os.PathLike[str]) -> list[str]:
@@ -46,6 +47,7 @@ def plot_score_stack(histograms: Mapping[str, Any], labels: Mapping[str, str],
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_scan(mu: Sequence[float], curves: Mapping[str, Sequence[float]], title: str,
               path_base: str | os.PathLike[str]) -> list[str]:
     """``-2 Delta ln L`` against mu for each named curve, with the 68 % and 95 % lines.
@@ -67,6 +69,7 @@ def plot_scan(mu: Sequence[float], curves: Mapping[str, Sequence[float]], title:
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
                path_base: str | os.PathLike[str]) -> list[str]:
     """Post-fit ``theta-hat +- sigma`` of each nuisance against its prior 0 +- 1.
@@ -89,6 +92,7 @@ def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
                  path_base: str | os.PathLike[str]) -> list[str]:
     """Ranked impacts on mu-hat of each nuisance fixed at its post-fit +-1 sigma (largest on top).
@@ -111,6 +115,7 @@ def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_taylor(ranked: Sequence[tuple[str, float]], title: str, path_base: str | os.PathLike[str],
                 n_show: int = 20) -> list[str]:
     """The ``n_show`` largest Taylor coefficients ``<|t_i|>``, ``<|t_ij|>`` as bars.
@@ -130,6 +135,7 @@ def plot_taylor(ranked: Sequence[tuple[str, float]], title: str, path_base: str 
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_prefit_postfit(yields: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str],
                         colors: Mapping[str, str], title: str,
                         path_base: str | os.PathLike[str]) -> list[str]:

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.plotting.figures import new_figure, save_figure
+from analysis.plotting.figures import cms_style, new_figure, save_figure
 from analysis.selection.learn import LearnedSelection, TradeoffPoint
 
 __all__ = ["plot_learning", "plot_tradeoff"]
 
 
+@cms_style
 def plot_learning(selection: LearnedSelection, path_base: str | os.PathLike[str]) -> list[str]:
     """The soft objective and the slope against the optimiser step.
 
@@ -36,6 +37,7 @@ def plot_learning(selection: LearnedSelection, path_base: str | os.PathLike[str]
     return save_figure(figure, path_base)
 
 
+@cms_style
 def plot_tradeoff(points: Sequence[TradeoffPoint], path_base: str | os.PathLike[str]) -> list[str]:
     """Data size kept against signal efficiency, and expected sigma_mu against data size kept.
 

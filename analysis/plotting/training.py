@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from analysis.plotting.figures import new_figure, save_figure
+from analysis.plotting.figures import cms_style, new_figure, save_figure
 
 __all__ = ["plot_training_curves"]
 
 
+@cms_style
 def plot_training_curves(stages: Sequence[tuple[str, Sequence[float]]], title: str,
                          path_base: str | os.PathLike[str],
                          validation: Mapping[str, Sequence[Sequence[float]]] | None = None,

@@ -1,5 +1,6 @@
 """The analysis report: its content from the tasks' JSON, the strategy comparison, rendering.
 
+- :mod:`analysis.report.inputs`: each network's task outputs, gathered for the page;
 - :mod:`analysis.report.build`: per-network summaries and the page (:func:`build_report`);
 - :mod:`analysis.report.comparison`: sigma_mu of each strategy against CE, paired over
   (seed, fold) networks;
@@ -37,9 +38,11 @@ from analysis.report.comparison import (
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
+from analysis.report.inputs import NetworkResults, collect_networks, parameter_counts
 
-__all__ = ["Block", "Heading", "Image", "NetworkFigures", "Paragraph", "Table", "build_report",
-           "comparison_points", "copy_images", "dependence_table", "format_number", "headline",
-           "image_name", "impact_cell", "network_key", "network_summary", "paired_comparison",
-           "pairing_table", "render_html", "render_markdown", "strategy_pairings",
+__all__ = ["Block", "Heading", "Image", "NetworkFigures", "NetworkResults", "Paragraph", "Table",
+           "build_report", "collect_networks", "comparison_points", "copy_images",
+           "dependence_table", "format_number", "headline", "image_name", "impact_cell",
+           "network_key", "network_summary", "paired_comparison", "pairing_table",
+           "parameter_counts", "render_html", "render_markdown", "strategy_pairings",
            "systematic_dependence", "tradeoff_table", "uncertainty_breakdown"]

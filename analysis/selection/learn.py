@@ -36,21 +36,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, SIGNAL_CLASS
 from analysis.config import LearnedCutsSettings
 from analysis.errors import EmptySelectionError, FitError, InputDataError
+from analysis.relax.cut_config import config_cuts, hard_cut_mask, initial_cuts
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.relax.likelihood import sigma_mu
 from analysis.selection.objectives import asimov_significance, selected_yield
 from analysis.selection.samples import SelectionSamples
 from analysis.training.losses import binned_model_from_scores
 from analysis.training.metrics import drop_empty_bins
-from analysis.training.skim_samples import CLASSES
 
 __all__ = [
     "LearnedSelection",
     "TradeoffPoint",
-    "hard_cut_mask",
-    "initial_cuts",
     "learn_selection",
     "selection_mask",
     "selection_tradeoff",
@@ -58,7 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SIGNAL = CLASSES[0]
+SIGNAL = SIGNAL_CLASS
 _DTYPE = torch.float64  # yields and likelihoods in double precision
 _Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -225,70 +224,6 @@ class _Objective:
         return -self.significance(select)
 
 
-def _new_cuts(settings: LearnedCutsSettings, columns: Sequence[str]) -> LearnableCuts:
-    return LearnableCuts([c.feature for c in settings.cuts], [c.direction for c in settings.cuts],
-                         columns=list(columns), slope=settings.slope_start)
-
-
-def initial_cuts(settings: LearnedCutsSettings, columns: Sequence[str], x: torch.Tensor,
-                 weights: torch.Tensor) -> LearnableCuts:
-    """The config's cuts on ``columns``, started at the loose quantile of the events.
-
-    A ``">"`` cut starts at the ``initial_quantile`` of its feature under ``|weights|``, a ``"<"``
-    cut at ``1 - initial_quantile``, so every cut starts inside the data and gets a gradient;
-    the slope starts at ``slope_start`` (LearnCuts and the cuts trained with a network alike).
-
-    Args:
-        settings: the config's ``cuts`` section.
-        columns: names of the columns of ``x``.
-        x: ``(n_events, len(columns))`` features (any units; the cuts take their dtype).
-        weights: ``(n_events,)`` event weights.
-
-    Returns:
-        :class:`~analysis.relax.cuts.LearnableCuts` in the dtype of ``x``.
-
-    Raises:
-        InputDataError: a cut feature not among ``columns``, or a constant feature.
-    """
-    q = settings.initial_quantile
-    cuts = _new_cuts(settings, columns).to(x.dtype)
-    cuts.init_from_quantiles(x, weights.abs(),
-                             quantile=[q if c.direction == ">" else 1 - q for c in settings.cuts])
-    return cuts
-
-
-def hard_cut_mask(columns: Mapping[str, Any], features: Sequence[str],
-                  directions: Sequence[str], thresholds: Sequence[float]) -> np.ndarray:
-    """Hard cuts on a table: ``(n_events,)`` bool, ``True`` where every cut passes.
-
-    The one hard-cut rule of the project, :meth:`~analysis.relax.cuts.LearnableCuts.hard`:
-    ``value > threshold`` for ``">"``, ``value < threshold`` for ``"<"``, in float64; NaN fails.
-
-    Args:
-        columns: column name -> ``(n_events,)`` values (e.g. a skim table).
-        features, directions, thresholds: the cuts, one entry each (feature units).
-
-    Raises:
-        InputDataError: a cut feature missing from ``columns``, or no cut.
-
-    Example:
-        >>> hard_cut_mask({"ht": [100.0, 300.0, 500.0]}, ["ht", "ht"], [">", "<"], [200.0, 400.0])
-        array([False,  True, False])
-    """
-    if not features:
-        raise InputDataError("hard_cut_mask: no cut given")
-    names = list(dict.fromkeys(features))
-    try:
-        x = np.stack([np.asarray(columns[f], dtype=np.float64) for f in names], axis=1)
-    except (KeyError, ValueError) as err:
-        raise InputDataError(f"hard_cut_mask: no column {err} to cut on; have "
-                             f"{sorted(columns)[:20]}") from err
-    cuts = LearnableCuts(list(features), list(directions), columns=names).to(torch.float64)
-    with torch.no_grad():
-        cuts.thresholds.copy_(torch.tensor(list(thresholds), dtype=torch.float64))
-    return cuts.hard(torch.from_numpy(x)).numpy().astype(bool)
-
-
 def _hard_select(cuts: LearnableCuts, thresholds: Sequence[float]
                  ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> (n_events,)`` 0/1 of ``cuts`` at ``thresholds`` (:meth:`LearnableCuts.hard`)."""
@@ -386,7 +321,7 @@ def selection_tradeoff(samples: SelectionSamples, selection: LearnedSelection,
     Returns:
         One :class:`TradeoffPoint` per ``t`` in ``linspace(0, t_max, n_tradeoff_points)``.
     """
-    cuts = _new_cuts(settings, samples.columns)
+    cuts = config_cuts(settings, samples.columns)
     sigma_settings = dataclasses.replace(settings, objective="sigma_mu")
     objective = _Objective(samples, sigma_settings)
     sig_objective = _Objective(samples, dataclasses.replace(settings, objective="significance"))

@@ -1,5 +1,11 @@
 """The events the learned skim of one fold is learned on: the training folds, per class.
 
+Separate from the network's training samples (:mod:`analysis.training.skim_samples`) because
+it holds other things for another optimisation: the cut features and a discriminant instead of
+the network inputs, the normalisation nuisances alongside, for LearnCuts and ReduceEvents. It
+builds them with :func:`~analysis.training.skim_samples.training_samples`, so both select the
+same events of fold ``k``.
+
 Held-out honesty: network ``k`` is evaluated on fold ``k`` (``event % n_folds == k``), so the
 cuts it is evaluated behind, cuts_k, must not see fold ``k`` either. :func:`selection_samples`
 gathers, for fold ``k``, exactly the events network ``k`` trains on (every fold but ``k``,
@@ -19,15 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
 from analysis.io import read_tables
-from analysis.training.skim_samples import (
-    CLASSES,
-    class_of_process,
-    fold_mask,
-    training_samples,
-)
+from analysis.training.skim_samples import fold_mask, training_samples
 
 __all__ = ["SelectionSamples", "class_normsys", "selection_columns", "selection_samples"]
 

@@ -198,9 +198,9 @@ class RowShardedModule(nn.Module):
 def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
                     tables: Mapping[str, Any], config: Any, fold: int, model_kind: str,
                     strategy: str, out_file: str, progress_label: str | None,
-                    seed_index: int = 0) -> None:
+                    seed_index: int, cpu_threads: int) -> None:
     """One rank of :func:`train_network_data_parallel`; rank 0 saves the result and shows
-    the progress."""
+    the progress. ``cpu_threads``: torch's intra-op threads of a rank on the CPU."""
     from tqdm import tqdm
 
     from analysis.training.loop import DataParallel
@@ -212,8 +212,8 @@ def _network_worker(rank: int, world_size: int, init_file: str, backend: str,
         device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        else:  # the ranks share the cores: more threads than cores spin-wait for each other
-            torch.set_num_threads(max(1, torch.get_num_threads() // world_size))
+        else:
+            torch.set_num_threads(cpu_threads)
         ids = [rank] if device.type == "cuda" else None
 
         def wrap(model: nn.Module) -> nn.Module:
@@ -248,6 +248,9 @@ def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: in
                                 workdir: str | Path, backend: str | None = None,
                                 progress_label: str | None = None, seed_index: int = 0) -> Any:
     """:func:`~analysis.training.network.train_network` on ``world_size`` processes.
+
+    On the CPU (gloo) each rank trains with ``max(1, n // world_size)`` torch threads, ``n`` being
+    this process's count (:func:`torch.get_num_threads`), so the ranks share its cores.
 
     Args:
         tables: dataset -> shift -> skim table or its Parquet path (paths pickle cheaply).
@@ -288,8 +291,11 @@ def train_network_data_parallel(tables: Mapping[str, Any], config: Any, fold: in
     init_file.unlink(missing_ok=True)  # a stale file from an earlier run would hang the group
     out_file = workdir / "result.pt"
     out_file.unlink(missing_ok=True)
+    # the ranks share this process's threads (a spawned process starts with torch's default,
+    # all cores): more threads than cores spin-wait for each other
+    cpu_threads = max(1, torch.get_num_threads() // world_size)
     mp.spawn(_network_worker, args=(world_size, str(init_file), backend, tables, config, fold,
                                     model_kind, strategy, str(out_file), progress_label,
-                                    seed_index),
+                                    seed_index, cpu_threads),
              nprocs=world_size, join=True)
     return torch.load(out_file, weights_only=False)

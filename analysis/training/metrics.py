@@ -1,10 +1,11 @@
-"""Figures of merit of a trained classifier: hard-binned ``sigma_mu``, its HistFactory model, AUC.
+"""Figures of merit of a trained classifier: hard-binned ``sigma_mu`` and its HistFactory model.
 
 :func:`evaluate_sigma_mu` reports ``sigma_mu`` of the signal score of a classifier trained by
 :func:`~analysis.training.loop.train_classifier` (or any classifier of the same form) with
 **hard** bins, stat only and with the systematics; :func:`binned_model_from_classifier` gives
 that binned model itself (e.g. for a pyhf workspace) and :func:`classifier_scores` the score.
-Samples and nuisances are given as for training (:mod:`analysis.training.loop`).
+Samples and nuisances are given as for training (:mod:`analysis.training.loop`). The weighted
+ROC AUC is :func:`analysis.inference.scores.weighted_auc`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ __all__ = [
     "binned_model_from_classifier",
     "drop_empty_bins",
     "evaluate_sigma_mu",
-    "weighted_auc",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,36 +208,3 @@ def evaluate_sigma_mu(model: torch.nn.Module, samples: Samples, nuisances: Seque
         model, samples, nuisances, edges, signal=signal, normsys=normsys,
         with_systematics=flag)).detach()) for flag in (False, True)]
     return SigmaMu(stat_only=values[0], total=values[1])
-
-
-def weighted_auc(signal_scores: np.ndarray, signal_weights: np.ndarray,
-                 background_scores: np.ndarray, background_weights: np.ndarray) -> float:
-    """Area under the weighted ROC curve: P(score_signal > score_background), ties count 1/2.
-
-    Args:
-        signal_scores, signal_weights: ``(n_s,)`` scores and event weights (expected events).
-        background_scores, background_weights: ``(n_b,)`` likewise.
-
-    Returns:
-        The AUC in [0, 1] (0.5: no separation). Negative weights count with their sign.
-
-    Raises:
-        InputDataError: if a class has no positive total weight.
-
-    Example:
-        >>> weighted_auc(np.array([0.9, 0.8]), np.ones(2), np.array([0.1, 0.85]), np.ones(2))
-        0.75
-    """
-    w_s, w_b = float(np.sum(signal_weights)), float(np.sum(background_weights))
-    if not (w_s > 0 and w_b > 0):
-        raise InputDataError(f"weighted_auc: total weights {w_s} (signal), {w_b} (background) "
-                             f"must be > 0")
-    scores = np.concatenate([signal_scores, background_scores])
-    unique, inverse = np.unique(scores, return_inverse=True)
-    per_signal = np.bincount(inverse[:len(signal_scores)], weights=signal_weights,
-                             minlength=len(unique))
-    per_background = np.bincount(inverse[len(signal_scores):], weights=background_weights,
-                                 minlength=len(unique))
-    background_below = np.cumsum(per_background) - per_background  # strictly lower scores
-    pairs = per_signal * (background_below + 0.5 * per_background)
-    return float(pairs.sum() / (w_s * w_b))

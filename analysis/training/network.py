@@ -19,12 +19,13 @@ import awkward as ak
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES
 from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.inference.model import btag_groups, model_spec
 from analysis.io import atomic_path, read_tables
+from analysis.relax.cut_config import hard_cut_mask, initial_cuts
 from analysis.relax.cuts import LearnableCuts, slope_schedule
-from analysis.selection.learn import hard_cut_mask, initial_cuts
 from analysis.training.loop import (
     STRATEGIES,
     YIELD_AWARE,
@@ -43,7 +44,6 @@ from analysis.training.models import (
     sized_gnn,
 )
 from analysis.training.skim_samples import (
-    CLASSES,
     GraphAsVector,
     fold_mask,
     model_inputs,

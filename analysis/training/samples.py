@@ -1,10 +1,16 @@
-"""Samples and nuisances of a classifier training: validation, tensors, scores.
+"""Samples and nuisances of any classifier training, whatever made them: validation, tensors,
+scores.
 
 A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name; a nuisance
 (:class:`Nuisance`) is a pair of user functions that shift the inputs or reweight the events.
 :func:`prepare_samples` checks both and turns them into tensors of the model's dtype and device,
 with the up/down variations evaluated once; :mod:`analysis.training.loop` trains on them and
 :mod:`analysis.training.metrics` evaluates on them.
+
+The generic layer of the three samples modules: nothing here knows the skim, the config or the
+process classes. :mod:`analysis.training.skim_samples` builds such samples from the analysis's
+skim tables, the paper toys (:mod:`analysis.validation`) from their own generators, and
+:mod:`analysis.selection.samples` holds the learned skim's events, which are not network inputs.
 """
 
 from __future__ import annotations

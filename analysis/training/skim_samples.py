@@ -1,14 +1,20 @@
 """Training samples and nuisances of the three-class classifier from the skim tables.
 
+The analysis's layer between the skim and :mod:`analysis.training.samples` (which is generic):
+this module knows the skim's columns, the config's processes, the classes and the folds.
+:mod:`analysis.selection.samples` calls :func:`training_samples` so that the learned skim of
+fold ``k`` sees exactly the events network ``k`` trains on.
+
 The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nominal``,
 ``jes_up/down``, ``jer_up/down``), one table of selected events with the truth ``label`` (the
 process's position in the config), the ``weight`` and its variations ``weight_<syst>_up/down``,
 the event features and the padded ``jet_*``, ``lepton_*`` and ``met_*`` columns.
 :func:`training_samples` turns them into the samples of
 :func:`~analysis.training.loop.train_classifier`: one per class of :data:`CLASSES` (ttH, tt+bb,
-tt+other), events split into folds by event number, and the JES, JER, b-tag, ISR and FSR
-variations as precomputed nuisances. A GNN is trained by the same function through
-:class:`GraphAsVector`, which reads the event graph from one flat input row per event.
+tt+other; from :mod:`analysis.classes`), events split into folds by event number, and the JES,
+JER, b-tag, ISR and FSR variations as precomputed nuisances. A GNN is trained by the same
+function through :class:`GraphAsVector`, which reads the event graph from one flat input row per
+event.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import awkward as ak
 import numpy as np
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import (
     MODEL_KINDS,
     SHIFT_SYSTEMATICS,
@@ -31,39 +38,15 @@ from analysis.training.models import EventGNN, graph_inputs
 from analysis.training.samples import Nuisance
 
 __all__ = [
-    "CLASSES",
     "MODEL_KINDS",
     "GraphAsVector",
-    "class_of_process",
     "fold_mask",
     "graph_vector",
     "model_inputs",
     "training_samples",
 ]
 
-CLASSES: tuple[str, ...] = ("tth", "ttbb", "ttother")
-"""Output classes of the multi-class classifier: the signal, tt+bb, every other background."""
-
-
-_TTBB_PROCESS = "tt_bb"
 _Table = Any  # an awkward record array or a mapping column -> array
-
-
-def class_of_process(config: AnalysisConfig, ttbb_process: str = _TTBB_PROCESS) -> dict[str, str]:
-    """Class of :data:`CLASSES` of every process of ``config``, in the config's process order.
-
-    The signal (``role: signal``) is ``"tth"``, ``ttbb_process`` is ``"ttbb"``, every other
-    background is ``"ttother"``.
-
-    Raises:
-        ConfigError: if ``ttbb_process`` is not a background process of ``config``.
-    """
-    spec = config.processes.get(ttbb_process)
-    if spec is None or spec.role != "background":
-        raise ConfigError(f"{config.source or config.name}: processes.{ttbb_process}: needed as "
-                          f"the tt+bb background of the {CLASSES} classifier")
-    return {name: ("tth" if p.role == "signal" else "ttbb" if name == ttbb_process else "ttother")
-            for name, p in config.processes.items()}
 
 
 def fold_mask(event: np.ndarray, fold: int, n_folds: int = 2) -> np.ndarray:

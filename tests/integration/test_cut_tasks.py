@@ -14,10 +14,10 @@ import awkward as ak
 import numpy as np
 import pytest
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import OBJECT_SHIFTS, load_config
 from analysis.selection.learn import LearnedSelection, selection_mask
 from analysis.selection.reduce import load_selection_samples
-from analysis.training.skim_samples import CLASSES, class_of_process
 from tasks.cuts import LearnCuts, ReduceEvents
 from tasks.skim import Skim
 from tests.integration.conftest import SKIM_VERSION, TINY_CONFIG

@@ -108,6 +108,31 @@ def _files(store: Path) -> dict[str, int]:
             if p.is_file()}
 
 
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_model_tasks_require_the_networks_of_their_model_and_strategy(tmp_path: Path,
+                                                                      seeds: int) -> None:
+    # Evaluate: every fold's network per seed index, in fold order; TaylorAnalysis: seed index
+    # 0, fold 0 (one lookup, ModelTask.network_requires, for both)
+    text = (REPO / "config" / f"{CONFIG}.yaml").read_text()
+    assert "  seeds: 1" in text
+    config_file = tmp_path / f"{CONFIG}.yaml"
+    config_file.write_text(text.replace("  seeds: 1", f"  seeds: {seeds}", 1))
+    config = load_config(str(config_file))
+    assert config.training.seeds == seeds
+    variants = {(m, s) for _, _, m, s in TrainModel(version="t1", config=str(config_file))
+                .get_branch_map().values()}
+    assert len(variants) >= 4  # else the choice of the right variant is hardly tested
+    for model, strategy in sorted(variants):
+        params = {"version": "t1", "config": str(config_file), "model": model,
+                  "strategy": strategy}
+        networks = Evaluate(**params).requires()["models"]
+        assert {seed: [t.branch_data for t in tasks] for seed, tasks in networks.items()} == {
+            seed: [(seed, fold, model, strategy) for fold in range(config.training.n_folds)]
+            for seed in range(seeds)}
+        assert TaylorAnalysis(**params).requires()["model"].branch_data == (0, 0, model,
+                                                                            strategy)
+
+
 @pytest.fixture(scope="module")
 def report_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A store in which ``law run Report`` ran from nothing on the tiny config (a new process,

@@ -1,4 +1,5 @@
-"""Torch threads per task process: the machine's cores shared by the luigi workers."""
+"""Torch threads per task process: the machine's cores shared by the luigi workers, for the time
+a task runs (the process's own count comes back afterwards)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import law
 import luigi
 import pytest
+import torch
 
 from analysis.errors import ConfigError
 from tasks.base import DiffanaTask, torch_threads
@@ -58,3 +60,16 @@ def test_law_run_gives_each_worker_its_share_of_the_cores(store: Path, workers: 
     records = [json.loads(path.read_text()) for path in sorted(store.rglob("threads_*.json"))]
     assert len(records) == 2
     assert [r["threads"] for r in records] == [max(1, (os.cpu_count() or 1) // workers)] * 2
+
+
+def test_a_task_in_this_process_gives_its_threads_back(store: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # one worker runs the tasks in this process: the count holds while they run, not after
+    monkeypatch.setenv("DIFFANA_TORCH_THREADS", "3")
+    before = torch.get_num_threads()
+    assert before != 3  # else the check below is void (tests/conftest.py sets 1)
+    assert luigi.build([ThreadCounts(version="inproc", config="tth_bb_tiny")],
+                       local_scheduler=True, workers=1)
+    records = [json.loads(path.read_text()) for path in sorted(store.rglob("threads_*.json"))]
+    assert [(r["threads"], r["pid"]) for r in records] == [(3, os.getpid())] * 2
+    assert torch.get_num_threads() == before

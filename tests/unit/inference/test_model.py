@@ -13,7 +13,11 @@ import torch
 
 from analysis.config import AnalysisConfig, Categories
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
-from analysis.inference.histograms import category_histograms, histogram_dict
+from analysis.inference.histograms import (
+    category_histograms,
+    histogram_dict,
+    seed_histograms,
+)
 from analysis.inference.model import btag_groups, build_model, model_spec
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.relax.histfactory import data_from_pyhf, parameters_from_pyhf
@@ -336,3 +340,39 @@ def test_a_slice_of_the_events_keeps_the_full_samples_mc_variance(
             torch.testing.assert_close(mean_variances, variances)
             torch.testing.assert_close(unscaled[channel][process]["nominal"][1],
                                        2.0 * halves[0][channel][process]["nominal"][1])
+
+
+def test_seed_histograms_are_seed_zeros_full_analysis_and_every_seeds_folds(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    spec, n_folds = model_spec(tiny_config), tiny_config.training.n_folds
+    per_seed = [_events(rng, tiny_config, n=600)[0] for _ in range(3)]
+    read: list[int] = []
+
+    def one_at_a_time():  # CreateHistograms reads each seed's scores only when it is its turn
+        for seed, scores in enumerate(per_seed):
+            read.append(seed)
+            yield scores
+
+    result = seed_histograms(one_at_a_time(), spec, n_folds)
+    assert read == [0, 1, 2]
+    full, _ = category_histograms(per_seed[0], spec, n_folds)
+    assert result["channels"] == {name: histogram_dict(h) for name, h in full.items()}
+    assert [(f["seed"], f["fold"]) for f in result["folds"]] == [
+        (s, k) for s in range(3) for k in range(n_folds)]
+    for entry in result["folds"]:
+        _, folds = category_histograms(per_seed[entry["seed"]], spec, n_folds)
+        assert entry["channels"] == {n: histogram_dict(h) for n, h in folds[entry["fold"]].items()}
+    # other seeds' events: other histograms (the check above can tell the seeds apart)
+    assert result["folds"][0]["channels"] != result["folds"][n_folds]["channels"]
+    with pytest.raises(InputDataError, match="no seed index's scores"):
+        seed_histograms([], spec, n_folds)
+
+
+def test_signal_channel_is_the_first_channel_of_the_signals_node(
+        tiny_config: AnalysisConfig) -> None:
+    assert model_spec(tiny_config).signal_channel == "cat_tth"
+    split = _inference(tiny_config, categories=Categories(temperature=0.5, drop_empty=True,
+                                                          btag_split=(3, 4)))
+    spec = model_spec(split)
+    assert spec.signal_channel == next(c for c in spec.channels if c.startswith("cat_tth"))
+    assert spec.channels.index(spec.signal_channel) == 0  # the signal's node comes first

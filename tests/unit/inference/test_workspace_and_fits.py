@@ -27,13 +27,13 @@ from analysis.inference.histograms import (
     histogram_dict,
     score_histograms,
 )
+from analysis.inference.scores import weighted_auc
 from analysis.inference.workspace import (
     build_workspace,
     merge_bins,
     poi_bounds,
     validate_workspace,
 )
-from analysis.training.metrics import weighted_auc
 
 
 def _scores(rng: np.random.Generator, n_processes: int) -> dict:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import OBJECT_SHIFTS, WEIGHT_SYSTEMATICS, AnalysisConfig
 from analysis.errors import ConfigError
 from analysis.selection.samples import SelectionSamples, selection_samples
-from analysis.training.skim_samples import CLASSES, class_of_process
 
 N_EVENTS = {"signal": 90, "background": 240}
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.classes import CLASSES
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
 from analysis.selection.learn import (
     LearnedSelection,
@@ -17,7 +18,6 @@ from analysis.selection.learn import (
     selection_tradeoff,
 )
 from analysis.selection.samples import SelectionSamples, class_normsys
-from analysis.training.skim_samples import CLASSES
 
 COLUMNS = ("a", "b", "disc")
 

@@ -15,11 +15,8 @@ import pytest
 import torch
 
 from analysis.errors import InputDataError
-from analysis.selection.learn import (
-    LearnedSelection,
-    TradeoffPoint,
-    hard_cut_mask,
-)
+from analysis.relax.cut_config import hard_cut_mask
+from analysis.selection.learn import LearnedSelection, TradeoffPoint
 from analysis.selection.reduce import (
     FoldReduction,
     load_selection_samples,

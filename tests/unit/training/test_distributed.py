@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from analysis.errors import InputDataError, ResourceError
+from analysis.threads import torch_thread_count
 from analysis.training.distributed import (
     RowShardedModule,
     shard_slice,
@@ -122,3 +123,23 @@ def test_network_data_parallel_refuses_one_rank_and_unknown_backends(tmp_path: P
     with pytest.raises(ResourceError, match="backend 'mpi'"):
         train_network_data_parallel({}, None, 0, "dnn", "ce", world_size=2, workdir=tmp_path,
                                     backend="mpi")
+
+
+def test_network_ranks_on_the_cpu_share_the_callers_threads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a spawned rank starts with torch's default (all cores), so its count must be passed to it
+    spawned: list[tuple[object, ...]] = []
+
+    class Spawned(Exception):
+        pass
+
+    def record(function: object, args: tuple[object, ...], nprocs: int, join: bool) -> None:
+        spawned.append(args)
+        raise Spawned
+
+    monkeypatch.setattr(mp, "spawn", record)
+    for threads, world_size, per_rank in ((4, 2, 2), (5, 2, 2), (1, 3, 1)):
+        with torch_thread_count(threads), pytest.raises(Spawned):
+            train_network_data_parallel({}, None, 0, "dnn", "ce", world_size=world_size,
+                                        workdir=tmp_path, backend="gloo")
+        assert spawned.pop()[-1] == per_rank

@@ -197,7 +197,7 @@ def _close_pair_toy(n_events: int, rng: np.random.Generator
 
 def _toy_auc(n_layers: int, seed: int) -> float:
     """Held-out AUC of an EventGNN with ``n_layers`` edge convolutions trained on the toy."""
-    from analysis.training.metrics import weighted_auc
+    from analysis.inference.scores import weighted_auc
 
     rng = np.random.default_rng(seed)
     (x, mask, y), (x_test, mask_test, y_test) = _close_pair_toy(1000, rng), _close_pair_toy(1000, rng)

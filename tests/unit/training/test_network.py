@@ -12,7 +12,7 @@ from test_skim_samples import DATASETS, SHIFTS, _table
 
 from analysis.config import AnalysisConfig, Training
 from analysis.errors import ConfigError
-from analysis.selection.learn import hard_cut_mask
+from analysis.relax.cut_config import hard_cut_mask
 from analysis.training.network import (
     FOLD_SEED_STRIDE,
     SEED_INDEX_STRIDE,

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.classes import CLASSES, class_of_process
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.models import NODE_FEATURES, EventGNN, graph_inputs, seeded_build
 from analysis.training.skim_samples import (
-    CLASSES,
     GraphAsVector,
-    class_of_process,
     fold_mask,
     graph_vector,
     training_samples,
@@ -63,15 +62,6 @@ def tables(tiny_config: AnalysisConfig) -> dict[str, dict[str, ak.Array]]:
                            for i in range(N_EVENTS)], dtype=np.int64)
         out[dataset] = {shift: ak.Array(_table(rng, labels, 100 * d, shift)) for shift in SHIFTS}
     return out
-
-
-def test_class_of_process(tiny_config: AnalysisConfig) -> None:
-    classes = class_of_process(tiny_config)
-    assert list(classes) == list(tiny_config.process_names)
-    assert classes == {"tth_bb": "tth", "tt_bb": "ttbb", "tt_b": "ttother", "tt_cc": "ttother",
-                       "tt_lf": "ttother"}
-    with pytest.raises(ConfigError, match="processes.tt_xx"):
-        class_of_process(tiny_config, "tt_xx")
 
 
 def test_fold_mask_parity() -> None:
