@@ -129,13 +129,14 @@ def test_a_signal_efficiency_floor_keeps_the_skim_loose() -> None:
     expected signal, where the unconstrained sigma_mu objective cuts deeper."""
     import dataclasses
 
-    from analysis.selection.learn import _hard_select, _new_cuts, _Objective
+    from analysis.relax.cut_config import config_cuts
+    from analysis.selection.learn import _hard_select, _Objective
 
     samples = _samples()
 
     def efficiency(settings: LearnedCutsSettings) -> float:
         selection = learn_selection(samples, settings)
-        select = _hard_select(_new_cuts(settings, samples.columns), selection.thresholds)
+        select = _hard_select(config_cuts(settings, samples.columns), selection.thresholds)
         return float(_Objective(samples, settings).signal_efficiency(select))
 
     free = efficiency(_settings("sigma_mu"))
