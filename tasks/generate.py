@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import law
 import luigi
 
@@ -35,8 +37,10 @@ class GenerateEvents(DiffanaTask, BatchWorkflow):
 
     def output(self) -> dict[str, law.LocalFileTarget]:
         dataset, chunk = self.branch_data
+        # the CPU time in a file of its own: the summary stays byte-reproducible
         return {"events": self.target(dataset, f"events_{chunk}.root"),
-                "summary": self.target(dataset, f"events_{chunk}.json")}
+                "summary": self.target(dataset, f"events_{chunk}.json"),
+                "cost": self.target(dataset, f"events_{chunk}_cost.json")}
 
     @law.decorator.safe_output
     def run(self) -> None:
@@ -44,11 +48,14 @@ class GenerateEvents(DiffanaTask, BatchWorkflow):
         outputs = self.output()
         outputs["events"].parent.touch()
         n_events = chunk_event_counts(self.analysis_config.datasets[dataset])[chunk]
+        cpu_start = time.process_time()
         runs = generate_chunk(self.analysis_config, dataset, chunk, outputs["events"].abspath,
                               progress=self.progress(n_events, f"{dataset}[{chunk}]"))
         seed = chunk_seed(self.analysis_config.datasets[dataset], chunk)
         write_json(outputs["summary"].abspath,
                           {"runs": runs, "provenance": self.provenance(seed)})
+        write_json(outputs["cost"].abspath, {"cpu_seconds": time.process_time() - cpu_start,
+                                             "events": runs["genEventCount"]})
         self.publish_message(f"{dataset}[{chunk}]: {runs['genEventCount']} events, filter "
                              f"{runs['genFilterPassed']}/{runs['genFilterTried']}")
 

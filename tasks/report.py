@@ -25,9 +25,11 @@ from analysis.report import (
     render_markdown,
 )
 from analysis.report.build import COMPARISON_MEASURES
+from analysis.report.projection import generation_cost
 from analysis.training.network import load_network, network_variants
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask
 from tasks.cuts import ReduceEvents
+from tasks.generate import GenerateEvents
 from tasks.inference import BuildWorkspace, CreateHistograms, Evaluate, Fit, ModelTask
 from tasks.train import TrainModel
 
@@ -105,6 +107,8 @@ class Report(DiffanaTask):
                 reqs[key]["taylor"] = TaylorAnalysis.req(self, **params)
         if self.analysis_config.cuts is not None:
             reqs["reduce"] = ReduceEvents.req(self)
+        if any(d.generator is not None for d in self.analysis_config.datasets.values()):
+            reqs["generation"] = GenerateEvents.req(self)  # its CPU time: the projection
         reqs["training"] = [TrainModel.req(self, learned_cuts=cuts, branch=-1)
                             for cuts in self._variants()]
         return reqs
@@ -122,6 +126,9 @@ class Report(DiffanaTask):
         parameters = parameter_counts(read_json(t["metadata"].abspath) for t in
                                       inputs["training"][0]["collection"].targets.values())
         reduce = inputs.get("reduce")
+        generation = generation_cost(read_json(t["cost"].abspath) for t in
+                                     inputs["generation"]["collection"].targets.values()
+                                     ) if "generation" in inputs else None
         provenance = self.provenance(config.training.seed)
         outputs["html"].parent.touch()
         plot_sigma_mu_comparison(comparison_points(summary), list(COMPARISON_MEASURES.values()),
@@ -131,7 +138,8 @@ class Report(DiffanaTask):
             config, summary, parameters, figures, version=self.version, provenance=provenance,
             tradeoff=read_json(reduce["tradeoff"].abspath) if reduce else None,
             tradeoff_plot=reduce["plot"].abspath if reduce else None,
-            comparison_plot=outputs["comparison"].abspath, histograms=histograms)
+            comparison_plot=outputs["comparison"].abspath, histograms=histograms,
+            generation=generation)
         copy_images(blocks, outputs["html"].parent.abspath)
         write_text(outputs["markdown"].abspath, render_markdown(blocks))
         write_text(outputs["html"].abspath, render_html(blocks, f"diffana report: {config.name}"))

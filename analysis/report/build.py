@@ -23,6 +23,7 @@ from analysis.report.comparison import (
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
+from analysis.report.projection import GenerationCost, projection_sentence
 from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
 __all__ = ["COMPARISON_MEASURES", "NetworkFigures", "build_report", "comparison_points",
@@ -343,7 +344,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                  version: str, provenance: Mapping[str, Any],
                  tradeoff: Mapping[str, Any] | None = None,
                  tradeoff_plot: str | None = None, comparison_plot: str | None = None,
-                 histograms: Mapping[str, Mapping[str, Any]] | None = None) -> list[Block]:
+                 histograms: Mapping[str, Mapping[str, Any]] | None = None,
+                 generation: GenerationCost | None = None) -> list[Block]:
     """The report page as blocks.
 
     The first section is the result: the :func:`headline` and the comparison figure, then the
@@ -366,6 +368,9 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             :func:`comparison_points`, shown under the headline.
         histograms: :func:`network_key` -> CreateHistograms' ``channels`` (seed index 0),
             for :func:`dependence_table`; None: no such table.
+        generation: this run's generated events and their CPU time, for the projection of
+            the simulation that sigma_mu <= 1 needs
+            (:func:`~analysis.report.projection.projection_sentence`); None: without its cost.
 
     Returns:
         Headings, paragraphs, tables and images, in page order; each image named for the
@@ -377,6 +382,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Heading(f"diffana: {config.description or config.name}", 1),
         Heading("Result"),
         Paragraph(headline(summary, pairings)),
+        Paragraph(projection_sentence(summary, generation)),
         *([Image(comparison_plot, image_name(comparison_plot, "report"),
                  "σ_μ per model × strategy: mean ± standard error over seeds × folds (each "
                  "fold's network on its held-out events at the full luminosity); dashed: CE")]

@@ -17,9 +17,12 @@ lets the binning get finer and the network train better, which the formula does 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["SimulationProjection", "project_simulation"]
+__all__ = ["GenerationCost", "SimulationProjection", "generation_cost", "project_simulation",
+           "projection_sentence"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,49 @@ def project_simulation(sigma_mu: float, sigma_no_mcstat: float, target: float = 
         factor = sigma_mc**2 / (target**2 - sigma_no_mcstat**2)
     return SimulationProjection(target, sigma_mu, sigma_no_mcstat, sigma_mc, factor,
                                 factor * cost)
+
+
+@dataclass(frozen=True)
+class GenerationCost:
+    """What this run's simulated events cost: hadronised events and CPU seconds, all chunks."""
+
+    events: int
+    cpu_seconds: float
+
+
+def generation_cost(chunks: Iterable[Mapping[str, Any]]) -> GenerationCost:
+    """Sum GenerateEvents' per-chunk cost records (``events``, ``cpu_seconds``).
+
+    Example:
+        >>> generation_cost([{"events": 400, "cpu_seconds": 40.0},
+        ...                  {"events": 1000, "cpu_seconds": 9.5}])
+        GenerationCost(events=1400, cpu_seconds=49.5)
+    """
+    events, seconds = 0, 0.0
+    for chunk in chunks:
+        events += int(chunk["events"])
+        seconds += float(chunk["cpu_seconds"])
+    return GenerationCost(events, seconds)
+
+
+def projection_sentence(summary: Mapping[str, Mapping[str, Any]],
+                        generation: GenerationCost | None, target: float = 1.0) -> str:
+    """The report's sentence on the simulation that ``sigma_mu <= target`` needs.
+
+    Projected (:func:`project_simulation`) from the network with the smallest determined total
+    sigma_mu; its cost from this run's generation (``generation``; None: the events and
+    CPU-hours are left out).
+
+    Args:
+        summary: network key -> record with ``sigma_mu``, ``sigma_mu_no_mcstat`` (POI units).
+        generation: this run's :func:`generation_cost`.
+        target: the sigma_mu to reach.
+    """
+    determined = [r for r in summary.values() if math.isfinite(r["sigma_mu"])]
+    if not determined:
+        return f"σ_μ ≤ {target:g}: not projected (no network has a determined σ_μ)."
+    best = min(determined, key=lambda r: r["sigma_mu"])
+    projection = project_simulation(
+        best["sigma_mu"], best["sigma_mu_no_mcstat"], target,
+        generation.cpu_seconds if generation is not None else None)
+    return projection.sentence(generation.events if generation is not None else None)
