@@ -109,7 +109,6 @@ def test_training_loss_with_a_free_shape_is_finite_and_differentiable(
     assert float(analysis_loss(detached, constrained).detach()) < float(loss.detach())
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # MINUIT's trials beyond the bounds
 def test_torch_fit_with_a_free_shape_matches_pyhf_minuit(tiny_config: AnalysisConfig,
                                                          events: tuple[dict, dict]) -> None:
     workspace = _workspace(events[0], tiny_config)
