@@ -395,6 +395,10 @@ class InferenceSettings:
     # background processes whose normalisation floats freely (normfactor norm_<process>, as
     # CMS's rateParam) instead of its cross-section normsys; each needs a category of its own
     free_normalisations: tuple[str, ...] = ()
+    # background processes whose shape floats freely: a shapefactor shape_<process> (pyhf; one
+    # free factor per score bin, shared by every channel, so the categories constrain it)
+    # instead of its cross-section normsys; needs categories with one bin count
+    free_shapes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -656,6 +660,21 @@ def _check_model(config: AnalysisConfig, path: str) -> None:
     if inference.fit_engine not in ("torch", "pyhf"):
         _fail(path, "inference.fit_engine", inference.fit_engine, "must be 'torch' (the torch "
               "fitter) or 'pyhf' (pyhf + MINUIT)")
+    for i, name in enumerate(inference.free_shapes):
+        key = f"inference.free_shapes[{i}]"
+        if name not in config.processes:
+            _fail(path, key, name, f"no such process (defined: {', '.join(config.processes)})")
+        if config.processes[name].role == "signal":
+            _fail(path, key, name, "a free signal shape leaves mu undetermined (a free factor "
+                  "per bin on the signal is mu in every bin)")
+        if name in inference.free_shapes[:i]:
+            _fail(path, key, name, "listed twice")
+        if name in inference.free_normalisations:
+            _fail(path, key, name, "also in inference.free_normalisations: the free shape "
+                  "floats its normalisation already (the two would be degenerate)")
+        if inference.categories is None:
+            _fail(path, key, name, "a free shape needs the categories to constrain it: add "
+                  "inference.categories (its factors are shared by the channels)")
     if inference.categories is not None:
         split = list(inference.categories.btag_split)
         if split != sorted(set(split)) or (split and split[0] < 1):

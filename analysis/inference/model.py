@@ -17,8 +17,10 @@ node's output in ``[1 / n_nodes, 1]``. Without ``inference.categories`` there is
 Per channel and process the samples carry (HistFactory, CERN-OPEN-2012-016; pyhf names):
 
 - ``mu`` (normfactor) on the signal, ``norm_<process>`` (normfactor, free) on each process of
-  ``inference.free_normalisations``, else ``xsec_<process>`` (normsys) if it has a cross-section
-  uncertainty;
+  ``inference.free_normalisations``, ``shape_<process>`` (shapefactor: a free factor per score
+  bin, one parameter set shared by all channels, which therefore need one bin count) on each
+  process of ``inference.free_shapes``, else ``xsec_<process>`` (normsys) if it has a
+  cross-section uncertainty;
 - ``lumi`` (normsys) from the luminosity uncertainty;
 - per systematic of ``inference.systematics``: a normsys of the yield ratio and a histosys of the
   up/down shapes scaled to the nominal yield, sharing one parameter (CMS/ATLAS shape + rate);
@@ -108,6 +110,7 @@ class ModelSpec:
         temperature: softmax temperature of the soft categories in training.
         source: config file (for error messages).
         drop_empty: drop a channel without expected events instead of stopping.
+        free_shapes: processes with a free shape, shapefactor ``shape_<process>``.
     """
 
     processes: tuple[str, ...]
@@ -127,6 +130,7 @@ class ModelSpec:
     temperature: float = 1.0
     source: str = "config"
     drop_empty: bool = False
+    free_shapes: tuple[str, ...] = ()
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -176,7 +180,8 @@ def model_spec(config: AnalysisConfig) -> ModelSpec:
 
     Raises:
         ConfigError: naming ``inference.free_normalisations`` when two free normalisations would
-            share one category (only one of them could be constrained).
+            share one category (only one of them could be constrained); naming
+            ``inference.free_shapes`` for an unknown process, the signal, or no categories.
     """
     classes, process_class = network_classes(config)
     settings = config.inference
@@ -194,6 +199,11 @@ def model_spec(config: AnalysisConfig) -> ModelSpec:
             Category(f"cat_{name}" + ("" if g is None else _btag_suffix(split, g)), k, name, g)
             for k, name in enumerate(classes) for g in groups)
         score_range, temperature = (1.0 / len(classes), 1.0), settings.categories.temperature
+    for process in settings.free_shapes:
+        if process not in process_class or process == signal or settings.categories is None:
+            raise ConfigError(f"{where}: inference.free_shapes: {process}: needs a background "
+                              f"process (defined: {', '.join(config.processes)}) and "
+                              f"inference.categories to constrain its shape")
     owners: dict[str, str] = {}
     for process in settings.free_normalisations:
         node = process_class[process]
@@ -208,7 +218,8 @@ def model_spec(config: AnalysisConfig) -> ModelSpec:
                      settings.n_bins, score_range, config.luminosity.uncertainty, xsec,
                      tuple(settings.free_normalisations), tuple(settings.systematics),
                      settings.max_background_mc_stat, settings.prune_shape_chi2, temperature,
-                     where, settings.categories is not None and settings.categories.drop_empty)
+                     where, settings.categories is not None and settings.categories.drop_empty,
+                     free_shapes=tuple(settings.free_shapes))
 
 
 def btag_groups(n_btag: np.ndarray | torch.Tensor, split: Sequence[int]) -> np.ndarray | torch.Tensor:
@@ -355,10 +366,30 @@ def build_model(templates: Templates, spec: ModelSpec,
             raise EmptySelectionError(
                 f"{spec.source}: inference.free_normalisations: {process} has no expected events "
                 f"in any channel ({', '.join(spec.channels)}): nothing constrains norm_{process}")
+    _check_free_shapes(channels, spec, present)
     if details is not None:
         details.update({"channels": info, "pruned_shapes": pruned, "dropped_channels": dropped,
                         "n_bins": sum(c.n_bins for c in channels)})
     return BinnedModel(tuple(channels), poi=POI)
+
+
+def _check_free_shapes(channels: Sequence[Channel], spec: ModelSpec, present: set[str]) -> None:
+    """A free shape's factors are shared by the channels: each needs its process and one bin
+    count (no bin merging or dropping that differs between the channels)."""
+    if not spec.free_shapes:
+        return
+    for process in spec.free_shapes:
+        if process not in present:
+            raise EmptySelectionError(
+                f"{spec.source}: inference.free_shapes: {process} has no expected events in any "
+                f"channel ({', '.join(spec.channels)}): nothing constrains shape_{process}")
+    bins = {c.name: c.n_bins for c in channels}
+    if len(set(bins.values())) > 1:
+        raise ConfigError(f"{spec.source}: inference.free_shapes: shape_"
+                          f"{spec.free_shapes[0]} is shared by the channels, which have different "
+                          f"bin counts after merging and dropping empty bins ({bins}): leave "
+                          f"inference.max_background_mc_stat unset, or float the normalisation "
+                          f"instead (inference.free_normalisations)")
 
 
 def _channel(name: str, hists: Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor]]],
@@ -431,13 +462,16 @@ def _channel(name: str, hists: Mapping[str, Mapping[str, tuple[torch.Tensor, tor
 
 
 def _normalisation(process: str, spec: ModelSpec) -> list[Modifier]:
-    """POI, free normfactor or cross-section normsys, and the luminosity normsys."""
+    """POI, free normfactor, free shapefactor or cross-section normsys, and the luminosity
+    normsys."""
     modifiers = []
     u = (spec.xsec_uncertainty or {}).get(process, 0.0)
     if process == spec.signal:
         modifiers.append(Modifier.normfactor(POI))
     elif process in spec.free_normalisations:
         modifiers.append(Modifier.normfactor(f"norm_{process}"))
+    elif process in spec.free_shapes:  # its factors carry the normalisation as well
+        modifiers.append(Modifier.shapefactor(f"shape_{process}"))
     elif u > 0:
         modifiers.append(Modifier.normsys(f"xsec_{process}", 1.0 + u, max(1.0 - u, NORM_FLOOR)))
     if spec.lumi_uncertainty > 0:

@@ -2,7 +2,7 @@
 
 :class:`WorkspaceLikelihood` evaluates ``-log L`` of a pyhf JSON workspace (HistFactory,
 CERN-OPEN-2012-016; pyhf 0.7's conventions: code 4 normsys, code 4p histosys, Barlow-Beeston-lite
-staterror, Gaussian lumi, free normfactors) with every sample of every channel stacked into one
+staterror, Gaussian lumi, free normfactors and shapefactors) with every sample of every channel stacked into one
 ``(n_rows, n_bins)`` tensor, so that one NLL is a few dozen tensor operations whatever the number
 of modifiers. The parameter vector, its bounds and start values and the auxiliary data are
 pyhf's own (``pyhf.Model.config``), so pyhf's and this NLL are the same function of the same
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SUPPORTED_MODIFIERS", "Anchor", "FitResult", "WorkspaceLikelihood", "minimize"]
 
-SUPPORTED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "lumi")
+SUPPORTED_MODIFIERS = ("normfactor", "normsys", "histosys", "staterror", "shapefactor", "lumi")
 _DTYPE = torch.float64
 # pyhf code 4's polynomial coefficients: the one matrix of analysis.relax.likelihood
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -116,7 +116,9 @@ class WorkspaceLikelihood:
         scalar: dict[int, np.ndarray] = {}  # normfactor/lumi parameter -> rows it multiplies
         normsys: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alpha -> (hi, lo) per row
         histosys: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # alpha -> (up, down) shifts
-        gamma_index = np.full((n_rows, n_bins), -1, dtype=np.int64)
+        # per-bin factors (staterror, shapefactor gammas): layers of (rows, bins) parameter
+        # indices, -1 where a layer has none; a row with both kinds uses two layers
+        gamma_layers: list[np.ndarray] = []
         for r, (channel, sample) in enumerate(rows):
             lo_bin = offsets[channel]
             bins = slice(lo_bin, lo_bin + config.channel_nbins[channel])
@@ -141,8 +143,12 @@ class WorkspaceLikelihood:
                                                               np.zeros((n_rows, n_bins))))
                     up[r, bins] = np.asarray(modifier["data"]["hi_data"], float) - values
                     down[r, bins] = values - np.asarray(modifier["data"]["lo_data"], float)
-                else:  # staterror: one gamma per bin of the channel
-                    gamma_index[r, bins] = np.arange(sl.start, sl.stop)
+                else:  # staterror, shapefactor: one gamma per bin of the channel
+                    layer = next((g for g in gamma_layers if (g[r, bins] < 0).all()), None)
+                    if layer is None:
+                        layer = np.full((n_rows, n_bins), -1, dtype=np.int64)
+                        gamma_layers.append(layer)
+                    layer[r, bins] = np.arange(sl.start, sl.stop)
         t = lambda x: torch.as_tensor(np.asarray(x), dtype=_DTYPE)  # noqa: E731
         self._nominal = t(nominal)
         self._scalar_index = torch.as_tensor(list(scalar), dtype=torch.long)
@@ -160,7 +166,9 @@ class WorkspaceLikelihood:
         if histosys:
             self._histosys_up = t(np.stack([u for u, _ in histosys.values()]))
             self._histosys_down = t(np.stack([d for _, d in histosys.values()]))
-        self._has_gamma = torch.as_tensor(gamma_index >= 0)
+        gamma_index = (np.stack(gamma_layers) if gamma_layers
+                       else np.full((0, n_rows, n_bins), -1, dtype=np.int64))
+        self._has_gamma = torch.as_tensor(gamma_index >= 0)  # (layers, rows, bins)
         self._gamma_index = torch.as_tensor(np.maximum(gamma_index, 0))
         # constraint terms, in pyhf's auxdata order: Gaussian(aux | parameter, sigma)
         aux_pars, aux_sigmas = [], []
@@ -226,7 +234,7 @@ class WorkspaceLikelihood:
             code4 = torch.where(alpha >= 1, self._normsys_hi**alpha,
                                 torch.where(alpha > -1, polynomial, self._normsys_lo ** (-alpha)))
             factor = factor * code4.prod(0)
-        gammas = torch.where(self._has_gamma, pars[self._gamma_index], 1.0)
+        gammas = torch.where(self._has_gamma, pars[self._gamma_index], 1.0).prod(0)
         return rates * factor[:, None] * gammas
 
     def expected_data(self, pars: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -298,7 +306,8 @@ class WorkspaceLikelihood:
                 alpha > -1, d_polynomial, -lo ** (-alpha) * np.log(lo)))
             normsys_product = code4.prod(0)
         factor = scalar.prod(0) * normsys_product if len(scalar) else normsys_product
-        gammas = np.where(a["_has_gamma"], pars[a["_gamma_index"]], 1.0)
+        layers = np.where(a["_has_gamma"], pars[a["_gamma_index"]], 1.0)  # (L, rows, bins)
+        gammas = layers.prod(0)
         per_row = rates * gammas  # (rows, bins), before the row factors
         expected = (per_row * factor[:, None]).sum(0)
         main = data[:self.n_main]
@@ -315,9 +324,11 @@ class WorkspaceLikelihood:
         if len(a["_histosys_index"]):
             jacobian[:, a["_histosys_index"]] += (
                 slope * (gammas * factor[:, None])[None]).sum(1).T
-        has = a["_has_gamma"]
-        np.add.at(jacobian, (np.nonzero(has)[1], a["_gamma_index"][has]),
-                  (rates * factor[:, None])[has])
+        for k in range(len(layers)):  # no division: a shapefactor gamma may be 0
+            has = a["_has_gamma"][k]
+            others = np.delete(layers, k, axis=0).prod(0)
+            np.add.at(jacobian, (np.nonzero(has)[1], a["_gamma_index"][k][has]),
+                      (rates * factor[:, None] * others)[has])
         grad = jacobian.T @ weight
         aux = data[self.n_main:]
         sigma = a["_aux_sigma"]

@@ -68,7 +68,8 @@ def _spec(histograms: Mapping[str, Any], config: AnalysisConfig, overrides: dict
     if "channels" in histograms:
         spec, channels = model_spec(config), dict(histograms["channels"])
     else:
-        single = dataclasses.replace(config.inference, categories=None, free_normalisations=())
+        single = dataclasses.replace(config.inference, categories=None, free_normalisations=(),
+                                     free_shapes=())
         spec = model_spec(dataclasses.replace(config, inference=single))
         channels = {CHANNEL: histograms}
     missing = [p for p in spec.processes

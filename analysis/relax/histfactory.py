@@ -19,10 +19,13 @@ from analysis.errors import InputDataError
 __all__ = ["MODIFIER_KINDS", "Modifier", "Sample", "Channel", "BinnedModel", "ParameterSet",
            "PyhfConfig", "to_pyhf_workspace", "parameters_from_pyhf", "data_from_pyhf"]
 
-MODIFIER_KINDS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "lumi")
+MODIFIER_KINDS = ("normfactor", "normsys", "histosys", "staterror", "shapesys", "shapefactor",
+                  "lumi")
 #: Kinds with a constraint term (auxiliary data): Gaussian, but Poisson for shapesys.
-CONSTRAINED_KINDS = frozenset(MODIFIER_KINDS) - {"normfactor"}
-PER_BIN_KINDS = ("staterror", "shapesys")  # one parameter per bin of the channel
+CONSTRAINED_KINDS = frozenset(MODIFIER_KINDS) - {"normfactor", "shapefactor"}
+#: one parameter per bin of the channel; a shapefactor is shared by every sample and channel
+#: that names it, all of one bin count (pyhf's free "data-driven" shape)
+PER_BIN_KINDS = ("staterror", "shapesys", "shapefactor")
 LUMI_BOUND_SIGMAS = 5.0  # pyhf bounds of the lumi parameter: 1 ± this many sigmas
 PYHF_SCHEMA_VERSION = "1.0.0"
 
@@ -70,6 +73,12 @@ class Modifier:
     def shapesys(cls, name: str, uncertainty: torch.Tensor) -> Modifier:
         """Uncorrelated per-bin uncertainty with a Poisson constraint, ``(n_bins,)`` events."""
         return cls("shapesys", name, uncertainty=uncertainty)
+
+    @classmethod
+    def shapefactor(cls, name: str) -> Modifier:
+        """Free (unconstrained) factor per bin, nominal 1, pyhf bounds ``[0, 10]``; shared by
+        every sample (in any channel of the same bin count) that carries the name."""
+        return cls("shapefactor", name)
 
     @classmethod
     def lumi(cls, name: str = "lumi") -> Modifier:
@@ -213,7 +222,7 @@ def _check_modifier(m: Modifier, where: str, n_bins: int) -> None:
     elif m.kind == "histosys":
         _check_hist(m.hi, where, "hi template", n_bins, positive=False)
         _check_hist(m.lo, where, "lo template", n_bins, positive=False)
-    elif m.kind in PER_BIN_KINDS:
+    elif m.kind in ("staterror", "shapesys"):
         _check_hist(m.uncertainty, where, "uncertainty", n_bins, positive=m.kind == "shapesys")
 
 
@@ -228,6 +237,7 @@ def _validate(model: BinnedModel) -> None:
         raise InputDataError("BinnedModel: needs at least one channel")
     kinds: dict[str, str] = {}
     owner: dict[str, str] = {}  # staterror name -> channel; shapesys name -> channel/sample
+    sizes: dict[str, tuple[int, str]] = {}  # shapefactor name -> (bins, first channel)
     for c in model.channels:
         if not c.samples or len({s.name for s in c.samples}) != len(c.samples):
             raise InputDataError(f"channel {c.name!r}: needs samples with distinct names")
@@ -246,6 +256,13 @@ def _validate(model: BinnedModel) -> None:
                 if _kind_class(kinds.setdefault(m.name, m.kind)) != _kind_class(m.kind):
                     raise InputDataError(f"{where}: modifier {m.name!r} is both {kinds[m.name]} "
                                          f"and {m.kind}; use distinct names")
+                if m.kind == "shapefactor":
+                    bins, first = sizes.setdefault(m.name, (c.n_bins, c.name))
+                    if bins != c.n_bins:
+                        raise InputDataError(f"{where}: shapefactor {m.name!r} has {bins} bins "
+                                             f"in channel {first!r}, {c.n_bins} here; a shared "
+                                             f"shapefactor needs one bin count")
+                    continue
                 key = c.name if m.kind == "staterror" else f"{c.name}/{s.name}"
                 if m.kind in PER_BIN_KINDS and owner.setdefault(m.name, key) != key:
                     raise InputDataError(f"{where}: {m.kind} {m.name!r} is also used in "
@@ -284,7 +301,7 @@ def _modifier_spec(m: Modifier) -> dict[str, Any]:
         data = {"hi": float(_floats(m.hi)), "lo": float(_floats(m.lo))}
     elif m.kind == "histosys":
         data = {"hi_data": _floats(m.hi), "lo_data": _floats(m.lo)}
-    elif m.kind in PER_BIN_KINDS:
+    elif m.kind in ("staterror", "shapesys"):
         data = _floats(m.uncertainty)
     return {"name": m.name, "type": m.kind, "data": data}
 

@@ -2,7 +2,8 @@
 
 The likelihood is HistFactory's (CERN-OPEN-2012-016, Sec. 2.2) in pyhf's convention
 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html): Poisson terms for the main bins, Gaussian
-constraints for normsys, histosys, staterror and lumi, Poisson constraints for shapesys, all with
+constraints for normsys, histosys, staterror and lumi, Poisson constraints for shapesys, none for
+the free normfactors and shapefactors (one free factor per bin), all with
 their constants (continuous Poisson, ``n! = Gamma(n + 1)``), so that :func:`nll` equals
 ``-pyhf.Model.logpdf``. normsys interpolates with pyhf's code 4, histosys with code 4p. Everything
 is differentiable in the parameters and in the histograms of the :class:`BinnedModel`, so the
@@ -43,10 +44,13 @@ _CODE4_A_INVERSE = (
     (1 / 2, 1 / 2, -5 / 16, 5 / 16, 1 / 16, 1 / 16),
 )
 _SQRT_2 = math.sqrt(2.0)
+#: smallest Cholesky pivot of the equilibrated Fisher information: the fraction of a
+#: parameter's information not shared with the parameters before it; below it, unconstrained
+_MIN_PIVOT = 1e-12
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 #: Nominal value of each kind's parameters (pyhf's suggested init; lumi's auxdata is 1).
 NOMINAL_VALUES = {"normfactor": 1.0, "normsys": 0.0, "histosys": 0.0, "staterror": 1.0,
-                  "shapesys": 1.0, "lumi": 1.0}
+                  "shapesys": 1.0, "shapefactor": 1.0, "lumi": 1.0}
 
 
 def nominal_parameters(model: BinnedModel) -> torch.Tensor:
@@ -137,7 +141,7 @@ def _sample_rate(model: BinnedModel, nominal: torch.Tensor, modifiers: tuple[Mod
         elif m.kind == "normsys":
             factor = factor * interpolate_code4(value[0], _as_tensor(m.hi, nominal),
                                                 _as_tensor(m.lo, nominal))
-        else:  # normfactor, lumi: scalar; staterror, shapesys: one gamma per bin
+        else:  # normfactor, lumi: scalar; staterror, shapesys, shapefactor: one per bin
             factor = factor * value
     return rate * factor
 
@@ -272,7 +276,8 @@ def fisher_information(model: BinnedModel, pars: torch.Tensor | None = None,
     On the Asimov data of the point itself (``n_b = lambda_b``) the Poisson terms' second
     derivatives of ``lambda`` cancel, and the Hessian is exactly
     ``J^T diag(1 / lambda) J`` (``J = d lambda / d theta``, ``(n_main, n_parameters)``) plus the
-    constraint terms' diagonal: ``1 / sigma^2`` (Gaussian), ``tau / gamma`` (shapesys). This
+    constraint terms' diagonal: ``1 / sigma^2`` (Gaussian), ``tau / gamma`` (shapesys), nothing
+    for the free normfactors and shapefactors. This
     needs one vectorised Jacobian of the expected events instead of an autograd Hessian, and
     the training loss's backward pass one order of differentiation less (a third of the time
     per inference-aware training step). ``tests/unit/relax/test_likelihood.py`` checks it and
@@ -331,11 +336,32 @@ def covariance(model: BinnedModel, pars: torch.Tensor | None = None,
         FitError: if the Fisher information is not positive definite (unconstrained direction).
     """
     fisher = fisher_information(model, pars, create_graph=create_graph)
-    cholesky, info = torch.linalg.cholesky_ex(fisher)
-    if int(info) != 0:
+    diagonal = torch.diagonal(fisher)
+    if not bool((diagonal.detach() > 0).all()):
+        index = int(torch.nonzero(diagonal.detach() <= 0)[0, 0])
+        raise FitError(f"covariance: Fisher information is not positive definite: parameter "
+                       f"{_parameter_name(model, index)} has no effect on the likelihood")
+    # equilibrated (unit diagonal): an exactly singular direction, e.g. a free factor per bin
+    # (shapefactor) and a free mu in the same bins, then fails the Cholesky decomposition
+    # instead of passing it with a rounding-error pivot (sigma_mu ~ 1e7)
+    scale = torch.rsqrt(diagonal)
+    cholesky, info = torch.linalg.cholesky_ex(fisher * scale[:, None] * scale[None, :])
+    pivots = torch.diagonal(cholesky).detach() ** 2
+    if int(info) != 0 or float(pivots.min()) < _MIN_PIVOT:
+        index = int(info) - 1 if int(info) != 0 else int(pivots.argmin())
         raise FitError(f"covariance: Fisher information is not positive definite (leading minor "
-                       f"{int(info)} of {fisher.shape[0]}); a parameter is unconstrained")
-    return torch.cholesky_inverse(cholesky)
+                       f"{index + 1} of {fisher.shape[0]}, parameter "
+                       f"{_parameter_name(model, index)}); a parameter is unconstrained")
+    return torch.cholesky_inverse(cholesky) * scale[:, None] * scale[None, :]
+
+
+def _parameter_name(model: BinnedModel, index: int) -> str:
+    """``name`` or ``name[bin]`` of entry ``index`` of the parameter vector."""
+    for p in model.parameters:
+        if p.index.start <= index < p.index.stop:
+            return p.name if p.index.stop - p.index.start == 1 else \
+                f"{p.name}[{index - p.index.start}]"
+    return str(index)
 
 
 def sigma_mu(model: BinnedModel, pars: torch.Tensor | None = None) -> torch.Tensor:

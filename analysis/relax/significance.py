@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Kinds whose parameters must stay positive: fitted as ``exp(u)``.
-_POSITIVE_KINDS = frozenset({"staterror", "shapesys", "lumi"})
+_POSITIVE_KINDS = frozenset({"staterror", "shapesys", "shapefactor", "lumi"})
 # Accepted max |dNLL/du| at the optimum (u: the fit coordinates), per event of data: the NLL
 # sums terms of the size of the data, so its gradient's rounding floor grows with them.
 _GRAD_TOLERANCE = 1e-9
@@ -61,8 +61,8 @@ def profile_fit(model: BinnedModel, data: torch.Tensor,
                 init: torch.Tensor | None = None, max_iter: int = 200) -> torch.Tensor:
     """Minimise the NLL over the parameters not in ``fixed`` (L-BFGS, strong Wolfe, float64).
 
-    Gammas (staterror, shapesys) and lumi are fitted as ``exp(u)`` so they stay positive; the
-    POI, normfactors and alphas are unbounded (HistFactory, CERN-OPEN-2012-016, Sec. 2.2). The
+    Gammas (staterror, shapesys, shapefactor) and lumi are fitted as ``exp(u)`` so they stay
+    positive; the POI, normfactors and alphas are unbounded (HistFactory, CERN-OPEN-2012-016, Sec. 2.2). The
     histograms and ``data`` are detached for the fit.
 
     Args:
