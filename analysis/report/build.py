@@ -382,11 +382,11 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Heading(f"diffana: {config.description or config.name}", 1),
         Heading("Result"),
         Paragraph(headline(summary, pairings)),
-        Paragraph(projection_sentence(summary, generation)),
         *([Image(comparison_plot, image_name(comparison_plot, "report"),
                  "σ_μ per model × strategy: mean ± standard error over seeds × folds (each "
                  "fold's network on its held-out events at the full luminosity); dashed: CE")]
           if comparison_plot is not None else []),
+        Paragraph(projection_sentence(summary, generation)),
         Paragraph(f"Config {config.name} (sha256 {config.digest[:16]}...), version {version}, "
                   f"{training.seeds} seed{'s' * (training.seeds != 1)} (training.seed "
                   f"{training.seed}) × {training.n_folds} folds per network, luminosity "

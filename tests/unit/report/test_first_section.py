@@ -183,6 +183,8 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
     assert "better: -13.4 % ± 1.5 %" in first[1].text
     assert isinstance(first[2], Image) and first[2].path == str(tmp_path / "comparison.png")
     assert "standard error over seeds × folds" in first[2].caption
+    # then what would resolve it: the simulation that sigma_mu <= 1 needs
+    assert isinstance(first[3], Paragraph) and first[3].text.startswith("σ_μ ≤ 1")
     # the paired table follows, then the numbers per network and the dependence table
     headings = [b.text for b in blocks if isinstance(b, Heading)]
     assert headings[1:5] == ["Result", "Each strategy against CE, paired over seeds × folds",
