@@ -40,6 +40,7 @@ from functools import cached_property
 from typing import Any
 
 import luigi
+import torch
 
 from analysis.batch import JobResources
 from analysis.errors import ConfigError, DiffanaError, ResourceError
@@ -201,6 +202,9 @@ class GpuWorkflow(BatchWorkflow):
         ``PYTHONPATH`` and :data:`SHARE_TASK_VARIABLE`."""
         env = {k: v for k, v in os.environ.items() if k not in _MPS_LIMITS}
         python_path = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        # this task's share of the cores (set at START): the child runs --workers 1 and would
+        # take every core, so 2 workers' children spin-waited on 2 cores (2.5x slower training)
+        env.setdefault("DIFFANA_TORCH_THREADS", str(torch.get_num_threads()))
         return {**env, **self.share_environment(), SHARE_TASK_VARIABLE: self.task_id,
                 "DIFFANA_STORE": store_root(), "PYTHONPATH": python_path,
                 "LAW_CONFIG_FILE": env.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")}

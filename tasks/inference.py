@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import law
@@ -234,6 +235,7 @@ class Fit(ModelTask, BatchWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        start = time.perf_counter()  # the whole task's time goes to the message, not a file
         settings = self.analysis_config.inference
         spec = read_json(self.input()["workspace"].abspath)
         folds = read_json(self.input()["folds"].abspath)
@@ -241,6 +243,7 @@ class Fit(ModelTask, BatchWorkflow):
                               scan_points=settings.scan_points, scan_max=settings.scan_max,
                               limit_max=settings.limit_max, engine=settings.fit_engine,
                               progress=self.progress(fit_steps(spec), "Fit", "fit"))
+        fitted = time.perf_counter()
         outputs = self.output()
         outputs["results"].parent.touch()
         base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}
@@ -258,4 +261,6 @@ class Fit(ModelTask, BatchWorkflow):
         self.publish_message(f"{self.title()}: sigma_mu {results['sigma_mu']:.3f} (stat "
                              f"{results['sigma_mu_stat']:.3f}), Z "
                              f"{results['expected_significance']:.2f}, limit "
-                             f"{results['expected_limit']:.2f}")
+                             f"{results['expected_limit']:.2f}; {time.perf_counter() - start:.1f} s"
+                             f" (fits {fitted - start:.1f} s, plots and files "
+                             f"{time.perf_counter() - fitted:.1f} s)")

@@ -73,3 +73,18 @@ def test_a_task_in_this_process_gives_its_threads_back(store: Path,
     records = [json.loads(path.read_text()) for path in sorted(store.rglob("threads_*.json"))]
     assert [(r["threads"], r["pid"]) for r in records] == [(3, os.getpid())] * 2
     assert torch.get_num_threads() == before
+
+
+def test_a_share_process_runs_with_this_tasks_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU task's branch runs in a child ``law run --workers 1``, which would take every core:
+    its environment passes the parent task's own count (2 workers' children each took both of
+    2 cores, and the demo's training ran 2.5x slower)."""
+    from analysis.threads import torch_thread_count
+    from tasks.train import TrainModel
+
+    monkeypatch.delenv("DIFFANA_TORCH_THREADS", raising=False)
+    task = TrainModel(version="threads", config="tth_bb_tiny", branch=0)
+    with torch_thread_count(3):
+        assert task.share_process_environment()["DIFFANA_TORCH_THREADS"] == "3"
+    monkeypatch.setenv("DIFFANA_TORCH_THREADS", "5")  # the user's own setting wins
+    assert task.share_process_environment()["DIFFANA_TORCH_THREADS"] == "5"
