@@ -18,10 +18,13 @@ from analysis.errors import ConfigError
 from analysis.inference.fits import TorchEngine, _engine, asimov_sigma_mu
 from analysis.inference.model import build_model, model_spec, templates_from_outputs
 from analysis.inference.workspace import validate_workspace
-from analysis.relax.histfactory import data_from_pyhf, parameters_from_pyhf
-from analysis.relax.likelihood import nll
 from analysis.training.losses import analysis_loss, analysis_model
-from tests.unit.inference.test_model import _events, _inference, _workspace
+from tests.unit.inference.test_model import (
+    _events,
+    _inference,
+    _workspace,
+    assert_nll_equals_pyhf,
+)
 
 FIT_RELATIVE = 1e-3
 
@@ -67,24 +70,8 @@ def test_training_nll_with_a_free_shape_equals_pyhf_nll_of_the_workspace(
     workspace = _workspace(scores, tiny_config)
     ours = analysis_model(outputs, model_spec(tiny_config), mode="hard")
     assert ours.parameter("shape_tt_bb").aux_index is None
-    pyhf_model = pyhf.Workspace(workspace).model()
-    data = pyhf.Workspace(workspace).data(pyhf_model)
-    our_data = data_from_pyhf(ours, data, pyhf_model.config)
-    rng = np.random.default_rng(8)
-    for _ in range(6):
-        pars = np.asarray(pyhf_model.config.suggested_init(), dtype=float)
-        for name in pyhf_model.config.par_order:
-            sl = pyhf_model.config.par_slice(name)
-            width = sl.stop - sl.start
-            if name in ("mu", "shape_tt_bb"):
-                pars[sl] = rng.uniform(0.3, 2.0, width)
-            elif name.startswith("staterror"):
-                pars[sl] = rng.uniform(0.9, 1.1, width)
-            else:
-                pars[sl] = rng.normal(0.0, 0.7, width)
-        expected = -float(pyhf_model.logpdf(pars, data)[0])
-        got = float(nll(ours, parameters_from_pyhf(ours, pars, pyhf_model.config), our_data))
-        assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert_nll_equals_pyhf(ours, workspace, np.random.default_rng(8),
+                           {"mu": (0.3, 2.0), "shape_tt_bb": (0.3, 2.0)})
 
 
 def test_training_loss_with_a_free_shape_is_finite_and_differentiable(
