@@ -201,3 +201,24 @@ def test_event_slices_partition_the_fit_part(tiny_config: AnalysisConfig) -> Non
     with pytest.raises(ConfigError, match="event_slice"):
         training_samples(big, tiny_config, FEATURES, 0, part="all", event_slice=(0, 2))
     assert fit_nuisances
+
+
+def test_a_fold_without_a_class_names_the_fold_and_the_class(
+        tables: dict, tiny_config: AnalysisConfig) -> None:
+    """Every tt+bb event moved to fold 0 (even event numbers): fold 0's training folds have
+    none, and the error says which class, shift and fold."""
+    from analysis.errors import EmptySelectionError
+
+    ttbb = tiny_config.label_of("tt_bb")
+    moved = {}
+    for dataset, shifts in tables.items():
+        moved[dataset] = {}
+        for shift, table in shifts.items():
+            columns = {name: np.asarray(table[name]) for name in table.fields}
+            is_ttbb = columns["label"] == ttbb
+            columns["event"] = np.where(is_ttbb, 2 * columns["event"], columns["event"])
+            moved[dataset][shift] = ak.Array(columns)
+    with pytest.raises(EmptySelectionError,
+                       match="no ttbb events in shift nominal, training folds of fold 0/2"):
+        training_samples(moved, tiny_config, FEATURES, 0, train=True)
+    training_samples(moved, tiny_config, FEATURES, 1, train=True)  # fold 1 trains on them
