@@ -24,6 +24,7 @@ from tests.unit.inference.test_model import (
     _inference,
     _workspace,
     assert_nll_equals_pyhf,
+    logits_as_leaves,
 )
 
 FIT_RELATIVE = 1e-3
@@ -78,12 +79,7 @@ def test_training_loss_with_a_free_shape_is_finite_and_differentiable(
         tiny_config: AnalysisConfig, events: tuple[dict, dict]) -> None:
     spec = model_spec(tiny_config)
     _, outputs = events
-    leaves = []
-    for per in outputs.values():
-        for variation, (logits, weights, group) in per.items():
-            leaf = logits.clone().requires_grad_(True)
-            leaves.append(leaf)
-            per[variation] = (leaf, weights, group)
+    leaves = logits_as_leaves(outputs)
     loss = analysis_loss(outputs, spec)
     assert math.isfinite(float(loss.detach())) and float(loss.detach()) > 0
     loss.backward()

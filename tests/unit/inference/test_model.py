@@ -150,6 +150,18 @@ def test_training_nll_equals_pyhf_nll_of_the_workspace(tiny_config: AnalysisConf
     assert_nll_equals_pyhf(ours, workspace, rng, {"mu": (0.5, 1.5), "norm_tt_bb": (0.5, 1.5)})
 
 
+def logits_as_leaves(outputs: dict) -> list[torch.Tensor]:
+    """Replace every variation's logits in ``outputs`` (in place) by a copy that requires
+    gradients, as a network's outputs would; return those leaves."""
+    leaves = []
+    for per in outputs.values():
+        for variation, (logits, weights, group) in per.items():
+            leaf = logits.clone().requires_grad_(True)
+            leaves.append(leaf)
+            per[variation] = (leaf, weights, group)
+    return leaves
+
+
 def assert_nll_equals_pyhf(ours: Any, workspace: dict, rng: np.random.Generator,
                            factors: dict[str, tuple[float, float]], points: int = 6) -> None:
     """Our NLL of ``ours`` equals pyhf's of ``workspace`` to 1e-6 at ``points`` random points:
@@ -178,12 +190,7 @@ def test_training_loss_with_free_normalisation_is_finite_and_differentiable(
         tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
     spec = model_spec(tiny_config)
     _, outputs = _events(rng, tiny_config)
-    leaves = []
-    for per in outputs.values():
-        for variation, (logits, weights, group) in per.items():
-            leaf = logits.clone().requires_grad_(True)
-            leaves.append(leaf)
-            per[variation] = (leaf, weights, group)
+    leaves = logits_as_leaves(outputs)
     model = analysis_model(outputs, spec)
     assert model.parameter("norm_tt_bb").aux_index is None  # free: no constraint term
     loss = analysis_loss(outputs, spec, bandwidth=tiny_config.training.bandwidth)
