@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from analysis.plotting.figures import cms_style, new_figure, save_figure
 
@@ -21,32 +22,61 @@ class SigmaMuPoint:
         strategy: the training strategy (``"ce"`` is the group's reference).
         values: measure label -> sigma_mu of each (seed index, fold) network (units of mu;
             NaN: undetermined, left out).
+        clusters: the fold of each of those networks, in the same order (its seeds share the
+            held-out events: :func:`mean_and_standard_error` clusters them); None: independent.
     """
 
     group: str
     strategy: str
     values: Mapping[str, Sequence[float]]
+    clusters: Sequence[int] | None = None
 
 
-def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
-    """Mean of the finite ``values`` and its standard error ``std(ddof=1) / sqrt(n)``.
+def mean_and_standard_error(values: Sequence[float], clusters: Sequence[Any] | None = None
+                            ) -> tuple[float, float]:
+    """Mean of the finite ``values`` and its standard error, clustered where values share events.
+
+    Without ``clusters`` every value is independent: ``std(ddof=1) / sqrt(n)``. With them,
+    values of one cluster (e.g. the seeds of one fold, evaluated on the same held-out events)
+    are correlated, and the error is the cluster-robust one (CR1),
+    ``sqrt(G / (G - 1) * sum_g (sum_{i in g} (v_i - mean))^2) / n`` over the ``G`` clusters
+    that hold a finite value; with one value per cluster it equals the independent formula.
+
+    Args:
+        values: ``(n,)`` numbers (NaN allowed: left out).
+        clusters: ``(n,)`` the cluster of each value (any hashable), or None.
 
     Returns:
         ``(mean, standard error)``; NaN mean without a finite value, NaN error with fewer
-        than two.
+        than two values or two clusters.
+
+    Raises:
+        ValueError: ``clusters`` and ``values`` differ in length (a programming error).
 
     Example:
         >>> mean_and_standard_error([1.0, 3.0, float("nan")])
         (2.0, 1.0)
+        >>> mean_and_standard_error([1.0, 1.0, 3.0, 3.0], clusters=[0, 0, 1, 1])
+        (2.0, 1.0)
     """
-    finite = [v for v in values if math.isfinite(v)]
+    if clusters is None:
+        clusters = range(len(values))
+    elif len(clusters) != len(values):
+        raise ValueError(f"mean_and_standard_error: {len(clusters)} clusters for "
+                         f"{len(values)} values")
+    finite = [(v, g) for v, g in zip(values, clusters) if math.isfinite(v)]
     n = len(finite)
     if not n:
         return math.nan, math.nan
-    mean = sum(finite) / n
-    if n < 2:
+    mean = sum(v for v, _ in finite) / n
+    residuals: dict[Any, float] = {}
+    for v, g in finite:
+        residuals[g] = residuals.get(g, 0.0) + (v - mean)
+    n_clusters = len(residuals)
+    if n < 2 or n_clusters < 2:
         return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1) / n)
+    variance = n_clusters / (n_clusters - 1) * sum(r * r for r in residuals.values()) / n ** 2
+    return mean, math.sqrt(variance)
 
 
 @cms_style
@@ -85,7 +115,7 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
             members = [p for p in points if p.group == group]
             start = x
             for point in members:
-                mean, error = mean_and_standard_error(point.values[measure])
+                mean, error = mean_and_standard_error(point.values[measure], point.clusters)
                 label = point.strategy if point.strategy not in shown else None
                 shown.add(point.strategy)
                 axis.errorbar([x], [mean], yerr=[0.0 if math.isnan(error) else error],
@@ -96,7 +126,8 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
                 x += 1
             reference = next((p for p in members if p.strategy == "ce"), None)
             if reference is not None:
-                mean, error = mean_and_standard_error(reference.values[measure])
+                mean, error = mean_and_standard_error(reference.values[measure],
+                                                      reference.clusters)
                 if math.isfinite(mean):
                     axis.hlines(mean, start - 0.4, x - 0.6, colors="grey", linestyles="--")
                     if math.isfinite(error):
@@ -108,5 +139,5 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
         axis.set_xlim(-0.7, x - 0.3)
         axis.set_ylabel(measure, fontsize=13)
         axis.legend(fontsize=10, title="dashed, band: CE ± s.e.", title_fontsize=10)
-    figure.suptitle(f"{title} (mean ± standard error over seeds × folds)", fontsize=14)
+    figure.suptitle(f"{title} (mean ± standard error over seeds × folds, clustered by fold)", fontsize=14)
     return save_figure(figure, path_base)

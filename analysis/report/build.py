@@ -143,9 +143,11 @@ def _name(r: Mapping[str, Any]) -> str:
 
 
 def _mean_cell(r: Mapping[str, Any], key: str) -> str:
-    """Mean ± standard error of a measure over the (seed index, fold) networks, and how many."""
-    values = list(fold_sigma_mu(r, key).values())
-    mean, error = mean_and_standard_error(values)
+    """Mean ± standard error (clustered by fold) of a measure over the (seed index, fold)
+    networks, and how many."""
+    per_network = fold_sigma_mu(r, key)
+    values = list(per_network.values())
+    mean, error = mean_and_standard_error(values, [fold for _, fold in per_network])
     n = sum(math.isfinite(v) for v in values)
     return f"{format_number(mean, '.3g')} ± {format_number(error, '.2g')} ({n}/{len(values)})"
 
@@ -203,7 +205,8 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
     verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.sentence()}"
                          for m, c in chosen.comparisons.items())
     return (f"{text} Verdict, {_name(summary[chosen.key])} against CE, paired over seeds × "
-            f"folds (mean change ± standard error; 'better'/'worse' at ≥ 2 standard errors): "
+            f"folds (mean change ± standard error, clustered by fold; 'better'/'worse' at ≥ 2 "
+            f"standard errors): "
             f"{verdicts}.")
 
 
@@ -251,9 +254,11 @@ def comparison_points(summary: Mapping[str, Mapping[str, Any]]) -> list[SigmaMuP
     def group(r: Mapping[str, Any]) -> str:
         return f"{r['model'].upper()}, {'cuts' if r['learned_cuts'] else 'no cuts'}"
     groups = list(dict.fromkeys(group(r) for r in summary.values()))
+    # both measures have the same (seed index, fold) labels: the folds cluster the errors
     return [SigmaMuPoint(group(r), r["strategy"],
                          {words: list(fold_sigma_mu(r, m).values())
-                          for m, words in COMPARISON_MEASURES.items()})
+                          for m, words in COMPARISON_MEASURES.items()},
+                         clusters=[fold for _, fold in fold_sigma_mu(r, "sigma_mu")])
             for g in groups for r in summary.values() if group(r) == g]
 
 
@@ -383,7 +388,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Heading("Result"),
         Paragraph(headline(summary, pairings)),
         *([Image(comparison_plot, image_name(comparison_plot, "report"),
-                 "σ_μ per model × strategy: mean ± standard error over seeds × folds (each "
+                 "σ_μ per model × strategy: mean ± standard error over seeds × folds, "
+                 "clustered by fold (each "
                  "fold's network on its held-out events at the full luminosity); dashed: CE")]
           if comparison_plot is not None else []),
         Paragraph(projection_sentence(summary, generation)),
@@ -397,9 +403,12 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Paragraph("A pair is one (seed, fold): the strategy's network and CE's, trained with "
                   "the same seed on the same folds, σ_μ fitted on the same held-out fold (at "
                   "the full luminosity). Change: mean of σ_μ / σ_μ(CE) − 1 over the pairs ± its "
-                  "standard error; 'better'/'worse' when it is ≥ 2 standard errors from 0, "
+                  "standard error. The seeds of one fold share its held-out events, so their "
+                  "changes are correlated: the standard error is clustered by fold "
+                  "(cluster-robust, CR1), and the number of folds, not of pairs, limits it. "
+                  "'better'/'worse' when the change is ≥ 2 standard errors from 0, "
                   "else 'not resolved at ±2 standard errors'; 'undetermined' with fewer than 2 "
-                  "pairs with a number. 'Without MC stat.' is the same fit without the "
+                  "pairs or 2 folds with a number. 'Without MC stat.' is the same fit without the "
                   "simulated samples' statistical uncertainty, the result if the simulation "
                   "were much larger than the data. CMS measured 12-16 % lower σ_μ with such "
                   "training on a real analysis."),
@@ -407,7 +416,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Heading("Results per network"),
         Paragraph("σ_μ stat, total, without MC stat., Z, limits and μ̂: seed index 0's "
                   "networks on all events (the full fit); 'seeds × folds': mean ± standard "
-                  "error (determined/all) of the (seed, fold) networks' σ_μ."),
+                  "error, clustered by fold (determined/all), of the (seed, fold) networks' "
+                  "σ_μ."),
         _results_table(summary),
         *([Heading("Dependence of each network's output on the systematics"), Paragraph(
             "Relative change of the score histograms' shape (all processes, every channel and "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.errors import InputDataError
+from analysis.plotting.comparison import mean_and_standard_error
 
 __all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_sigma_mu",
            "paired_comparison", "strategy_pairings", "uncertainty_breakdown"]
@@ -29,11 +30,15 @@ class PairedComparison:
         n_pairs: pairs with a number on both sides (a fold where either is NaN is left out).
         mean: mean of ``sigma_mu / sigma_mu_CE - 1`` over the pairs (dimensionless; -0.12 is
             12 % lower); NaN without pairs.
-        standard_error: ``std(changes, ddof=1) / sqrt(n_pairs)``; NaN with fewer than 2 pairs.
+        standard_error: the standard error of ``mean``, clustered by fold (the seeds of one
+            fold share its held-out events, so their changes are correlated; see
+            :func:`~analysis.plotting.comparison.mean_and_standard_error`); NaN with fewer
+            than 2 pairs or 2 folds.
         same_sign: fraction of the pairs whose change has the sign of ``mean``.
         verdict: ``"better"`` / ``"worse"`` when ``|mean| >= significance x standard_error``,
-            else ``"not resolved"``; ``"undetermined"`` with fewer than 2 pairs.
+            else ``"not resolved"``; ``"undetermined"`` with fewer than 2 pairs or 2 folds.
         significance: the number of standard errors the verdict asks for.
+        n_clusters: the folds the pairs come from (independent pairs: ``n_pairs``).
     """
 
     n_pairs: int
@@ -42,14 +47,19 @@ class PairedComparison:
     same_sign: float
     verdict: str
     significance: float
+    n_clusters: int = -1
 
     def sentence(self) -> str:
-        """The verdict in words, e.g. ``better: -14.2 % +- 3.1 % (9 pairs, 89 % same sign)``
+        """The verdict in words, e.g. ``better: -14.2 % +- 3.1 % (9 pairs in 3 folds, 89 % same
+        sign)``
         or ``not resolved at +-6.2 %`` (the resolution: ``significance`` standard errors)."""
         if self.verdict == "undetermined":
-            return f"undetermined ({self.n_pairs} pair{'s' * (self.n_pairs != 1)})"
+            where = (f" in {self.n_clusters} fold" if 0 < self.n_clusters < self.n_pairs
+                     else "")
+            return f"undetermined ({self.n_pairs} pair{'s' * (self.n_pairs != 1)}{where})"
+        folds = f" in {self.n_clusters} folds" if 0 < self.n_clusters < self.n_pairs else ""
         numbers = (f"{100 * self.mean:+.1f} % ± {100 * self.standard_error:.1f} % "
-                   f"({self.n_pairs} pairs, {100 * self.same_sign:.0f} % same sign)")
+                   f"({self.n_pairs} pairs{folds}, {100 * self.same_sign:.0f} % same sign)")
         if self.verdict == "not resolved":
             return (f"not resolved at ±{100 * self.significance * self.standard_error:.1f} %: "
                     f"{numbers}")
@@ -57,44 +67,52 @@ class PairedComparison:
 
 
 def paired_comparison(values: Sequence[float], references: Sequence[float],
-                      significance: float = 2.0) -> PairedComparison:
+                      significance: float = 2.0, clusters: Sequence[int] | None = None
+                      ) -> PairedComparison:
     """Paired relative change of sigma_mu against CE, its standard error and a verdict.
 
     Each pair is one (seed, fold): the strategy's network and CE's network trained with the
     same seed on the same fold, evaluated on the same held-out events. The spread of the
     changes over pairs includes the seed's and the sample's fluctuations, so the standard error
     of their mean is what a difference must exceed (issue 17: "better" needs >= 2 standard
-    errors).
+    errors). The seeds of one fold are evaluated on the same held-out events, so their changes
+    are correlated: with ``clusters`` (the fold of each pair) the standard error is the
+    cluster-robust one, which is what the number of folds, not of pairs, limits.
 
     Args:
         values: ``(n_pairs,)`` sigma_mu of the strategy's networks (units of mu; NaN allowed).
         references: ``(n_pairs,)`` sigma_mu of CE's networks, in the same order.
         significance: standard errors that a "better"/"worse" verdict needs.
+        clusters: ``(n_pairs,)`` the fold of each pair, or None (independent pairs).
 
     Returns:
         :class:`PairedComparison`.
 
     Raises:
-        InputDataError: ``values`` and ``references`` differ in length.
+        InputDataError: ``values``, ``references`` and ``clusters`` differ in length.
     """
-    if len(values) != len(references):
+    if len(values) != len(references) or (clusters is not None
+                                          and len(clusters) != len(values)):
         raise InputDataError(f"paired_comparison: {len(values)} values against "
-                             f"{len(references)} CE references; pairs must match")
-    changes = [_relative(a, b) for a, b in zip(values, references)]
-    changes = [c for c in changes if math.isfinite(c)]
-    n = len(changes)
-    if n < 2:
-        mean = changes[0] if changes else math.nan
+                             f"{len(references)} CE references"
+                             + (f" and {len(clusters)} folds" if clusters is not None else "")
+                             + "; pairs must match")
+    labels = list(clusters) if clusters is not None else list(range(len(values)))
+    pairs = [(_relative(a, b), g) for a, b, g in zip(values, references, labels)]
+    pairs = [(c, g) for c, g in pairs if math.isfinite(c)]
+    changes = [c for c, _ in pairs]
+    n, n_clusters = len(changes), len({g for _, g in pairs})
+    if n < 2 or n_clusters < 2:
+        mean = sum(changes) / n if changes else math.nan
         return PairedComparison(n, mean, math.nan, 1.0 if n else math.nan, "undetermined",
-                                significance)
-    mean = sum(changes) / n
-    error = math.sqrt(sum((c - mean) ** 2 for c in changes) / (n - 1) / n)
+                                significance, n_clusters)
+    mean, error = mean_and_standard_error(changes, [g for _, g in pairs])
     same = sum((c > 0) == (mean > 0) and c != 0 for c in changes) / n
     if abs(mean) >= significance * error and mean != 0:
         verdict = "better" if mean < 0 else "worse"
     else:
         verdict = "not resolved"
-    return PairedComparison(n, mean, error, same, verdict, significance)
+    return PairedComparison(n, mean, error, same, verdict, significance, n_clusters)
 
 
 def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
@@ -175,7 +193,8 @@ def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: fl
 
     A pair is one (seed index, fold): both networks trained with the same seed on the same
     training folds, their sigma_mu fitted on the same held-out fold (its workspace at the full
-    luminosity); pairs that only one side has are left out.
+    luminosity); pairs that only one side has are left out. The standard errors are clustered
+    by fold (:func:`paired_comparison`).
 
     Args:
         results: key -> record with ``learned_cuts``, ``model``, ``strategy``, the per-fold
@@ -198,6 +217,7 @@ def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: fl
             mine, theirs = fold_sigma_mu(r, measure), fold_sigma_mu(reference, measure)
             common = [label for label in theirs if label in mine]
             comparisons[measure] = paired_comparison([mine[c] for c in common],
-                                                     [theirs[c] for c in common], significance)
+                                                     [theirs[c] for c in common], significance,
+                                                     clusters=[fold for _, fold in common])
         pairings.append(StrategyPairing(key, reference_key, comparisons))
     return pairings

@@ -140,3 +140,36 @@ def test_paired_comparison_mean_standard_error_and_verdict() -> None:
     assert single.n_pairs == 1 and single.verdict == "undetermined"
     with pytest.raises(Exception, match="pairs must match"):
         paired_comparison([1.0], [1.0, 2.0])
+
+
+def test_paired_comparison_clusters_the_seeds_of_a_fold() -> None:
+    """Three seeds per fold that agree with each other are one measurement per fold, not
+    three: the error clustered by fold is that of the three fold means, which here is
+    sqrt((9 - 1) / (3 - 1)) = 2 times the error of nine independent pairs."""
+    from analysis.report.comparison import paired_comparison
+
+    fold_changes = [-0.20, -0.02, -0.11]
+    changes = [c for c in fold_changes for _ in range(3)]
+    folds = [k for k in range(3) for _ in range(3)]
+    reference = [10.0] * 9
+    values = [10.0 * (1 + c) for c in changes]
+    naive = paired_comparison(values, reference)
+    clustered = paired_comparison(values, reference, clusters=folds)
+    mean = sum(fold_changes) / 3
+    fold_error = math.sqrt(sum((c - mean) ** 2 for c in fold_changes) / 2 / 3)
+    assert clustered.mean == pytest.approx(mean, rel=1e-12)
+    assert clustered.standard_error == pytest.approx(fold_error, rel=1e-12)
+    assert clustered.standard_error == pytest.approx(2 * naive.standard_error, rel=1e-12)
+    # -11 % is 4.2 naive standard errors, 2.1 clustered ones; with the fold spread 1.6x
+    # wider the clustered verdict is unresolved (1.3) while the naive one is not (2.6)
+    assert naive.verdict == "better" and clustered.n_clusters == 3
+    wide = [mean + 1.6 * (c - mean) for c in fold_changes]
+    values = [10.0 * (1 + c) for c in wide for _ in range(3)]
+    assert paired_comparison(values, reference).verdict == "better"
+    assert paired_comparison(values, reference, clusters=folds).verdict == "not resolved"
+    # all pairs from one fold: no error can be estimated
+    one_fold = paired_comparison(values[:3], reference[:3], clusters=[0, 0, 0])
+    assert one_fold.verdict == "undetermined"
+    assert one_fold.sentence() == "undetermined (3 pairs in 1 fold)"
+    with pytest.raises(Exception, match="pairs must match"):
+        paired_comparison([1.0, 2.0], [1.0, 2.0], clusters=[0])

@@ -88,10 +88,15 @@ def test_pairs_are_matched_by_seed_and_fold_label() -> None:
     inference, penalty = strategy_pairings(summary)
     assert (inference.key, inference.reference_key) == ("cuts_dnn_inference", "cuts_dnn_ce")
     mean = sum(CHANGES) / len(CHANGES)
-    error = math.sqrt(sum((c - mean) ** 2 for c in CHANGES) / (len(CHANGES) - 1) / len(CHANGES))
+    # clustered by fold: the seeds of a fold share its held-out events; with equal folds the
+    # cluster-robust error is that of the fold means
+    fold_means = [sum(c for c, (_, k) in zip(CHANGES, LABELS) if k == fold) / SEEDS
+                  for fold in range(FOLDS)]
+    error = math.sqrt(sum((m - mean) ** 2 for m in fold_means) / (FOLDS - 1) / FOLDS)
     for measure in COMPARISON_MEASURES:
         c = inference.comparisons[measure]
-        assert c.n_pairs == 9 and c.same_sign == 1.0 and c.verdict == "better"
+        assert c.n_pairs == 9 and c.n_clusters == 3
+        assert c.same_sign == 1.0 and c.verdict == "better"
         assert c.mean == pytest.approx(mean, rel=1e-12)
         assert c.standard_error == pytest.approx(error, rel=1e-12)
     assert penalty.comparisons["sigma_mu"].verdict == "not resolved"
@@ -111,16 +116,16 @@ def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
                                 "σ_μ total (incl. MC stat.): change vs CE", "same sign",
                                 "verdict"]
     inference, penalty = table.rows
-    assert inference[:5] == ["cuts / dnn / inference", "9", "-13.4 % ± 1.5 %", "100 %",
+    assert inference[:5] == ["cuts / dnn / inference", "9", "-13.4 % ± 1.0 %", "100 %",
                              "better"]
     resolution = 200 * pairings[1].comparisons["sigma_mu"].standard_error
     assert penalty[4] == f"not resolved at ±{resolution:.1f} %"
     text = headline(summary, pairings)
     assert text.startswith("Best network: DNN inference (learned cuts), expected σ_μ = 8.7 "
                            "(total: statistics, every systematic and the MC statistical")
-    assert ("σ_μ total (incl. MC stat.) better: -13.4 % ± 1.5 % (9 pairs, 100 % same sign)"
-            in text)
-    assert "σ_μ without MC stat. better: -13.4 % ± 1.5 %" in text
+    assert ("σ_μ total (incl. MC stat.) better: -13.4 % ± 1.0 % (9 pairs in 3 folds, 100 % "
+            "same sign)" in text)
+    assert "σ_μ without MC stat. better: -13.4 % ± 1.0 %" in text
 
 
 def test_one_seed_and_one_fold_is_undetermined_not_an_error() -> None:
@@ -180,7 +185,7 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
     assert first[0] == Heading("Result")
     assert isinstance(first[1], Paragraph) and first[1].text.startswith("Best network: DNN "
                                                                         "inference")
-    assert "better: -13.4 % ± 1.5 %" in first[1].text
+    assert "better: -13.4 % ± 1.0 %" in first[1].text
     assert isinstance(first[2], Image) and first[2].path == str(tmp_path / "comparison.png")
     assert "standard error over seeds × folds" in first[2].caption
     # then what would resolve it: the simulation that sigma_mu <= 1 needs
