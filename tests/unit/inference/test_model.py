@@ -391,3 +391,47 @@ def test_signal_channel_is_the_first_channel_of_the_signals_node(
     spec = model_spec(split)
     assert spec.signal_channel == next(c for c in spec.channels if c.startswith("cat_tth"))
     assert spec.channels.index(spec.signal_channel) == 0  # the signal's node comes first
+
+
+def test_a_channel_without_simulated_background_keeps_one_event_of_each(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    """A category where only signal events fall: each background is one event of its
+    effective weight (sum w^2 / sum w over every channel) with 100 % MC statistical
+    uncertainty, not a floor near zero that makes the channel background-free. With the old
+    floor the signal-only channel alone gave sigma_mu far below the full model's."""
+    scores, _ = _events(rng, tiny_config)
+    full, _ = category_histograms(scores, model_spec(tiny_config), tiny_config.training.n_folds)
+    channels = {name: histogram_dict(h) for name, h in full.items()}
+    spec = model_spec(tiny_config)
+    emptied = spec.channels[1]
+    channels[emptied] = {"edges": channels[emptied]["edges"], "processes": {
+        process: (per if process == spec.signal else
+                  {variation: {key: [0.0] * len(values) for key, values in histogram.items()}
+                   for variation, histogram in per.items()})
+        for process, per in channels[emptied]["processes"].items()}}
+    workspace = build_workspace({"channels": channels}, tiny_config, pseudo_data_seed=5)
+    validate_workspace(workspace)
+
+    def effective_weight(process: str) -> float:
+        per = [c["processes"][process]["nominal"] for c in channels.values()]
+        return (sum(sum(h["variances"]) for h in per) / sum(sum(h["values"]) for h in per))
+
+    channel = next(c for c in workspace["channels"] if c["name"] == emptied)
+    backgrounds = {s["name"]: s for s in channel["samples"] if s["name"] != spec.signal}
+    assert set(backgrounds) == set(spec.processes) - {spec.signal}
+    for process, sample in backgrounds.items():
+        weight = effective_weight(process)
+        assert weight > 0
+        assert sample["data"] == pytest.approx([weight] * len(sample["data"]), rel=1e-9)
+        staterror = next(m for m in sample["modifiers"] if m["type"] == "staterror")
+        assert staterror["name"] == f"staterror_{emptied}"
+        assert staterror["data"] == pytest.approx(sample["data"], rel=1e-9)
+    # the signal-only channel is no longer background-free: its background is at least the
+    # lightest background event, more than the 1e-6 floor of its signal events
+    signal = next(s for s in channel["samples"] if s["name"] == spec.signal)
+    assert sum(sum(s["data"]) for s in backgrounds.values()) > 100 * 1e-6 * sum(signal["data"])
+    assert sum(sum(s["data"]) for s in backgrounds.values()) >= min(
+        effective_weight(p) for p in backgrounds) * len(signal["data"])
+    model = pyhf.Workspace(workspace).model()
+    assert np.isfinite(model.logpdf(model.config.suggested_init(),
+                                    pyhf.Workspace(workspace).data(model))).all()
