@@ -305,9 +305,10 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
                           f"inference.systematics")
     reference = next(iter(data.x.values()))
 
-    def one(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        if selection is not None:
-            w = w * selection(x)
+    def one(x: torch.Tensor, w: torch.Tensor, passed: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        if selection is not None:  # the nominal rows' selection is computed once, by the caller
+            w = w * (selection(x) if passed is None else passed)
         group = settings.btag_group(x) if settings.btag_group is not None else None
         return classifier_logits(model, x), w, group
 
@@ -319,8 +320,8 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
             outputs[process] = {v: nominal for v in spec.variations}
             continue
         rows = index[process]
-        nominal = one(data.x[process][rows], data.w[process][rows] * scale[process])
         passed = selection(data.x[process][rows]) if selection is not None else None
+        nominal = one(data.x[process][rows], data.w[process][rows] * scale[process], passed)
         per = {"nominal": nominal}
         for syst in spec.systematics:
             varied = data.varied[syst].get(process)
