@@ -39,6 +39,7 @@ _OPTIONAL_FIT_KEYS: dict[str, Any] = {"normalisations": {}, "fold_labels": None}
 COMPARISON_MEASURES = {"sigma_mu": "σ_μ total (incl. MC stat.)",
                        "sigma_mu_no_mcstat": "σ_μ without MC stat."}
 """The report's words for the two measures of :data:`~analysis.report.comparison.MEASURES`."""
+RESOLVE_CHANGE = 0.12  # CMS-PAS-MLG-23-005: 12-16 % lower sigma_mu; the change to resolve
 _BOUND_TOLERANCE = 1e-2  # in units of mu: an impact this close to the room left is at the bound
 
 
@@ -184,7 +185,9 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
         pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``.
 
     Returns:
-        Two or three sentences of plain text.
+        Two to four sentences of plain text: the last, where the verdict on sigma_mu total is
+        "not resolved", says what would resolve a 12 % change
+        (:meth:`~analysis.report.comparison.PairedComparison.sample_factor_to_resolve`).
     """
     determined = [k for k, r in summary.items() if math.isfinite(r["sigma_mu"])]
     if determined:
@@ -204,10 +207,25 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
                                      p.comparisons["sigma_mu"].mean) else 0.0))
     verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.sentence()}"
                          for m, c in chosen.comparisons.items())
+    total = chosen.comparisons["sigma_mu"]
+    factor = total.sample_factor_to_resolve(RESOLVE_CHANGE)
+    closing = ""
+    if total.verdict == "not resolved" and math.isfinite(factor) and factor <= 1.0:
+        closing = (f" Its standard error ({100 * total.standard_error:.1f} %) already resolves "
+                   f"a {100 * RESOLVE_CHANGE:.0f} % change of σ_μ total (what CMS measured) at "
+                   f"{total.significance:g} standard errors: the change itself is smaller.")
+    elif total.verdict == "not resolved" and math.isfinite(factor):
+        closing = (f" To resolve a {100 * RESOLVE_CHANGE:.0f} % change of σ_μ total (what CMS "
+                   f"measured) at {total.significance:g} standard errors, the standard error "
+                   f"must fall from {100 * total.standard_error:.1f} % to "
+                   f"{100 * RESOLVE_CHANGE / total.significance:.1f} %: about "
+                   f"{factor:.2g}× the independent folds, i.e. × the simulated events "
+                   f"at this fold size (an upper estimate: larger folds also shrink each pair's "
+                   f"MC noise).")
     return (f"{text} Verdict, {_name(summary[chosen.key])} against CE, paired over seeds × "
             f"folds (mean change ± standard error, clustered by fold; 'better'/'worse' at ≥ 2 "
             f"standard errors): "
-            f"{verdicts}.")
+            f"{verdicts}.{closing}")
 
 
 def pairing_table(summary: Mapping[str, Mapping[str, Any]],

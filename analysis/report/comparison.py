@@ -65,6 +65,25 @@ class PairedComparison:
                     f"{numbers}")
         return f"{self.verdict}: {numbers}"
 
+    def sample_factor_to_resolve(self, change: float = 0.12) -> float:
+        """How many times the independent folds (at this fold size, so this many times the
+        simulated events) would resolve a relative ``change`` (dimensionless, e.g. 0.12, the
+        12 % CMS measured) at ``significance`` standard errors.
+
+        The clustered standard error falls as 1/sqrt(folds): the factor is ``(significance x
+        standard_error / change)^2``. An upper estimate: larger held-out folds also shrink each
+        pair's MC-statistical noise. NaN where the standard error is; at most 1 means this run
+        already resolves such a change.
+
+        Example:
+            >>> PairedComparison(9, -0.02, 0.075, 0.6, "not resolved", 2.0, 3
+            ...                  ).sample_factor_to_resolve(0.12)
+            1.5625
+        """
+        if not math.isfinite(self.standard_error) or change <= 0:
+            return math.nan
+        return (self.significance * self.standard_error / change) ** 2
+
 
 def paired_comparison(values: Sequence[float], references: Sequence[float],
                       significance: float = 2.0, clusters: Sequence[int] | None = None

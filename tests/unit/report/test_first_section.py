@@ -128,6 +128,29 @@ def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
     assert "σ_μ without MC stat. better: -13.4 % ± 1.0 %" in text
 
 
+def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
+    summary = _summary()
+    # inference against CE: -3 % with folds at -19, -3, +13 %: neither it nor 12 % resolved
+    changes = [-0.04 + 0.16 * (k - 1) + 0.01 * s for s, k in LABELS]
+    summary[network_key(True, "dnn", "inference")]["sigma_mu_folds"] = [
+        r * (1 + c) for r, c in zip(CE_TOTAL, changes)]
+    summary = {k: r for k, r in summary.items() if r["strategy"] != "penalty"}
+    (inference,) = strategy_pairings(summary)
+    total = inference.comparisons["sigma_mu"]
+    factor = (2 * total.standard_error / 0.12) ** 2
+    assert total.verdict == "not resolved" and factor > 1
+    assert (f"To resolve a 12 % change of σ_μ total (what CMS measured) at 2 standard errors, "
+            f"the standard error must fall from {100 * total.standard_error:.1f} % to 6.0 %: "
+            f"about {factor:.2g}× the independent folds") in headline(summary, [inference])
+    # a resolved verdict needs no such sentence; an unresolved one whose error already
+    # resolves 12 % says so (the penalty: +-5 %, a small error)
+    assert "To resolve" not in headline(_summary(), strategy_pairings(_summary()))
+    penalty_only = {k: r for k, r in _summary().items() if r["strategy"] != "inference"}
+    (penalty,) = strategy_pairings(penalty_only)
+    assert penalty.comparisons["sigma_mu"].sample_factor_to_resolve(0.12) < 1
+    assert "already resolves a 12 % change" in headline(penalty_only, [penalty])
+
+
 def test_one_seed_and_one_fold_is_undetermined_not_an_error() -> None:
     summary = {k: dict(r, sigma_mu_folds=r["sigma_mu_folds"][:1],
                        sigma_mu_no_mcstat_folds=r["sigma_mu_no_mcstat_folds"][:1],
