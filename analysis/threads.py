@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from analysis.errors import ConfigError
 
-__all__ = ["torch_thread_count", "torch_threads"]
+__all__ = ["current_torch_threads", "torch_thread_count", "torch_threads"]
 
 
 def torch_threads(setting: str, workers: int, cpus: int | None = None) -> int:
@@ -39,6 +39,14 @@ def torch_threads(setting: str, workers: int, cpus: int | None = None) -> int:
     if value < 1:
         raise ConfigError(f"torch_threads = {setting!r}: must be 'auto' or an integer >= 1")
     return value
+
+
+def current_torch_threads() -> int:
+    """Torch's intra-op thread count in this process now (what a child process must be told:
+    it starts with torch's default, every core)."""
+    import torch  # here, not at import (see torch_thread_count)
+
+    return torch.get_num_threads()
 
 
 @contextmanager

@@ -40,7 +40,6 @@ from functools import cached_property
 from typing import Any
 
 import luigi
-import torch
 
 from analysis.batch import JobResources
 from analysis.errors import ConfigError, DiffanaError, ResourceError
@@ -54,6 +53,7 @@ from analysis.gpu.share import (
     mps_environment,
     slurm_options,
 )
+from analysis.threads import current_torch_threads
 from tasks.base import store_root
 from tasks.batch import REPO_ROOT, SLURM_SECTION, BatchWorkflow, option, section
 from tasks.law_adapter import local_workflow_has_yielded
@@ -204,7 +204,7 @@ class GpuWorkflow(BatchWorkflow):
         python_path = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         # this task's share of the cores (set at START): the child runs --workers 1 and would
         # take every core, so 2 workers' children spin-waited on 2 cores (2.5x slower training)
-        env.setdefault("DIFFANA_TORCH_THREADS", str(torch.get_num_threads()))
+        env.setdefault("DIFFANA_TORCH_THREADS", str(current_torch_threads()))
         return {**env, **self.share_environment(), SHARE_TASK_VARIABLE: self.task_id,
                 "DIFFANA_STORE": store_root(), "PYTHONPATH": python_path,
                 "LAW_CONFIG_FILE": env.get("LAW_CONFIG_FILE") or str(REPO_ROOT / "law.cfg")}
