@@ -11,7 +11,8 @@ import luigi
 
 from analysis.classes import signal_labels
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
-from analysis.inference.fits import fit_network, fit_steps
+from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
+from analysis.inference.fits import fit_steps
 from analysis.inference.histograms import seed_histograms
 from analysis.inference.model import model_spec
 from analysis.inference.scores import merge_fold_scores, signal_auc
@@ -21,13 +22,7 @@ from analysis.inference.workspace import (
     validate_workspace,
 )
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
-from analysis.plotting.inference import (
-    plot_impacts,
-    plot_prefit_postfit,
-    plot_pulls,
-    plot_scan,
-    plot_score_stack,
-)
+from analysis.plotting.inference import plot_score_stack
 from analysis.training.network import load_network, score_tables
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
@@ -239,28 +234,22 @@ class Fit(ModelTask, BatchWorkflow):
         settings = self.analysis_config.inference
         spec = read_json(self.input()["workspace"].abspath)
         folds = read_json(self.input()["folds"].abspath)
-        results = fit_network(spec, folds["workspaces"], fold_labels=folds["labels"],
-                              scan_points=settings.scan_points, scan_max=settings.scan_max,
-                              limit_max=settings.limit_max, engine=settings.fit_engine,
-                              progress=self.progress(fit_steps(spec), "Fit", "fit"))
-        fitted = time.perf_counter()
         outputs = self.output()
         outputs["results"].parent.touch()
-        base = {name: os.path.splitext(t.abspath)[0] for name, t in outputs.items()}
-        plot_scan(results["scan_mu"], {"Asimov (expected)": results["scan_asimov"],
-                                       "pseudo-data": results["scan_observed"]}, self.title(),
-                  base["scan"])
-        plot_pulls(results["pulls"], f"{self.title()}: pulls (pseudo-data)", base["pulls"])
-        plot_impacts(results["impacts"], f"{self.title()}: impacts (Asimov)", base["impacts"])
         processes = self.analysis_config.processes
-        plot_prefit_postfit(results["yields"], {p: s.label for p, s in processes.items()},
-                            {p: s.color for p, s in processes.items()}, self.title(),
-                            base["postfit"])
-        write_json(outputs["results"].abspath, results,
-                   provenance=self.provenance(settings.pseudo_data_seed))
+        results, seconds = fit_and_write(
+            spec, folds["workspaces"], fold_labels=folds["labels"],
+            scan_points=settings.scan_points, scan_max=settings.scan_max,
+            limit_max=settings.limit_max, engine=settings.fit_engine, title=self.title(),
+            labels={p: s.label for p, s in processes.items()},
+            colors={p: s.color for p, s in processes.items()},
+            results_path=outputs["results"].abspath,
+            plot_bases={name: os.path.splitext(outputs[name].abspath)[0] for name in FIT_PLOTS},
+            provenance=self.provenance(settings.pseudo_data_seed),
+            progress=self.progress(fit_steps(spec), "Fit", "fit"))
         self.publish_message(f"{self.title()}: sigma_mu {results['sigma_mu']:.3f} (stat "
                              f"{results['sigma_mu_stat']:.3f}), Z "
                              f"{results['expected_significance']:.2f}, limit "
                              f"{results['expected_limit']:.2f}; {time.perf_counter() - start:.1f} s"
-                             f" (fits {fitted - start:.1f} s, plots and files "
-                             f"{time.perf_counter() - fitted:.1f} s)")
+                             f" (fits {seconds['fits']:.1f} s, plots and files "
+                             f"{seconds['outputs']:.1f} s)")

@@ -218,6 +218,7 @@ class TorchEngine:
 
     Args:
         spec: a pyhf workspace specification.
+        validate: check it against pyhf's schema (False: derived from a checked one).
 
     Attributes:
         poi: index of the POI; ``par_names``: scalar name of every entry of the parameter
@@ -227,8 +228,8 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        self.likelihood = WorkspaceLikelihood(spec)
+    def __init__(self, spec: Mapping[str, Any], validate: bool = True) -> None:
+        self.likelihood = WorkspaceLikelihood(spec, validate=validate)
         lik = self.likelihood
         self.config = lik.pyhf_model.config
         self.poi, self.par_names = lik.poi_index, lik.par_names
@@ -408,11 +409,12 @@ class PyhfEngine:
 _STRICT_MINUIT = ({"tolerance": 1e-6, "strategy": 2}, *_OPTIMIZERS)
 
 
-def _engine(spec: Mapping[str, Any], engine: str) -> TorchEngine | PyhfEngine:
+def _engine(spec: Mapping[str, Any], engine: str, validate: bool = True
+            ) -> TorchEngine | PyhfEngine:
     if engine not in ENGINES:
         raise InputDataError(f"fit_workspace: engine {engine!r} is not one of {ENGINES}")
     if engine == "torch":
-        return TorchEngine(spec)
+        return TorchEngine(spec, validate=validate)
     return PyhfEngine(spec, _STRICT_MINUIT if engine == "pyhf_strict" else _OPTIMIZERS)
 
 
@@ -565,16 +567,19 @@ def _best_fit(engine: TorchEngine | PyhfEngine, data: np.ndarray,
     return best
 
 
-def asimov_sigma_mu(spec: Mapping[str, Any], engine: str = "torch") -> float:
+def asimov_sigma_mu(spec: Mapping[str, Any], engine: str = "torch",
+                    validate: bool = True) -> float:
     """Expected sigma_mu of a workspace: half the width of the profile likelihood's
     ``-2 Delta ln L = 1`` interval on Asimov data at mu = 1 (POI units; NaN beyond the bounds).
 
     Args:
         spec: a pyhf workspace specification.
         engine: one of :data:`ENGINES`.
+        validate: check ``spec`` against pyhf's schema (torch engine; False for a spec derived
+            from one already checked, e.g. :func:`without_staterror` of it).
     """
     with np.errstate(divide="ignore", invalid="ignore"), restored_pyhf_backend():
-        fitter = _engine(spec, engine)
+        fitter = _engine(spec, engine, validate)
         pars, asimov = _asimov(fitter, 1.0)
         try:
             best = _best_fit(fitter, asimov, pars)
@@ -774,14 +779,15 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any] 
     results = fit_workspace(spec, scan_points=scan_points, scan_max=scan_max,
                             limit_max=limit_max, engine=engine, progress=progress)
 
-    def fold_sigma(fold: Mapping[str, Any] | None, label: Sequence[int], what: str) -> float:
+    def fold_sigma(fold: Mapping[str, Any] | None, label: Sequence[int], what: str,
+                   validate: bool = True) -> float:
         # a fold holds a fraction of the simulated events: where its model is degenerate (a
         # singular Hessian) or has no workspace (an empty category), its sigma_mu is
         # undetermined (NaN, as the report shows it)
         if fold is None:
             return math.nan
         try:
-            return asimov_sigma_mu(fold, engine)
+            return asimov_sigma_mu(fold, engine, validate)
         except FitError as err:
             log.warning("fit_network: seed %d, fold %d%s: sigma_mu undetermined (%s)",
                         label[0], label[1], what, err)
@@ -789,9 +795,12 @@ def fit_network(spec: Mapping[str, Any], fold_specs: Sequence[Mapping[str, Any] 
 
     return {**results.as_dict(),
             "sigma_mu_folds": [fold_sigma(f, k, "") for f, k in zip(fold_specs, labels)],
-            "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine),
+            # the copies without staterror come from specs validated by their own fits above
+            "sigma_mu_no_mcstat": asimov_sigma_mu(without_staterror(spec), engine,
+                                                  validate=False),
             "sigma_mu_no_mcstat_folds": [
-                fold_sigma(None if f is None else without_staterror(f), k, " without MC stat.")
+                fold_sigma(None if f is None else without_staterror(f), k, " without MC stat.",
+                           validate=False)
                 for f, k in zip(fold_specs, labels)],
             "fold_labels": labels}
 

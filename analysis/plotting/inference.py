@@ -8,6 +8,7 @@ from typing import Any
 
 import mplhep
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from analysis.plotting.figures import cms_style, new_figure, save_figure
 
@@ -86,6 +87,7 @@ def plot_pulls(pulls: Mapping[str, tuple[float, float]], title: str,
     axis.errorbar([pulls[n][0] for n in names], y, xerr=[pulls[n][1] for n in names], fmt="o",
                   color="black")
     axis.set_yticks(y, names)
+    axis.yaxis.set_minor_locator(NullLocator())  # one row per name: minor ticks mean nothing
     axis.set_xlim(-2.5, 2.5)
     axis.set_xlabel(r"$(\hat\theta - \theta_0) / \Delta\theta$")
     axis.set_title(title, fontsize=14)
@@ -108,6 +110,7 @@ def plot_impacts(impacts: Mapping[str, tuple[float, float]], title: str,
     axis.barh(y, [impacts[n][0] for n in names], color="#e41a1c", alpha=0.7, label=r"$+1\sigma$")
     axis.barh(y, [impacts[n][1] for n in names], color="#377eb8", alpha=0.7, label=r"$-1\sigma$")
     axis.set_yticks(y, names)
+    axis.yaxis.set_minor_locator(NullLocator())  # one row per name: minor ticks mean nothing
     axis.axvline(0, color="black", linewidth=0.8)
     axis.set_xlabel(r"$\Delta\hat\mu$")
     axis.set_title(title, fontsize=14)

@@ -406,3 +406,31 @@ def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -
         assert fit_steps(spec) == 5 + 2 * len(results["impacts"])
     finally:
         pyhf.set_backend(*before)
+
+
+def test_fit_and_write_writes_the_fit_tasks_outputs(tiny_config: AnalysisConfig,
+                                                    tmp_path: Path) -> None:
+    """What Fit.run computes: fit_network's results, as results.json with the provenance, and
+    the four plots as PNG and PDF; the copies without MC statistics, not validated again,
+    give what a validated copy gives."""
+    from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
+    from analysis.inference.fits import asimov_sigma_mu, without_staterror
+
+    spec = build_workspace(_histograms(tiny_config, [20.0, 60.0], [500.0, 200.0]),
+                           tiny_config, pseudo_data_seed=2, systematics=())
+    results, seconds = fit_and_write(
+        spec, [spec], scan_points=3, scan_max=3.0, limit_max=5.0, engine="torch",
+        title="dnn", labels={"tth_bb": "ttH"}, colors={"tth_bb": "red"},
+        results_path=tmp_path / "results.json",
+        plot_bases={name: tmp_path / name for name in FIT_PLOTS}, provenance={"seed": 2})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["provenance"] == {"seed": 2}
+    assert written["sigma_mu"] == pytest.approx(results["sigma_mu"], rel=1e-12)
+    assert results["sigma_mu"] == pytest.approx(fit_network(
+        spec, [spec], scan_points=3, scan_max=3.0, limit_max=5.0)["sigma_mu"], rel=1e-9)
+    for name in FIT_PLOTS:
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+        assert (tmp_path / f"{name}.pdf").stat().st_size > 0
+    assert set(seconds) == {"fits", "outputs"} and all(v > 0 for v in seconds.values())
+    assert results["sigma_mu_no_mcstat"] == pytest.approx(
+        asimov_sigma_mu(without_staterror(spec), validate=True), rel=1e-12)
