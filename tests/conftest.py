@@ -23,9 +23,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "shuffles instead)")
 
 
-@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' scopes
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--reverse-order``: reverse the tests; skip ``gpu`` tests without CUDA."""
+# What one pytest-xdist worker runs as a whole (addopts: --dist loadscope, the scheduler below):
+# a test module (its module-scoped fixtures are built once), and the modules of the Slurm tests
+# together (one Slurm cluster per run: tests/integration/conftest.py's slurm_cluster).
+SLURM_MODULES = ("tests/integration/test_batch_workflows.py",
+                 "tests/integration/test_gpu_slurm.py")
+# The longest work first, so that the two workers finish together (seconds on a 2-core machine,
+# one process): the Slurm tests (~250 with the cluster), the Report graph from nothing (~200),
+# the train tasks (~100); every other module takes under 40.
+LONGEST_FIRST = ("slurm", "tests/integration/test_report_tasks.py",
+                 "tests/integration/test_train_tasks.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of the test ``nodeid``: ``"slurm"`` or the path of its module."""
+    module = nodeid.split("::", 1)[0]
+    return "slurm" if module in SLURM_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadscope`` with :func:`work_unit` as the scope (pytest-xdist's ``loadgroup``
+    would do with ``xdist_group`` marks, but pytest 9 ignores the node ids it rewrites)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list[pytest.Item]) -> Iterator[None]:
+    """Before the other plugins (pytest-random-order may shuffle after): the longest work units
+    first (:data:`LONGEST_FIRST`; ``--no-loadscope-reorder`` keeps this order in pytest-xdist's
+    queue). After them all (pytest grouped the tests by their fixtures' scopes):
+    ``--reverse-order`` reverses the tests; ``gpu`` tests skip without CUDA."""
+    def rank(item: pytest.Item) -> int:
+        unit = work_unit(item.nodeid)
+        return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) \
+                and work_unit(item.nodeid) != "slurm":
+            raise pytest.UsageError(f"{item.nodeid} starts the Slurm cluster: add its module to "
+                                    f"SLURM_MODULES in tests/conftest.py (one cluster per run)")
+    items.sort(key=rank)  # stable: the collection's order within a rank
+    yield
     if config.getoption("--reverse-order"):
         items.reverse()
     import torch
