@@ -1,5 +1,7 @@
 """Shared fixtures (a seeded rng, the tiny config, generated NanoAOD files, a temporary store) and
-the collection hooks: skip `gpu` tests without CUDA, `--reverse-order`."""
+the collection hooks: skip `gpu` tests without CUDA, `--reverse-order`, and which tests one
+pytest-xdist worker runs together, longest first (the suite runs on two workers: pyproject's
+addopts; ``-n 0`` runs it in one process)."""
 
 from __future__ import annotations
 
@@ -24,21 +26,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # What one pytest-xdist worker runs as a whole (addopts: --dist loadscope, the scheduler below):
-# a test module (its module-scoped fixtures are built once), and the modules of the Slurm tests
-# together (one Slurm cluster per run: tests/integration/conftest.py's slurm_cluster).
-SLURM_MODULES = ("tests/integration/test_batch_workflows.py",
-                 "tests/integration/test_gpu_slurm.py")
+# a test module (its module-scoped fixtures are built once), or one of these groups of modules:
+# the Slurm tests (one Slurm cluster per run: tests/integration/conftest.py's slurm_cluster), and
+# the tests marked gpu (on a GPU machine, one at a time: some start a real MPS daemon, some time
+# the GPU). The collection hook checks that every such test is in its group.
+GROUPS = {
+    "slurm": ("tests/integration/test_batch_workflows.py", "tests/integration/test_gpu_slurm.py"),
+    "gpu": ("tests/unit/gpu/test_benchmark.py", "tests/unit/gpu/test_device.py",
+            "tests/unit/gpu/test_mps.py", "tests/unit/relax/test_cuts.py",
+            "tests/unit/relax/test_histograms.py", "tests/unit/training/test_loop.py"),
+}
 # The longest work first, so that the two workers finish together (seconds on a 2-core machine,
 # one process): the Slurm tests (~250 with the cluster), the Report graph from nothing (~200),
 # the train tasks (~100); every other module takes under 40.
 LONGEST_FIRST = ("slurm", "tests/integration/test_report_tasks.py",
-                 "tests/integration/test_train_tasks.py")
+                 "tests/integration/test_train_tasks.py", "gpu")
 
 
 def work_unit(nodeid: str) -> str:
-    """The work unit of the test ``nodeid``: ``"slurm"`` or the path of its module."""
+    """The work unit of the test ``nodeid``: the name of its group in :data:`GROUPS`, else the
+    path of its module."""
     module = nodeid.split("::", 1)[0]
-    return "slurm" if module in SLURM_MODULES else module
+    return next((name for name, modules in GROUPS.items() if module in modules), module)
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent with -p no:xdist
@@ -68,10 +77,12 @@ def pytest_collection_modifyitems(config: pytest.Config,
         return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
 
     for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()) \
-                and work_unit(item.nodeid) != "slurm":
-            raise pytest.UsageError(f"{item.nodeid} starts the Slurm cluster: add its module to "
-                                    f"SLURM_MODULES in tests/conftest.py (one cluster per run)")
+        needs = {"slurm": "slurm_cluster" in getattr(item, "fixturenames", ()),
+                 "gpu": item.get_closest_marker("gpu") is not None}
+        for group in (g for g, needed in needs.items() if needed):
+            if work_unit(item.nodeid) != group:
+                raise pytest.UsageError(f"{item.nodeid}: add its module to GROUPS[{group!r}] in "
+                                        f"tests/conftest.py (a worker runs these tests together)")
     items.sort(key=rank)  # stable: the collection's order within a rank
     yield
     if config.getoption("--reverse-order"):
