@@ -1,5 +1,7 @@
 """Shared fixtures (a seeded rng, the tiny config, generated NanoAOD files, a temporary store) and
-the collection hooks: skip `gpu` tests without CUDA, `--reverse-order`."""
+the collection hooks: skip `gpu` tests without CUDA, `--reverse-order`, and which tests one
+pytest-xdist worker runs together, longest first (the suite runs on two workers: pyproject's
+addopts; ``-n 0`` runs it in one process)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,66 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "shuffles instead)")
 
 
-@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' scopes
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--reverse-order``: reverse the tests; skip ``gpu`` tests without CUDA."""
+# What one pytest-xdist worker runs as a whole (addopts: --dist loadscope, the scheduler below):
+# a test module (its module-scoped fixtures are built once), or one of these groups of modules:
+# the Slurm tests (one Slurm cluster per run: tests/integration/conftest.py's slurm_cluster), and
+# the tests marked gpu (on a GPU machine, one at a time: some start a real MPS daemon, some time
+# the GPU). The collection hook checks that every such test is in its group.
+GROUPS = {
+    "slurm": ("tests/integration/test_batch_workflows.py", "tests/integration/test_gpu_slurm.py"),
+    "gpu": ("tests/unit/gpu/test_benchmark.py", "tests/unit/gpu/test_device.py",
+            "tests/unit/gpu/test_mps.py", "tests/unit/relax/test_cuts.py",
+            "tests/unit/relax/test_histograms.py", "tests/unit/training/test_loop.py"),
+}
+# The longest work first, so that the two workers finish together (seconds on a 2-core machine,
+# one process): the Slurm tests (~250 with the cluster), the Report graph from nothing (~200),
+# the train tasks (~100); every other module takes under 40.
+LONGEST_FIRST = ("slurm", "tests/integration/test_report_tasks.py",
+                 "tests/integration/test_train_tasks.py", "gpu")
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of the test ``nodeid``: the name of its group in :data:`GROUPS`, else the
+    path of its module."""
+    module = nodeid.split("::", 1)[0]
+    return next((name for name, modules in GROUPS.items() if module in modules), module)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadscope`` with :func:`work_unit` as the scope (pytest-xdist's ``loadgroup``
+    would do with ``xdist_group`` marks, but pytest 9 ignores the node ids it rewrites)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: list[pytest.Item]) -> Iterator[None]:
+    """Before the other plugins (pytest-random-order may shuffle after): the longest work units
+    first (:data:`LONGEST_FIRST`; ``--no-loadscope-reorder`` keeps this order in pytest-xdist's
+    queue). After them all (pytest grouped the tests by their fixtures' scopes):
+    ``--reverse-order`` reverses the tests; ``gpu`` tests skip without CUDA."""
+    def rank(item: pytest.Item) -> int:
+        unit = work_unit(item.nodeid)
+        return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        needs = {"slurm": "slurm_cluster" in getattr(item, "fixturenames", ()),
+                 "gpu": item.get_closest_marker("gpu") is not None}
+        for group in (g for g, needed in needs.items() if needed):
+            if work_unit(item.nodeid) != group:
+                raise pytest.UsageError(f"{item.nodeid}: add its module to GROUPS[{group!r}] in "
+                                        f"tests/conftest.py (a worker runs these tests together)")
+    items.sort(key=rank)  # stable: the collection's order within a rank
+    yield
     if config.getoption("--reverse-order"):
         items.reverse()
     import torch

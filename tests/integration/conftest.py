@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -67,22 +68,51 @@ def link_store(source: Path, destination: Path) -> Path:
     return destination
 
 
+def shared_between_workers(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder ``name`` that every pytest-xdist worker of this run gets (the run's base
+    temporary folder, which the workers' own ones sit in), or this process's own where pytest runs
+    without workers; made by the first caller."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = base.parent / name  # the controller's base folder: new per run
+        path.mkdir(exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp(name)
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (made if missing): one worker at a time."""
+    with open(lock_file, "a") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def tiny_skim_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The session's shared store: what TrainModel on ``tth_bb_tiny`` (version ``t1``) requires
     (GenerateEvents, Skim, LearnCuts, ReduceEvents), built from nothing by the real law tasks
-    once per pytest run. Read it only; a test that runs further tasks takes a copy
+    once per pytest run: by the first pytest-xdist worker that asks, while the others wait on a
+    file lock, then read by all. Read it only; a test that runs further tasks takes a copy
     (:func:`skimmed_store`, :func:`link_store`). The session fails at its end if a test changed
     it."""
     from tasks.train import TrainModel
 
-    store = tmp_path_factory.mktemp("tiny_skim_store")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DIFFANA_STORE", str(store))
-        fresh_law_process()
-        needs = flatten(TrainModel(version=SKIM_VERSION, config=TINY_CONFIG, branch=0).requires())
-        assert luigi.build(needs, local_scheduler=True, workers=2, log_level="WARNING")
-        fresh_law_process()  # the test that asked first starts as a new process would
+    folder = shared_between_workers(tmp_path_factory, "tiny_skim_store")
+    store, built = folder / "store", folder / "built"
+    with exclusive(folder / "lock"):
+        if not built.exists():  # the first worker (or a worker after one whose build failed)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("DIFFANA_STORE", str(store))
+                fresh_law_process()
+                needs = flatten(TrainModel(version=SKIM_VERSION, config=TINY_CONFIG,
+                                           branch=0).requires())
+                assert luigi.build(needs, local_scheduler=True, workers=2, log_level="WARNING")
+                fresh_law_process()  # the test that asked first starts as a new process would
+            built.touch()
     with unchanged(store, "the shared store"):
         yield store
 

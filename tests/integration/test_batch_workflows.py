@@ -123,7 +123,7 @@ def test_generate_on_slurm_is_byte_identical_and_a_failed_chunk_is_retried(
     marker = tmp_path / "failed_once"
     env = cluster_env(slurm_cluster, store, tmp_path, FAIL_ONCE.format(marker=marker))
     status, terminal = law([*GENERATE, "--workflow", "slurm", "--memory-gb", "1",
-                            "--poll-interval", "2s"], env)
+                            "--poll-interval", "1s"], env)
     assert status == 0, terminal[-6000:]
     assert marker.is_dir() and "status: retry" in terminal  # one attempt failed, law resubmitted
     # the session's store was generated locally (luigi.build); the Slurm jobs wrote the same bytes
@@ -174,7 +174,7 @@ def test_skim_on_slurm_from_an_empty_store_generates_first(
     env = cluster_env(slurm_cluster, store, tmp_path)
     status, terminal = law(["tasks.skim.Skim", "--version", SKIM_VERSION, "--config", TINY_CONFIG,
                             "--workflow", "slurm", "--branches", str(branch), "--memory-gb", "1",
-                            "--poll-interval", "2s"], env, timeout_s=480)
+                            "--poll-interval", "1s"], env, timeout_s=480)
     assert status == 0, terminal[-6000:]
     for family in ("GenerateEvents", "Skim"):  # both went to Slurm, not to this process
         assert list((store / TINY_CONFIG / family).rglob("slurm_jobs_*.json")), family
@@ -209,7 +209,7 @@ def test_learn_cuts_on_slurm_equals_local(slurm_cluster: dict[str, str], tiny_sk
     env = cluster_env(slurm_cluster, store, tmp_path)
     status, terminal = law(["tasks.cuts.LearnCuts", "--version", SKIM_VERSION, "--config",
                             TINY_CONFIG, "--workflow", "slurm", "--branches", str(fold),
-                            "--poll-interval", "2s"], env)
+                            "--poll-interval", "1s"], env)
     assert status == 0, terminal[-6000:]
     assert list((store / TINY_CONFIG / "LearnCuts").rglob("slurm_jobs_*.json"))
     outputs, local = task_files(store, "LearnCuts", fold), task_files(tiny_skim_store,
@@ -238,7 +238,7 @@ def test_chunk_failing_three_times_stops_the_run_and_names_it(
                       ALWAYS_FAIL.format(branch=failing, next=failing + 1))
     # retries from law.cfg [luigi_GenerateEvents] retries = 2: three attempts
     status, terminal = law([*GENERATE, "--workflow", "slurm", "--branches", "0:2",
-                            "--memory-gb", "1", "--poll-interval", "2s"], env)
+                            "--memory-gb", "1", "--poll-interval", "1s"], env)
     assert status != 0, terminal[-6000:]
     log = task_files(store, "GenerateEvents", failing)["events"].parent.parent / "jobs" / \
         "slurm" / "stderr_0To1.txt"

@@ -78,7 +78,7 @@ def test_slurm_jobs_train_and_a_failed_job_is_retried(slurm_cluster: dict[str, s
     result = law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config",
                       "tth_bb_tiny", "--workflow", "slurm", "--branches",
                       f"{branches[0]}:{branches[-1] + 1}", "--gpu-share", "0.25", "--memory-gb",
-                      "1", "--retries", "1", "--poll-interval", "2s"], env, tmp_path,
+                      "1", "--retries", "1", "--poll-interval", "1s"], env, tmp_path,
                      timeout_s=170)
     assert marker.is_dir()  # one attempt did fail
     # three attempts (two jobs, one resubmitted), each granted --gres=mps:25 by Slurm, which set
@@ -121,7 +121,7 @@ def test_slurm_job_of_two_whole_gpus_trains_data_parallel(slurm_cluster: dict[st
                       RECORD_DEVICES.format(env_dir=env_dir), request_gres=True)
     law_run(["tasks.train.TrainModel", "--version", SKIM_VERSION, "--config", "tth_bb_tiny",
              "--workflow", "slurm", "--branches", str(branch), "--gpu-share", "2",
-             "--memory-gb", "2", "--poll-interval", "2s"], env, tmp_path, timeout_s=240)
+             "--memory-gb", "2", "--poll-interval", "1s"], env, tmp_path, timeout_s=240)
     # Slurm granted --gres=gpu:2: both stand-in GPUs bound to the job, no MPS percentage
     (env_file,) = env_dir.iterdir()
     job_env = env_file.read_text().splitlines()
@@ -154,7 +154,7 @@ def test_slurm_job_runs_its_payload_in_a_share_process(slurm_cluster: dict[str, 
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     law_run(["tests.integration.gpu_tasks.RecordShare", "--version", "s1", "--config",
              "tth_bb_tiny", "--workflow", "slurm", "--n-branches", "1", "--gpu-share", "0.5",
-             "--memory-gb", "1", "--poll-interval", "2s"], env, REPO_ROOT, timeout_s=170)
+             "--memory-gb", "1", "--poll-interval", "1s"], env, REPO_ROOT, timeout_s=170)
     (path,) = store.rglob("branch0.json")
     record = json.loads(path.read_text())
     assert record["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"

@@ -285,7 +285,7 @@ def test_second_store_same_results(report_store: Path, tiny_skim_store: Path,
     byte-identical result JSON files (the report's summary included) and the same Markdown report.
 
     The other store starts with the session's shared store (events, skims and learned cuts built
-    from nothing in this process, apart from the report store's). Of the report store it takes
+    from nothing in this pytest run, apart from the report store's). Of the report store it takes
     (hard links) every other network's outputs, not :data:`CHAIN`'s nor the report, and
     ``law run Report`` makes those again: each file compared was made independently of the
     report store's, and every kind of task of the graph made one."""
