@@ -701,11 +701,9 @@ def _check_classes(config: AnalysisConfig, path: str) -> None:
                 _fail(path, where, process, f"already in class {owner[process]}: a process "
                       f"trains one output node")
             owner[process] = output.name
-            signal = config.processes[process].role == "signal"
-            if signal and i > 0:
-                _fail(path, where, process, f"a signal process (role: signal) belongs to the "
-                      f"first class, the signal class ({classes[0].name}), not {output.name}")
-            if not signal and i == 0:
+            # with exactly one signal process (checked before), a first class of signal
+            # processes only is the signal's class, and the signal is in no other
+            if i == 0 and config.processes[process].role != "signal":
                 _fail(path, where, process, f"a background in the first class: the first class "
                       f"({output.name}) is the signal class, of the role: signal processes only")
     missing = [p for p in config.processes if p not in owner]

@@ -18,8 +18,9 @@ from typing import Any
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
 
-__all__ = ["CLASS_SECTIONS", "FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS",
-           "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag", "section_content"]
+__all__ = ["CLASS_SECTIONS", "FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS",
+           "SKIM_SECTIONS", "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag",
+           "section_content"]
 
 
 def _plain(value: Any) -> Any:

@@ -3,8 +3,9 @@
 One call trains one network for one fold, model kind and strategy, as the TrainModel task needs:
 the DNN on the config's event features or the GNN on the jets + lepton + MET graph, both sized to
 ``training.target_parameters`` trainable parameters (arXiv:2402.17386), one output per class of
-the config's ``classes`` (:mod:`analysis.classes`), first with cross entropy and then, unless the strategy is ``"ce"``, with the
-strategy's loss and the skim's systematic variations (:mod:`analysis.training.skim_samples`).
+the config's ``classes`` (:mod:`analysis.classes`), first with cross entropy and then, unless the
+strategy is ``"ce"``, with the strategy's loss and the skim's systematic variations
+(:mod:`analysis.training.skim_samples`).
 """
 
 from __future__ import annotations
@@ -407,7 +408,8 @@ def _loss_settings(config: AnalysisConfig, model_kind: str, by_process: bool) ->
     settings = config.training
     edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
     if not by_process:
-        return LossSettings(signal_class(config), edges, settings.bandwidth, settings.penalty_weight,
+        return LossSettings(signal_class(config), edges, settings.bandwidth,
+                            settings.penalty_weight,
                             staterror=True)
     spec = model_spec(config)
     classes = {p: spec.classes.index(c) for p, c in spec.process_class.items()}

@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_skim_samples import DATASETS, SHIFTS, _table
 
+from analysis.classes import class_names
 from analysis.config import AnalysisConfig, Training
 from analysis.errors import ConfigError
 from analysis.relax.cut_config import hard_cut_mask
@@ -104,17 +105,17 @@ def test_network_seeds_are_distinct_and_seed_index_zero_is_the_config_seed() -> 
 
 def test_build_is_seeded_by_its_generator_and_leaves_the_global_one() -> None:
     state = torch.get_rng_state()
-    a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
-    b = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
-    c = build_network("dnn", 5, 300, torch.Generator().manual_seed(5))
+    a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4), n_classes=3)
+    b = build_network("dnn", 5, 300, torch.Generator().manual_seed(4), n_classes=3)
+    c = build_network("dnn", 5, 300, torch.Generator().manual_seed(5), n_classes=3)
     assert torch.equal(torch.get_rng_state(), state)
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(next(a.parameters()), next(c.parameters()))
-    gnn = build_network("gnn", 10, 300)
+    gnn = build_network("gnn", 10, 300, n_classes=3)
     assert 200 < sum(p.numel() for p in gnn.parameters()) < 400
     with pytest.raises(ConfigError, match="model 'bdt'"):
-        build_network("bdt", 5, 300)
+        build_network("bdt", 5, 300, n_classes=3)
 
 
 def test_one_training_is_reproducible_and_records_each_stage_once(
@@ -162,7 +163,7 @@ def test_joint_cuts_are_learned_and_applied_hard(tables: dict, config: AnalysisC
     keep &= hard_cut_mask({f: table[f] for f in cuts["features"]}, cuts["features"],
                           cuts["directions"], cuts["thresholds"])
     assert np.array_equal(scores["tth"]["nominal"]["event"], np.asarray(table["event"])[keep])
-    p = np.stack([scores["tth"]["nominal"][f"p_{c}"] for c in ("tth", "ttbb", "ttother")], 1)
+    p = np.stack([scores["tth"]["nominal"][f"p_{c}"] for c in class_names(config)], 1)
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
