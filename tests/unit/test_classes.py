@@ -22,7 +22,12 @@ from analysis.classes import (
     signal_class,
     signal_labels,
 )
-from analysis.config import AnalysisConfig, OutputClass, load_config, resolve_config_path
+from analysis.config import (
+    AnalysisConfig,
+    OutputClass,
+    load_config,
+    resolve_config_path,
+)
 from analysis.errors import ConfigError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
