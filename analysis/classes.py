@@ -1,66 +1,99 @@
-"""The output classes of the multi-class classifier, and the class of each process of a config.
+"""The output classes of the multi-class classifier, read from the config's ``classes`` key.
 
-One definition for every user: the training samples (:mod:`analysis.training.skim_samples`),
-the network's outputs (:mod:`analysis.training.network`), the learned skim
-(:mod:`analysis.selection`), the statistical model's channels (:mod:`analysis.inference.model`)
-and the AUC of Evaluate. It sits low in the import graph (it needs only the config), so that
-:mod:`analysis.inference` and :mod:`analysis.selection` no longer import
-:mod:`analysis.training` for a list of names.
+One reading of :attr:`~analysis.config.AnalysisConfig.classes` for every user: the training
+samples (:mod:`analysis.training.skim_samples`), the network's outputs
+(:mod:`analysis.training.network`), the learned skim (:mod:`analysis.selection`), the statistical
+model's channels (:mod:`analysis.inference.model`) and the AUC of Evaluate. Every function takes
+the config: nothing here depends on a config at import time. The module sits low in the import
+graph (it needs only the config), so that :mod:`analysis.inference` and :mod:`analysis.selection`
+do not import :mod:`analysis.training` for a list of names.
+
+The config validates the key (``analysis.config``): at least two classes, the first (the signal
+class) holding exactly the ``role: signal`` processes, every process in exactly one class.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from analysis.config import AnalysisConfig
-from analysis.errors import ConfigError
 
-__all__ = ["CLASSES", "SIGNAL_CLASS", "TTBB_PROCESS", "class_of_process", "signal_labels"]
-
-CLASSES: tuple[str, ...] = ("tth", "ttbb", "ttother")
-"""Output classes of the multi-class classifier: the signal, tt+bb, every other background."""
-
-SIGNAL_CLASS: str = CLASSES[0]
-"""The class of the signal process(es) (``role: signal``)."""
-
-TTBB_PROCESS = "tt_bb"
-"""The config's process that is the ``ttbb`` class (the irreducible background)."""
+__all__ = ["class_index_of_labels", "class_names", "class_of_process", "score_column",
+           "signal_class", "signal_labels"]
 
 
-def class_of_process(config: AnalysisConfig, ttbb_process: str = TTBB_PROCESS) -> dict[str, str]:
-    """Class of :data:`CLASSES` of every process of ``config``, in the config's process order.
+def class_names(config: AnalysisConfig) -> tuple[str, ...]:
+    """The network's output classes, in node order (``classes`` of the config).
 
-    The signal (``role: signal``) is ``"tth"``, ``ttbb_process`` is ``"ttbb"``, every other
-    background is ``"ttother"``.
+    Example:
+        >>> from analysis.config import load_config
+        >>> class_names(load_config("tth_bb_tiny"))
+        ('tth', 'ttbb', 'ttother')
+    """
+    return tuple(output.name for output in config.classes)
+
+
+def signal_class(config: AnalysisConfig) -> str:
+    """The class of the signal process(es): the first of ``classes``.
+
+    Example:
+        >>> from analysis.config import load_config
+        >>> signal_class(load_config("tth_bb_tiny"))
+        'tth'
+    """
+    return config.classes[0].name
+
+
+def score_column(name: str) -> str:
+    """The column of class ``name``'s softmax output in the score tables (Evaluate).
+
+    Example:
+        >>> score_column("tth")
+        'p_tth'
+    """
+    return f"p_{name}"
+
+
+def class_of_process(config: AnalysisConfig) -> dict[str, str]:
+    """The class of every process of ``config``, in the config's process order.
 
     Args:
-        config: its ``processes`` (name -> role, in order).
-        ttbb_process: the background process that is the ``ttbb`` class.
+        config: its ``processes`` (name -> role, in order) and ``classes``.
 
     Returns:
         process name -> class name, in the config's process order (that of the skim's
         ``label``).
 
-    Raises:
-        ConfigError: if ``ttbb_process`` is not a background process of ``config``.
+    Example:
+        >>> from analysis.config import load_config
+        >>> class_of_process(load_config("tth_bb_tiny"))["tt_cc"]
+        'ttother'
     """
-    spec = config.processes.get(ttbb_process)
-    if spec is None or spec.role != "background":
-        raise ConfigError(f"{config.source or config.name}: processes.{ttbb_process}: needed as "
-                          f"the tt+bb background of the {CLASSES} classifier")
-    return {name: ("tth" if p.role == "signal" else "ttbb" if name == ttbb_process else "ttother")
-            for name, p in config.processes.items()}
+    owner = {process: output.name for output in config.classes for process in output.processes}
+    return {name: owner[name] for name in config.processes}
+
+
+def class_index_of_labels(config: AnalysisConfig) -> np.ndarray:
+    """``(n_processes,)`` int64: the output node (index into :func:`class_names`) of each
+    process label (the process's position in the config, the skim's ``label``).
+
+    Example:
+        >>> from analysis.config import load_config
+        >>> class_index_of_labels(load_config("tth_bb_tiny")).tolist()
+        [0, 1, 2, 2, 2]
+    """
+    names = class_names(config)
+    return np.array([names.index(c) for c in class_of_process(config).values()], dtype=np.int64)
 
 
 def signal_labels(config: AnalysisConfig) -> list[int]:
     """The process labels (positions in the config, the skim's ``label`` column) of the
-    :data:`SIGNAL_CLASS`.
-
-    Raises:
-        ConfigError: as :func:`class_of_process`.
+    :func:`signal_class`.
 
     Example:
         >>> from analysis.config import load_config
         >>> signal_labels(load_config("tth_bb_tiny"))
         [0]
     """
-    return [label for label, cls in enumerate(class_of_process(config).values())
-            if cls == SIGNAL_CLASS]
+    signal = signal_class(config)
+    return [label for label, cls in enumerate(class_of_process(config).values()) if cls == signal]

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "NANOAOD_PROFILES",
     "NanoAOD",
     "NanoAODProfile",
+    "OutputClass",
     "Process",
     "Training",
     "load_config",
@@ -75,6 +77,19 @@ class Process:
     cross_section: CrossSection
     # CMS genTtbarId % 100 categories that belong to this process; empty: all events of a dataset
     gen_ttbar_id: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputClass:
+    """One output node of the multiclass network: a name and the processes trained to it.
+
+    The name names the node's score column ``p_<name>`` (Evaluate), its category channel
+    ``cat_<name>`` (:mod:`analysis.inference.model`) and its cross-section normsys
+    ``xsec_<name>`` in the learned skim (:mod:`analysis.selection.samples`).
+    """
+
+    name: str
+    processes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -415,6 +430,9 @@ class AnalysisConfig:
     features: Features
     detector: Detector
     systematics: Systematics
+    # the multiclass network's output nodes, in node order, the signal class first: each
+    # process in exactly one class (analysis.classes reads them; one source for every user)
+    classes: tuple[OutputClass, ...]
     # the input files' layout (Skim); generated events are written as v12
     nanoaod: NanoAOD = field(default_factory=NanoAOD)
     training: Training = field(default_factory=Training)
@@ -643,6 +661,7 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
     signals = [p for p, spec in config.processes.items() if spec.role == "signal"]
     if len(signals) != 1:
         _fail(path, "processes", signals, "exactly one process must have role: signal")
+    _check_classes(config, path)
     _check_efficiencies(config, path)
     seen: dict[int, str] = {}
     for name, process in config.processes.items():
@@ -651,6 +670,46 @@ def _check_references(config: AnalysisConfig, path: str) -> None:
                 _fail(path, f"processes.{name}.gen_ttbar_id", category,
                       f"category already belongs to process {seen[category]}")
             seen[category] = name
+
+
+_CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_classes(config: AnalysisConfig, path: str) -> None:
+    """``classes``: at least two, named as identifiers, each with processes of the config, every
+    process in exactly one, the first exactly the signal processes (``role: signal``)."""
+    classes = config.classes
+    if len(classes) < 2:
+        _fail(path, "classes", [c.name for c in classes],
+              "needs at least 2 classes: the signal class first, then the backgrounds")
+    owner: dict[str, str] = {}
+    for i, output in enumerate(classes):
+        key = f"classes[{i}]"
+        if not _CLASS_NAME.fullmatch(output.name):
+            _fail(path, f"{key}.name", output.name, "must be a letter, then letters, digits or _ "
+                  "(it names the score column p_<name> and the channel cat_<name>)")
+        if output.name in [c.name for c in classes[:i]]:
+            _fail(path, f"{key}.name", output.name, "listed twice")
+        if not output.processes:
+            _fail(path, f"{key}.processes", [], f"class {output.name} needs at least one process")
+        for j, process in enumerate(output.processes):
+            where = f"{key}.processes[{j}]"
+            if process not in config.processes:
+                _fail(path, where, process,
+                      f"no such process (defined: {', '.join(config.processes)})")
+            if process in owner:
+                _fail(path, where, process, f"already in class {owner[process]}: a process "
+                      f"trains one output node")
+            owner[process] = output.name
+            # with exactly one signal process (checked before), a first class of signal
+            # processes only is the signal's class, and the signal is in no other
+            if i == 0 and config.processes[process].role != "signal":
+                _fail(path, where, process, f"a background in the first class: the first class "
+                      f"({output.name}) is the signal class, of the role: signal processes only")
+    missing = [p for p in config.processes if p not in owner]
+    if missing:
+        _fail(path, "classes", [c.name for c in classes],
+              f"process {missing[0]} is in no class (every process trains one output node)")
 
 
 def _check_model(config: AnalysisConfig, path: str) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
 
-__all__ = ["FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS", "SKIM_SECTIONS",
-           "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag", "section_content"]
+__all__ = ["CLASS_SECTIONS", "FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS",
+           "SKIM_SECTIONS", "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag",
+           "section_content"]
 
 
 def _plain(value: Any) -> Any:
@@ -37,7 +38,8 @@ SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "
                  "luminosity:value", "nanoaod")
 UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
 FOLD_SECTIONS = ("training:n_folds",)  # the learned skim: one cut set per fold
-TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, "training")
+CLASS_SECTIONS = ("classes",)  # the network's output nodes: the learned skim's and the losses'
+TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *CLASS_SECTIONS, "training")
 INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")
 
 

@@ -41,7 +41,9 @@ from analysis.training.samples import Nuisance  # noqa: E402
 
 N_NODES = 10  # 8 jet slots, the lepton, MET: the demo's graph rows
 WIDTH = N_NODES * (len(NODE_FEATURES) + 1)
-SAMPLES = {"tth": 0.3, "ttbb": 0.2, "ttother": 0.5}  # fractions of the rows
+# a synthetic problem of the demo's three classes (config/tth_bb.yaml), signal first: fractions
+# of the rows
+SAMPLES = {"tth": 0.3, "ttbb": 0.2, "ttother": 0.5}
 
 
 def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -76,9 +78,10 @@ def _problem(n_events: int, seed: int, copies: bool):
 def _time(n_events: int, slices: int, copies: bool, steps: int) -> float:
     """Median seconds of one step over ``steps`` steps (each a fresh one-step training)."""
     parts = [_problem(n_events // slices, 100 + k, copies) for k in range(slices)]
-    model = build_network("gnn", WIDTH, 5000, torch.Generator().manual_seed(0))
-    settings = LossSettings(signal="tth", edges=np.linspace(0, 1, 9).tolist(),
-                            penalty_weight=1.0, classes={"tth": 0, "ttbb": 1, "ttother": 2})
+    model = build_network("gnn", WIDTH, 5000, torch.Generator().manual_seed(0),
+                          n_classes=len(SAMPLES))
+    settings = LossSettings(signal=next(iter(SAMPLES)), edges=np.linspace(0, 1, 9).tolist(),
+                            penalty_weight=1.0, classes={c: k for k, c in enumerate(SAMPLES)})
     times = []
     for step in range(steps):
         start = time.perf_counter()

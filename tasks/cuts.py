@@ -28,7 +28,7 @@ from analysis.selection.reduce import (
     tradeoff_records,
 )
 from analysis.selection.samples import selection_samples
-from analysis.stages import FOLD_SECTIONS
+from analysis.stages import CLASS_SECTIONS, FOLD_SECTIONS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.skim import Skim
@@ -66,7 +66,8 @@ class LearnCuts(DiffanaTask, BatchWorkflow):
     event numbers), which ReduceEvents scans the trade-off on.
     """
 
-    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *FOLD_SECTIONS, "cuts")
+    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *FOLD_SECTIONS, *CLASS_SECTIONS,
+                           "cuts")
 
     def create_branch_map(self) -> dict[int, int]:
         return {fold: fold for fold in range(self.analysis_config.training.n_folds)}
@@ -120,7 +121,8 @@ class ReduceEvents(DiffanaTask):
     through fold 0's learned cuts to tighter ones, on fold 0's training events.
     """
 
-    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *FOLD_SECTIONS, "cuts")
+    config_dependencies = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *FOLD_SECTIONS, *CLASS_SECTIONS,
+                           "cuts")
 
     #: the fold whose trade-off is scanned (every fold's thresholds are tabulated)
     SCANNED_FOLD = 0

@@ -9,7 +9,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.classes import signal_labels
+from analysis.classes import score_column, signal_class, signal_labels
 from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
 from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
 from analysis.inference.fits import fit_steps
@@ -103,7 +103,7 @@ class Evaluate(ModelTask):
                 for shift, columns in shifts.items():
                     written[dataset][shift].parent.touch()
                     write_parquet(written[dataset][shift].abspath, columns, provenance)
-            aucs.append(signal_auc(merged, signal))
+            aucs.append(signal_auc(merged, signal, score_column(signal_class(config))))
         write_json(outputs["evaluation"].abspath, {"auc": aucs[0], "auc_seeds": aucs},
                    provenance=provenance)
         self.publish_message(f"{self.title()}: AUC {aucs[0]:.4f} (seeds: "

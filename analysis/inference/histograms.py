@@ -32,7 +32,7 @@ _SCORE_TOP = np.nextafter(1.0, 0.0)  # a score of exactly 1 belongs to the last 
 
 
 def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
-                     processes: Sequence[str], n_bins: int, score: str = "p_tth",
+                     processes: Sequence[str], n_bins: int, score: str,
                      low: float = 0.0) -> hist.Hist:
     """Weighted histograms ``process x variation x score``.
 
@@ -42,7 +42,8 @@ def score_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]
             and the ``score`` column (unitless, in [0, 1]).
         processes: process names in label order.
         n_bins: equal bins of the score in [low, 1].
-        score: the column to histogram.
+        score: the column to histogram (a class's ``p_<class>``,
+            :func:`~analysis.classes.score_column`).
         low: lower end of the score axis (below it: the first bin).
 
     Returns:
@@ -116,7 +117,7 @@ def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fo
 
 def fold_histograms(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
                     processes: Sequence[str], n_bins: int, n_folds: int,
-                    score: str = "p_tth", low: float = 0.0
+                    score: str, low: float = 0.0
                     ) -> tuple[hist.Hist, list[hist.Hist]]:
     """The full histograms and each fold's at the full luminosity, every event filled once.
 

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_names, class_of_process
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
@@ -79,7 +79,8 @@ class Category:
         name: channel name, ``cat_<node name>`` plus ``_lt3b``/``_3b``/``_ge4b`` with a b-tag
             split, or ``nn_score`` without categories.
         node: index of the output node (class) whose output is histogrammed.
-        node_name: the class's name (``tth``, ``ttbb``, ``ttother``).
+        node_name: the class's name (config ``classes``; ``tth``, ``ttbb``, ``ttother`` in the
+            shipped configs).
         group: index of the b-tag group (:func:`btag_groups`), None without a split.
         selects: False for ``nn_score``: all events, no assignment by the largest output.
     """
@@ -163,10 +164,10 @@ def network_classes(config: AnalysisConfig) -> tuple[tuple[str, ...], dict[str, 
     """The network's output classes and the class of each process.
 
     Returns:
-        ``(classes, process -> class)``; the classes are those of
-        :data:`analysis.classes.CLASSES` (ttH, tt+bb, tt+other).
+        ``(classes, process -> class)``: the config's ``classes`` in node order
+        (:func:`analysis.classes.class_names`) and :func:`analysis.classes.class_of_process`.
     """
-    return tuple(CLASSES), class_of_process(config)
+    return class_names(config), class_of_process(config)
 
 
 def _btag_suffix(split: Sequence[int], group: int) -> str:

@@ -57,14 +57,15 @@ def merge_fold_scores(per_fold: Sequence[Scores]) -> dict[str, dict[str, dict[st
     return merged
 
 
-def signal_auc(scores: Scores, signal_labels: Sequence[int], score: str = "p_tth") -> float:
+def signal_auc(scores: Scores, signal_labels: Sequence[int], score: str) -> float:
     """Weighted ROC AUC of ``score``: signal against every background, nominal events.
 
     Args:
         scores: dataset -> shift -> columns with ``label`` (process index), ``weight``
             (expected events) and ``score``; only the ``nominal`` shift is read.
         signal_labels: the process indices that are signal.
-        score: the column that separates them (unitless).
+        score: the column that separates them (unitless; the signal class's
+            :func:`~analysis.classes.score_column`).
 
     Returns:
         The area under the ROC curve, in [0, 1] (0.5: no separation).

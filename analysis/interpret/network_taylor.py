@@ -94,7 +94,8 @@ def signal_taylor_coefficients(network: torch.nn.Module, x: torch.Tensor, w: tor
                                names: list[str],
                                progress: Callable[[int], None] | None = None
                                ) -> TaylorCoefficients:
-    """First- and second-order Taylor coefficients of the signal (class 0) probability.
+    """First- and second-order Taylor coefficients of the signal probability (node 0: the
+    config's first class, the signal class).
 
     Taken with respect to the standardised inputs ``(x - mean) / std`` (each column's mean and
     standard deviation over ``x``; a column that never varies gets coefficients of 0, since

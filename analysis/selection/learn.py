@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.classes import CLASSES, SIGNAL_CLASS
 from analysis.config import LearnedCutsSettings
 from analysis.errors import EmptySelectionError, FitError, InputDataError
 from analysis.relax.cut_config import config_cuts, hard_cut_mask, initial_cuts
@@ -57,7 +56,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SIGNAL = SIGNAL_CLASS
 _DTYPE = torch.float64  # yields and likelihoods in double precision
 _Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -171,14 +169,14 @@ class _Objective:
     def binned(self, select: Callable[[torch.Tensor], torch.Tensor], systematics: bool):
         """The binned model of the discriminant with the selection's weights."""
         s = self.samples
-        scores = {c: self._score(s.x[c]) for c in CLASSES}
-        weights = {c: s.w[c] * select(s.x[c]) for c in CLASSES}
+        scores = {c: self._score(s.x[c]) for c in s.classes}
+        weights = {c: s.w[c] * select(s.x[c]) for c in s.classes}
         shifted = {n: {c: ((self._score(up[0]), up[1] * select(up[0])),
                            (self._score(down[0]), down[1] * select(down[0])))
                        for c, (up, down) in per.items()}
                    for n, per in s.varied.items()} if systematics else None
         bandwidth = 0.5 / self.settings.n_bins  # the straight-through gradient's width
-        return binned_model_from_scores(scores, weights, self.edges, bandwidth, SIGNAL,
+        return binned_model_from_scores(scores, weights, self.edges, bandwidth, s.signal,
                                         shifted=shifted,
                                         normsys=s.normsys if systematics else None,
                                         histogram="straight_through")
@@ -190,8 +188,8 @@ class _Objective:
     def yields(self, select: Callable[[torch.Tensor], torch.Tensor]
                ) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.samples
-        signal = selected_yield(select(s.x[SIGNAL]), s.w[SIGNAL])
-        background = sum(selected_yield(select(s.x[c]), s.w[c]) for c in CLASSES[1:])
+        signal = selected_yield(select(s.x[s.signal]), s.w[s.signal])
+        background = sum(selected_yield(select(s.x[c]), s.w[c]) for c in s.classes[1:])
         return signal, background  # type: ignore[return-value]
 
     def significance(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -203,7 +201,7 @@ class _Objective:
     def signal_efficiency(self, select: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Fraction of the expected signal that ``select`` keeps (nominal events)."""
         s = self.samples
-        return selected_yield(select(s.x[SIGNAL]), s.w[SIGNAL]) / s.w[SIGNAL].sum()
+        return selected_yield(select(s.x[s.signal]), s.w[s.signal]) / s.w[s.signal].sum()
 
     def efficiency_penalty(self, select: Callable[[torch.Tensor], torch.Tensor]
                            ) -> torch.Tensor:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_index_of_labels, class_names, class_of_process
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
 from analysis.io import read_tables
@@ -44,7 +44,8 @@ class SelectionSamples:
 
     Attributes:
         columns: names of the ``x`` columns: the cut features, then the discriminant.
-        x: class -> ``(n_events, len(columns))`` float64 features.
+        x: class -> ``(n_events, len(columns))`` float64 features, the config's ``classes`` in
+            node order: the signal class first (:attr:`classes`, :attr:`signal`).
         w: class -> ``(n_events,)`` expected events per simulated event.
         varied: nuisance -> class -> up/down ``(x, w)``.
         normsys: systematic -> class -> ``(hi, lo)`` normalisation factors.
@@ -58,6 +59,16 @@ class SelectionSamples:
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]]
     normsys: dict[str, dict[str, tuple[float, float]]]
     events: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes, in the config's node order (the keys of ``x``)."""
+        return tuple(self.x)
+
+    @property
+    def signal(self) -> str:
+        """The signal class: the first (the config's ``classes`` start with it)."""
+        return next(iter(self.x))
 
     @property
     def n_events(self) -> int:
@@ -86,7 +97,7 @@ def class_normsys(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfi
 
     Args:
         tables: dataset -> shift -> skim table with ``label`` and ``weight`` (nominal is used).
-        config: processes (cross-section uncertainties) and luminosity.
+        config: processes (cross-section uncertainties), ``classes`` and luminosity.
 
     Returns:
         ``{"lumi": {class: (1 + u, 1 - u)}, "xsec_<class>": {class: (1 + u, 1 - u)}}``.
@@ -101,8 +112,9 @@ def class_normsys(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfi
         for k, name in enumerate(names):
             yields[name] += float(weights[labels == k].sum())
     lumi = config.luminosity.uncertainty
-    normsys = {"lumi": {c: (1.0 + lumi, 1.0 - lumi) for c in CLASSES}}
-    for cls in CLASSES[1:]:
+    classes = class_names(config)
+    normsys = {"lumi": {c: (1.0 + lumi, 1.0 - lumi) for c in classes}}
+    for cls in classes[1:]:  # the first is the signal class
         members = [p for p in names if process_class[p] == cls]
         total = sum(yields[p] for p in members)
         if total <= 0:
@@ -117,17 +129,17 @@ def _class_events(tables: Mapping[str, Mapping[str, Any]], config: AnalysisConfi
                   n_folds: int) -> dict[str, torch.Tensor]:
     """Per class, the event numbers of the nominal training-fold events, in the row order of
     :func:`~analysis.training.skim_samples.training_samples` (datasets in order, then rows)."""
-    class_index = {k: CLASSES.index(c) for k, c in enumerate(class_of_process(config).values())}
+    class_of_label = class_index_of_labels(config)
     events, classes = [], []
     for shifts in tables.values():
         table = shifts["nominal"]
         event = np.asarray(table["event"]).astype(np.int64)
         keep = ~fold_mask(event, fold, n_folds)
         events.append(event[keep])
-        classes.append(np.array([class_index[int(k)] for k in np.asarray(table["label"])[keep]],
-                                dtype=np.int64))
+        classes.append(class_of_label[np.asarray(table["label"], dtype=np.int64)[keep]])
     event_all, class_all = np.concatenate(events), np.concatenate(classes)
-    return {c: torch.as_tensor(event_all[class_all == k]) for k, c in enumerate(CLASSES)}
+    return {c: torch.as_tensor(event_all[class_all == k])
+            for k, c in enumerate(class_names(config))}
 
 
 def _training_folds(tables: Mapping[str, Mapping[str, Any]], fold: int, n_folds: int
@@ -173,15 +185,16 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     n_folds = config.training.n_folds
     samples, nuisances = training_samples(tables, config, columns, fold, n_folds, "dnn",
                                           train=True, part="all", rescale=True)
-    x = {c: torch.as_tensor(samples[c][0], dtype=_DTYPE) for c in CLASSES}
-    w = {c: torch.as_tensor(samples[c][1], dtype=_DTYPE) for c in CLASSES}
+    classes = class_names(config)
+    x = {c: torch.as_tensor(samples[c][0], dtype=_DTYPE) for c in classes}
+    w = {c: torch.as_tensor(samples[c][1], dtype=_DTYPE) for c in classes}
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]] = {}
     for nuisance in nuisances:
         if nuisance.varied is None:  # training_samples makes precomputed ones
             raise InputDataError(f"selection_samples: nuisance {nuisance.name!r} is not "
                                  f"precomputed")
         varied[nuisance.name] = {c: (_pair(nuisance.varied[c][0]), _pair(nuisance.varied[c][1]))
-                                 for c in CLASSES}
+                                 for c in classes}
     return SelectionSamples(columns, x, w, varied,
                             class_normsys(_training_folds(tables, fold, n_folds), config),
                             _class_events(tables, config, fold, n_folds))

@@ -2,9 +2,10 @@
 
 One call trains one network for one fold, model kind and strategy, as the TrainModel task needs:
 the DNN on the config's event features or the GNN on the jets + lepton + MET graph, both sized to
-``training.target_parameters`` trainable parameters (arXiv:2402.17386), three classes (ttH,
-tt+bb, tt+other), first with cross entropy and then, unless the strategy is ``"ce"``, with the
-strategy's loss and the skim's systematic variations (:mod:`analysis.training.skim_samples`).
+``training.target_parameters`` trainable parameters (arXiv:2402.17386), one output per class of
+the config's ``classes`` (:mod:`analysis.classes`), first with cross entropy and then, unless the
+strategy is ``"ce"``, with the strategy's loss and the skim's systematic variations
+(:mod:`analysis.training.skim_samples`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import awkward as ak
 import numpy as np
 import torch
 
-from analysis.classes import CLASSES
+from analysis.classes import class_names, score_column, signal_class
 from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.inference.model import btag_groups, model_spec
@@ -55,7 +56,6 @@ __all__ = ["FOLD_SEED_STRIDE", "JOINT_CUTS_SUFFIX", "SEED_INDEX_STRIDE", "Traini
            "network_variants", "planned_steps", "save_checkpoint", "score_tables", "train_network",
            "training_branches", "training_stages"]
 
-SIGNAL_CLASS = CLASSES[0]
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +70,7 @@ class TrainingResult:
     n_inputs: int  # width of the input rows
     n_parameters: int  # trainable
     features: tuple[str, ...]
+    classes: tuple[str, ...] = ()  # the output nodes' classes, in node order
     stages: list[tuple[str, list[float]]] = field(default_factory=list)  # (loss name, losses)
     n_train_events: dict[str, int] = field(default_factory=dict)
     best_steps: dict[str, int] = field(default_factory=dict)  # early stopping, per stage
@@ -99,7 +100,7 @@ class TrainingResult:
         stage."""
         return {"model": self.model_kind, "strategy": self.strategy, "fold": self.fold,
                 "seed_index": self.seed_index,
-                "classes": list(CLASSES), "n_inputs": self.n_inputs,
+                "classes": list(self.classes), "n_inputs": self.n_inputs,
                 "n_parameters": self.n_parameters, "features": list(self.features),
                 "n_train_events": self.n_train_events, "best_steps": self.best_steps,
                 "losses": {name: losses for name, losses in self.stages},
@@ -355,8 +356,9 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                               f"slices") from err
     n_inputs = next(iter(samples.values()))[0].shape[1]
     # the same initialisation for every strategy of a (seed index, fold)
+    classes = class_names(config)
     model = build_network(model_kind, n_inputs, settings.target_parameters, torch.Generator(
-        ).manual_seed(network_seed(settings.seed, seed_index, fold)))
+        ).manual_seed(network_seed(settings.seed, seed_index, fold)), n_classes=len(classes))
     # inputs standardised with the numbers of the events the optimiser sees; they are buffers,
     # so the checkpoint carries them to Evaluate
     x_all = np.concatenate([x for x, _ in samples.values()])
@@ -383,7 +385,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
                       slices=slices)
     result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
                             count_parameters(model),
-                            features if model_kind == "dnn" else NODE_FEATURES,
+                            features if model_kind == "dnn" else NODE_FEATURES, classes,
                             n_train_events={k: len(w) for k, (_, w) in samples.items()},
                             seed_index=seed_index)
     for history in histories:
@@ -406,10 +408,11 @@ def _loss_settings(config: AnalysisConfig, model_kind: str, by_process: bool) ->
     settings = config.training
     edges = np.linspace(0.0, 1.0, settings.n_bins + 1).tolist()
     if not by_process:
-        return LossSettings(SIGNAL_CLASS, edges, settings.bandwidth, settings.penalty_weight,
+        return LossSettings(signal_class(config), edges, settings.bandwidth,
+                            settings.penalty_weight,
                             staterror=True)
     spec = model_spec(config)
-    classes = {p: CLASSES.index(c) for p, c in spec.process_class.items()}
+    classes = {p: spec.classes.index(c) for p, c in spec.process_class.items()}
     # the statistical model bins with inference.n_bins: the bandwidth must fit those bins too
     # (the config check knows only training.n_bins)
     bin_width = float(np.diff(spec.edges()).min())
@@ -449,7 +452,8 @@ def _btag_group(config: AnalysisConfig, model_kind: str) -> Callable[[torch.Tens
 
 
 def build_network(model_kind: str, n_inputs: int, target_parameters: int,
-                  generator: torch.Generator | None = None) -> torch.nn.Module:
+                  generator: torch.Generator | None = None, *, n_classes: int
+                  ) -> torch.nn.Module:
     """The untrained network of :func:`train_network` (random initialisation).
 
     Args:
@@ -459,18 +463,19 @@ def build_network(model_kind: str, n_inputs: int, target_parameters: int,
         target_parameters: trainable parameters to size it to (arXiv:2402.17386).
         generator: seeds the initialisation (:func:`~analysis.training.models.seeded_build`);
             None: seed 0. The caller's global random state is left as it was.
+        n_classes: output nodes, one per class (``len(analysis.classes.class_names(config))``).
 
     Returns:
-        ``(n_events, n_inputs) -> (n_events, len(CLASSES))`` logits, float32.
+        ``(n_events, n_inputs) -> (n_events, n_classes)`` logits, float32.
 
     Raises:
         ConfigError: unknown ``model_kind``.
     """
     seeds = generator if generator is not None else torch.Generator().manual_seed(0)
     if model_kind == "dnn":
-        return seeded_build(lambda: sized_dnn(n_inputs, len(CLASSES), target_parameters), seeds)
+        return seeded_build(lambda: sized_dnn(n_inputs, n_classes, target_parameters), seeds)
     if model_kind == "gnn":
-        return seeded_build(lambda: GraphAsVector(sized_gnn(len(NODE_FEATURES), len(CLASSES),
+        return seeded_build(lambda: GraphAsVector(sized_gnn(len(NODE_FEATURES), n_classes,
                                                             target_parameters)), seeds)
     raise ConfigError(f"model {model_kind!r}: must be 'dnn' or 'gnn'")
 
@@ -481,13 +486,15 @@ def load_network(path: str | os.PathLike[str], metadata: Mapping[str, Any],
 
     Args:
         path: the state dict file.
-        metadata: :meth:`TrainingResult.metadata` (``model``, ``n_inputs``).
+        metadata: :meth:`TrainingResult.metadata` (``model``, ``n_inputs``, ``classes``: one
+            output node each).
         target_parameters: the size it was built for (config ``training.target_parameters``).
 
     Returns:
         The network in eval mode.
     """
-    model = build_network(metadata["model"], int(metadata["n_inputs"]), target_parameters)
+    model = build_network(metadata["model"], int(metadata["n_inputs"]), target_parameters,
+                          n_classes=len(metadata["classes"]))
     model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
 
@@ -504,15 +511,18 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
     Args:
         model: a network of :func:`train_network` for ``fold``.
         tables: dataset -> shift -> skim table or Parquet path.
-        config: features and ``training.n_folds``.
+        config: features, ``training.n_folds`` and ``classes`` (the model's output nodes, in
+            order).
         fold: the fold the model did not see.
         model_kind: ``"dnn"`` or ``"gnn"``.
 
     Returns:
         dataset -> shift -> columns: ``event``, ``label``, ``n_btag`` (if a feature; for the
         b-tag categories), ``weight`` and its variations (all ``weight*`` columns), and
-        ``p_<class>`` per class of :data:`CLASSES` (softmax, in [0, 1]).
+        ``p_<class>`` per class of the config's ``classes`` (softmax, in [0, 1];
+        :func:`~analysis.classes.score_column`).
     """
+    classes = class_names(config)
     out: dict[str, dict[str, Any]] = {}
     for dataset, shifts in read_tables(tables).items():
         out[dataset] = {}
@@ -526,10 +536,14 @@ def score_tables(model: torch.nn.Module, tables: Mapping[str, Mapping[str, str |
                              f"dataset {dataset}, shift {shift}")[keep]
             with torch.no_grad():
                 p = torch.softmax(model(torch.as_tensor(x)), dim=1).numpy() if len(x) else (
-                    np.zeros((0, len(CLASSES)), dtype=np.float32))
+                    np.zeros((0, len(classes)), dtype=np.float32))
             columns = {name: np.asarray(table[name])[keep] for name in table.fields
                        if name in ("event", "label", "n_btag") or name.startswith("weight")}
-            columns.update({f"p_{c}": p[:, k] for k, c in enumerate(CLASSES)})
+            if p.shape[1] != len(classes):
+                raise ConfigError(f"{config.source or config.name}: classes: {len(classes)} "
+                                  f"classes, but the network has {p.shape[1]} outputs (trained "
+                                  f"with other classes?)")
+            columns.update({score_column(c): p[:, k] for k, c in enumerate(classes)})
             out[dataset][shift] = columns
     return out
 

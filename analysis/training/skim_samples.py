@@ -1,4 +1,4 @@
-"""Training samples and nuisances of the three-class classifier from the skim tables.
+"""Training samples and nuisances of the multi-class classifier from the skim tables.
 
 The analysis's layer between the skim and :mod:`analysis.training.samples` (which is generic):
 this module knows the skim's columns, the config's processes, the classes and the folds.
@@ -10,8 +10,9 @@ The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nomin
 process's position in the config), the ``weight`` and its variations ``weight_<syst>_up/down``,
 the event features and the padded ``jet_*``, ``lepton_*`` and ``met_*`` columns.
 :func:`training_samples` turns them into the samples of
-:func:`~analysis.training.loop.train_classifier`: one per class of :data:`CLASSES` (ttH, tt+bb,
-tt+other; from :mod:`analysis.classes`), events split into folds by event number, and the JES,
+:func:`~analysis.training.loop.train_classifier`: one per class of the config's ``classes``
+(:mod:`analysis.classes`; ttH, tt+bb, tt+other in the shipped configs), events split into folds
+by event number, and the JES,
 JER, b-tag, ISR and FSR variations as precomputed nuisances. A GNN is trained by the same
 function through :class:`GraphAsVector`, which reads the event graph from one flat input row per
 event.
@@ -26,7 +27,7 @@ import awkward as ak
 import numpy as np
 import torch
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_index_of_labels, class_names
 from analysis.config import (
     MODEL_KINDS,
     SHIFT_SYSTEMATICS,
@@ -163,13 +164,15 @@ def model_inputs(table: _Table, features: Sequence[str], model_kind: str, where:
     return np.stack([columns[name] for name in features], axis=1).astype(np.float32)
 
 
-def _class_index(labels: np.ndarray, classes: Sequence[str], where: str) -> np.ndarray:
+def _class_index(labels: np.ndarray, class_of_label: np.ndarray, where: str) -> np.ndarray:
+    """``(n_events,)`` output node of each event from its process ``labels``;
+    ``class_of_label`` is :func:`~analysis.classes.class_index_of_labels`."""
     labels = np.asarray(labels, dtype=np.int64)
-    bad = (labels < 0) | (labels >= len(classes))
+    bad = (labels < 0) | (labels >= len(class_of_label))
     if bad.any():
         raise InputDataError(f"{where}: column label has values {sorted(set(labels[bad]))} "
-                             f"outside the {len(classes)} processes of the config")
-    return np.array([CLASSES.index(c) for c in classes], dtype=np.int64)[labels]
+                             f"outside the {len(class_of_label)} processes of the config")
+    return class_of_label[labels]
 
 
 VALIDATION_SLICES = 5
@@ -206,7 +209,7 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
            ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
     """Per class (or process): inputs and the named weight columns of the selected folds of
     one shift."""
-    process_class = tuple(class_of_process(config).values())
+    class_of_label = class_index_of_labels(config)
     parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
     for dataset, shifts in tables.items():
         if shift not in shifts:
@@ -219,7 +222,7 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
                                     event_slice)
         scale = 1.0 / fraction if rescale else 1.0  # a part stands for the full luminosity
         x = model_inputs(table, features, model_kind, where)
-        parts.append((_class_index(ids["label"], process_class, where)[keep], x[keep],
+        parts.append((_class_index(ids["label"], class_of_label, where)[keep], x[keep],
                       {w: (scale * ids[w][keep]).astype(np.float32) for w in weights},
                       np.asarray(ids["label"], dtype=np.int64)[keep]))
     if not parts:
@@ -228,13 +231,14 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
     labels = np.concatenate([p[3] for p in parts])
     x_all = np.concatenate([p[1] for p in parts])
     x, w = {}, {}
-    for k, name in enumerate(CLASSES):
+    classes = class_names(config)
+    for k, name in enumerate(classes):
         if not (index == k).any():
             raise EmptySelectionError(f"training_samples: no {name} events in shift {shift}, "
                                       f"{'training' if train else 'held-out'} folds of fold "
                                       f"{fold}/{n_folds}")
     # per class, or per process (a process without events in this part is left out)
-    keys = list(config.processes) if by_process else list(CLASSES)
+    keys = list(config.processes) if by_process else list(classes)
     for k, name in enumerate(keys):
         selected = (labels if by_process else index) == k
         if not selected.any():
@@ -250,16 +254,18 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
                      rescale: bool = False, by_process: bool = False,
                      event_slice: tuple[int, int] = (0, 1),
                      ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
-    """Samples per class of :data:`CLASSES` and the systematic nuisances, from the skim tables.
+    """Samples per class of the config's ``classes`` and the systematic nuisances, from the
+    skim tables.
 
     Events of all datasets are pooled and assigned a class by their ``label`` (the process index
-    of ``config``, :func:`class_of_process`). ``train=True`` keeps the training folds (every fold
-    but ``fold``), ``train=False`` the held-out fold ``fold`` (:func:`fold_mask`).
+    of ``config``, :func:`~analysis.classes.class_of_process`). ``train=True`` keeps the
+    training folds (every fold but ``fold``), ``train=False`` the held-out fold ``fold``
+    (:func:`fold_mask`).
 
     Args:
         tables: dataset -> shift (each of ``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim
             table (awkward record array or column mapping).
-        config: the analysis config (process order and roles).
+        config: the analysis config (process order, ``classes``).
         features: event-level feature columns of the DNN inputs; unused for ``"gnn"``.
         fold: the held-out fold, ``0 <= fold < n_folds``.
         n_folds: number of folds (event number modulo ``n_folds``).
@@ -272,8 +278,9 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
         rescale: multiply the weights by the inverse fraction of all events that the selected
             folds and part hold, so that yields are those of the full luminosity.
         by_process: one sample per process of the config (the statistical model's samples;
-            :func:`class_of_process` gives each its output node) instead of one per class; a
-            process without events in the selected part is left out (of a variation too).
+            :func:`~analysis.classes.class_of_process` gives each its output node) instead of
+            one per class; a process without events in the selected part is left out (of a
+            variation too).
         event_slice: ``(k, n)``: of the ``"fit"`` part, only the k-th of n slices by event
             number (``event // (n_folds * VALIDATION_SLICES) % n``), weights rescaled with it;
             the optimiser can step through the slices as mini-batches in which the nominal
@@ -281,13 +288,14 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
             :func:`~analysis.training.loop.train`).
 
     Returns:
-        ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` and the
+        ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` (classes in node
+        order), or process -> the same (``by_process``), and the
         :meth:`~analysis.training.samples.Nuisance.precomputed` nuisances ``jes``, ``jer`` (the
         shifted tables, same folds, their ``weight``) and ``btag``, ``isr``, ``fsr`` (nominal x,
         ``weight_<name>_up/down``).
 
     Raises:
-        ConfigError: unknown ``model_kind``, a bad fold, or a config without tt+bb process.
+        ConfigError: unknown ``model_kind`` or a bad fold.
         InputDataError: naming the dataset, shift and column that is missing or malformed.
         EmptySelectionError: a class without events in the selected folds of a shift.
     """

@@ -64,6 +64,11 @@ def _variant(tmp_path: Path, old: str, new: str) -> str:
     ("  uncertainty: 0.02     # relative", "  uncertainty: 0.025",
      {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
       "report"}),
+    # the network's classes: the learned skim's samples and the networks' outputs
+    ("  - {name: ttbb, processes: [tt_bb]}\n  - {name: ttother, processes: [tt_b, tt_cc, tt_lf]}",
+     "  - {name: ttbb, processes: [tt_bb, tt_b]}\n  - {name: ttother, processes: [tt_cc, tt_lf]}",
+     {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
+      "report"}),
     # a plot label: only what draws or writes it
     ("label: \"$t\\\\bar{t}+b$\"", "label: \"tt+b\"", {"histograms", "fit_without_cuts", "report"}),
     ("btag_loose: 0.0583", "btag_loose: 0.06",  # the detector model tags at these points

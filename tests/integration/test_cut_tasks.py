@@ -14,7 +14,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_index_of_labels, class_names
 from analysis.config import OBJECT_SHIFTS, load_config
 from analysis.selection.learn import LearnedSelection, selection_mask
 from analysis.selection.reduce import load_selection_samples
@@ -43,7 +43,7 @@ def test_cuts_of_fold_k_were_learned_without_the_events_of_fold_k(shared_store: 
     config = load_config(TINY_CONFIG)
     n_folds = config.training.n_folds
     tables = _skim_tables()
-    class_index = np.array([CLASSES.index(c) for c in class_of_process(config).values()])
+    class_index = class_index_of_labels(config)
     nominal = [shifts["nominal"] for shifts in tables.values()]
     event = np.concatenate([np.asarray(t["event"]) for t in nominal]).astype(np.int64)
     label = class_index[np.concatenate([np.asarray(t["label"]) for t in nominal])]
@@ -54,7 +54,7 @@ def test_cuts_of_fold_k_were_learned_without_the_events_of_fold_k(shared_store: 
         record = json.loads(Path(outputs["cuts"].abspath).read_text())
         assert (record["fold"], record["n_folds"]) == (fold, n_folds)
         samples = load_selection_samples(outputs["samples"].abspath)
-        for k, cls in enumerate(CLASSES):
+        for k, cls in enumerate(class_names(config)):
             learned_on = samples.events[cls].numpy()
             # the training folds of network k, every one of their events, and nothing else
             expected = event[(label == k) & (event % n_folds != fold)]

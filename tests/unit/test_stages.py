@@ -4,8 +4,10 @@ import dataclasses
 
 import pytest
 
+from analysis.config import OutputClass
 from analysis.errors import ConfigError
 from analysis.stages import (
+    CLASS_SECTIONS,
     INFERENCE_SECTIONS,
     SKIM_SECTIONS,
     TRAINING_SECTIONS,
@@ -30,6 +32,15 @@ def test_an_uncertainty_reruns_training_but_not_the_skim(tiny_config) -> None:
     tag = config_tag(tiny_config, INFERENCE_SECTIONS)
     assert tag == config_tag(tiny_config, (*reversed(INFERENCE_SECTIONS), "inference"))
     assert tag.startswith("cfg-") and len(tag) == 12
+
+
+def test_the_classes_rerun_the_learned_skim_and_training_but_not_the_skim(tiny_config) -> None:
+    regrouped = dataclasses.replace(tiny_config, classes=(
+        *tiny_config.classes[:1], OutputClass("ttb", ("tt_bb", "tt_b")),
+        OutputClass("ttother", ("tt_cc", "tt_lf"))))
+    assert config_tag(regrouped, SKIM_SECTIONS) == config_tag(tiny_config, SKIM_SECTIONS)
+    for sections in ((*SKIM_SECTIONS, *CLASS_SECTIONS), TRAINING_SECTIONS):
+        assert config_tag(regrouped, sections) != config_tag(tiny_config, sections)
 
 
 def test_unknown_section_part_is_a_config_error(tiny_config) -> None:

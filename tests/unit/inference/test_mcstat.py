@@ -102,7 +102,7 @@ def test_histogram_variances_treat_replicas_as_correlated() -> None:
                "weight": np.full(4 * n, 0.25)}
     columns.update({f"weight_{v}": columns["weight"] for v in VARIATIONS if v != "nominal"})
     shifts = {shift: columns for shift in ("nominal", "jes_up", "jes_down", "jer_up", "jer_down")}
-    histogram = score_histograms({"tth": shifts}, ["tth_bb"], 5)
+    histogram = score_histograms({"tth": shifts}, ["tth_bb"], 5, "p_tth")
     bins = np.minimum((columns["p_tth"] * 5).astype(int), 4)
     expected = mc_stat_variance(bins, columns["weight"], event, 5)
     nominal = histogram[{"process": "tth_bb", "variation": "nominal"}]
@@ -111,7 +111,7 @@ def test_histogram_variances_treat_replicas_as_correlated() -> None:
                                                     minlength=5))
     # one row per event: the variances are hist's sum of w^2, bit for bit
     single = {shift: {k: v[::4] for k, v in columns.items()} for shift in shifts}
-    plain = score_histograms({"tth": single}, ["tth_bb"], 5)
+    plain = score_histograms({"tth": single}, ["tth_bb"], 5, "p_tth")
     without_event = {s: {k: v for k, v in c.items() if k != "event"} for s, c in single.items()}
-    reference = score_histograms({"tth": without_event}, ["tth_bb"], 5)
+    reference = score_histograms({"tth": without_event}, ["tth_bb"], 5, "p_tth")
     assert np.array_equal(plain.view()["variance"], reference.view()["variance"])

@@ -55,7 +55,7 @@ def test_score_histograms_equal_numpy(rng: np.random.Generator,
                                       tiny_config: AnalysisConfig) -> None:
     processes = tiny_config.process_names
     scores = _scores(rng, len(processes))
-    result = histogram_dict(score_histograms(scores, processes, 4))
+    result = histogram_dict(score_histograms(scores, processes, 4, "p_tth"))
     edges = np.linspace(0, 1, 5)
     assert result["edges"] == pytest.approx(edges.tolist())
     for k, process in enumerate(processes):
@@ -80,8 +80,8 @@ def test_fold_histograms_add_up_to_the_full_one(rng: np.random.Generator,
     for shifts in scores.values():
         for columns in shifts.values():
             columns["event"] = rng.integers(0, 10**6, len(columns["label"]))
-    full = histogram_dict(score_histograms(scores, processes, 4))
-    folds = [histogram_dict(score_histograms(fold_scores(scores, k, 2), processes, 4))
+    full = histogram_dict(score_histograms(scores, processes, 4, "p_tth"))
+    folds = [histogram_dict(score_histograms(fold_scores(scores, k, 2), processes, 4, "p_tth"))
              for k in range(2)]
     for process in processes:
         for variation in VARIATIONS:
@@ -91,7 +91,7 @@ def test_fold_histograms_add_up_to_the_full_one(rng: np.random.Generator,
             assert total == pytest.approx(2 * np.asarray(
                 full["processes"][process][variation]["values"]), rel=1e-12)
     # filled once per fold, the full histogram summed from the folds: the same numbers
-    summed, once = fold_histograms(scores, processes, 4, 2)
+    summed, once = fold_histograms(scores, processes, 4, 2, "p_tth")
     for got, want in ((summed, full), *zip(once, folds, strict=True)):
         got = histogram_dict(got)
         for process in processes:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_index_of_labels, class_names
 from analysis.config import OBJECT_SHIFTS, WEIGHT_SYSTEMATICS, AnalysisConfig
 from analysis.errors import ConfigError
 from analysis.selection.samples import SelectionSamples, selection_samples
@@ -49,7 +49,8 @@ def _with_folds(config: AnalysisConfig, n_folds: int) -> AnalysisConfig:
 
 
 def _assert_same(a: SelectionSamples, b: SelectionSamples) -> None:
-    for c in CLASSES:
+    assert a.classes == b.classes
+    for c in a.classes:
         torch.testing.assert_close(a.x[c], b.x[c], rtol=0, atol=0)
         torch.testing.assert_close(a.w[c], b.w[c], rtol=0, atol=0)
         torch.testing.assert_close(a.events[c], b.events[c], rtol=0, atol=0)
@@ -65,11 +66,13 @@ def test_cuts_of_fold_k_learn_on_exactly_the_training_folds_of_network_k(
         tiny_config: AnalysisConfig, rng: np.random.Generator, n_folds: int) -> None:
     config = _with_folds(tiny_config, n_folds)
     tables = _tables(rng)
-    class_index = [CLASSES.index(c) for c in class_of_process(config).values()]
-    seen: dict[str, list[np.ndarray]] = {c: [] for c in CLASSES}
+    class_index = class_index_of_labels(config)
+    classes = class_names(config)
+    seen: dict[str, list[np.ndarray]] = {c: [] for c in classes}
     for fold in range(n_folds):
         samples = selection_samples(tables, config, fold)
-        for k, c in enumerate(CLASSES):
+        assert samples.classes == classes and samples.signal == "tth"
+        for k, c in enumerate(classes):
             events = samples.events[c].numpy()
             # no event of fold k, every other event of the class, in the rows of x
             assert len(events) == len(samples.x[c]) == len(samples.w[c]) > 0
@@ -77,7 +80,7 @@ def test_cuts_of_fold_k_learn_on_exactly_the_training_folds_of_network_k(
             expected, ht, weight = [], [], []
             for shifts in tables.values():
                 nominal = shifts["nominal"]
-                keep = (np.array(class_index)[nominal["label"]] == k) & (
+                keep = (class_index[nominal["label"]] == k) & (
                     nominal["event"] % n_folds != fold)
                 expected.append(nominal["event"][keep])
                 ht.append(nominal["ht"][keep])
@@ -92,7 +95,7 @@ def test_cuts_of_fold_k_learn_on_exactly_the_training_folds_of_network_k(
                                        rtol=1e-6)
             seen[c].append(events)
     # across the folds, every event is left out exactly once: n_folds - 1 sightings each
-    for c in CLASSES:
+    for c in classes:
         _, counts = np.unique(np.concatenate(seen[c]), return_counts=True)
         assert set(counts.tolist()) == {n_folds - 1}
 

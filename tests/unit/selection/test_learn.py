@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.classes import CLASSES
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
 from analysis.selection.learn import (
     LearnedSelection,
@@ -20,6 +19,7 @@ from analysis.selection.learn import (
 from analysis.selection.samples import SelectionSamples, class_normsys
 
 COLUMNS = ("a", "b", "disc")
+CLASSES = ("tth", "ttbb", "ttother")  # of the synthetic samples, the signal class first
 
 
 def _samples(seed: int = 3, n: int = 3000) -> SelectionSamples:

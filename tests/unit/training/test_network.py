@@ -8,10 +8,14 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
+import yaml
 from test_skim_samples import DATASETS, SHIFTS, _table
 
-from analysis.config import AnalysisConfig, Training
+from analysis.classes import class_names, score_column, signal_class, signal_labels
+from analysis.config import AnalysisConfig, Training, load_config, resolve_config_path
 from analysis.errors import ConfigError
+from analysis.inference.model import model_spec
+from analysis.inference.scores import signal_auc
 from analysis.relax.cut_config import hard_cut_mask
 from analysis.training.network import (
     FOLD_SEED_STRIDE,
@@ -104,17 +108,17 @@ def test_network_seeds_are_distinct_and_seed_index_zero_is_the_config_seed() -> 
 
 def test_build_is_seeded_by_its_generator_and_leaves_the_global_one() -> None:
     state = torch.get_rng_state()
-    a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
-    b = build_network("dnn", 5, 300, torch.Generator().manual_seed(4))
-    c = build_network("dnn", 5, 300, torch.Generator().manual_seed(5))
+    a = build_network("dnn", 5, 300, torch.Generator().manual_seed(4), n_classes=3)
+    b = build_network("dnn", 5, 300, torch.Generator().manual_seed(4), n_classes=3)
+    c = build_network("dnn", 5, 300, torch.Generator().manual_seed(5), n_classes=3)
     assert torch.equal(torch.get_rng_state(), state)
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
     assert not torch.equal(next(a.parameters()), next(c.parameters()))
-    gnn = build_network("gnn", 10, 300)
+    gnn = build_network("gnn", 10, 300, n_classes=3)
     assert 200 < sum(p.numel() for p in gnn.parameters()) < 400
     with pytest.raises(ConfigError, match="model 'bdt'"):
-        build_network("bdt", 5, 300)
+        build_network("bdt", 5, 300, n_classes=3)
 
 
 def test_one_training_is_reproducible_and_records_each_stage_once(
@@ -162,7 +166,7 @@ def test_joint_cuts_are_learned_and_applied_hard(tables: dict, config: AnalysisC
     keep &= hard_cut_mask({f: table[f] for f in cuts["features"]}, cuts["features"],
                           cuts["directions"], cuts["thresholds"])
     assert np.array_equal(scores["tth"]["nominal"]["event"], np.asarray(table["event"])[keep])
-    p = np.stack([scores["tth"]["nominal"][f"p_{c}"] for c in ("tth", "ttbb", "ttother")], 1)
+    p = np.stack([scores["tth"]["nominal"][f"p_{c}"] for c in class_names(config)], 1)
     assert np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
 
@@ -261,3 +265,52 @@ def test_the_yield_aware_bandwidth_is_checked_on_the_models_bins(
     with pytest.raises(ConfigError, match="bandwidth"):
         train_network(tables, wide, 0, "dnn", "inference", device="cpu", progress=done.append)
     assert done == []
+
+
+# another grouping of the tiny config's processes, with names the code cannot know
+FOUR_CLASSES = {"higgs": ["tth_bb"], "bb": ["tt_bb"], "b": ["tt_b"], "cc_light": ["tt_cc", "tt_lf"]}
+
+
+def test_the_configs_classes_flow_through_samples_network_scores_and_model(
+        tables: dict, config: AnalysisConfig, tmp_path) -> None:
+    """Four classes of the config's ``classes`` key (read from YAML): the training samples'
+    classes and labels, the network's outputs and score columns, the AUC's signal column and
+    the categories of the statistical model that the yield-aware loss trains on."""
+    raw = yaml.safe_load(resolve_config_path("tth_bb_tiny").read_text())
+    raw["classes"] = [{"name": n, "processes": p} for n, p in FOUR_CLASSES.items()]
+    raw["inference"]["categories"] = {"drop_empty": True}
+    path = tmp_path / "four_classes.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    four = dataclasses.replace(load_config(str(path)), training=config.training)
+    names = list(FOUR_CLASSES)
+    class_of_label = [next(k for k, p in enumerate(FOUR_CLASSES.values()) if process in p)
+                      for process in four.process_names]
+
+    samples, nuisances = training_samples(tables, four, four.features.event, 0, 2)
+    assert list(samples) == names and all(n.samples == tuple(names) for n in nuisances)
+    for k, name in enumerate(names):  # each class holds the training-fold events of its labels
+        expected = sum(int(np.sum((np.asarray(s["nominal"]["event"]) % 2 != 0)
+                                  & (np.asarray(class_of_label)[s["nominal"]["label"]] == k)))
+                       for s in tables.values())
+        assert len(samples[name][1]) == expected > 0
+
+    spec = model_spec(four)
+    assert spec.channels == ("cat_higgs", "cat_bb", "cat_b", "cat_cc_light")
+    assert spec.classes == tuple(names) and spec.score_range == (0.25, 1.0)
+    assert spec.signal_channel == "cat_higgs"
+
+    result = train_network(tables, four, 0, "dnn", "inference", device="cpu")
+    assert result.metadata()["classes"] == names
+    assert result.model(torch.zeros(2, result.n_inputs)).shape == (2, 4)
+    scores = score_tables(result.model, tables, four, 0, "dnn")
+    columns = scores["tth"]["nominal"]
+    assert {score_column(n) for n in names} <= set(columns) and "p_tth" not in columns
+    p = np.stack([columns[score_column(n)] for n in names], 1)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    auc = signal_auc(scores, signal_labels(four), score_column(signal_class(four)))
+    assert 0.0 <= auc <= 1.0
+    # a checkpoint is rebuilt with the output count of its metadata
+    save_checkpoint(tmp_path / "model.pt", result.model)
+    loaded = load_network(tmp_path / "model.pt", result.metadata(),
+                          four.training.target_parameters)
+    assert loaded(torch.zeros(2, result.n_inputs)).shape == (2, 4)

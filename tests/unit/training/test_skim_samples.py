@@ -1,4 +1,4 @@
-"""Tests of the three-class training samples and nuisances built from skim tables."""
+"""Tests of the multi-class training samples and nuisances built from skim tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.classes import CLASSES, class_of_process
+from analysis.classes import class_names, class_of_process, signal_class
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.models import NODE_FEATURES, EventGNN, graph_inputs, seeded_build
@@ -75,7 +75,7 @@ def test_fold_mask_parity() -> None:
 
 def _n_class_events(tables: dict, config: AnalysisConfig, fold: int, train: bool) -> dict:
     classes = list(class_of_process(config).values())
-    counts = dict.fromkeys(CLASSES, 0)
+    counts = dict.fromkeys(class_names(config), 0)
     for shifts in tables.values():
         t = shifts["nominal"]
         keep = (t["event"].to_numpy() % 2 == fold) != train
@@ -88,12 +88,13 @@ def _n_class_events(tables: dict, config: AnalysisConfig, fold: int, train: bool
 def test_folds_split_events(tables: dict, tiny_config: AnalysisConfig, fold: int) -> None:
     train, _ = training_samples(tables, tiny_config, FEATURES, fold, train=True)
     test, _ = training_samples(tables, tiny_config, FEATURES, fold, train=False)
-    assert list(train) == list(CLASSES)
-    for c in CLASSES:
+    classes = class_names(tiny_config)
+    assert list(train) == list(classes) == ["tth", "ttbb", "ttother"]
+    for c in classes:
         assert len(train[c][0]) == _n_class_events(tables, tiny_config, fold, True)[c]
         assert len(test[c][0]) == _n_class_events(tables, tiny_config, fold, False)[c]
     all_w = np.concatenate([t["nominal"]["weight"].to_numpy() for t in tables.values()])
-    split_w = np.concatenate([s[c][1] for s in (train, test) for c in CLASSES])
+    split_w = np.concatenate([s[c][1] for s in (train, test) for c in classes])
     np.testing.assert_allclose(np.sort(split_w), np.sort(all_w.astype(np.float32)))
 
 
@@ -101,7 +102,7 @@ def test_dnn_and_gnn_shapes(tables: dict, tiny_config: AnalysisConfig) -> None:
     dnn, _ = training_samples(tables, tiny_config, FEATURES, 0, model_kind="dnn")
     gnn, _ = training_samples(tables, tiny_config, FEATURES, 0, model_kind="gnn")
     n_nodes = N_JETS + 2
-    for c in CLASSES:
+    for c in class_names(tiny_config):
         assert dnn[c][0].dtype == np.float32 and dnn[c][0].shape == (len(dnn[c][1]), 3)
         assert gnn[c][0].shape == (len(dnn[c][1]), n_nodes * (len(NODE_FEATURES) + 1))
     with pytest.raises(ConfigError, match="model_kind"):
@@ -111,7 +112,8 @@ def test_dnn_and_gnn_shapes(tables: dict, tiny_config: AnalysisConfig) -> None:
 def test_nuisances(tables: dict, tiny_config: AnalysisConfig) -> None:
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 1)
     assert [n.name for n in nuisances] == ["jes", "jer", "btag", "isr", "fsr"]
-    assert all(n.kind == "precomputed" and n.samples == CLASSES for n in nuisances)
+    assert all(n.kind == "precomputed" and n.samples == class_names(tiny_config)
+               for n in nuisances)
     by_name = {n.name: n.varied for n in nuisances}
     for k, name in enumerate(VARIATIONS):  # factor 1 + 0.01 (k + 1) of the column
         syst, direction = name.split("_")[1:]
@@ -164,11 +166,12 @@ def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisCon
     from analysis.training.models import EventDNN
 
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 0, model_kind=kind)
-    model = seeded_build(lambda: EventDNN(len(FEATURES), (8,), len(CLASSES)) if kind == "dnn"
-                         else GraphAsVector(EventGNN(len(NODE_FEATURES), 8, 1, len(CLASSES))),
+    n_classes = len(class_names(tiny_config))
+    model = seeded_build(lambda: EventDNN(len(FEATURES), (8,), n_classes) if kind == "dnn"
+                         else GraphAsVector(EventGNN(len(NODE_FEATURES), 8, 1, n_classes)),
                          torch.Generator().manual_seed(0))
     _, history = train_classifier(model, samples, "penalty", nuisances, steps=2,
-                                  loss=LossSettings(signal="tth"))
+                                  loss=LossSettings(signal=signal_class(tiny_config)))
     assert len(history.loss) == 2 and all(np.isfinite(history.loss))
 
 
@@ -187,7 +190,7 @@ def test_event_slices_partition_the_fit_part(tiny_config: AnalysisConfig) -> Non
                                           rescale=True)
     slices = [training_samples(big, tiny_config, FEATURES, 0, part="fit", rescale=True,
                                event_slice=(k, n_slices)) for k in range(n_slices)]
-    for c in CLASSES:
+    for c in class_names(tiny_config):
         assert sum(len(s[c][1]) for s, _ in slices) == len(fit[c][1])
         np.testing.assert_allclose(sum(s[c][1].sum() for s, _ in slices) / n_slices,
                                    fit[c][1].sum(), rtol=1e-5)
@@ -196,7 +199,8 @@ def test_event_slices_partition_the_fit_part(tiny_config: AnalysisConfig) -> Non
         np.testing.assert_allclose(np.sort(rows[:, 0]), np.sort(fit[c][0][:, 0]))
     for k, (part, nuisances) in enumerate(slices):
         jes = {n.name: n.varied for n in nuisances}["jes"]
-        for c in CLASSES:  # the shifted tables hold the same events: the same slice rows
+        # the shifted tables hold the same events: the same slice rows
+        for c in class_names(tiny_config):
             assert len(jes[c][0][1]) == len(jes[c][1][1]) == len(part[c][1]) > 0
     with pytest.raises(ConfigError, match="event_slice"):
         training_samples(big, tiny_config, FEATURES, 0, part="all", event_slice=(0, 2))
