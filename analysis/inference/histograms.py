@@ -17,10 +17,11 @@ import numpy as np
 
 from analysis.config import FIT_SYSTEMATICS, SHIFT_SYSTEMATICS, WEIGHT_SYSTEMATICS
 from analysis.errors import InputDataError
-from analysis.inference.mcstat import replica_cross_terms
+from analysis.inference.mcstat import effective_event_count, replica_cross_terms
 from analysis.inference.model import ModelSpec, btag_groups
 
-__all__ = ["VARIATIONS", "category_histograms", "category_scores", "fold_histograms",
+__all__ = ["VARIATIONS", "category_effective_counts", "category_histograms", "category_scores",
+           "fold_histograms",
            "fold_scores", "histogram_dict", "score_histograms", "seed_histograms",
            "templates_from_histograms"]
 
@@ -207,6 +208,59 @@ def category_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]
                     keep &= group == c.group
                 out[c.name][dataset][shift] = {name: np.asarray(values)[keep]
                                                for name, values in columns.items()}
+    return out
+
+
+def category_effective_counts(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                              spec: ModelSpec, shift: str = "nominal"
+                              ) -> dict[str, dict[str, float]]:
+    """Effective number of simulated events of every process in every channel of ``spec``.
+
+    The events of a channel are :func:`category_scores`'; per process their effective count is
+    :func:`~analysis.inference.mcstat.effective_event_count` with the detector replicas of one
+    event counted as one (event identity: dataset and ``event``, so equal event numbers of two
+    datasets are two events). This is the MC statistical power behind a channel's templates:
+    the relative MC uncertainty of a process's yield there is ``1 / sqrt(N_eff)``.
+
+    Args:
+        scores: dataset -> shift -> columns ``event``, ``label`` (process index into
+            ``spec.processes``), ``weight`` (expected events) and those :func:`category_scores`
+            needs (``p_<class>``, ``n_btag`` with a b-tag split).
+        spec: the channels and processes.
+        shift: the shift whose events are counted (``nominal``).
+
+    Returns:
+        channel -> process -> effective number of simulated events (0 where the process has no
+        events in the channel), channels and processes in ``spec`` order.
+
+    Raises:
+        InputDataError: a dataset without ``shift`` or a missing column, naming it.
+    """
+    nominal: dict[str, dict[str, Mapping[str, np.ndarray]]] = {}
+    for dataset, shifts in scores.items():
+        if shift not in shifts:
+            raise InputDataError(f"category_effective_counts: dataset {dataset} has no shift "
+                                 f"{shift}")
+        nominal[dataset] = {shift: shifts[shift]}
+    per_channel = category_scores(nominal, spec)
+    out: dict[str, dict[str, float]] = {}
+    for channel in spec.channels:
+        labels, weights, ids = [], [], []
+        for index, (dataset, shifts) in enumerate(per_channel[channel].items()):
+            columns = shifts[shift]
+            try:
+                labels.append(np.asarray(columns["label"], dtype=np.int64))
+                weights.append(np.asarray(columns["weight"], dtype=np.float64))
+                events = np.asarray(columns["event"], dtype=np.int64)
+            except KeyError as err:
+                raise InputDataError(f"category_effective_counts: dataset {dataset}, shift "
+                                     f"{shift}: no column {err}") from err
+            ids.append(np.column_stack([np.full(len(events), index, dtype=np.int64), events]))
+        label = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+        weight = np.concatenate(weights) if weights else np.zeros(0)
+        identity = np.concatenate(ids) if ids else np.zeros((0, 2), dtype=np.int64)
+        out[channel] = {process: effective_event_count(weight[label == k], identity[label == k])
+                        for k, process in enumerate(spec.processes)}
     return out
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from analysis.config import load_config
+from analysis.config import Categories, load_config
 from analysis.errors import InputDataError
 from analysis.events.detector import draw_btag_discriminant
-from analysis.inference.histograms import VARIATIONS, score_histograms
+from analysis.inference.histograms import (
+    VARIATIONS,
+    category_effective_counts,
+    score_histograms,
+)
 from analysis.inference.mcstat import (
     effective_event_count,
     mc_stat_variance,
     replica_cross_terms,
 )
+from analysis.inference.model import model_spec
 
 
 def test_hand_computed_bins() -> None:
@@ -115,3 +122,32 @@ def test_histogram_variances_treat_replicas_as_correlated() -> None:
     without_event = {s: {k: v for k, v in c.items() if k != "event"} for s, c in single.items()}
     reference = score_histograms({"tth": without_event}, ["tth_bb"], 5, "p_tth")
     assert np.array_equal(plain.view()["variance"], reference.view()["variance"])
+
+
+def test_effective_counts_per_btag_channel() -> None:
+    """Per channel and process: replicas of one event count once, equal event numbers of two
+    datasets are two events, and the b-tag split sends each replica to its own channel."""
+    config = load_config("tth_bb")
+    config = dataclasses.replace(config, inference=dataclasses.replace(
+        config.inference, categories=Categories(btag_split=(3,))))
+    spec = model_spec(config)
+    tt_bb, tth = spec.processes.index("tt_bb"), spec.processes.index("tth_bb")
+
+    def table(event, label, weight, n_btag, node):  # the largest output is ``node``'s
+        p = {f"p_{k}": np.where(np.asarray(node) == k, 0.6, 0.2) for k in spec.classes}
+        return {"nominal": {"event": np.array(event), "label": np.array(label),
+                            "weight": np.array(weight), "n_btag": np.array(n_btag), **p}}
+
+    # dataset a: event 1 (2 replicas, >= 3 b), event 2 (one replica < 3 b, one >= 3 b), and a
+    # ttH event; dataset b: events 1 and 2 again (other events), both >= 3 b
+    scores = {"a": table([1, 1, 2, 2, 3], [tt_bb] * 4 + [tth], [.5, .5, .5, .5, .1],
+                         [3, 3, 2, 4, 4], ["ttbb"] * 4 + ["tth"]),
+              "b": table([1, 2], [tt_bb, tt_bb], [2.0, 1.0], [3, 3], ["ttbb", "ttbb"])}
+    counts = category_effective_counts(scores, spec)
+    assert list(counts) == list(spec.channels)
+    # (1 + .5 + 2 + 1)^2 / (1^2 + .5^2 + 2^2 + 1^2); replicas as independent rows: 3.52,
+    # events of a and b merged by number: 1.8
+    assert counts["cat_ttbb_ge3b"]["tt_bb"] == pytest.approx(4.5**2 / 6.25, rel=1e-12)
+    assert counts["cat_ttbb_lt3b"]["tt_bb"] == pytest.approx(1.0)
+    assert counts["cat_tth_ge3b"] == {p: (1.0 if p == "tth_bb" else 0.0) for p in spec.processes}
+    assert all(v == 0.0 for v in counts["cat_tth_lt3b"].values())
