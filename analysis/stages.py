@@ -19,7 +19,7 @@ from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError
 
 __all__ = ["CLASS_SECTIONS", "FOLD_SECTIONS", "GENERATION_SECTIONS", "INFERENCE_SECTIONS",
-           "SKIM_SECTIONS", "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag",
+           "MODEL_SECTIONS", "SKIM_SECTIONS", "TRAINING_SECTIONS", "UNCERTAINTY_SECTIONS", "config_tag",
            "section_content"]
 
 
@@ -32,6 +32,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# the fields of ``inference`` that model_spec reads (the training losses' model)
+_MODEL_FIELDS = ("n_bins", "systematics", "categories", "free_normalisations", "free_shapes",
+                 "max_background_mc_stat", "prune_shape_chi2")
+
 # config sections per stage, each including the stages before it
 GENERATION_SECTIONS = ("sqrt_s", "datasets", "detector", "objects")  # objects: b-tag WPs
 SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "processes:skim",
@@ -39,7 +43,11 @@ SKIM_SECTIONS = (*GENERATION_SECTIONS, "selection", "features", "systematics", "
 UNCERTAINTY_SECTIONS = ("processes:uncertainty", "luminosity:uncertainty")  # the likelihood's
 FOLD_SECTIONS = ("training:n_folds",)  # the learned skim: one cut set per fold
 CLASS_SECTIONS = ("classes",)  # the network's output nodes: the learned skim's and the losses'
-TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *CLASS_SECTIONS, "training")
+# the statistical model that the yield-aware losses are built from (analysis.inference.model_spec):
+# its categories, bins, modifiers and constraints; not the fits' settings (scan, limits, engine)
+MODEL_SECTIONS = ("inference:model",)
+TRAINING_SECTIONS = (*SKIM_SECTIONS, *UNCERTAINTY_SECTIONS, *CLASS_SECTIONS, *MODEL_SECTIONS,
+                     "training")
 INFERENCE_SECTIONS = (*TRAINING_SECTIONS, "inference", "processes:plot")
 
 
@@ -54,6 +62,9 @@ def section_content(config: AnalysisConfig, entry: str) -> Any:
         return _plain(getattr(config, name))
     if name == "training" and part == "n_folds":
         return config.training.n_folds
+    if name == "inference" and part == "model":
+        settings = config.inference
+        return {key: _plain(getattr(settings, key)) for key in _MODEL_FIELDS}
     if name == "luminosity":
         return getattr(config.luminosity, {"value": "value", "uncertainty": "uncertainty"}[part])
     if name == "processes":

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from analysis.config import OutputClass
+from analysis.config import Categories, OutputClass
 from analysis.errors import ConfigError
 from analysis.stages import (
     CLASS_SECTIONS,
@@ -41,6 +41,20 @@ def test_the_classes_rerun_the_learned_skim_and_training_but_not_the_skim(tiny_c
     assert config_tag(regrouped, SKIM_SECTIONS) == config_tag(tiny_config, SKIM_SECTIONS)
     for sections in ((*SKIM_SECTIONS, *CLASS_SECTIONS), TRAINING_SECTIONS):
         assert config_tag(regrouped, sections) != config_tag(tiny_config, sections)
+
+
+def test_the_statistical_model_reruns_training_but_the_fit_settings_do_not(tiny_config) -> None:
+    """The yield-aware losses are built from inference's model (categories, bins, modifiers):
+    a b-tag split must retrain them; a fit setting (the scan) must not."""
+    def inference(**changes):
+        return dataclasses.replace(tiny_config, inference=dataclasses.replace(
+            tiny_config.inference, **changes))
+    split = inference(categories=Categories(btag_split=(3, 4)))
+    scan = inference(scan_points=tiny_config.inference.scan_points + 2)
+    assert config_tag(split, TRAINING_SECTIONS) != config_tag(tiny_config, TRAINING_SECTIONS)
+    assert config_tag(scan, TRAINING_SECTIONS) == config_tag(tiny_config, TRAINING_SECTIONS)
+    assert config_tag(scan, INFERENCE_SECTIONS) != config_tag(tiny_config, INFERENCE_SECTIONS)
+    assert section_content(split, "inference:model")["categories"]["btag_split"] == (3, 4)
 
 
 def test_unknown_section_part_is_a_config_error(tiny_config) -> None:
