@@ -422,11 +422,16 @@ def _engine(spec: Mapping[str, Any], engine: str, validate: bool = True
 
 def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max: float,
                   observed: bool) -> tuple[float, list[float]]:
-    """Observed and expected (-2..+2 sigma) 95 % CLs limits on mu in ``[0, limit_max]``.
+    """The observed or the expected (-2..+2 sigma) 95 % CLs limits on mu in ``[0, limit_max]``.
 
     Each limit is the root of ``CLs(mu) - 0.05`` (Brent's method, to 1e-4 of the limit),
     bracketed by doubling ``mu`` from ``limit_max / 256``. A curve that does not fall below
-    0.05 by ``limit_max`` gives NaN (the limit is beyond the search range).
+    0.05 by ``limit_max`` gives NaN (the limit is beyond the search range). Only the asked
+    roots are solved: the expected band comes from background-only Asimov data, not from the
+    observed data's CLs set.
+
+    Returns:
+        ``(observed limit, [])`` with ``observed``, else ``(NaN, [5 expected limits])``.
     """
     bounds = engine.bounds.copy()
     bounds[engine.poi] = (0.0, limit_max)
@@ -439,7 +444,7 @@ def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max:
         return cache[mu]
 
     limits = []
-    for k in range(0 if observed else 1, 6):
+    for k in (range(0, 1) if observed else range(1, 6)):
         low, high = 0.0, limit_max / 256.0
         while values(high)[k] >= _CLS_LEVEL and high < limit_max:
             low, high = high, min(2.0 * high, limit_max)
@@ -457,7 +462,7 @@ def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max:
         log.warning("fit_workspace: a CLs limit lies beyond mu = %g: NaN", limit_max)
     if not observed:
         return math.nan, limits
-    return limits[0], limits[1:]
+    return limits[0], []
 
 
 def _fixed_poi(engine: TorchEngine | PyhfEngine) -> np.ndarray:

@@ -8,11 +8,13 @@ of modifiers. The parameter vector, its bounds and start values and the auxiliar
 pyhf's own (``pyhf.Model.config``), so pyhf's and this NLL are the same function of the same
 vector: ``twice_nll`` equals ``-2 pyhf.Model.logpdf`` (tested to 1e-9 relative).
 
-:func:`minimize` is Newton's method with exact autograd gradients and Hessians in float64 and
-box bounds handled by an active set (a parameter at a bound whose gradient pushes outwards is
-held there). Binned likelihoods of a few dozen parameters converge in 5-15 iterations, and the
-inverse Hessian at the minimum gives the parabolic (Hesse) uncertainties. This is what makes
-the Fit task's ~200 fits take seconds instead of minutes with MINUIT.
+:func:`minimize` is Fisher scoring with the analytic expected information (the Jacobian of the
+expected events; positive semi-definite, about a millisecond per step) and box bounds handled by
+an active set, falling back to L-BFGS-B, in float64; a fit is converged at MINUIT's own goal
+(EDM < 2e-4). The exact autograd Hessian is computed once per best fit, for the parabolic
+(Hesse) uncertainties, and each fit with mu or a nuisance fixed starts from the nearest
+converged fit's quadratic model. This is what makes the Fit task's fits take seconds instead of
+minutes with MINUIT (docs/benchmarks.md, "Fits: pyhf + MINUIT against the torch fitter").
 """
 
 from __future__ import annotations

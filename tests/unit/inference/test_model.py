@@ -4,7 +4,11 @@ input, and the training-time NLL equal to pyhf's NLL of the written workspace.""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,7 +94,8 @@ def _workspace(scores: dict, config: AnalysisConfig, details: dict | None = None
 
 
 def test_channels_and_modifiers_of_the_tiny_config(tiny_config: AnalysisConfig,
-                                                   rng: np.random.Generator) -> None:
+                                                   rng: np.random.Generator,
+                                                   tmp_path: Path) -> None:
     spec = model_spec(tiny_config)
     assert spec.channels == ("cat_tth", "cat_ttbb", "cat_ttother")
     assert spec.free_normalisations == ("tt_bb",)
@@ -118,6 +123,19 @@ def test_channels_and_modifiers_of_the_tiny_config(tiny_config: AnalysisConfig,
     model = pyhf.Workspace(workspace).model()
     assert model.config.param_set("norm_tt_bb").suggested_bounds == [(0, 10)]
     assert not model.config.param_set("norm_tt_bb").constrained
+    # pyhf's command line takes the categorised workspace with its free normalisation as
+    # written: inspect lists the three channels and norm_tt_bb, fit converges
+    path = tmp_path / "workspace.json"
+    path.write_text(json.dumps(workspace))
+    pyhf_cli = str(Path(sys.executable).with_name("pyhf"))
+    inspect = subprocess.run([pyhf_cli, "inspect", str(path)], capture_output=True, text=True,
+                             timeout=120)
+    assert inspect.returncode == 0, inspect.stderr
+    assert all(name in inspect.stdout for name in (*spec.channels, "norm_tt_bb"))
+    fit = subprocess.run([pyhf_cli, "fit", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert fit.returncode == 0, fit.stderr
+    assert "norm_tt_bb" in json.loads(fit.stdout)["mle_parameters"]
 
 
 def test_btag_split_names_and_channels(tiny_config: AnalysisConfig,
