@@ -31,8 +31,12 @@ __all__ = [
     "OBJECT_SHIFTS",
     "SHIFT_SYSTEMATICS",
     "WEIGHT_SYSTEMATICS",
+    "BTAG_SYSTEMATIC",
+    "PARTON_SHOWER_SYSTEMATICS",
     "STRATEGIES",
     "YIELD_AWARE",
+    "YIELD_BLIND",
+    "REFERENCE_STRATEGY",
     "AnalysisConfig",
     "CrossSection",
     "Dataset",
@@ -279,6 +283,12 @@ significance (the one source of these names: config, training and tasks read the
 YIELD_AWARE: tuple[str, ...] = typing.get_args(YieldAwareStrategy)
 """The losses that see the yields: the only ones cuts may be learned with jointly
 (``<strategy>+cuts``)."""
+YIELD_BLIND: tuple[str, ...] = tuple(s for s in STRATEGIES if s not in YIELD_AWARE)
+"""The losses that see only the classes (cross entropy, CE + penalty): no statistical model, so
+no yields, no profile fits and no gradients through a likelihood."""
+REFERENCE_STRATEGY: Strategy = "ce"
+"""Cross entropy: the warm-up stage of every strategy and the reference each strategy's
+sigma_mu is compared with (report and plots)."""
 
 
 @dataclass(frozen=True)
@@ -355,7 +365,11 @@ class LearnedCutsSettings:
 
 SHIFT_SYSTEMATICS: tuple[str, ...] = ("jes", "jer")
 """Systematics that shift objects: the skim re-selects the events (tables ``<name>_up/down``)."""
-WEIGHT_SYSTEMATICS: tuple[str, ...] = ("btag", "isr", "fsr")
+BTAG_SYSTEMATIC = "btag"
+"""The b-tag scale-factor variation (columns ``weight_btag_up/down``)."""
+PARTON_SHOWER_SYSTEMATICS: tuple[str, ...] = ("isr", "fsr")
+"""The parton-shower scale variations, read from NanoAOD's ``PSWeight``."""
+WEIGHT_SYSTEMATICS: tuple[str, ...] = (BTAG_SYSTEMATIC, *PARTON_SHOWER_SYSTEMATICS)
 """Systematics that reweight the nominal events (columns ``weight_<name>_up/down``)."""
 FIT_SYSTEMATICS: tuple[str, ...] = (*SHIFT_SYSTEMATICS, *WEIGHT_SYSTEMATICS)
 """The skim's up/down variations that training and the fit can use (``inference.systematics``);

@@ -30,7 +30,6 @@ activates the virtual environment and sets ``DIFFANA_STORE`` (the submitting sid
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 from collections.abc import Iterator
 from functools import cached_property
@@ -49,6 +48,7 @@ from analysis.batch import (
 )
 from analysis.errors import BatchJobError, ConfigError, ResourceError
 from tasks.base import store_root
+from tasks.law_adapter import failed_remote_jobs, workflow_types
 
 law.contrib.load("htcondor", "slurm")
 
@@ -101,9 +101,7 @@ class BatchWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.
     @classmethod
     def workflow_names(cls) -> list[str]:
         """The ``--workflow`` values this task takes (``local``, ``htcondor``, ``slurm``)."""
-        names = (base.workflow_proxy_cls.workflow_type for base in inspect.getmro(cls)
-                 if getattr(base, "_defined_workflow_proxy", False))
-        return [name for name in names if name]  # law's abstract bases have none
+        return workflow_types(cls)
 
     @classmethod
     def modify_param_values(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -169,17 +167,14 @@ class BatchWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.
         try:
             yield
         except Exception as err:
-            proxy = self.workflow_proxy
-            failed = [(num, data) for num, data in sorted(proxy.job_data.jobs.items())
-                      if data["status"] == proxy.job_manager.FAILED]
+            failed = failed_remote_jobs(self)
             if not failed or isinstance(err, BatchJobError):
                 raise
             lines = []
-            for num, data in failed:
-                attempts = proxy.job_data.attempts.get(num, 0) + 1
-                logs = " and ".join(self.job_log_files(num, data["branches"]))
-                names = ", ".join(self.branch_label(b) for b in data["branches"])
-                lines.append(f"{names}: failed {attempts} time(s) (job {data['job_id']}, "
+            for job in failed:
+                logs = " and ".join(self.job_log_files(job.job_num, job.branches))
+                names = ", ".join(self.branch_label(b) for b in job.branches)
+                lines.append(f"{names}: failed {job.attempts} time(s) (job {job.job_id}, "
                              f"--retries {self.retries}); its log: {logs}")
             raise BatchJobError(
                 f"{self.task_family} --workflow {self.workflow}: " + "; ".join(lines)

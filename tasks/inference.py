@@ -10,7 +10,13 @@ import law
 import luigi
 
 from analysis.classes import score_column, signal_class, signal_labels
-from analysis.config import MODEL_KINDS, OBJECT_SHIFTS, STRATEGIES, YIELD_AWARE
+from analysis.config import (
+    MODEL_KINDS,
+    OBJECT_SHIFTS,
+    REFERENCE_STRATEGY,
+    STRATEGIES,
+    YIELD_AWARE,
+)
 from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
 from analysis.inference.fits import fit_steps
 from analysis.inference.histograms import seed_histograms
@@ -23,7 +29,7 @@ from analysis.inference.workspace import (
 )
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
 from analysis.plotting.inference import plot_score_stack
-from analysis.training.network import load_network, score_tables
+from analysis.training.network import JOINT_CUTS_SUFFIX, load_network, score_tables
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.cuts import SelectionMixin
@@ -39,9 +45,10 @@ class ModelTask(SelectionMixin, DiffanaTask):
 
     model = luigi.ChoiceParameter(choices=MODEL_KINDS, default="dnn",
                                   description="network: dnn or gnn; default: dnn")
-    strategy = luigi.ChoiceParameter(choices=(*STRATEGIES, *(f"{s}+cuts" for s in YIELD_AWARE)),
-                                     default="ce", description="training strategy (+cuts: with "
-                                     "cuts learned jointly); default: ce")
+    strategy = luigi.ChoiceParameter(
+        choices=(*STRATEGIES, *(f"{s}{JOINT_CUTS_SUFFIX}" for s in YIELD_AWARE)),
+        default=REFERENCE_STRATEGY, description=f"training strategy ({JOINT_CUTS_SUFFIX}: with "
+        f"cuts learned jointly); default: {REFERENCE_STRATEGY}")
 
     def store_parts(self) -> tuple[str, ...]:
         return (*super().store_parts(), f"{self.model}_{self.strategy}")

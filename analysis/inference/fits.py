@@ -165,6 +165,19 @@ def restored_pyhf_backend() -> Iterator[None]:
         pyhf.set_backend(tensorlib, optimizer)
 
 
+@contextmanager
+def _numpy_backend() -> Iterator[None]:
+    """Run a block on pyhf's numpy backend (the optimiser kept), the caller's backend restored
+    afterwards: the pyhf engine's evaluations outside a fit."""
+    import pyhf
+
+    with restored_pyhf_backend():
+        tensorlib, optimizer = pyhf.get_backend()
+        if tensorlib.name != "numpy":
+            pyhf.set_backend("numpy", optimizer)
+        yield
+
+
 class _Degenerate(Exception):
     """The torch engine's best fit did not converge: the model is degenerate (far more
     parameters than bins); its fits go to pyhf + MINUIT, whose looser criteria stop sooner."""
@@ -344,6 +357,9 @@ def _nearest(anchors: Sequence[Anchor], init: np.ndarray | None, fixed: np.ndarr
 class PyhfEngine:
     """The same operations in pyhf (numpy backend, MINUIT): the reference of the torch engine.
 
+    Every method leaves pyhf's process-wide backend (tensor library and optimiser) as the caller
+    had it, although the fits switch optimisers between retries.
+
     Args:
         spec: a pyhf workspace specification.
         minuit_settings: MINUIT ``tolerance``/``strategy`` settings tried in turn until a fit
@@ -377,11 +393,12 @@ class PyhfEngine:
         start = self.init if init is None else init
         bounds = self.bounds if bounds is None else bounds
         fixed = self.fixed if fixed is None else fixed
-        pars, twice_nll = _robust(lambda: pyhf.infer.mle.fit(
-            data, self.model, init_pars=np.clip(start, bounds[:, 0], bounds[:, 1]).tolist(),
-            par_bounds=[tuple(b) for b in bounds.tolist()], fixed_params=list(map(bool, fixed)),
-            return_uncertainties=uncertainties, return_fitted_val=True), uncertainties,
-            self.settings)
+        with restored_pyhf_backend():  # _robust switches optimisers: the caller's survives
+            pars, twice_nll = _robust(lambda: pyhf.infer.mle.fit(
+                data, self.model, init_pars=np.clip(start, bounds[:, 0], bounds[:, 1]).tolist(),
+                par_bounds=[tuple(b) for b in bounds.tolist()],
+                fixed_params=list(map(bool, fixed)), return_uncertainties=uncertainties,
+                return_fitted_val=True), uncertainties, self.settings)
         pars = np.asarray(pars, dtype=np.float64)
         if uncertainties:
             return FitResult(pars[:, 0], pars[:, 1], float(twice_nll), 0)
@@ -390,19 +407,22 @@ class PyhfEngine:
     def twice_nll(self, pars: np.ndarray, data: np.ndarray) -> float:
         import pyhf
 
-        return float(pyhf.infer.mle.twice_nll(pars, data, self.model)[0])
+        with _numpy_backend():
+            return float(pyhf.infer.mle.twice_nll(pars, data, self.model)[0])
 
     def expected_data(self, pars: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.expected_data(pars), dtype=np.float64)
+        with _numpy_backend():
+            return np.asarray(self.model.expected_data(pars), dtype=np.float64)
 
     def cls(self, mu: float, data: np.ndarray, bounds: np.ndarray,
             observed: bool = True) -> tuple[float, list[float]]:
         """pyhf's own ``hypotest`` (asymptotics, ``qtilde``) at ``mu``."""
         import pyhf
 
-        observed_cls, expected = _robust(lambda: pyhf.infer.hypotest(
-            float(mu), data, self.model, test_stat="qtilde", return_expected_set=True,
-            par_bounds=[tuple(b) for b in bounds.tolist()]), settings=self.settings)
+        with restored_pyhf_backend():  # _robust switches optimisers: the caller's survives
+            observed_cls, expected = _robust(lambda: pyhf.infer.hypotest(
+                float(mu), data, self.model, test_stat="qtilde", return_expected_set=True,
+                par_bounds=[tuple(b) for b in bounds.tolist()]), settings=self.settings)
         return float(observed_cls), [float(x) for x in expected]
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.config import REFERENCE_STRATEGY
 from analysis.plotting.figures import cms_style, new_figure, save_figure
 
 __all__ = ["SigmaMuPoint", "mean_and_standard_error", "plot_sigma_mu_comparison"]
@@ -119,12 +120,12 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
                 label = point.strategy if point.strategy not in shown else None
                 shown.add(point.strategy)
                 axis.errorbar([x], [mean], yerr=[0.0 if math.isnan(error) else error],
-                              fmt="o" if point.strategy != "ce" else "s", capsize=4,
+                              fmt="o" if point.strategy != REFERENCE_STRATEGY else "s", capsize=4,
                               color=colours[point.strategy], label=label)
                 positions.append(x)
                 labels.append(f"{group}: {point.strategy}")
                 x += 1
-            reference = next((p for p in members if p.strategy == "ce"), None)
+            reference = next((p for p in members if p.strategy == REFERENCE_STRATEGY), None)
             if reference is not None:
                 mean, error = mean_and_standard_error(reference.values[measure],
                                                       reference.clusters)

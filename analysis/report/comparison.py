@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.config import REFERENCE_STRATEGY
 from analysis.errors import InputDataError
 from analysis.plotting.comparison import mean_and_standard_error
 
@@ -136,7 +137,7 @@ def paired_comparison(values: Sequence[float], references: Sequence[float],
 
 def _ce_reference(results: Mapping[str, Mapping[str, Any]], r: Mapping[str, Any]
                   ) -> Mapping[str, Any] | None:
-    return next((c for c in results.values() if c["strategy"] == "ce"
+    return next((c for c in results.values() if c["strategy"] == REFERENCE_STRATEGY
                  and c["model"] == r["model"] and c["learned_cuts"] == r["learned_cuts"]), None)
 
 
@@ -228,7 +229,7 @@ def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: fl
     pairings = []
     for key, r in results.items():
         reference = _ce_reference(results, r)
-        if r["strategy"] == "ce" or reference is None:
+        if r["strategy"] == REFERENCE_STRATEGY or reference is None:
             continue
         reference_key = next(k for k, v in results.items() if v is reference)
         comparisons = {}

@@ -10,6 +10,7 @@ of the dataset before any selection; variations (``weight_btag_up`` ...) are ful
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,13 @@ import numpy as np
 from coffea import processor
 from coffea.nanoevents import BaseSchema
 
-from analysis.config import OBJECT_SHIFTS, AnalysisConfig
+from analysis.config import (
+    BTAG_SYSTEMATIC,
+    OBJECT_SHIFTS,
+    PARTON_SHOWER_SYSTEMATICS,
+    WEIGHT_SYSTEMATICS,
+    AnalysisConfig,
+)
 from analysis.errors import EmptySelectionError, InputDataError
 from analysis.skim import objects as obj
 from analysis.skim.features import event_features, lepton_columns, object_features
@@ -39,8 +46,13 @@ __all__ = ["LEPTON_FIELDS", "SkimResult", "SkimProcessor", "run_skim"]
 
 log = logging.getLogger(__name__)
 PB_PER_INVERSE_FB = 1000.0
-WEIGHT_VARIATIONS = ("btag_up", "btag_down", "isr_up", "isr_down", "fsr_up", "fsr_down")
-_PS_INDEX = {"isr_up": 0, "fsr_up": 1, "isr_down": 2, "fsr_down": 3}  # CMS's PSWeight order
+_DIRECTIONS = ("up", "down")
+WEIGHT_VARIATIONS = tuple(f"{name}_{direction}" for name in WEIGHT_SYSTEMATICS
+                          for direction in _DIRECTIONS)
+# CMS's PSWeight order: ISR up, FSR up, ISR down, FSR down (PARTON_SHOWER_SYSTEMATICS is
+# (isr, fsr), so the product below gives these indices 0..3)
+_PS_INDEX = {f"{name}_{direction}": index for index, (direction, name)
+             in enumerate(itertools.product(_DIRECTIONS, PARTON_SHOWER_SYSTEMATICS))}
 LEPTON_FIELDS = ("pt", "eta", "phi", "mass", "charge")  # of a tight muon or electron
 
 
@@ -159,9 +171,10 @@ class SkimProcessor(processor.ProcessorABC):
         columns: dict[str, np.ndarray] = {**ids, "label": label, "weight": weight}
         for variation, index in _PS_INDEX.items():
             columns[f"weight_{variation}"] = weight * ps[:, index]
-        for direction, name in ((1, "btag_up"), (-1, "btag_down")):
-            columns[f"weight_{name}"] = weight * obj.btag_scale_factor_weight(
-                jets, cfg.objects, cfg.detector, cfg.systematics, direction)
+        for direction, sign in zip(_DIRECTIONS, (1, -1)):
+            columns[f"weight_{BTAG_SYSTEMATIC}_{direction}"] = weight * (
+                obj.btag_scale_factor_weight(jets, cfg.objects, cfg.detector, cfg.systematics,
+                                             sign))
         features = event_features(jets, lepton, met_pt, met_phi, cfg.objects.jets.btag_medium)
         columns.update({name: features[name] for name in cfg.features.event})
         # the selected leptons are graph nodes whatever the event features: always stored

@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from analysis.config import STRATEGIES, YIELD_AWARE
+from analysis.config import STRATEGIES, YIELD_AWARE, YIELD_BLIND
 from analysis.errors import ConfigError
 from analysis.inference.model import ModelSpec
 from analysis.relax.histograms import resolve_bandwidth
@@ -255,7 +255,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
     w = {s: data.w[s][index[s]] * scale[s] for s in names}
     if selection is not None:  # cuts in front of the network: soft event weights
         w = {s: w[s] * selection(x[s]) for s in names}
-    if strategy in ("ce", "penalty"):
+    if strategy in YIELD_BLIND:
         logits = {s: classifier_logits(model, x[s]) for s in names}
         labels = torch.cat([torch.full((x[s].shape[0],), data.classes[s], dtype=torch.long,
                                        device=x[s].device) for s in names])
@@ -351,7 +351,7 @@ def _validation_loss(model: torch.nn.Module, data: PreparedSamples, strategy: st
     was_training = model.training
     model.eval()
     # the likelihood losses differentiate internally (Hessian, profile fits): no no_grad there
-    context = torch.no_grad() if strategy in ("ce", "penalty") else contextlib.nullcontext()
+    context = torch.no_grad() if strategy in YIELD_BLIND else contextlib.nullcontext()
     try:
         with context:
             return float(_loss(model, data, strategy, index, scale, settings, normsys,

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from analysis.classes import class_names, score_column, signal_class
-from analysis.config import AnalysisConfig, LearnedCutsSettings, Training
+from analysis.config import (
+    REFERENCE_STRATEGY,
+    AnalysisConfig,
+    LearnedCutsSettings,
+    Training,
+)
 from analysis.errors import ConfigError, EmptySelectionError
 from analysis.inference.model import btag_groups, model_spec
 from analysis.io import atomic_path, read_tables
@@ -253,8 +258,8 @@ def training_stages(training: Training, strategy: str,
         >>> [(s.label, s.steps) for s in training_stages(Training(), "inference")]
         [('ce', 200), ('inference', 100)]
     """
-    stages = [Stage("ce", training.ce_steps, training.learning_rate)]
-    if strategy != "ce":
+    stages = [Stage(REFERENCE_STRATEGY, training.ce_steps, training.learning_rate)]
+    if strategy != REFERENCE_STRATEGY:
         name = f"{strategy}{JOINT_CUTS_SUFFIX}" if joint_cuts is not None else strategy
         stages.append(Stage(strategy, training.strategy_steps, training.strategy_learning_rate,
                             joint_cuts=joint_cuts, name=name))

@@ -108,11 +108,17 @@ def test_skim_on_dask_cluster_equals_local(store: Path, tmp_path: Path, cms_file
     local = run_skim(load_config(str(config_path)), "cms_tt", [str(cms_file)])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:  # the processor travels to a worker
+        # law.config is process-wide: the next test must see the setting as it was before
+        had = law.config.has_option("diffana", "dask_scheduler")
+        previous = law.config.get("diffana", "dask_scheduler", raw=True) if had else None
         law.config.set("diffana", "dask_scheduler", cluster.scheduler_address)
         try:
             assert _build(Skim(version="dask", config=str(config_path)))
         finally:
-            law.config.set("diffana", "dask_scheduler", "")
+            if had:
+                law.config.set("diffana", "dask_scheduler", previous)
+            else:
+                law.config.remove_option("diffana", "dask_scheduler")
         # the scheduler (in this process) saw the processor's tasks: the work went to Dask.
         # state_counts is cumulative; prefix.states drops a group once its tasks are forgotten
         ran = {name: sum(prefix.state_counts.values())

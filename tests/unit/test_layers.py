@@ -35,3 +35,25 @@ def test_the_low_modules_import_no_package() -> None:
     imports = _package_imports()
     for low in ("errors", "config", "classes", "io"):
         assert set(imports.get(low, {})) <= {"errors", "config"}, low
+
+
+# law internals that only tasks/law_adapter.py may touch (private attributes, or the layout of
+# law's job bookkeeping)
+_LAW_INTERNALS = {"_defined_workflow_proxy", "_local_workflow_has_yielded", "job_data",
+                  "job_manager", "mp_manager", "local_workflow_tasks_yielded"}
+
+
+def test_law_internals_only_in_the_adapter() -> None:
+    root = ANALYSIS.parent
+    adapter = root / "tasks" / "law_adapter.py"
+    uses: dict[str, set[str]] = defaultdict(set)
+    for path in [*(root / "tasks").rglob("*.py"), *(root / "tests").rglob("*.py")]:
+        if path == Path(__file__).resolve():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = (node.attr if isinstance(node, ast.Attribute)
+                    else node.value if isinstance(node, ast.Constant) else None)
+            if name in _LAW_INTERNALS:
+                uses[str(path.relative_to(root))].add(name)
+    assert uses.pop(str(adapter.relative_to(root))) == _LAW_INTERNALS  # the reading finds them
+    assert dict(uses) == {}

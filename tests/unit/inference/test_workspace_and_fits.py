@@ -15,6 +15,7 @@ from scipy.stats import norm
 
 from analysis.config import AnalysisConfig
 from analysis.inference.fits import (
+    PyhfEngine,
     asimov_sigma_mu,
     fit_network,
     fit_steps,
@@ -404,6 +405,16 @@ def test_a_callers_pyhf_backend_survives_the_fits(tiny_config: AnalysisConfig) -
         assert results["fold_labels"] == [[2, 1]]  # (seed index, fold) of each fold entry
         assert results["sigma_mu_no_mcstat"] <= results["sigma_mu"] * (1 + 1e-4)
         assert fit_steps(spec) == 5 + 2 * len(results["impacts"])
+        # each public method of the pyhf engine, called directly, leaves the caller's backend too
+        engine = PyhfEngine(spec)
+        best = engine.fit(engine.observed, uncertainties=True)
+        assert pyhf.get_backend()[1] is mine[1]
+        assert engine.twice_nll(best.pars, engine.observed) == pytest.approx(best.twice_nll,
+                                                                             rel=1e-6)
+        assert engine.expected_data(best.pars).shape == engine.observed.shape
+        observed_cls, expected = engine.cls(1.0, engine.observed, engine.bounds)
+        assert 0.0 < observed_cls <= 1.0 and len(expected) == 5
+        assert pyhf.get_backend()[1] is mine[1] and pyhf.get_backend()[1].maxiter == 321
     finally:
         pyhf.set_backend(*before)
 

@@ -9,8 +9,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from analysis.config import AnalysisConfig, load_config
-from analysis.skim.processor import run_skim
+from analysis.config import WEIGHT_SYSTEMATICS, AnalysisConfig, load_config
+from analysis.skim.processor import _PS_INDEX, run_skim
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,12 @@ def test_stitched_filter_efficiencies_add_to_one(tiny_config: AnalysisConfig, tm
     pooled_rest = filter_efficiency([str(ttbar_file)], [str(extra_b)])
     assert pooled_b + pooled_rest == pytest.approx(1.0, abs=1e-12)
     assert 0.01 < pooled_b < 0.1  # an extra b quark above 15 GeV in a few per cent of tt events
+
+
+def test_weight_columns_follow_the_config_systematics(tth_skim) -> None:  # noqa: ANN001
+    # the names come from analysis.config; PSWeight's indices are CMS's order, whatever the names
+    assert _PS_INDEX == {"isr_up": 0, "fsr_up": 1, "isr_down": 2, "fsr_down": 3}
+    expected = {f"weight_{name}_{direction}" for name in WEIGHT_SYSTEMATICS
+                for direction in ("up", "down")}
+    table = tth_skim.tables["nominal"]
+    assert {f for f in table.fields if f.startswith("weight_")} == expected

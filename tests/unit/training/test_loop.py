@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.config import REFERENCE_STRATEGY, YIELD_AWARE, YIELD_BLIND
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.loop import (
     STRATEGIES,
@@ -310,3 +311,10 @@ def test_a_reweighting_of_the_nominal_rows_reuses_their_outputs() -> None:
           loss=LossSettings(penalty_weight=1.0))
     # nominal: both samples; plus prepare_samples' one-row probe; jes: up and down
     assert model.rows == 2 * N_EVENTS + 1 + 2 * N_EVENTS
+
+
+def test_strategies_split_into_yield_blind_and_yield_aware() -> None:
+    # the one source of these names is analysis.config; training, tasks and report read them
+    assert YIELD_BLIND == ("ce", "penalty") and YIELD_AWARE == ("inference", "significance")
+    assert (*YIELD_BLIND, *YIELD_AWARE) == STRATEGIES
+    assert REFERENCE_STRATEGY == "ce" and REFERENCE_STRATEGY in YIELD_BLIND
