@@ -73,8 +73,11 @@ def demo_like(spec: dict[str, Any], scale: float = SIGNAL_SCALE) -> dict[str, An
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def engines() -> tuple[TorchEngine, PyhfEngine, dict[str, Any]]:
+    """Fresh engines for each test: the torch engine warm-starts each fit from its earlier
+    converged ones, and its fits stop at MINUIT's EDM goal, so a shared engine would make a
+    test's numbers depend on which tests ran before it (by up to 2e-3 in an impact)."""
     spec = demo_like(json.loads(DEMO_WORKSPACE.read_text()))
     torch_engine, pyhf_engine = TorchEngine(spec), _engine(spec, "pyhf_strict")
     assert isinstance(pyhf_engine, PyhfEngine)
