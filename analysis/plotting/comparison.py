@@ -140,5 +140,7 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
         axis.set_xlim(-0.7, x - 0.3)
         axis.set_ylabel(measure, fontsize=13)
         axis.legend(fontsize=10, title="dashed, band: CE ± s.e.", title_fontsize=10)
-    figure.suptitle(f"{title} (mean ± standard error over seeds × folds, clustered by fold)", fontsize=14)
+    # two lines: one would be wider than a figure of few networks (it was clipped)
+    figure.suptitle(f"{title}\n(mean ± standard error over seeds × folds, clustered by fold)",
+                    fontsize=13)
     return save_figure(figure, path_base)

@@ -46,7 +46,12 @@ def _variant(tmp_path: Path, old: str, new: str) -> str:
     ("jes: 0.03", "jes: 0.05",
      {"skim", "learn", "reduce", "train", "train_without_cuts", "histograms",
       "fit_without_cuts", "report"}),
-    ("n_bins: 3", "n_bins: 4", {"histograms", "fit_without_cuts", "report"}),
+    # the statistical model's binning: the yield-aware losses are built from it (one model for
+    # training and fit), so the networks too
+    ("n_bins: 3", "n_bins: 4",
+     {"train", "train_without_cuts", "histograms", "fit_without_cuts", "report"}),
+    # a fit setting, not the model: only the fit stage
+    ("scan_points: 5", "scan_points: 7", {"histograms", "fit_without_cuts", "report"}),
     # the folds: one learned cut set per fold (held-out honesty), so the learned skim too
     ("n_folds: 2", "n_folds: 3",
      {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",
@@ -54,9 +59,9 @@ def _variant(tmp_path: Path, old: str, new: str) -> str:
     # a training setting the learned skim does not read
     ("ce_steps: 20", "ce_steps: 21",
      {"train", "train_without_cuts", "histograms", "fit_without_cuts", "report"}),
-    # a systematic left out of the fit: only the fit stage
+    # a systematic left out of the statistical model: the fit and the losses built from it
     ("  n_bins: 3\n", "  n_bins: 3\n  systematics: [jes, jer, btag, isr]\n",
-     {"histograms", "fit_without_cuts", "report"}),
+     {"train", "train_without_cuts", "histograms", "fit_without_cuts", "report"}),
     # a cross-section uncertainty: the losses (LearnCuts, training) read it, the skim does not
     ("      uncertainty: 0.50", "      uncertainty: 0.40",
      {"learn", "reduce", "train", "train_without_cuts", "histograms", "fit_without_cuts",

@@ -148,7 +148,34 @@ def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
     penalty_only = {k: r for k, r in _summary().items() if r["strategy"] != "inference"}
     (penalty,) = strategy_pairings(penalty_only)
     assert penalty.comparisons["sigma_mu"].sample_factor_to_resolve(0.12) < 1
-    assert "already resolves a 12 % change" in headline(penalty_only, [penalty])
+    assert "already resolves it, and the change is smaller" in headline(penalty_only, [penalty])
+
+
+def test_the_headline_answers_for_the_inference_aware_dnn_not_the_largest_change() -> None:
+    """The verdict is the DNN inference's against CE (the demo's question), even where another
+    comparison shows a larger reduction; that one is named after it, with the folds' degrees
+    of freedom, not put in its place."""
+    summary = _summary()
+    dnn_changes = [0.02 * (k - 1) - 0.02 + 0.005 * s for s, k in LABELS]  # about -2 %
+    summary[network_key(True, "dnn", "inference")]["sigma_mu_folds"] = [
+        r * (1 + c) for r, c in zip(CE_TOTAL, dnn_changes)]
+    summary[network_key(True, "gnn", "ce")] = _record("gnn", "ce", 9.0, CE_TOTAL)
+    summary[network_key(True, "gnn", "inference")] = _record(
+        "gnn", "inference", 9.5, [r * (1 + c) for r, c in zip(CE_TOTAL, CHANGES)])
+    pairings = strategy_pairings(summary)
+    dnn = next(p for p in pairings if p.key == network_key(True, "dnn", "inference"))
+    assert dnn.comparisons["sigma_mu"].verdict == "not resolved"
+    text = headline(summary, pairings)
+    assert "Verdict, DNN inference (learned cuts) against CE" in text
+    assert "A 12 % reduction (what CMS measured) lies" in text
+    assert ("The largest reduction among the 3 comparisons: GNN inference (learned cuts), σ_μ "
+            "total better: -13.4 %") in text
+    assert "with 3 folds the clustered standard error has 2 degrees of freedom" in text
+    # without the DNN inference, the largest reduction is the verdict itself, named once
+    del summary[network_key(True, "dnn", "inference")]
+    text = headline(summary, strategy_pairings(summary))
+    assert "Verdict, GNN inference (learned cuts) against CE" in text
+    assert "The largest reduction" not in text
 
 
 def test_one_seed_and_one_fold_is_undetermined_not_an_error() -> None:
