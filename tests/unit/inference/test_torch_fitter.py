@@ -28,6 +28,7 @@ from analysis.inference.fits import (
 from analysis.inference.torch_fitter import WorkspaceLikelihood, _grad_hessian, minimize
 from analysis.inference.workspace import build_workspace
 from analysis.validation.workspaces import demo_like_histograms
+from tests.unit.inference.workspace_edits import scale_sample
 
 RELATIVE = 1e-4  # issue 16: torch vs pyhf + MINUIT
 
@@ -44,15 +45,10 @@ def _two_channels_free_ttbb(spec: dict[str, Any]) -> dict[str, Any]:
     second = copy.deepcopy(out["channels"][0])
     second["name"] = "control"
     for sample in second["samples"]:
-        scale = {"tth_bb": 1 / 3, "tt_bb": 2.0}.get(sample["name"], 1.0)
-        sample["data"] = [scale * x for x in sample["data"]]
+        scale_sample(sample, {"tth_bb": 1 / 3, "tt_bb": 2.0}.get(sample["name"], 1.0))
         for modifier in sample["modifiers"]:
-            if modifier["type"] == "histosys":
-                for key in ("hi_data", "lo_data"):
-                    modifier["data"][key] = [scale * x for x in modifier["data"][key]]
-            elif modifier["type"] == "staterror":
+            if modifier["type"] == "staterror":
                 modifier["name"] = "staterror_control"
-                modifier["data"] = [scale * x for x in modifier["data"]]
     out["channels"].append(second)
     for channel in out["channels"]:
         for sample in channel["samples"]:

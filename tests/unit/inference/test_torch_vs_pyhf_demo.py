@@ -39,6 +39,7 @@ from analysis.inference.fits import (
     _profile_sigma,
     asimov_sigma_mu,
 )
+from tests.unit.inference.workspace_edits import scale_sample
 
 RELATIVE = 1e-4  # issue 16: torch vs pyhf + MINUIT
 SIGNAL_SCALE = 200.0
@@ -60,13 +61,7 @@ def demo_like(spec: dict[str, Any], scale: float = SIGNAL_SCALE) -> dict[str, An
                 continue
             observation["data"] = [n + (scale - 1.0) * s
                                    for n, s in zip(observation["data"], sample["data"])]
-            sample["data"] = [scale * x for x in sample["data"]]
-            for modifier in sample["modifiers"]:
-                if modifier["type"] == "histosys":
-                    for key in ("hi_data", "lo_data"):
-                        modifier["data"][key] = [scale * x for x in modifier["data"][key]]
-                elif modifier["type"] == "staterror":
-                    modifier["data"] = [scale * x for x in modifier["data"]]
+            scale_sample(sample, scale)
     for parameter in out["measurements"][0]["config"]["parameters"]:
         if parameter["name"] == poi:
             parameter["bounds"] = [[parameter["bounds"][0][0] / scale, MU_MAX]]
