@@ -14,10 +14,12 @@ in the same bin. Without replicas every group has one row and the cross terms ar
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from analysis.errors import InputDataError
 
-__all__ = ["effective_event_count", "mc_stat_variance", "replica_cross_terms"]
+__all__ = ["effective_event_count", "grouped_cross_terms", "mc_stat_variance",
+           "replica_cross_terms"]
 
 
 def _groups(bin_index: np.ndarray, weights: np.ndarray, event_ids: np.ndarray,
@@ -87,6 +89,46 @@ def replica_cross_terms(bin_index: np.ndarray, weights: np.ndarray, event_ids: n
     """
     group_bin, sums, squares = _groups(bin_index, weights, event_ids, n_bins)
     return np.bincount(group_bin, weights=sums * sums - squares, minlength=n_bins)
+
+
+def grouped_cross_terms(contributions: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """The replicas' cross terms of a (soft or hard) histogram's MC variance, differentiable.
+
+    ``sum_events [(sum_replicas c)^2 - sum_replicas c^2]`` per bin, where ``c`` is a row's
+    contribution to the bin (weight times bin membership,
+    :func:`~analysis.relax.histograms.bin_memberships`). Added to the ``sum w^2`` histogram it
+    gives :func:`mc_stat_variance` for hard memberships; for soft ones it keeps the soft
+    histogram's ``sum w^2 m`` convention for a lone row and adds the replicas' correlation, so
+    that the training loss and the workspace treat replicas alike. 0 where no two rows share
+    an event.
+
+    Args:
+        contributions: ``(n_rows, n_bins)`` expected events each row puts into each bin.
+        groups: ``(n_rows,)`` int64 event index of each row in ``[0, n_events)``; the replicas
+            of one event share it.
+
+    Returns:
+        ``(n_bins,)`` in expected events squared, in ``contributions``' dtype and device.
+
+    Raises:
+        InputDataError: shapes that do not match, or a negative group index.
+
+    Example:
+        >>> grouped_cross_terms(torch.tensor([[.5, 0.], [.5, 0.], [0., 1.]]), torch.tensor([7, 7, 8]))
+        tensor([0.5000, 0.0000])
+    """
+    if (contributions.dim() != 2 or groups.shape != contributions.shape[:1]
+            or groups.dtype != torch.int64):
+        raise InputDataError(f"grouped_cross_terms: need (n_rows, n_bins) contributions and "
+                             f"(n_rows,) int64 groups, got {tuple(contributions.shape)} and "
+                             f"{tuple(groups.shape)} {groups.dtype}")
+    if groups.numel() == 0:
+        return contributions.new_zeros(contributions.shape[1])
+    if int(groups.min()) < 0:
+        raise InputDataError("grouped_cross_terms: group indices must be >= 0")
+    summed = contributions.new_zeros(int(groups.max()) + 1, contributions.shape[1])
+    summed = summed.index_add(0, groups.to(contributions.device), contributions)
+    return (summed * summed).sum(dim=0) - (contributions * contributions).sum(dim=0)
 
 
 def effective_event_count(weights: np.ndarray, event_ids: np.ndarray) -> float:

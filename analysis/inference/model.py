@@ -52,8 +52,14 @@ import torch
 from analysis.classes import class_names, class_of_process
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
+from analysis.inference.mcstat import grouped_cross_terms
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
-from analysis.relax.histograms import hard_histogram, resolve_bandwidth, soft_histogram
+from analysis.relax.histograms import (
+    bin_memberships,
+    hard_histogram,
+    resolve_bandwidth,
+    soft_histogram,
+)
 
 log = logging.getLogger(__name__)
 
@@ -510,8 +516,10 @@ def _normalisation(process: str, spec: ModelSpec) -> list[Modifier]:
     return modifiers
 
 
-#: process -> variation -> ``(logits (n, n_nodes), weights (n,), b-tag group (n,) or None)``
-Outputs = Mapping[str, Mapping[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]]
+#: process -> variation -> ``(logits (n, n_nodes), weights (n,), b-tag group (n,) or None)``,
+#: optionally with a fourth entry: the ``(n,)`` int64 event index of each row (detector replicas
+#: of one event share it) or None
+Outputs = Mapping[str, Mapping[str, tuple[Any, ...]]]
 
 
 def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
@@ -524,13 +532,17 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
     arXiv:1806.04743), 1 for the largest output in ``"hard"`` mode, times 1 if it is in the
     channel's b-tag group; it histograms the node's output (softmax of the logits) with
     :func:`~analysis.relax.histograms.soft_histogram` (``"soft"``) or exact bins (``"hard"``),
-    overflow into the outer bins. The variances are the histograms of the squared weights.
+    overflow into the outer bins. The variances are the histograms of the squared weights;
+    where the outputs carry event indices, plus the cross terms of the detector replicas of one
+    event (:func:`~analysis.inference.mcstat.grouped_cross_terms`), as the workspace's
+    histograms have them (:func:`~analysis.inference.mcstat.replica_cross_terms`).
 
     Args:
-        outputs: process -> variation -> ``(logits, weights, group)``: ``(n, n_nodes)`` logits,
-            ``(n,)`` expected events per simulated event, ``(n,)`` integer b-tag group
-            (:func:`btag_groups`) or None without a split. A process without events may be
-            given with ``n = 0``.
+        outputs: process -> variation -> ``(logits, weights, group[, events])``: ``(n, n_nodes)``
+            logits, ``(n,)`` expected events per simulated event, ``(n,)`` integer b-tag group
+            (:func:`btag_groups`) or None without a split, and optionally ``(n,)`` int64 event
+            indices (replicas of one event share one; None or absent: every row its own
+            event). A process without events may be given with ``n = 0``.
         spec: the channels, bins and variations.
         mode: ``"soft"`` (differentiable) or ``"hard"``.
         bandwidth: soft-histogram kernel width, score units; None: 0.2 of the channels' bin
@@ -563,7 +575,8 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
             if variation not in outputs[process]:
                 raise InputDataError(f"templates_from_outputs: process {process!r}: no "
                                      f"variation {variation!r}")
-            logits, weights, group = outputs[process][variation]
+            logits, weights, group, *rest = outputs[process][variation]
+            events = rest[0] if rest else None
             logits, weights = logits.to(torch.float64), weights.to(torch.float64)
             probabilities = torch.softmax(logits, dim=1)
             if mode == "soft":
@@ -591,6 +604,11 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
                 else:
                     values, variances = (hard_histogram(score, x, edges, flow="clip")
                                          for x in (w, w**2))
+                if events is not None:  # detector replicas of one event are correlated
+                    in_bins = bin_memberships(score, edges, bandwidth if mode == "soft" else None,
+                                              kernel=kernel, flow="clip")
+                    rows = w if mode == "soft" else w.detach()  # hard: no gradient, as the values
+                    variances = variances + grouped_cross_terms(rows[:, None] * in_bins, events)
                 out[c.name][process][variation] = (values, variances * variance_scale
                                                    if variance_scale != 1.0 else variances)
     return out

@@ -38,6 +38,7 @@ __all__ = [
     "BANDWIDTH_PER_BIN_WIDTH",
     "FLOWS",
     "KERNELS",
+    "bin_memberships",
     "hard_histogram",
     "resolve_bandwidth",
     "soft_histogram",
@@ -154,29 +155,80 @@ def resolve_bandwidth(bandwidth: float | None,
     return round(BANDWIDTH_PER_BIN_WIDTH * float(widths.min()), 12)
 
 
-def _soft_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tensor,
-                 bandwidth: float, kernel: str, flow: str) -> torch.Tensor:
-    """Kernel-smoothed counts, no validation; ``(n_bins,)``."""
+def _soft_membership(values: torch.Tensor, edges: torch.Tensor, bandwidth: float, kernel: str,
+                     flow: str) -> torch.Tensor:
+    """Each value's kernel mass in each bin, no validation; ``(n_events, n_bins)``."""
     cdf = _KERNEL_CDF[kernel]((edges[None, :] - values[:, None]) / bandwidth)  # P(value < edge)
     if flow == "clip":  # outer edges at -inf and +inf
         cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf[:, 1:-1], torch.ones_like(cdf[:, :1])],
                         dim=1)
-    membership = cdf[:, 1:] - cdf[:, :-1]  # (n_events, n_bins)
-    return (weights.to(membership.dtype)[:, None] * membership).sum(dim=0)
+    return cdf[:, 1:] - cdf[:, :-1]
 
 
-def _hard_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tensor,
-                 flow: str) -> torch.Tensor:
-    """Exact counts with numpy's edge convention, no validation; ``(n_bins,)``."""
+def _hard_membership(values: torch.Tensor, edges: torch.Tensor, flow: str) -> torch.Tensor:
+    """Whether each value is in each bin (numpy's edge convention), no validation;
+    ``(n_events, n_bins)`` bool."""
     n_bins = edges.numel() - 1
     index = torch.searchsorted(edges, values.contiguous(), right=True) - 1  # [e_i, e_i+1) -> i
     index = torch.where(values == edges[-1], n_bins - 1, index)  # last bin closed on the right
     if flow == "clip":
         index = index.clamp(0, n_bins - 1)
     # index -1 (underflow) and n_bins (overflow) match no bin and are dropped
-    is_member = index[:, None] == torch.arange(n_bins, device=values.device)[None, :]
+    return index[:, None] == torch.arange(n_bins, device=values.device)[None, :]
+
+
+def _soft_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tensor,
+                 bandwidth: float, kernel: str, flow: str) -> torch.Tensor:
+    """Kernel-smoothed counts, no validation; ``(n_bins,)``."""
+    membership = _soft_membership(values, edges, bandwidth, kernel, flow)
+    return (weights.to(membership.dtype)[:, None] * membership).sum(dim=0)
+
+
+def _hard_counts(values: torch.Tensor, weights: torch.Tensor, edges: torch.Tensor,
+                 flow: str) -> torch.Tensor:
+    """Exact counts with numpy's edge convention, no validation; ``(n_bins,)``."""
+    is_member = _hard_membership(values, edges, flow)
     weights = weights.to(values.dtype)
     return torch.where(is_member, weights[:, None], torch.zeros_like(weights[:, None])).sum(dim=0)
+
+
+def bin_memberships(values: torch.Tensor, edges: torch.Tensor | np.ndarray | Sequence[float],
+                    bandwidth: float | None = None, kernel: str = "sigmoid",
+                    flow: str = "drop") -> torch.Tensor:
+    """How much of each value falls into each bin: the matrix behind the histograms.
+
+    ``weights @ bin_memberships(values, edges, bandwidth)`` is :func:`soft_histogram` (and with
+    ``bandwidth=None`` :func:`hard_histogram`). Per-event contributions are needed where events
+    are summed in groups before squaring, e.g. the MC statistical variance of detector replicas
+    (:func:`analysis.inference.mcstat.grouped_cross_terms`).
+
+    Args:
+        values: ``(n_events,)`` observable, e.g. a classifier score (unitless).
+        edges: ``(n_bins + 1,)`` strictly increasing finite bin edges, same unit as ``values``.
+        bandwidth: kernel width ``h`` in the unit of ``values`` (the soft memberships of
+            :func:`soft_histogram`, differentiable in ``values``), or None for the exact 0/1
+            memberships of :func:`hard_histogram` (no gradient).
+        kernel: ``"sigmoid"`` or ``"gaussian"`` (soft only).
+        flow: ``"drop"`` or ``"clip"``, as in the histogram functions.
+
+    Returns:
+        ``(n_events, n_bins)`` in ``values``' dtype and on its device; each row sums to 1 inside
+        ``[edges[0], edges[-1]]`` (and everywhere with ``flow="clip"``).
+
+    Raises:
+        ConfigError, InputDataError: as :func:`soft_histogram`.
+
+    Example:
+        >>> bin_memberships(torch.tensor([0.2, 0.7]), [0.0, 0.5, 1.0])
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
+    ones = torch.ones_like(values) if isinstance(values, torch.Tensor) else values
+    if bandwidth is None:
+        edge_tensor = _validate("bin_memberships", values, ones, edges, flow)
+        return _hard_membership(values.detach(), edge_tensor, flow).to(values.dtype)
+    edge_tensor = _validate("bin_memberships", values, ones, edges, flow, bandwidth, kernel)
+    return _soft_membership(values, edge_tensor, float(bandwidth), kernel, flow)
 
 
 def hard_histogram(values: torch.Tensor, weights: torch.Tensor,

@@ -291,9 +291,9 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
 def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[str, torch.Tensor],
                    scale: dict[str, float], settings: LossSettings,
                    selection: torch.nn.Module | None) -> dict[str, dict[str, Any]]:
-    """Process -> variation -> (logits, weights, b-tag group) of the batch for the model's
-    losses; a process without training events gets no events, a process that a systematic
-    does not vary its nominal outputs."""
+    """Process -> variation -> (logits, weights, b-tag group, event indices or None) of the
+    batch for the model's losses; a process without training events gets no events, a process
+    that a systematic does not vary its nominal outputs."""
     spec = settings.model
     if spec is None:  # the yield-aware losses are built from the statistical model's spec
         raise ConfigError("training: the yield-aware losses need LossSettings.model (the "
@@ -305,12 +305,12 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
                           f"inference.systematics")
     reference = next(iter(data.x.values()))
 
-    def one(x: torch.Tensor, w: torch.Tensor, passed: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def one(x: torch.Tensor, w: torch.Tensor, passed: torch.Tensor | None = None,
+            events: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
         if selection is not None:  # the nominal rows' selection is computed once, by the caller
             w = w * (selection(x) if passed is None else passed)
         group = settings.btag_group(x) if settings.btag_group is not None else None
-        return classifier_logits(model, x), w, group
+        return classifier_logits(model, x), w, group, events
 
     outputs: dict[str, dict[str, Any]] = {}
     for process in spec.processes:
@@ -321,7 +321,10 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
             continue
         rows = index[process]
         passed = selection(data.x[process][rows]) if selection is not None else None
-        nominal = one(data.x[process][rows], data.w[process][rows] * scale[process], passed)
+        # the nominal rows' event indices: the staterror of the workspace correlates replicas
+        events = data.events[process][rows] if process in data.events else None
+        nominal = one(data.x[process][rows], data.w[process][rows] * scale[process], passed,
+                      events)
         per = {"nominal": nominal}
         for syst in spec.systematics:
             varied = data.varied[syst].get(process)
@@ -333,7 +336,7 @@ def _model_outputs(model: torch.nn.Module, data: PreparedSamples, index: dict[st
                 if xv is data.x[process]:  # a reweighting of the nominal rows: their outputs
                     wv = wv[rows] * scale[process]
                     per[f"{syst}_{direction}"] = (nominal[0], wv * passed if passed is not None
-                                                  else wv, nominal[2])
+                                                  else wv, nominal[2], nominal[3])
                     continue
                 if syst not in data.precomputed:  # the nominal events: the batch only
                     xv, wv = xv[rows], wv[rows] * scale[process]

@@ -230,11 +230,11 @@ class _ScaledCuts(torch.nn.Module):
 
 
 def _joint_cuts(settings: LearnedCutsSettings,
-                samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                samples: Mapping[str, tuple[np.ndarray, ...]],
                 features: Sequence[str]) -> _ScaledCuts:
     """The config's cuts as learnable cuts on the DNN inputs, started at the loose quantile."""
-    x_all = torch.as_tensor(np.concatenate([x for x, _ in samples.values()]))
-    w_all = torch.as_tensor(np.concatenate([w for _, w in samples.values()]))
+    x_all = torch.as_tensor(np.concatenate([sample[0] for sample in samples.values()]))
+    w_all = torch.as_tensor(np.concatenate([sample[1] for sample in samples.values()]))
     return _ScaledCuts(initial_cuts(settings, features, x_all, w_all))
 
 
@@ -333,15 +333,16 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     read = read_tables(tables)
     # the optimiser sees 4/5 of the training folds; early stopping looks at the other 1/5, so
     # the held-out fold stays unseen until Evaluate; weights scaled to the full luminosity
-    # the yield-aware losses are the statistical model's: one sample per process
+    # the yield-aware losses are the statistical model's: one sample per process, with the
+    # event identities that correlate detector replicas in its MC statistical uncertainty
     by_process = loss in YIELD_AWARE
     samples, nuisances = training_samples(read, config, features, fold, settings.n_folds,
                                           model_kind, train=True, part="fit", rescale=True,
-                                          by_process=by_process)
+                                          by_process=by_process, event_ids=by_process)
     try:
         validation, validation_nuisances = training_samples(
             read, config, features, fold, settings.n_folds, model_kind, train=True,
-            part="validation", rescale=True, by_process=by_process)
+            part="validation", rescale=True, by_process=by_process, event_ids=by_process)
         stopping: EarlyStopping | None = EarlyStopping(
             validation, validation_nuisances, settings.patience, settings.validate_every)
     except EmptySelectionError as err:  # tiny samples: a class missing from the slice
@@ -352,7 +353,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         try:
             slices = [training_samples(read, config, features, fold, settings.n_folds,
                                        model_kind, train=True, part="fit", rescale=True,
-                                       by_process=by_process,
+                                       by_process=by_process, event_ids=by_process,
                                        event_slice=(k, settings.event_slices))
                       for k in range(settings.event_slices)]
         except EmptySelectionError as err:
@@ -366,7 +367,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
         ).manual_seed(network_seed(settings.seed, seed_index, fold)), n_classes=len(classes))
     # inputs standardised with the numbers of the events the optimiser sees; they are buffers,
     # so the checkpoint carries them to Evaluate
-    x_all = np.concatenate([x for x, _ in samples.values()])
+    x_all = np.concatenate([sample[0] for sample in samples.values()])
     if model_kind == "dnn":
         model.set_standardisation(torch.as_tensor(x_all.mean(axis=0)),  # type: ignore[operator]
                                   torch.as_tensor(x_all.std(axis=0) + 1e-6))
@@ -391,7 +392,7 @@ def train_network(tables: Mapping[str, Mapping[str, str | ak.Array]], config: An
     result = TrainingResult(model.cpu(), model_kind, stages[-1].label, fold, n_inputs,
                             count_parameters(model),
                             features if model_kind == "dnn" else NODE_FEATURES, classes,
-                            n_train_events={k: len(w) for k, (_, w) in samples.items()},
+                            n_train_events={k: len(sample[1]) for k, sample in samples.items()},
                             seed_index=seed_index)
     for history in histories:
         result.stages.append((history.strategy, history.loss))

@@ -1,7 +1,10 @@
 """Samples and nuisances of any classifier training, whatever made them: validation, tensors,
 scores.
 
-A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name; a nuisance
+A sample is ``(inputs (n_events, n_features), weights (n_events,))`` per name, optionally with
+a third entry, the ``(n_events,)`` integer identity of the generated event behind each row (the
+detector replicas of one event share it; the yield-aware losses then treat them as correlated
+in the MC statistical uncertainty, as the workspace does); a nuisance
 (:class:`Nuisance`) is a pair of user functions that shift the inputs or reweight the events.
 :func:`prepare_samples` checks both and turns them into tensors of the model's dtype and device,
 with the up/down variations evaluated once; :mod:`analysis.training.loop` trains on them and
@@ -16,7 +19,7 @@ skim tables, the paper toys (:mod:`analysis.validation`) from their own generato
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,7 +49,7 @@ NUISANCE_KINDS: tuple[str, ...] = ("shift", "weight", "precomputed")
 as precomputed varied samples (e.g. a skim re-run with shifted jets, other events than nominal)."""
 
 ArrayLike = torch.Tensor | npt.NDArray[np.floating] | Sequence[float] | Sequence[Sequence[float]]
-Samples = Mapping[str, tuple[ArrayLike, ArrayLike]]
+Samples = Mapping[str, tuple[ArrayLike, ArrayLike] | tuple[ArrayLike, ArrayLike, ArrayLike]]
 Edges = torch.Tensor | np.ndarray | Sequence[float]
 NormSys = Mapping[str, Mapping[str, tuple[float, float]]]
 Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs or scores, weights)
@@ -112,7 +115,9 @@ class Nuisance:
 
 @dataclass(frozen=True, eq=False)
 class PreparedSamples:
-    """Samples as tensors and, per nuisance and affected sample, the up/down (inputs, weights)."""
+    """Samples as tensors and, per nuisance and affected sample, the up/down (inputs, weights);
+    ``events``: per sample given with event identities, each row's event index ``(n_events,)``
+    int64 in ``[0, n_distinct)`` (replicas of one event share it)."""
 
     x: dict[str, torch.Tensor]
     w: dict[str, torch.Tensor]
@@ -120,6 +125,7 @@ class PreparedSamples:
     classes: dict[str, int]
     signal_class: int
     precomputed: frozenset[str] = frozenset()  # nuisances whose events are not the nominal ones
+    events: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -244,12 +250,21 @@ def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequenc
     its output node (None: one node per sample, or signal vs background for 1-2 outputs)."""
     names = _check_config(samples, nuisances, signal, normsys)
     dtype, device = model_dtype_device(model)
-    x, w = {}, {}
+    x, w, events = {}, {}, {}
     for name in names:
         pair = samples[name]
-        if not isinstance(pair, tuple | list) or len(pair) != 2:
-            raise InputDataError(f"sample {name!r}: must be an (inputs, weights) pair")
+        if not isinstance(pair, tuple | list) or len(pair) not in (2, 3):
+            raise InputDataError(f"sample {name!r}: must be an (inputs, weights) pair or an "
+                                 f"(inputs, weights, event ids) triple")
         x[name], w[name] = _as_tensors(name, pair[0], pair[1], dtype, device)
+        if len(pair) == 3:
+            ids = np.asarray(pair[2])
+            if ids.shape != (x[name].shape[0],) or not np.issubdtype(ids.dtype, np.integer):
+                raise InputDataError(f"sample {name!r}: event ids must be ({x[name].shape[0]},) "
+                                     f"integers, got {ids.shape} {ids.dtype}")
+            # dense indices: the losses sum each event's replicas with one index_add
+            events[name] = torch.as_tensor(np.unique(ids, return_inverse=True)[1].reshape(-1),
+                                           dtype=torch.int64, device=device)
     n_features = {t.shape[1] for t in x.values()}
     if len(n_features) != 1:
         raise InputDataError(f"samples: inputs differ in n_features: {sorted(n_features)}")
@@ -259,7 +274,7 @@ def prepare_samples(model: torch.nn.Module, samples: Samples, nuisances: Sequenc
         n_classes = classifier_logits(model, x[names[0]][:1]).shape[1]
     labels, signal_class = _classes(names, signal, n_classes, classes)
     precomputed = frozenset(n.name for n in nuisances if n.kind == "precomputed")
-    return PreparedSamples(x, w, varied, labels, signal_class, precomputed)
+    return PreparedSamples(x, w, varied, labels, signal_class, precomputed, events)
 
 
 def signal_score(model: torch.nn.Module, x: torch.Tensor, signal_class: int) -> torch.Tensor:

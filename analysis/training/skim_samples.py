@@ -39,6 +39,7 @@ from analysis.training.models import EventGNN, graph_inputs
 from analysis.training.samples import Nuisance
 
 __all__ = [
+    "EVENT_ID_DATASET_STRIDE",
     "MODEL_KINDS",
     "GraphAsVector",
     "fold_mask",
@@ -178,6 +179,11 @@ def _class_index(labels: np.ndarray, class_of_label: np.ndarray, where: str) -> 
 VALIDATION_SLICES = 5
 """Early stopping uses 1 of this many slices (by ``event // n_folds``) of the training folds."""
 
+EVENT_ID_DATASET_STRIDE = 1 << 40
+"""Event identity of a training row: ``dataset number * stride + event``; event numbers of one
+dataset stay far below it (generated datasets number their events 1, 2, ...; CMS event numbers
+fit 32 bits), so equal event numbers of two datasets are two events."""
+
 PARTS: tuple[str, ...] = ("all", "fit", "validation")
 """Parts of the training folds: all of them, the part optimised on, the validation slice."""
 
@@ -206,12 +212,13 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
            config: AnalysisConfig, features: Sequence[str], fold: int, n_folds: int,
            model_kind: str, train: bool, part: str = "all", rescale: bool = False,
            by_process: bool = False, event_slice: tuple[int, int] = (0, 1),
-           ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
-    """Per class (or process): inputs and the named weight columns of the selected folds of
-    one shift."""
+           ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]],
+                      dict[str, np.ndarray]]:
+    """Per class (or process): inputs, the named weight columns and the event identities
+    (:data:`EVENT_ID_DATASET_STRIDE`) of the selected folds of one shift."""
     class_of_label = class_index_of_labels(config)
-    parts: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
-    for dataset, shifts in tables.items():
+    parts: list[tuple[np.ndarray, ...]] = []
+    for number, (dataset, shifts) in enumerate(tables.items()):
         if shift not in shifts:
             raise InputDataError(f"dataset {dataset}: no table for shift {shift!r} "
                                  f"(have {sorted(shifts)})")
@@ -224,13 +231,16 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
         x = model_inputs(table, features, model_kind, where)
         parts.append((_class_index(ids["label"], class_of_label, where)[keep], x[keep],
                       {w: (scale * ids[w][keep]).astype(np.float32) for w in weights},
-                      np.asarray(ids["label"], dtype=np.int64)[keep]))
+                      np.asarray(ids["label"], dtype=np.int64)[keep],
+                      number * EVENT_ID_DATASET_STRIDE
+                      + np.asarray(ids["event"], dtype=np.int64)[keep]))
     if not parts:
         raise InputDataError("training_samples: tables has no datasets")
     index = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[3] for p in parts])
     x_all = np.concatenate([p[1] for p in parts])
-    x, w = {}, {}
+    identity = np.concatenate([p[4] for p in parts])
+    x, w, events = {}, {}, {}
     classes = class_names(config)
     for k, name in enumerate(classes):
         if not (index == k).any():
@@ -245,15 +255,16 @@ def _split(tables: Mapping[str, Mapping[str, _Table]], shift: str, weights: Sequ
             continue
         x[name] = x_all[selected]
         w[name] = {c: np.concatenate([p[2][c] for p in parts])[selected] for c in weights}
-    return x, w
+        events[name] = identity[selected]
+    return x, w, events
 
 
 def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: AnalysisConfig,
                      features: Sequence[str], fold: int, n_folds: int = 2,
                      model_kind: str = "dnn", train: bool = True, part: str = "all",
                      rescale: bool = False, by_process: bool = False,
-                     event_slice: tuple[int, int] = (0, 1),
-                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Nuisance]]:
+                     event_slice: tuple[int, int] = (0, 1), event_ids: bool = False,
+                     ) -> tuple[dict[str, tuple[np.ndarray, ...]], list[Nuisance]]:
     """Samples per class of the config's ``classes`` and the systematic nuisances, from the
     skim tables.
 
@@ -286,10 +297,15 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
             the optimiser can step through the slices as mini-batches in which the nominal
             and shifted rows are the same events (``slices`` of
             :func:`~analysis.training.loop.train`).
+        event_ids: add each nominal row's event identity as a third entry of its sample:
+            ``dataset number * EVENT_ID_DATASET_STRIDE + event`` (int64), shared by the
+            detector replicas of one generated event, for the yield-aware losses' MC
+            statistical uncertainty.
 
     Returns:
         ``(samples, nuisances)``: class -> ``(x float32, weight float32)`` (classes in node
-        order), or process -> the same (``by_process``), and the
+        order), or process -> the same (``by_process``), with ``event_ids`` ``(x, weight,
+        event identity)``, and the
         :meth:`~analysis.training.samples.Nuisance.precomputed` nuisances ``jes``, ``jer`` (the
         shifted tables, same folds, their ``weight``) and ``btag``, ``isr``, ``fsr`` (nominal x,
         ``weight_<name>_up/down``).
@@ -312,11 +328,14 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
                           f"and n = 1 unless part is 'fit'")
     args = (config, features, fold, n_folds, model_kind, train, part, rescale, by_process,
             event_slice)
-    x, w = _split(tables, "nominal", ["weight", *variations], *args)
-    samples = {c: (x[c], w[c]["weight"]) for c in x}
+    x, w, events = _split(tables, "nominal", ["weight", *variations], *args)
+    samples: dict[str, tuple[np.ndarray, ...]] = {
+        c: (x[c], w[c]["weight"], events[c]) if event_ids else (x[c], w[c]["weight"])
+        for c in x}
     nuisances = []
     for name in SHIFT_SYSTEMATICS:
-        up, down = (_split(tables, f"{name}_{d}", ["weight"], *args) for d in ("up", "down"))
+        up, down = (_split(tables, f"{name}_{d}", ["weight"], *args)[:2]
+                    for d in ("up", "down"))
         nuisances.append(Nuisance.precomputed(name, {
             c: ((up[0][c], up[1][c]["weight"]), (down[0][c], down[1][c]["weight"]))
             for c in x if c in up[0] and c in down[0]}))

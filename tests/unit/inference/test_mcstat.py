@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from analysis.config import Categories, load_config
 from analysis.errors import InputDataError
@@ -17,10 +18,12 @@ from analysis.inference.histograms import (
 )
 from analysis.inference.mcstat import (
     effective_event_count,
+    grouped_cross_terms,
     mc_stat_variance,
     replica_cross_terms,
 )
 from analysis.inference.model import model_spec
+from analysis.relax.histograms import bin_memberships, soft_histogram
 
 
 def test_hand_computed_bins() -> None:
@@ -151,3 +154,46 @@ def test_effective_counts_per_btag_channel() -> None:
     assert counts["cat_ttbb_lt3b"]["tt_bb"] == pytest.approx(1.0)
     assert counts["cat_tth_ge3b"] == {p: (1.0 if p == "tth_bb" else 0.0) for p in spec.processes}
     assert all(v == 0.0 for v in counts["cat_tth_lt3b"].values())
+
+
+def test_grouped_cross_terms_of_hard_memberships_equal_the_numpy_formula() -> None:
+    """The training loss's (torch) cross terms with hard bins are the workspace's (numpy)."""
+    rng = np.random.default_rng(11)
+    n_events, replicas, edges = 300, 4, np.linspace(0.0, 1.0, 8)
+    event = np.repeat(rng.permutation(n_events) * 3 + 17, replicas)  # sparse, unsorted ids
+    score = np.clip(rng.beta(2, 3, n_events).repeat(replicas) + rng.normal(0, 0.08, event.size),
+                    0.0, 1.0)
+    weights = rng.uniform(0.5, 1.5, event.size) / replicas
+    membership = bin_memberships(torch.as_tensor(score), edges)
+    dense = torch.as_tensor(np.unique(event, return_inverse=True)[1].reshape(-1))
+    ours = grouped_cross_terms(torch.as_tensor(weights)[:, None] * membership, dense).numpy()
+    bins = np.minimum(np.searchsorted(edges, score, side="right") - 1, len(edges) - 2)
+    expected = replica_cross_terms(bins, weights, event, len(edges) - 1)
+    assert np.allclose(ours, expected, rtol=1e-12, atol=1e-15)
+    assert np.all(expected > 0)  # the replicas do fall together: the test compares something
+
+
+def test_grouped_cross_terms_of_soft_memberships_by_brute_force() -> None:
+    """Soft bins: sum over events of (sum c)^2 - sum c^2, one loop per event, and 0 without
+    replicas; differentiable in the scores."""
+    rng = np.random.default_rng(12)
+    event = np.repeat(np.arange(40), 3)
+    score = torch.tensor(rng.uniform(0, 1, event.size), requires_grad=True)
+    weights = torch.as_tensor(rng.uniform(0.5, 1.5, event.size))
+    edges = torch.linspace(0, 1, 6, dtype=torch.float64)
+    membership = bin_memberships(score, edges, 0.04, flow="clip")
+    assert torch.allclose((weights[:, None] * membership).sum(0),
+                          soft_histogram(score, weights, edges, 0.04, flow="clip"), rtol=1e-12)
+    contributions = weights[:, None] * membership
+    ours = grouped_cross_terms(contributions, torch.as_tensor(event))
+    brute = torch.zeros(5, dtype=torch.float64)
+    for e in range(40):
+        rows = contributions[torch.as_tensor(event == e)]
+        brute = brute + rows.sum(0) ** 2 - (rows**2).sum(0)
+    assert torch.allclose(ours, brute, rtol=1e-12)
+    ours.sum().backward()
+    assert score.grad is not None and bool(score.grad.abs().sum() > 0)
+    lone = grouped_cross_terms(contributions.detach(), torch.arange(event.size))
+    assert torch.all(lone.abs() < 1e-15)
+    with pytest.raises(InputDataError, match="int64 groups"):
+        grouped_cross_terms(contributions.detach(), torch.zeros(3, dtype=torch.int64))

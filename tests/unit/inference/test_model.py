@@ -23,7 +23,12 @@ from analysis.inference.histograms import (
     histogram_dict,
     seed_histograms,
 )
-from analysis.inference.model import btag_groups, build_model, model_spec
+from analysis.inference.model import (
+    btag_groups,
+    build_model,
+    model_spec,
+    templates_from_outputs,
+)
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.relax.histfactory import data_from_pyhf, parameters_from_pyhf
 from analysis.relax.likelihood import nll
@@ -47,9 +52,11 @@ def _inference(config: AnalysisConfig, **changes: object) -> AnalysisConfig:
 
 
 def _events(rng: np.random.Generator, config: AnalysisConfig, n: int = 3000,
-            n_btag: bool = False) -> tuple[dict, dict]:
+            n_btag: bool = False, replicas: int = 1) -> tuple[dict, dict]:
     """One dataset's scored events (every shift) and the same events as training outputs:
-    process -> variation -> (logits, weights, b-tag group)."""
+    process -> variation -> (logits, weights, b-tag group); with ``replicas > 1`` every
+    ``replicas`` consecutive rows are one event's detector replicas (close logits, one event
+    number), and the outputs of the nominal rows carry the events' indices."""
     spec = model_spec(config)
     n_nodes = len(spec.classes)
     tables = {}
@@ -59,7 +66,12 @@ def _events(rng: np.random.Generator, config: AnalysisConfig, n: int = 3000,
         node = np.array([spec.classes.index(spec.process_class[p]) for p in spec.processes])
         logits = rng.normal(0.0, 1.0, (n, n_nodes))
         logits[np.arange(n), node[label]] += 1.0
-        columns = {"event": np.arange(n), "label": label, "logits": logits,
+        event = np.arange(n) // replicas
+        if replicas > 1:  # one hadronised event: one process, nearly the same network outputs
+            label = label[event * replicas]
+            logits = logits[event * replicas] + rng.normal(0.0, 0.3, (n, n_nodes))
+            logits[np.arange(n), node[label]] += 1.0
+        columns = {"event": event, "label": label, "logits": logits,
                    "weight": rng.uniform(0.5, 1.5, n) * 0.05,
                    "n_btag": rng.integers(2, 6, n)}
         p = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
@@ -81,6 +93,8 @@ def _events(rng: np.random.Generator, config: AnalysisConfig, n: int = 3000,
                      if n_btag else None)
             per[variation] = (torch.as_tensor(table["logits"][chosen]),
                               torch.as_tensor(weight), group)
+            if replicas > 1 and table is tables["nominal"]:
+                per[variation] += (torch.as_tensor(table["event"][chosen]),)
         outputs[process] = per
     scores = {"sim": {s: {c: v for c, v in t.items() if c != "logits"} for s, t in
                       tables.items()}}
@@ -168,6 +182,31 @@ def test_training_nll_equals_pyhf_nll_of_the_workspace(tiny_config: AnalysisConf
     assert_nll_equals_pyhf(ours, workspace, rng, {"mu": (0.5, 1.5), "norm_tt_bb": (0.5, 1.5)})
 
 
+def test_training_nll_with_detector_replicas_equals_pyhf_nll_of_the_workspace(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    """Four detector replicas per event: the workspace's staterror treats them as correlated
+    (sum over events of the squared sum of its replicas' weights); the training model, given
+    the events' indices, builds the same likelihood. Without them it would not."""
+    config = _inference(tiny_config, max_background_mc_stat=0.05)
+    scores, outputs = _events(rng, config, n=4000, replicas=4)
+    workspace = _workspace(scores, config)
+    spec = model_spec(config)
+    ours = analysis_model(outputs, spec, mode="hard")
+    assert_nll_equals_pyhf(ours, workspace, rng, {"mu": (0.5, 1.5), "norm_tt_bb": (0.5, 1.5)})
+    # the replicas matter here: treated as independent, the MC statistical variances are
+    # smaller (by up to the number of replicas where they share a bin)
+    independent = {p: {v: t[:3] for v, t in per.items()} for p, per in outputs.items()}
+    correlated, naive = (templates_from_outputs(o, spec, mode="hard")
+                         for o in (outputs, independent))
+    pairs = [(naive[c][p]["nominal"][1], correlated[c][p]["nominal"][1])
+             for c in spec.channels for p in spec.processes]
+    assert all(bool(torch.all(a <= b * (1 + 1e-12))) for a, b in pairs)
+    assert sum(float(a.sum()) for a, _ in pairs) < 0.5 * sum(float(b.sum()) for _, b in pairs)
+    # the soft (training) loss sees the correlation too: sigma_mu grows with it
+    soft = float(analysis_loss(outputs, spec, bandwidth=0.02).detach())
+    assert soft > float(analysis_loss(independent, spec, bandwidth=0.02).detach()) * 1.01
+
+
 def logits_as_leaves(outputs: dict) -> list[torch.Tensor]:
     """Replace every variation's logits in ``outputs`` (in place) by a copy that requires
     gradients, as a network's outputs would; return those leaves."""
@@ -228,7 +267,6 @@ def test_bad_input_names_the_channel_or_key(tiny_config: AnalysisConfig,
                                             rng: np.random.Generator) -> None:
     spec = model_spec(tiny_config)
     _, outputs = _events(rng, tiny_config)
-    from analysis.inference.model import templates_from_outputs
 
     templates = templates_from_outputs(outputs, spec, mode="hard")
     # a category without events
@@ -351,7 +389,6 @@ def test_a_slice_of_the_events_keeps_the_full_samples_mc_variance(
     """Split the events into two slices with weights doubled (training.event_slices): each
     slice estimates the full yields; with variance_scale = 1/2 the mean of the slices' MC
     variances is the full sample's sum of w^2, exactly (without the scale it is twice that)."""
-    from analysis.inference.model import templates_from_outputs
 
     _, outputs = _events(rng, tiny_config)
     spec = model_spec(tiny_config)

@@ -17,6 +17,7 @@ from analysis.errors import ConfigError
 from analysis.inference.model import model_spec
 from analysis.inference.scores import signal_auc
 from analysis.relax.cut_config import hard_cut_mask
+from analysis.training import loop as loop_module
 from analysis.training.network import (
     FOLD_SEED_STRIDE,
     SEED_INDEX_STRIDE,
@@ -31,7 +32,12 @@ from analysis.training.network import (
     training_branches,
     training_stages,
 )
-from analysis.training.skim_samples import GraphAsVector, fold_mask, training_samples
+from analysis.training.skim_samples import (
+    EVENT_ID_DATASET_STRIDE,
+    GraphAsVector,
+    fold_mask,
+    training_samples,
+)
 
 N_EVENTS = 60
 CE_STEPS, STRATEGY_STEPS = 4, 3
@@ -314,3 +320,40 @@ def test_the_configs_classes_flow_through_samples_network_scores_and_model(
     loaded = load_network(tmp_path / "model.pt", result.metadata(),
                           four.training.target_parameters)
     assert loaded(torch.zeros(2, result.n_inputs)).shape == (2, 4)
+
+
+def test_the_yield_aware_loss_sees_which_rows_are_one_events_replicas(
+        tables: dict, config: AnalysisConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows 2k and 2k + 1 of a dataset as two detector replicas of one event (one event number):
+    every batch the inference-aware loss builds its model from carries the rows' event indices,
+    equal for the replicas, distinct between datasets (whose event numbers overlap here), so its
+    MC statistical uncertainty is the workspace's (``test_model.py``: the NLLs agree)."""
+    # event numbers shuffled, so that each fold holds events of every process
+    event = np.random.default_rng(5).permutation(N_EVENTS // 2).astype(np.uint64)
+    replicated = {dataset: {shift: ak.with_field(table, event[np.arange(N_EVENTS) // 2], "event")
+                            for shift, table in shifts.items()}
+                  for dataset, shifts in tables.items()}
+    seen: list[dict] = []
+    real = loop_module.analysis_loss
+
+    def spy(outputs: dict, spec: object, *args: object, **kwargs: object) -> torch.Tensor:
+        seen.append({p: per["nominal"] for p, per in outputs.items()})
+        return real(outputs, spec, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "analysis_loss", spy)
+    train_network(replicated, config, 0, "dnn", "inference", device="cpu")
+    assert len(seen) >= STRATEGY_STEPS
+    samples, _ = training_samples(replicated, config, config.features.event, 0,
+                                  config.training.n_folds, "dnn", part="fit", rescale=True,
+                                  by_process=True, event_ids=True)
+    for batch in seen:
+        for process, (logits, _, _, events) in batch.items():
+            if logits.shape[0] == 0:
+                continue
+            assert events is not None and events.dtype == torch.int64
+            # the replicas of one event share an index: fewer events than rows
+            assert 0 < len(torch.unique(events)) < len(events)
+    for process, (_, _, identity) in samples.items():
+        dataset_number, event = np.divmod(identity, EVENT_ID_DATASET_STRIDE)
+        rows = {"tth_bb": 0, "tt_bb": 1, "tt_b": 1, "tt_cc": 2, "tt_lf": 2}[process]
+        assert np.all(dataset_number == rows) and np.all(event < N_EVENTS // 2)
