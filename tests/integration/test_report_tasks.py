@@ -5,9 +5,12 @@ store."""
 from __future__ import annotations
 
 import functools
+import html as html_module
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -252,6 +255,46 @@ def test_report_from_nothing(report_store: Path) -> None:
     taylor = json.loads((_dir(TaylorAnalysis, model="dnn", strategy="ce")
                          / "taylor.json").read_text())
     assert taylor["feature_names"] == list(config.features.event)
+
+
+# Run in the page by the browser: where the first section's parts are drawn, written into the DOM
+# that --dump-dom prints (the page itself has no script).
+_LAYOUT_SCRIPT = """<script>
+const heading = [...document.querySelectorAll("h2")].find(h => h.textContent.trim() === "Result");
+const after = heading ? [...document.querySelectorAll("h2 ~ *")] : [];
+const headline = after.find(e => e.tagName === "P");
+const image = after.map(e => e.querySelector("img")).find(i => i);
+const box = e => e ? e.getBoundingClientRect() : null;
+document.body.setAttribute("data-layout", JSON.stringify({
+  heading: box(heading), headline: box(headline), image: box(image),
+  headlineText: headline ? headline.textContent.slice(0, 60) : null,
+  imageWidth: image ? image.naturalWidth : 0, view: [innerWidth, innerHeight]}));
+</script>"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH")
+def test_the_report_opens_with_its_headline_and_figure_on_the_first_screen(
+        report_store: Path, tmp_path: Path) -> None:
+    """The real report page, laid out by a headless browser at 1200 x 900: the "Result"
+    heading, the headline and the comparison figure (loaded, drawn) are all on the first
+    screen, in that order, before anything is scrolled."""
+    page = tmp_path / "report.html"
+    html = (_dir(Report) / "report.html").read_text()
+    page.write_text(html.replace("</body>", _LAYOUT_SCRIPT + "</body>"), encoding="utf-8")
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--window-size=1200,900", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found, "the browser did not run the layout script"
+    layout = json.loads(html_module.unescape(found.group(1)))
+    assert layout["headline"] and layout["image"], layout
+    assert layout["headlineText"].startswith(("Best network", "No network has a determined"))
+    assert layout["imageWidth"] > 300  # the embedded PNG decoded
+    height = layout["view"][1]
+    assert (layout["heading"]["top"] < layout["headline"]["top"] < layout["image"]["top"]
+            < height), layout
+    assert layout["image"]["height"] > 150  # drawn at a readable size, not a thumbnail
 
 
 def test_second_call_does_nothing(report_store: Path) -> None:
