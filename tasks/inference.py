@@ -21,7 +21,7 @@ from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
 from analysis.inference.fits import fit_steps
 from analysis.inference.histograms import seed_histograms
 from analysis.inference.model import model_spec
-from analysis.inference.scores import merge_fold_scores, signal_auc
+from analysis.inference.scores import fold_aucs, merge_fold_scores, signal_auc
 from analysis.inference.workspace import (
     build_fold_workspaces,
     build_workspace,
@@ -78,7 +78,8 @@ class Evaluate(ModelTask):
     index 0 (``scores``, the networks of the full analysis), the same of every other seed index
     under ``seed<s>/`` (``seed_scores``), and ``evaluation.json`` with the weighted ROC AUC of
     the ttH score (ttH against every background, nominal events): ``auc`` of seed index 0,
-    ``auc_seeds`` per seed index.
+    ``auc_seeds`` per seed index (folds pooled), ``auc_folds`` per seed index the AUC of each
+    fold's events alone (:func:`~analysis.inference.scores.fold_aucs`).
     """
 
     def requires(self) -> dict[str, Any]:
@@ -102,7 +103,7 @@ class Evaluate(ModelTask):
         outputs = self.output()
         provenance = self.provenance(config.training.seed)
         signal = signal_labels(config)
-        aucs = []
+        aucs, per_fold = [], []
         for seed, models in self.input()["models"].items():
             merged = merge_fold_scores([self._fold_scores(target, tables) for target in models])
             written = outputs["seed_scores"][seed] if seed else outputs["scores"]
@@ -110,11 +111,14 @@ class Evaluate(ModelTask):
                 for shift, columns in shifts.items():
                     written[dataset][shift].parent.touch()
                     write_parquet(written[dataset][shift].abspath, columns, provenance)
-            aucs.append(signal_auc(merged, signal, score_column(signal_class(config))))
-        write_json(outputs["evaluation"].abspath, {"auc": aucs[0], "auc_seeds": aucs},
-                   provenance=provenance)
+            column = score_column(signal_class(config))
+            aucs.append(signal_auc(merged, signal, column))
+            per_fold.append(fold_aucs(merged, signal, column, config.training.n_folds))
+        write_json(outputs["evaluation"].abspath, {"auc": aucs[0], "auc_seeds": aucs,
+                                                   "auc_folds": per_fold}, provenance=provenance)
         self.publish_message(f"{self.title()}: AUC {aucs[0]:.4f} (seeds: "
-                             f"{', '.join(f'{a:.4f}' for a in aucs)})")
+                             f"{', '.join(f'{a:.4f}' for a in aucs)}; per fold, seed 0: "
+                             f"{', '.join(f'{a:.4f}' for a in per_fold[0])})")
 
     def _fold_scores(self, target: dict[str, Any], tables: dict[int, Any]) -> Any:
         """The held-out scores of one fold's network (TrainModel output ``target``); ``tables``

@@ -3,7 +3,12 @@
 Each fold's network scores its own held-out fold; :func:`merge_fold_scores` joins the folds back
 into one table per dataset and shift, sorted by event number so that the result does not depend
 on the order in which the folds were scored. :func:`signal_auc` is the weighted ROC AUC
-(:func:`weighted_auc`) of the ttH score on the nominal events.
+(:func:`weighted_auc`) of the ttH score on the nominal events, pooled over the folds;
+:func:`fold_aucs` gives each fold's own.
+
+The two differ when the fold networks' outputs are scaled differently: the pooled AUC then ranks
+one network's events against another's (the full analysis's histograms pool them too), while
+each fold's AUC measures one network alone (the usual k-fold estimate).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 
 from analysis.errors import InputDataError
 
-__all__ = ["merge_fold_scores", "signal_auc", "weighted_auc"]
+__all__ = ["fold_aucs", "merge_fold_scores", "signal_auc", "weighted_auc"]
 
 Columns = Mapping[str, np.ndarray]
 Scores = Mapping[str, Mapping[str, Columns]]  # dataset -> shift -> column -> (n_events,)
@@ -81,6 +86,39 @@ def signal_auc(scores: Scores, signal_labels: Sequence[int], score: str) -> floa
         background_weights.append(weights[~is_signal])
     return weighted_auc(np.concatenate(signal_values), np.concatenate(signal_weights),
                         np.concatenate(background_values), np.concatenate(background_weights))
+
+
+def fold_aucs(scores: Scores, signal_labels: Sequence[int], score: str,
+              n_folds: int) -> list[float]:
+    """:func:`signal_auc` of each fold's events alone (``event % n_folds == k``).
+
+    Args:
+        scores: as :func:`signal_auc`, with an ``event`` column (merged held-out scores,
+            :func:`merge_fold_scores`).
+        signal_labels, score: as :func:`signal_auc`.
+        n_folds: number of folds (``training.n_folds``), >= 1.
+
+    Returns:
+        ``n_folds`` AUCs in [0, 1], fold order; NaN for a fold without signal or background.
+
+    Raises:
+        InputDataError: ``n_folds < 1`` or no ``event`` column.
+    """
+    if n_folds < 1:
+        raise InputDataError(f"fold_aucs: n_folds = {n_folds}: must be >= 1")
+    out = []
+    for fold in range(n_folds):
+        try:
+            part = {dataset: {"nominal": {
+                name: np.asarray(values)[np.asarray(shifts["nominal"]["event"]) % n_folds == fold]
+                for name, values in shifts["nominal"].items()}} for dataset, shifts in scores.items()}
+        except KeyError as err:
+            raise InputDataError(f"fold_aucs: the scores need the {err} column") from err
+        try:
+            out.append(signal_auc(part, signal_labels, score))
+        except InputDataError:  # a fold without signal or background events
+            out.append(float("nan"))
+    return out
 
 
 def weighted_auc(signal_scores: np.ndarray, signal_weights: np.ndarray,

@@ -58,7 +58,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
     Args:
         fit: the Fit task's ``results.json`` (sigma_mu etc. in units of mu).
         evaluation: the Evaluate task's ``evaluation.json`` (``auc`` of seed index 0,
-            ``auc_seeds`` per seed index).
+            ``auc_seeds`` per seed index, folds pooled; ``auc_folds`` per seed index and fold,
+            absent from results written before it).
         binning: the BuildWorkspace task's ``binning.json`` (``n_bins`` over all channels,
             ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``).
         learned_cuts, model, strategy: what identifies the network.
@@ -69,6 +70,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
     return {"learned_cuts": learned_cuts, "model": model, "strategy": strategy,
             "auc": evaluation["auc"], "auc_seeds": evaluation.get("auc_seeds",
                                                                   [evaluation["auc"]]),
+            # per (seed index, fold): each fold network's AUC on its own held-out events
+            "auc_folds": [a for seed in evaluation.get("auc_folds", []) for a in seed],
             "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
             **{key: fit[key] for key in _FIT_KEYS},
@@ -155,19 +158,30 @@ def _mean_cell(r: Mapping[str, Any], key: str) -> str:
     return f"{format_number(mean, '.3g')} ± {format_number(error, '.2g')} ({n}/{len(values)})"
 
 
+def _auc_folds_cell(r: Mapping[str, Any]) -> str:
+    """Mean ± standard error of the per-fold AUCs over seeds × folds (n/a before they were
+    written)."""
+    values = [float(a) for a in r.get("auc_folds", [])]
+    if not values:
+        return "n/a"
+    n_folds = len(values) // max(len(r.get("auc_seeds", [])), 1) or 1
+    mean, error = mean_and_standard_error(values, [k % n_folds for k in range(len(values))])
+    return f"{format_number(mean, '.4f')} ± {format_number(error, '.2g')}"
+
+
 def _results_table(summary: Mapping[str, Mapping[str, Any]]) -> Table:
     header = ["selection", "model", "strategy", "σ_μ stat", "σ_μ total",
               "σ_μ total, seeds × folds", "σ_μ without MC stat.",
               "σ_μ without MC stat., seeds × folds", "σ_μ syst (without MC stat.)",
-              "σ_μ MC stat.", "Z expected", "95% CLs limit exp.", "limit (pseudo-data)", "AUC",
-              "μ̂ (pseudo-data)"]
+              "σ_μ MC stat.", "Z expected", "95% CLs limit exp.", "limit (pseudo-data)",
+              "AUC (folds pooled)", "AUC per fold, seeds × folds", "μ̂ (pseudo-data)"]
     f = format_number
     rows = [[("learned cuts" if r["learned_cuts"] else "skim only"), r["model"].upper(),
              r["strategy"], f(r["sigma_mu_stat"]), f(r["sigma_mu"]), _mean_cell(r, "sigma_mu"),
              f(r["sigma_mu_no_mcstat"]), _mean_cell(r, "sigma_mu_no_mcstat"),
              *map(f, uncertainty_breakdown(r)), f(r["expected_significance"], ".2f"),
              f(r["expected_limit"], ".2f"), f(r["observed_limit"], ".2f"), f(r["auc"], ".4f"),
-             f"{f(r['mu_hat'], '.2f')} ± {f(r['mu_uncertainty'], '.2f')}"]
+             _auc_folds_cell(r), f"{f(r['mu_hat'], '.2f')} ± {f(r['mu_uncertainty'], '.2f')}"]
             for r in summary.values()]
     return Table(header, rows)
 

@@ -178,6 +178,9 @@ def test_every_seed_gets_fold_workspaces_and_fold_fits(tiny_skim_store: Path,
                for t in shifts.values())
     evaluation = json.loads(Path(evaluate.output()["evaluation"].abspath).read_text())
     assert len(evaluation["auc_seeds"]) == 2 and evaluation["auc_seeds"][0] == evaluation["auc"]
+    # each fold network's AUC on its own held-out events, per seed index
+    assert [len(aucs) for aucs in evaluation["auc_folds"]] == [2, 2]
+    assert all(0 <= a <= 1 for aucs in evaluation["auc_folds"] for a in aucs)
     labels = [[0, 0], [0, 1], [1, 0], [1, 1]]
     fit = Fit(branch=0, **params)
     workspaces = json.loads(Path(fit.input()["folds"].abspath).read_text())

@@ -288,3 +288,27 @@ def test_report_page_renders_in_a_headless_browser(tmp_path: Path,
         colours = grey.getcolors(maxcolors=256 * 256) or []
     # a blank page is one colour; text and a plot give many grey levels
     assert len(colours) > 20
+
+
+def test_results_table_gives_the_pooled_and_the_per_fold_auc(tmp_path: Path,
+                                                             tiny_config: AnalysisConfig) -> None:
+    """Per network: the AUC of the folds' scores pooled, and the mean ± clustered standard
+    error of each fold network's AUC on its own events (``auc_folds``, seed-major)."""
+    summary = _summary()
+    key = network_key(True, "dnn", "inference")
+    summary[key]["auc_seeds"] = [0.70, 0.71, 0.72]
+    # folds 0, 1, 2 at 0.78, 0.80, 0.82 for every seed: clustered error of the fold means
+    summary[key]["auc_folds"] = [0.78, 0.80, 0.82] * 3
+    plot = tmp_path / "comparison"
+    plot_sigma_mu_comparison(comparison_points(summary), list(COMPARISON_MEASURES.values()),
+                             "t", plot)
+    blocks = build_report(tiny_config, summary, {"dnn": 5000}, {}, version="t1",
+                          provenance={"packages": {}, "python": "3.11"},
+                          comparison_plot=f"{plot}.png")
+    table = next(b for b in blocks if isinstance(b, Table)
+                 and "AUC per fold, seeds × folds" in b.header)
+    column = table.header.index("AUC per fold, seeds × folds")
+    assert table.header[column - 1] == "AUC (folds pooled)"
+    cells = {row[2]: row[column] for row in table.rows}
+    assert cells["inference"] == "0.8000 ± 0.012"  # the fold means' spread 0.02 / sqrt(3)
+    assert cells["ce"] == "n/a"  # results written before per-fold AUCs
