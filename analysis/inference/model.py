@@ -597,18 +597,22 @@ def templates_from_outputs(outputs: Outputs, spec: ModelSpec, *, mode: str = "so
                     zeros = torch.zeros(spec.n_bins, dtype=torch.float64, device=score.device)
                     out[c.name][process][variation] = (zeros, zeros)
                     continue
-                if mode == "soft":
+                if events is not None:  # detector replicas of one event are correlated
+                    # one membership matrix for the values, the sum of w^2 and the cross terms
+                    in_bins = bin_memberships(score, edges, bandwidth if mode == "soft" else None,
+                                              kernel=kernel, flow="clip")
+                    rows = w if mode == "soft" else w.detach()  # hard: no gradient, as below
+                    contributions = rows[:, None] * in_bins
+                    values = contributions.sum(dim=0)
+                    variances = ((rows**2)[:, None] * in_bins).sum(dim=0) + grouped_cross_terms(
+                        contributions, events)
+                elif mode == "soft":
                     values, variances = (soft_histogram(score, x, edges, bandwidth,
                                                         kernel=kernel, flow="clip")
                                          for x in (w, w**2))
                 else:
                     values, variances = (hard_histogram(score, x, edges, flow="clip")
                                          for x in (w, w**2))
-                if events is not None:  # detector replicas of one event are correlated
-                    in_bins = bin_memberships(score, edges, bandwidth if mode == "soft" else None,
-                                              kernel=kernel, flow="clip")
-                    rows = w if mode == "soft" else w.detach()  # hard: no gradient, as the values
-                    variances = variances + grouped_cross_terms(rows[:, None] * in_bins, events)
                 out[c.name][process][variation] = (values, variances * variance_scale
                                                    if variance_scale != 1.0 else variances)
     return out

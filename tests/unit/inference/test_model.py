@@ -490,3 +490,23 @@ def test_a_channel_without_simulated_background_keeps_one_event_of_each(
     model = pyhf.Workspace(workspace).model()
     assert np.isfinite(model.logpdf(model.config.suggested_init(),
                                     pyhf.Workspace(workspace).data(model))).all()
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_event_indices_without_replicas_change_nothing(tiny_config: AnalysisConfig,
+                                                        rng: np.random.Generator,
+                                                        mode: str) -> None:
+    """One row per event: the templates built through the replicas' path (one membership
+    matrix) equal the plain histograms', values and variances."""
+    spec = model_spec(tiny_config)
+    _, outputs = _events(rng, tiny_config, n=600)
+    with_ids = {p: {v: (*t[:3], torch.arange(t[0].shape[0])) for v, t in per.items()}
+                for p, per in outputs.items()}
+    plain, indexed = (templates_from_outputs(o, spec, mode=mode, bandwidth=0.02)
+                      for o in (outputs, with_ids))
+    for channel in spec.channels:
+        for process in spec.processes:
+            for variation in spec.variations:
+                for a, b in zip(plain[channel][process][variation],
+                                indexed[channel][process][variation], strict=True):
+                    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
