@@ -15,6 +15,7 @@ from analysis.config import OBJECT_SHIFTS
 from analysis.errors import ConfigError, InputDataError
 from analysis.io import read_json, write_json, write_text
 from analysis.plotting.selection import plot_learning, plot_tradeoff
+from analysis.selection.cut_samples import selection_samples
 from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
@@ -27,7 +28,6 @@ from analysis.selection.reduce import (
     tradeoff_markdown,
     tradeoff_records,
 )
-from analysis.selection.samples import selection_samples
 from analysis.stages import CLASS_SECTIONS, FOLD_SECTIONS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow

@@ -19,8 +19,8 @@ from analysis.config import (
 )
 from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
 from analysis.inference.fits import fit_steps
-from analysis.inference.histograms import seed_histograms
 from analysis.inference.model import model_spec
+from analysis.inference.score_histograms import seed_histograms
 from analysis.inference.scores import merge_fold_scores, signal_auc
 from analysis.inference.workspace import (
     build_fold_workspaces,

@@ -10,17 +10,17 @@ import pytest
 from analysis.config import Categories, load_config
 from analysis.errors import InputDataError
 from analysis.events.detector import draw_btag_discriminant
-from analysis.inference.histograms import (
-    VARIATIONS,
-    category_effective_counts,
-    score_histograms,
-)
 from analysis.inference.mcstat import (
     effective_event_count,
     mc_stat_variance,
     replica_cross_terms,
 )
 from analysis.inference.model import model_spec
+from analysis.inference.score_histograms import (
+    VARIATIONS,
+    category_effective_counts,
+    score_histograms,
+)
 
 
 def test_hand_computed_bins() -> None:
