@@ -34,6 +34,10 @@ __all__ = [
     "BTAG_SYSTEMATIC",
     "PARTON_SHOWER_SYSTEMATICS",
     "STRATEGIES",
+    "CROSS_ENTROPY",
+    "PENALTY",
+    "INFERENCE",
+    "SIGNIFICANCE",
     "YIELD_AWARE",
     "YIELD_BLIND",
     "REFERENCE_STRATEGY",
@@ -89,7 +93,7 @@ class OutputClass:
 
     The name names the node's score column ``p_<name>`` (Evaluate), its category channel
     ``cat_<name>`` (:mod:`analysis.inference.model`) and its cross-section normsys
-    ``xsec_<name>`` in the learned skim (:mod:`analysis.selection.samples`).
+    ``xsec_<name>`` in the learned skim (:mod:`analysis.selection.cut_samples`).
     """
 
     name: str
@@ -286,7 +290,15 @@ YIELD_AWARE: tuple[str, ...] = typing.get_args(YieldAwareStrategy)
 YIELD_BLIND: tuple[str, ...] = tuple(s for s in STRATEGIES if s not in YIELD_AWARE)
 """The losses that see only the classes (cross entropy, CE + penalty): no statistical model, so
 no yields, no profile fits and no gradients through a likelihood."""
-REFERENCE_STRATEGY: Strategy = "ce"
+CROSS_ENTROPY: Strategy = "ce"
+"""Weighted cross entropy, classes balanced: the loss that sees neither systematics nor yields."""
+PENALTY: Strategy = "penalty"
+"""Cross entropy plus a penalty on the score's shift under each systematic variation."""
+INFERENCE: Strategy = "inference"
+"""Inference-aware training: the expected sigma_mu of the profiled binned model."""
+SIGNIFICANCE: Strategy = "significance"
+"""The expected discovery significance of the profiled binned model."""
+REFERENCE_STRATEGY: Strategy = CROSS_ENTROPY
 """Cross entropy: the warm-up stage of every strategy and the reference each strategy's
 sigma_mu is compared with (report and plots)."""
 
@@ -296,7 +308,7 @@ class Training:
     """Network training (TrainModel): models, strategies, folds, seeds and optimiser settings."""
 
     models: tuple[ModelKind, ...] = ("dnn", "gnn")
-    strategies: tuple[Strategy, ...] = ("ce", "penalty", "inference")
+    strategies: tuple[Strategy, ...] = (CROSS_ENTROPY, PENALTY, INFERENCE)
     n_folds: int = field(default=2, metadata=_check(2))
     # networks per (fold, model, strategy), each with its own seed (network_seed in
     # analysis/training/network.py); seed index 0 gets the full downstream analysis, every seed

@@ -29,7 +29,7 @@ Reported per network and categories:
   the lower bound of mu (sigma_mu then from the other side);
 - the effective number of simulated ttH, tt+bb and tt+light events in the signal-sensitive
   channels (``cat_tth`` and its b-tag splits), replicas counted as correlated
-  (``analysis.inference.histograms.category_effective_counts``), seed index 0.
+  (``analysis.inference.score_histograms.category_effective_counts``), seed index 0.
 
 The config's result is checked against the store's own Fit ``results.json`` where present.
 Prints Markdown tables and writes the numbers as JSON with ``--out``.
@@ -52,8 +52,11 @@ import numpy as np
 
 from analysis.config import OBJECT_SHIFTS, AnalysisConfig, load_config
 from analysis.inference.fits import fit_network
-from analysis.inference.histograms import category_effective_counts, seed_histograms
 from analysis.inference.model import model_spec
+from analysis.inference.score_histograms import (
+    category_effective_counts,
+    seed_histograms,
+)
 from analysis.inference.workspace import (
     build_fold_workspaces,
     build_workspace,

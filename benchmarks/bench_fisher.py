@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_fisher.py [--repeats 20]
 
 The model is the demo config's (``config/tth_bb.yaml``: three categories, a free tt+bb
 normalisation, normsys, histosys and staterror) built by ``build_model`` from demo-shaped
-histograms (:func:`analysis.validation.workspaces.demo_like_categories`) whose nominal
+histograms (:func:`analysis.validation.demo_histograms.demo_like_categories`) whose nominal
 templates are leaves with gradients, as in training. One "step" is what each training step of
 the inference-aware loss does: sigma_mu from the inverse Fisher information, then its backward
 pass to the templates. Both ways are timed in this process, one after the other, with one
@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.config import load_config  # noqa: E402
-from analysis.inference.histograms import templates_from_histograms  # noqa: E402
 from analysis.inference.model import build_model, model_spec  # noqa: E402
+from analysis.inference.score_histograms import templates_from_histograms  # noqa: E402
 from analysis.relax import likelihood  # noqa: E402
-from analysis.validation.workspaces import demo_like_categories  # noqa: E402
+from analysis.validation.demo_histograms import demo_like_categories  # noqa: E402
 
 
 def autograd_fisher(model, pars=None, create_graph=True):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ every fit of ``fit_workspace`` on the network's workspace, then sigma_mu per fol
 statistics) once with ``engine="pyhf"`` (MINUIT, the settings the Fit task used before the
 torch fitter) and once with ``engine="torch"``, in this process, one after the other. The
 workspaces are built by ``build_workspace`` from demo-shaped histograms
-(:mod:`analysis.validation.workspaces`) with the fit settings of the named config:
+(:mod:`analysis.validation.demo_histograms`) with the fit settings of the named config:
 
 - ``tiny``: ``config/tth_bb_tiny.yaml``'s fit settings: one channel of 3 score bins (merged
   to the MC statistics);
@@ -18,7 +18,7 @@ workspaces are built by ``build_workspace`` from demo-shaped histograms
 - ``demo_1ch``: the demo's model before issue 16: one channel of the ttH score, tt+bb with its
   50 % cross-section uncertainty.
 
-The histograms are demo-shaped (:func:`~analysis.validation.workspaces.demo_like_categories`);
+The histograms are demo-shaped (:func:`~analysis.validation.demo_histograms.demo_like_categories`);
 the tiny pipeline's own workspaces (46 events after its learned cuts: three one-bin channels
 for 14 parameters) are degenerate and are not what this measures (``docs/benchmarks.md``).
 
@@ -61,7 +61,7 @@ from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write  # noqa: E40
 from analysis.inference.fits import fit_network  # noqa: E402
 from analysis.inference.torch_fitter import WorkspaceLikelihood  # noqa: E402
 from analysis.inference.workspace import build_workspace  # noqa: E402
-from analysis.validation.workspaces import demo_like_categories  # noqa: E402
+from analysis.validation.demo_histograms import demo_like_categories  # noqa: E402
 
 
 def workspaces(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:

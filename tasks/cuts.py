@@ -14,26 +14,15 @@ import luigi
 from analysis.config import OBJECT_SHIFTS
 from analysis.errors import ConfigError, InputDataError
 from analysis.io import read_json, write_json, write_text
-from analysis.plotting.selection import plot_learning, plot_tradeoff
-from analysis.selection.learn import (
-    LearnedSelection,
-    learn_selection,
-    selection_tradeoff,
-)
-from analysis.selection.reduce import (
-    load_selection_samples,
-    reduce_fold_tables,
-    save_selection_samples,
-    tradeoff_markdown,
-    tradeoff_records,
-)
-from analysis.selection.samples import selection_samples
 from analysis.stages import CLASS_SECTIONS, FOLD_SECTIONS
 from tasks.base import SKIM_SECTIONS, UNCERTAINTY_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.skim import Skim
 
 __all__ = ["LearnCuts", "ReduceEvents", "SelectionMixin", "event_tables"]
+
+# analysis modules that import torch, pyhf, coffea or matplotlib are imported in run(): a law
+# process that only schedules, checks completeness or submits jobs does not load them
 
 
 def event_tables(events: Any, fold: int | None = None) -> dict[str, dict[str, str]]:
@@ -87,6 +76,11 @@ class LearnCuts(DiffanaTask, BatchWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.plotting.selection import plot_learning
+        from analysis.selection.cut_samples import selection_samples
+        from analysis.selection.learn import learn_selection
+        from analysis.selection.reduce import save_selection_samples
+
         settings, fold = self.analysis_config.cuts, self.branch_data
         if settings is None:
             raise ConfigError(f"{self.analysis_config.source}: no 'cuts:' section: add one, or "
@@ -139,6 +133,15 @@ class ReduceEvents(DiffanaTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.plotting.selection import plot_tradeoff
+        from analysis.selection.learn import LearnedSelection, selection_tradeoff
+        from analysis.selection.reduce import (
+            load_selection_samples,
+            reduce_fold_tables,
+            tradeoff_markdown,
+            tradeoff_records,
+        )
+
         learned = [t for _, t in sorted(self.input()["cuts"]["collection"].targets.items())]
         selections = [LearnedSelection.from_dict(read_json(t["cuts"].abspath)) for t in learned]
         samples = load_selection_samples(learned[self.SCANNED_FOLD]["samples"].abspath)

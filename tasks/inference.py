@@ -9,7 +9,6 @@ from typing import Any
 import law
 import luigi
 
-from analysis.classes import score_column, signal_class, signal_labels
 from analysis.config import (
     MODEL_KINDS,
     OBJECT_SHIFTS,
@@ -17,18 +16,7 @@ from analysis.config import (
     STRATEGIES,
     YIELD_AWARE,
 )
-from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
-from analysis.inference.fits import fit_steps
-from analysis.inference.histograms import seed_histograms
-from analysis.inference.model import model_spec
-from analysis.inference.scores import fold_aucs, merge_fold_scores, signal_auc
-from analysis.inference.workspace import (
-    build_fold_workspaces,
-    build_workspace,
-    validate_workspace,
-)
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
-from analysis.plotting.inference import plot_score_stack
 from analysis.training.network import JOINT_CUTS_SUFFIX, load_network, score_tables
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
@@ -36,6 +24,10 @@ from tasks.cuts import SelectionMixin
 from tasks.train import TrainModel
 
 __all__ = ["BuildWorkspace", "CreateHistograms", "Evaluate", "Fit", "ModelTask"]
+
+# analysis.inference (pyhf, hist, scipy) and analysis.plotting (matplotlib) are imported in
+# run(): a law process that only schedules, checks completeness or submits jobs does not load
+# them (torch it does: TrainModel's branch map and JOINT_CUTS_SUFFIX live in analysis.training)
 
 
 class ModelTask(SelectionMixin, DiffanaTask):
@@ -97,6 +89,9 @@ class Evaluate(ModelTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.classes import score_column, signal_class, signal_labels
+        from analysis.inference.scores import fold_aucs, merge_fold_scores, signal_auc
+
         config = self.analysis_config
         # fold k's events behind cuts_k (the cuts learned without them), read once per fold
         tables: dict[int, Any] = {}
@@ -154,6 +149,10 @@ class CreateHistograms(ModelTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.inference.model import model_spec
+        from analysis.inference.score_histograms import seed_histograms
+        from analysis.plotting.inference import plot_score_stack
+
         config, inputs, outputs = self.analysis_config, self.input(), self.output()
         spec = model_spec(config)
         scores = ({d: {s: read_columns(t.abspath) for s, t in shifts.items()}
@@ -193,6 +192,12 @@ class BuildWorkspace(ModelTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.inference.workspace import (
+            build_fold_workspaces,
+            build_workspace,
+            validate_workspace,
+        )
+
         config = self.analysis_config
         histograms = read_json(self.input()["histograms"].abspath)
         seed = config.inference.pseudo_data_seed
@@ -241,6 +246,9 @@ class Fit(ModelTask, BatchWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.inference.fit_outputs import FIT_PLOTS, fit_and_write
+        from analysis.inference.fits import fit_steps
+
         start = time.perf_counter()  # the whole task's time goes to the message, not a file
         settings = self.analysis_config.inference
         spec = read_json(self.input()["workspace"].abspath)

@@ -11,8 +11,8 @@ import luigi
 from analysis.interpret.network_taylor import signal_taylor_coefficients, taylor_inputs
 from analysis.interpret.taylor import write_coefficients
 from analysis.io import read_json, write_json, write_text
-from analysis.plotting.comparison import plot_sigma_mu_comparison
 from analysis.plotting.inference import plot_taylor
+from analysis.plotting.sigma_mu import plot_sigma_mu_comparison
 from analysis.report import (
     NetworkResults,
     build_report,

@@ -9,12 +9,14 @@ import luigi
 
 from analysis.config import OBJECT_SHIFTS
 from analysis.io import write_json, write_parquet
-from analysis.skim.processor import run_skim
 from tasks.base import SKIM_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.generate import ExternalDataset, GenerateEvents
 
 __all__ = ["Skim"]
+
+# coffea (analysis.skim.processor) is imported in run(): a law process that only schedules,
+# checks completeness or submits jobs does not load it
 
 
 class Skim(DiffanaTask, BatchWorkflow):
@@ -60,6 +62,8 @@ class Skim(DiffanaTask, BatchWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.skim.processor import run_skim
+
         requirement = self.requires()
         if isinstance(requirement, ExternalDataset):
             files, complement = requirement.files(), []

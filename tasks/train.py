@@ -8,22 +8,15 @@ import tempfile
 import law
 
 from analysis.io import write_json
-from analysis.plotting.training import plot_training_curves
-from analysis.training.distributed import train_network_data_parallel
-from analysis.training.network import (
-    export_onnx,
-    network_directory,
-    network_seed,
-    planned_steps,
-    save_checkpoint,
-    train_network,
-    training_branches,
-)
 from tasks.base import TRAINING_SECTIONS, DiffanaTask
 from tasks.cuts import SelectionMixin
 from tasks.gpu import GpuWorkflow
 
 __all__ = ["TrainModel"]
+
+# analysis.training (torch) and analysis.plotting (matplotlib) are imported where they are used:
+# a law process that imports this module for another task's graph loads them only if it builds
+# TrainModel's branch map, and only run() loads the plotting and data-parallel code
 
 
 class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
@@ -42,6 +35,8 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     config_dependencies = TRAINING_SECTIONS
 
     def create_branch_map(self) -> dict[int, tuple[int, int, str, str]]:
+        from analysis.training.network import training_branches
+
         return dict(enumerate(training_branches(self.analysis_config)))
 
     def workflow_requires(self) -> dict[str, law.Task]:
@@ -53,6 +48,8 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         return self.selection_requires()  # every dataset's events, all shifts
 
     def output(self) -> dict[str, law.LocalFileTarget]:
+        from analysis.training.network import network_directory
+
         seed_index, fold, model, strategy = self.branch_data
         directory = network_directory(seed_index, fold, model, strategy)
         return {"model": self.target(directory, "model.pt"),
@@ -62,6 +59,16 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.plotting.training import plot_training_curves
+        from analysis.training.distributed import train_network_data_parallel
+        from analysis.training.network import (
+            export_onnx,
+            network_seed,
+            planned_steps,
+            save_checkpoint,
+            train_network,
+        )
+
         seed_index, fold, model_kind, strategy = self.branch_data
         tables = self.selection_tables(self.input(), fold)  # behind cuts_k, learned without fold k
         steps = planned_steps(self.analysis_config.training, strategy)

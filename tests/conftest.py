@@ -37,10 +37,13 @@ GROUPS = {
             "tests/unit/relax/test_histograms.py", "tests/unit/training/test_loop.py"),
 }
 # The longest work first, so that the two workers finish together (seconds on a 2-core machine,
-# one process): the Slurm tests (~250 with the cluster), the Report graph from nothing (~200),
-# the train tasks (~100); every other module takes under 40.
+# one process): the Slurm tests (~250 with the cluster), the Report graph from nothing (~270),
+# the train tasks (~100), the torch fitter against pyhf + MINUIT on the demo workspace (~65,
+# -n 0 on 2026-12-05; in collection order it came after ~20 integration and unit modules) and
+# the tests that time the GPU (~10 without one); every other module takes under 50.
 LONGEST_FIRST = ("slurm", "tests/integration/test_report_tasks.py",
-                 "tests/integration/test_train_tasks.py", "gpu")
+                 "tests/integration/test_train_tasks.py",
+                 "tests/unit/inference/test_torch_vs_pyhf_demo.py", "gpu")
 
 
 def work_unit(nodeid: str) -> str:

@@ -20,7 +20,6 @@ import torch
 
 from analysis.config import AnalysisConfig
 from analysis.errors import EmptySelectionError, InputDataError
-from analysis.inference.histograms import templates_from_histograms
 from analysis.inference.model import (
     CHANNEL,
     POI,
@@ -29,6 +28,7 @@ from analysis.inference.model import (
     merge_bins,
     model_spec,
 )
+from analysis.inference.score_histograms import templates_from_histograms
 from analysis.relax.histfactory import to_pyhf_workspace
 
 __all__ = ["CHANNEL", "POI", "build_fold_workspaces", "build_workspace", "merge_bins",
@@ -95,7 +95,7 @@ def build_workspace(histograms: Mapping[str, Any], config: AnalysisConfig, *,
 
     Args:
         histograms: ``{"channels": {channel: histogram_dict}}`` (CreateHistograms, expected
-            events at the config's luminosity), or one :func:`~analysis.inference.histograms.
+            events at the config's luminosity), or one :func:`~analysis.inference.score_histograms.
             histogram_dict` for the single channel ``nn_score`` (no categories, no free
             normalisations).
         config: processes, luminosity and the ``inference`` section (:func:`~analysis.inference.

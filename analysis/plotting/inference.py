@@ -22,7 +22,7 @@ def plot_score_stack(histograms: Mapping[str, Any], labels: Mapping[str, str],
     """Stacked backgrounds and the signal (x 10, as a line) of the nominal score histograms.
 
     Args:
-        histograms: :func:`~analysis.inference.histograms.histogram_dict` output.
+        histograms: :func:`~analysis.inference.score_histograms.histogram_dict` output.
         labels, colors: per process (the config's).
         signal: the signal process.
         title: e.g. model and strategy.

@@ -1,6 +1,6 @@
 """The analysis report: its content from the tasks' JSON, the strategy comparison, rendering.
 
-- :mod:`analysis.report.inputs`: each network's task outputs, gathered for the page;
+- :mod:`analysis.report.network_results`: each network's task outputs, gathered for the page;
 - :mod:`analysis.report.build`: per-network summaries and the page (:func:`build_report`);
 - :mod:`analysis.report.comparison`: sigma_mu of each strategy against CE, paired over
   (seed, fold) networks;
@@ -38,7 +38,11 @@ from analysis.report.comparison import (
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
-from analysis.report.inputs import NetworkResults, collect_networks, parameter_counts
+from analysis.report.network_results import (
+    NetworkResults,
+    collect_networks,
+    parameter_counts,
+)
 
 __all__ = ["Block", "Heading", "Image", "NetworkFigures", "NetworkResults", "Paragraph", "Table",
            "build_report", "collect_networks", "comparison_points", "copy_images",

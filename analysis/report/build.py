@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.config import AnalysisConfig
-from analysis.plotting.comparison import SigmaMuPoint, mean_and_standard_error
+from analysis.config import INFERENCE, AnalysisConfig
+from analysis.plotting.sigma_mu import SigmaMuPoint, mean_and_standard_error
 from analysis.report.blocks import Block, Heading, Image, Paragraph, Table, image_name
 from analysis.report.comparison import (
     PairedComparison,
@@ -41,7 +41,7 @@ COMPARISON_MEASURES = {"sigma_mu": "σ_μ total (incl. MC stat.)",
                        "sigma_mu_no_mcstat": "σ_μ without MC stat."}
 """The report's words for the two measures of :data:`~analysis.report.comparison.MEASURES`."""
 RESOLVE_CHANGE = 0.12  # CMS-PAS-MLG-23-005: 12-16 % lower sigma_mu; the change to resolve
-TARGET_NETWORK = ("dnn", "inference", True)  # model, strategy, learned cuts: the headline's verdict
+TARGET_NETWORK = ("dnn", INFERENCE, True)  # model, strategy, learned cuts: the headline's verdict
 _BOUND_TOLERANCE = 1e-2  # in units of mu: an impact this close to the room left is at the bound
 
 
@@ -309,7 +309,7 @@ def comparison_points(summary: Mapping[str, Mapping[str, Any]]) -> list[SigmaMuP
         summary: :func:`network_key` -> :func:`network_summary` record, in display order.
 
     Returns:
-        One :class:`~analysis.plotting.comparison.SigmaMuPoint` per network, grouped by
+        One :class:`~analysis.plotting.sigma_mu.SigmaMuPoint` per network, grouped by
         model and selection (the networks that share a CE), values keyed by
         :data:`COMPARISON_MEASURES`' words.
     """
@@ -431,7 +431,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             ``features``, ``directions``), or None without learned cuts.
         tradeoff_plot: its PNG, shown with the table.
         comparison_plot: the PNG of
-            :func:`~analysis.plotting.comparison.plot_sigma_mu_comparison` of
+            :func:`~analysis.plotting.sigma_mu.plot_sigma_mu_comparison` of
             :func:`comparison_points`, shown under the headline.
         histograms: :func:`network_key` -> CreateHistograms' ``channels`` (seed index 0),
             for :func:`dependence_table`; None: no such table.

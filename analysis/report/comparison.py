@@ -10,7 +10,7 @@ from typing import Any
 
 from analysis.config import REFERENCE_STRATEGY
 from analysis.errors import InputDataError
-from analysis.plotting.comparison import mean_and_standard_error
+from analysis.plotting.sigma_mu import mean_and_standard_error
 
 __all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_sigma_mu",
            "paired_comparison", "strategy_pairings", "uncertainty_breakdown"]
@@ -33,7 +33,7 @@ class PairedComparison:
             12 % lower); NaN without pairs.
         standard_error: the standard error of ``mean``, clustered by fold (the seeds of one
             fold share its held-out events, so their changes are correlated; see
-            :func:`~analysis.plotting.comparison.mean_and_standard_error`); NaN with fewer
+            :func:`~analysis.plotting.sigma_mu.mean_and_standard_error`); NaN with fewer
             than 2 pairs or 2 folds.
         same_sign: fraction of the pairs whose change has the sign of ``mean``.
         verdict: ``"better"`` / ``"worse"`` when ``|mean| >= significance x standard_error``,

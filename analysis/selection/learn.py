@@ -41,8 +41,8 @@ from analysis.errors import EmptySelectionError, FitError, InputDataError
 from analysis.relax.cut_config import config_cuts, hard_cut_mask, initial_cuts
 from analysis.relax.cuts import LearnableCuts, slope_schedule
 from analysis.relax.likelihood import sigma_mu
+from analysis.selection.cut_samples import SelectionSamples
 from analysis.selection.objectives import asimov_significance, selected_yield
-from analysis.selection.samples import SelectionSamples
 from analysis.training.losses import binned_model_from_scores
 from analysis.training.metrics import drop_empty_bins
 
@@ -241,7 +241,7 @@ def learn_selection(samples: SelectionSamples, settings: LearnedCutsSettings,
     about ``learning_rate`` interquartile ranges at most.
 
     Args:
-        samples: from :func:`~analysis.selection.samples.selection_samples`.
+        samples: from :func:`~analysis.selection.cut_samples.selection_samples`.
         settings: the cuts, objective and schedule.
         progress: called with the number of steps done.
 
@@ -311,7 +311,7 @@ def selection_tradeoff(samples: SelectionSamples, selection: LearnedSelection,
     """Hard selections from no cut (``t = 0``) through the learned cuts (``t = 1``) to tighter.
 
     Args:
-        samples: from :func:`~analysis.selection.samples.selection_samples`.
+        samples: from :func:`~analysis.selection.cut_samples.selection_samples`.
         selection: the learned cuts.
         settings: ``n_tradeoff_points`` and the objective's binning.
         t_max: the tightest point, in units of the learned step from "no cut".

@@ -25,12 +25,12 @@ import torch
 
 from analysis.errors import InputDataError
 from analysis.io import atomic_path, write_parquet
+from analysis.selection.cut_samples import SelectionSamples
 from analysis.selection.learn import (
     LearnedSelection,
     TradeoffPoint,
     selection_mask,
 )
-from analysis.selection.samples import SelectionSamples
 from analysis.tables import markdown_table
 
 __all__ = ["FoldReduction", "load_selection_samples", "reduce_fold_tables",

@@ -41,7 +41,13 @@ from typing import Any
 
 import torch
 
-from analysis.config import STRATEGIES, YIELD_AWARE, YIELD_BLIND
+from analysis.config import (
+    CROSS_ENTROPY,
+    SIGNIFICANCE,
+    STRATEGIES,
+    YIELD_AWARE,
+    YIELD_BLIND,
+)
 from analysis.errors import ConfigError
 from analysis.inference.model import ModelSpec
 from analysis.relax.histograms import resolve_bandwidth
@@ -264,7 +270,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
             totals[data.classes[s]] = totals.get(data.classes[s], 0 * w[s].sum()) + w[s].sum()
         balanced = torch.cat([w[s] / totals[data.classes[s]] for s in names])
         loss = cross_entropy_loss(torch.cat([logits[s] for s in names]), labels, balanced)
-        if strategy == "ce":
+        if strategy == CROSS_ENTROPY:
             return loss
         nominal = {s: torch.softmax(logits[s], dim=1)[:, data.signal_class] for s in names}
         for per_sample in varied_scores(model, data, index, scale,
@@ -279,7 +285,7 @@ def _loss(model: torch.nn.Module, data: PreparedSamples, strategy: str,
                              variance_scale=1.0 / n_slices)
     scores = {s: signal_score(model, x[s], data.signal_class) for s in names}
     varied = varied_scores(model, data, index, scale, selection)
-    if strategy == "significance":
+    if strategy == SIGNIFICANCE:
         binned = binned_model_from_scores(scores, w, settings.edges, bandwidth,
                                           settings.signal, shifted=varied, normsys=normsys,
                                           staterror=settings.staterror)
@@ -382,7 +388,7 @@ def _check(stage: Stage, settings: LossSettings, stopping: EarlyStopping | None)
     if cuts is not None and cuts.slopes is not None and len(cuts.slopes) != stage.steps:
         raise ConfigError(f"{where}: joint_cuts.slopes has {len(cuts.slopes)} values for "
                           f"{stage.steps} steps")
-    if stage.loss != "ce":  # the binned losses: fail before training, naming the setting
+    if stage.loss != CROSS_ENTROPY:  # the binned losses: fail before training, naming the setting
         resolve_bandwidth(settings.bandwidth, settings.edges, "LossSettings.bandwidth")
     if not (math.isfinite(settings.penalty_weight) and settings.penalty_weight >= 0):
         raise ConfigError(f"LossSettings: penalty_weight = {settings.penalty_weight}: must be "
@@ -401,13 +407,13 @@ def _run_stage(model: torch.nn.Module, samples: Samples, stage: Stage,
     """One stage of :func:`train`, on ``model`` (the network or its data-parallel wrapper)."""
     strategy = stage.loss
     parts = list(slices) if slices else [(samples, nuisances)]
-    prepared = [prepare_samples(model, part, part_nuisances if strategy != "ce" else (),
+    prepared = [prepare_samples(model, part, part_nuisances if strategy != CROSS_ENTROPY else (),
                                 settings.signal, normsys, settings.classes)
                 for part, part_nuisances in parts]
     check = None
     if stopping is not None:
-        used = nuisances if strategy != "ce" else ()
-        check_nuisances = used if stopping.nuisances is None or strategy == "ce" else (
+        used = nuisances if strategy != CROSS_ENTROPY else ()
+        check_nuisances = used if stopping.nuisances is None or strategy == CROSS_ENTROPY else (
             stopping.nuisances)
         check = prepare_samples(model, stopping.validation, check_nuisances, settings.signal,
                                 normsys, settings.classes)

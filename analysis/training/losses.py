@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from analysis.config import INFERENCE, SIGNIFICANCE
 from analysis.errors import ConfigError, InputDataError
 from analysis.inference.model import (
     ModelSpec,
@@ -425,7 +426,7 @@ def analysis_model(outputs: Outputs, spec: ModelSpec, *, mode: str = "soft",
                        spec)
 
 
-def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference", *,
+def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = INFERENCE, *,
                   bandwidth: float | None = None, kernel: str = "sigmoid",
                   variance_scale: float = 1.0) -> torch.Tensor:
     """The yield-aware loss of :func:`analysis_model` (soft): ``sigma_mu`` or ``-Z0``.
@@ -446,9 +447,9 @@ def analysis_loss(outputs: Outputs, spec: ModelSpec, strategy: str = "inference"
     """
     model = analysis_model(outputs, spec, mode="soft", bandwidth=bandwidth, kernel=kernel,
                            variance_scale=variance_scale)
-    if strategy == "significance":
+    if strategy == SIGNIFICANCE:
         return -discovery_significance(model, asimov_data(model))
-    if strategy != "inference":
+    if strategy != INFERENCE:
         raise ConfigError(f"analysis_loss: strategy = {strategy!r}: must be 'inference' or "
                           f"'significance'")
     index = model.parameter(model.poi).index.start

@@ -13,7 +13,7 @@ with the up/down variations evaluated once; :mod:`analysis.training.loop` trains
 The generic layer of the three samples modules: nothing here knows the skim, the config or the
 process classes. :mod:`analysis.training.skim_samples` builds such samples from the analysis's
 skim tables, the paper toys (:mod:`analysis.validation`) from their own generators, and
-:mod:`analysis.selection.samples` holds the learned skim's events, which are not network inputs.
+:mod:`analysis.selection.cut_samples` holds the learned skim's events, not network inputs.
 """
 
 from __future__ import annotations

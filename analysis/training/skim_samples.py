@@ -2,7 +2,7 @@
 
 The analysis's layer between the skim and :mod:`analysis.training.samples` (which is generic):
 this module knows the skim's columns, the config's processes, the classes and the folds.
-:mod:`analysis.selection.samples` calls :func:`training_samples` so that the learned skim of
+:mod:`analysis.selection.cut_samples` calls :func:`training_samples` so that the learned skim of
 fold ``k`` sees exactly the events network ``k`` trains on.
 
 The skim (:mod:`analysis.skim.processor`) writes, per dataset and shift (``nominal``,

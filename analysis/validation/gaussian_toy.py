@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from analysis.config import CROSS_ENTROPY, INFERENCE, PENALTY
 from analysis.errors import ConfigError, InputDataError
 from analysis.training.loop import LossSettings, train_classifier
 from analysis.training.metrics import evaluate_sigma_mu
@@ -377,16 +378,16 @@ def run(toy: GaussianToy, n_train: int, n_test: int, seed: int, *, n_bins: int =
                            ["background"])
     samples = {s: (train[s], w_train[s]) for s in ("signal", "background")}
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64).tolist()
-    ce, _ = train_classifier(make_network(seed, n_hidden), samples, "ce", steps=ce_steps,
+    ce, _ = train_classifier(make_network(seed, n_hidden), samples, CROSS_ENTROPY, steps=ce_steps,
                              lr=ce_lr)
     nets = {"cross entropy": ce}
     if penalty_weight is not None:
         nets["CE + penalty"], _ = train_classifier(
-            copy.deepcopy(ce), samples, "penalty", [shift], steps=sigma_mu_steps, lr=sigma_mu_lr,
+            copy.deepcopy(ce), samples, PENALTY, [shift], steps=sigma_mu_steps, lr=sigma_mu_lr,
             loss=LossSettings(edges=edges, bandwidth=bandwidth, penalty_weight=penalty_weight))
     for name, nuisances in (("sigma_mu, stat. only", []), ("sigma_mu, with syst.", [shift])):
         if nuisances or train_stat_only:
-            nets[name], _ = train_classifier(copy.deepcopy(ce), samples, "inference", nuisances,
+            nets[name], _ = train_classifier(copy.deepcopy(ce), samples, INFERENCE, nuisances,
                                              steps=sigma_mu_steps, lr=sigma_mu_lr,
                                              loss=LossSettings(edges=edges, bandwidth=bandwidth))
     return {name: _evaluate(net, test, w_test, shift, edges, n_splits)

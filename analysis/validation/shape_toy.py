@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from analysis.config import CROSS_ENTROPY, INFERENCE
 from analysis.errors import InputDataError
 from analysis.training.loop import LossSettings, train_classifier
 from analysis.training.metrics import evaluate_sigma_mu
@@ -130,10 +131,10 @@ def compare_bandwidths(bandwidths: Sequence[float | None], seed: int, *, n_train
     test = generate(n_test, torch.Generator().manual_seed(seed + _TEST_SEED_OFFSET))
     shifts = nuisances()
     edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64).tolist()
-    ce, _ = train_classifier(make_network(seed), train, "ce")
+    ce, _ = train_classifier(make_network(seed), train, CROSS_ENTROPY)
     inference = {}
     for bandwidth in bandwidths:
-        net, _ = train_classifier(copy.deepcopy(ce), train, "inference", shifts,
+        net, _ = train_classifier(copy.deepcopy(ce), train, INFERENCE, shifts,
                                   loss=LossSettings(edges=edges, bandwidth=bandwidth))
         inference[bandwidth] = evaluate_sigma_mu(net, test, shifts, edges).total
     return BandwidthComparison(evaluate_sigma_mu(ce, test, shifts, edges).total, inference)

@@ -109,7 +109,7 @@ def test_external_dataset_config_points_at_real_file(cms_file: Path) -> None:
 
 def test_fit_systematics_are_the_skims_variations_and_unknown_ones_fail(tmp_path: Path) -> None:
     from analysis.config import FIT_SYSTEMATICS, OBJECT_SHIFTS
-    from analysis.inference.histograms import VARIATIONS
+    from analysis.inference.score_histograms import VARIATIONS
 
     # the histograms' variations and the skim's tables come from the one list of systematics
     assert VARIATIONS[1:] == tuple(f"{s}_{d}" for s in FIT_SYSTEMATICS for d in ("up", "down"))

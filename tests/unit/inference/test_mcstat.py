@@ -11,11 +11,6 @@ import torch
 from analysis.config import Categories, load_config
 from analysis.errors import InputDataError
 from analysis.events.detector import draw_btag_discriminant
-from analysis.inference.histograms import (
-    VARIATIONS,
-    category_effective_counts,
-    score_histograms,
-)
 from analysis.inference.mcstat import (
     effective_event_count,
     grouped_cross_terms,
@@ -23,6 +18,11 @@ from analysis.inference.mcstat import (
     replica_cross_terms,
 )
 from analysis.inference.model import model_spec
+from analysis.inference.score_histograms import (
+    VARIATIONS,
+    category_effective_counts,
+    score_histograms,
+)
 from analysis.relax.histograms import bin_memberships, soft_histogram
 
 

@@ -18,16 +18,16 @@ import torch
 
 from analysis.config import AnalysisConfig, Categories
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
-from analysis.inference.histograms import (
-    category_histograms,
-    histogram_dict,
-    seed_histograms,
-)
 from analysis.inference.model import (
     btag_groups,
     build_model,
     model_spec,
     templates_from_outputs,
+)
+from analysis.inference.score_histograms import (
+    category_histograms,
+    histogram_dict,
+    seed_histograms,
 )
 from analysis.inference.workspace import build_workspace, validate_workspace
 from analysis.relax.histfactory import data_from_pyhf, parameters_from_pyhf

@@ -1,6 +1,6 @@
 """The torch fitter against pyhf + MINUIT: the same NLL, and the same fit results at 1e-4.
 
-The workspaces are demo-shaped (:mod:`analysis.validation.workspaces` through
+The workspaces are demo-shaped (:mod:`analysis.validation.demo_histograms` through
 ``build_workspace``: 10 score bins, five processes, normsys, histosys, staterror and a lumi
 normsys), made two-channel and given a free tt+bb normalisation, as issue 16's model has.
 """
@@ -27,7 +27,7 @@ from analysis.inference.fits import (
 )
 from analysis.inference.torch_fitter import WorkspaceLikelihood, _grad_hessian, minimize
 from analysis.inference.workspace import build_workspace
-from analysis.validation.workspaces import demo_like_histograms
+from analysis.validation.demo_histograms import demo_like_histograms
 from tests.unit.inference.workspace_edits import scale_sample
 
 RELATIVE = 1e-4  # issue 16: torch vs pyhf + MINUIT

@@ -21,7 +21,7 @@ from analysis.inference.fits import (
     fit_steps,
     fit_workspace,
 )
-from analysis.inference.histograms import (
+from analysis.inference.score_histograms import (
     VARIATIONS,
     fold_histograms,
     fold_scores,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis.config import AnalysisConfig
-from analysis.plotting.comparison import (
+from analysis.plotting.sigma_mu import (
     mean_and_standard_error,
     plot_sigma_mu_comparison,
 )

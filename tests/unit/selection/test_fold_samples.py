@@ -12,7 +12,7 @@ import torch
 from analysis.classes import class_index_of_labels, class_names
 from analysis.config import OBJECT_SHIFTS, WEIGHT_SYSTEMATICS, AnalysisConfig
 from analysis.errors import ConfigError
-from analysis.selection.samples import SelectionSamples, selection_samples
+from analysis.selection.cut_samples import SelectionSamples, selection_samples
 
 N_EVENTS = {"signal": 90, "background": 240}
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
+from analysis.selection.cut_samples import SelectionSamples, class_normsys
 from analysis.selection.learn import (
     LearnedSelection,
     learn_selection,
     selection_mask,
     selection_tradeoff,
 )
-from analysis.selection.samples import SelectionSamples, class_normsys
 
 COLUMNS = ("a", "b", "disc")
 CLASSES = ("tth", "ttbb", "ttother")  # of the synthetic samples, the signal class first

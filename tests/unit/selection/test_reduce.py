@@ -16,6 +16,7 @@ import torch
 
 from analysis.errors import InputDataError
 from analysis.relax.cut_config import hard_cut_mask
+from analysis.selection.cut_samples import SelectionSamples
 from analysis.selection.learn import LearnedSelection, TradeoffPoint
 from analysis.selection.reduce import (
     FoldReduction,
@@ -26,7 +27,6 @@ from analysis.selection.reduce import (
     tradeoff_markdown,
     tradeoff_records,
 )
-from analysis.selection.samples import SelectionSamples
 
 SELECTION = LearnedSelection(("ht", "met_pt"), (">", "<"), (300.0, 80.0), (100.0, 150.0),
                              (0.0, 1e3), "sigma_mu")

@@ -1,5 +1,5 @@
-"""analysis/report/inputs.py: each network's task outputs gathered into the report's summary,
-figures (only where Taylor coefficients were computed) and histograms, in the given order."""
+"""analysis/report/network_results.py: each network's task outputs gathered into the report's
+summary, figures (only where Taylor coefficients were computed) and histograms, in the given order."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Demo-shaped score histograms, to validate and benchmark the fitters on realistic workspaces.
 
 :func:`demo_like_histograms` returns what
-:func:`~analysis.inference.histograms.histogram_dict` returns for the demo: every process of a
-config under every variation, with a signal rising and backgrounds falling towards high scores,
+:func:`~analysis.inference.score_histograms.histogram_dict` returns for the demo: every process of
+a config under every variation, with a signal rising and backgrounds falling towards high scores,
 shape systematics of a few percent that tilt the score and MC statistical variances of a set
 relative size. Passed through :func:`~analysis.inference.workspace.build_workspace` they give
 workspaces with the demo's modifiers (normsys, histosys, staterror, lumi), without running the
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from analysis.config import AnalysisConfig
-from analysis.inference.histograms import VARIATIONS
+from analysis.inference.score_histograms import VARIATIONS
 
 __all__ = ["demo_like_categories", "demo_like_histograms"]
 
