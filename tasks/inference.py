@@ -17,7 +17,7 @@ from analysis.config import (
     YIELD_AWARE,
 )
 from analysis.io import read_columns, read_json, read_tables, write_json, write_parquet
-from analysis.training.network import JOINT_CUTS_SUFFIX, load_network, score_tables
+from analysis.training.branches import JOINT_CUTS_SUFFIX
 from tasks.base import INFERENCE_SECTIONS, TRAINING_SECTIONS, DiffanaTask
 from tasks.batch import BatchWorkflow
 from tasks.cuts import SelectionMixin
@@ -27,7 +27,7 @@ __all__ = ["BuildWorkspace", "CreateHistograms", "Evaluate", "Fit", "ModelTask"]
 
 # analysis.inference (pyhf, hist, scipy) and analysis.plotting (matplotlib) are imported in
 # run(): a law process that only schedules, checks completeness or submits jobs does not load
-# them (torch it does: TrainModel's branch map and JOINT_CUTS_SUFFIX live in analysis.training)
+# them, nor torch (TrainModel's branch map and JOINT_CUTS_SUFFIX are in analysis.training.branches)
 
 
 class ModelTask(SelectionMixin, DiffanaTask):
@@ -123,6 +123,8 @@ class Evaluate(ModelTask):
         if metadata["fold"] not in tables:
             tables[metadata["fold"]] = read_tables(
                 self.selection_tables(self.input()["events"], metadata["fold"]))
+        from analysis.training.network import load_network, score_tables
+
         network = load_network(target["model"].abspath, metadata,
                                config.training.target_parameters)
         return score_tables(network, tables[metadata["fold"]], config, metadata["fold"],

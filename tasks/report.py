@@ -26,7 +26,7 @@ from analysis.report import (
 )
 from analysis.report.build import COMPARISON_MEASURES
 from analysis.report.projection import generation_cost
-from analysis.training.network import load_network, network_variants
+from analysis.training.branches import network_variants
 from tasks.base import INFERENCE_SECTIONS, DiffanaTask
 from tasks.cuts import ReduceEvents
 from tasks.generate import GenerateEvents
@@ -54,6 +54,8 @@ class TaylorAnalysis(ModelTask):
         config = self.analysis_config
         trained = self.input()["model"]
         metadata = read_json(trained["metadata"].abspath)
+        from analysis.training.network import load_network
+
         network = load_network(trained["model"].abspath, metadata,
                                config.training.target_parameters)
         tables = self.selection_tables(self.input()["events"], 0)

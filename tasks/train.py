@@ -24,7 +24,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
 
     The held-out fold (``event % n_folds == fold``) is not used for training; Evaluate uses it.
     Seed index ``s`` (``training.seeds`` of them) draws initialisation and batches with
-    :func:`~analysis.training.network.network_seed`; its directory is
+    :func:`~analysis.training.branches.network_seed`; its directory is
     ``<model>_<strategy>_fold<k>`` for ``s = 0`` and ``<model>_<strategy>_seed<s>_fold<k>``
     else. Outputs per branch: the state dict, JSON metadata (parameter counts, features, losses,
     provenance), an ONNX export and the training curves (PNG and PDF). A share of n >= 2 whole
@@ -35,7 +35,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     config_dependencies = TRAINING_SECTIONS
 
     def create_branch_map(self) -> dict[int, tuple[int, int, str, str]]:
-        from analysis.training.network import training_branches
+        from analysis.training.branches import training_branches
 
         return dict(enumerate(training_branches(self.analysis_config)))
 
@@ -48,7 +48,7 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
         return self.selection_requires()  # every dataset's events, all shifts
 
     def output(self) -> dict[str, law.LocalFileTarget]:
-        from analysis.training.network import network_directory
+        from analysis.training.branches import network_directory
 
         seed_index, fold, model, strategy = self.branch_data
         directory = network_directory(seed_index, fold, model, strategy)
@@ -60,10 +60,10 @@ class TrainModel(SelectionMixin, DiffanaTask, GpuWorkflow):
     @law.decorator.safe_output
     def run(self) -> None:
         from analysis.plotting.training import plot_training_curves
+        from analysis.training.branches import network_seed
         from analysis.training.distributed import train_network_data_parallel
         from analysis.training.network import (
             export_onnx,
-            network_seed,
             planned_steps,
             save_checkpoint,
             train_network,

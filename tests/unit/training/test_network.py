@@ -18,18 +18,20 @@ from analysis.inference.model import model_spec
 from analysis.inference.scores import signal_auc
 from analysis.relax.cut_config import hard_cut_mask
 from analysis.training import loop as loop_module
-from analysis.training.network import (
+from analysis.training.branches import (
     FOLD_SEED_STRIDE,
     SEED_INDEX_STRIDE,
-    build_network,
-    load_network,
     network_directory,
     network_seed,
     network_variants,
+    training_branches,
+)
+from analysis.training.network import (
+    build_network,
+    load_network,
     save_checkpoint,
     score_tables,
     train_network,
-    training_branches,
     training_stages,
 )
 from analysis.training.skim_samples import (
