@@ -16,7 +16,9 @@ from typing import ParamSpec, TypeVar
 import matplotlib.style
 import mplhep
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import TightLayoutEngine
 
 from analysis.io import atomic_path
 
@@ -52,6 +54,7 @@ def new_figure(n_columns: int = 1, n_rows: int = 1, width: float = 7.0,
         ``(figure, axes)`` with ``axes`` always a ``(n_rows, n_columns)`` array.
     """
     figure = Figure(figsize=(width * n_columns, height * n_rows))
+    FigureCanvasAgg(figure)
     return figure, figure.subplots(n_rows, n_columns, squeeze=False)
 
 
@@ -66,7 +69,7 @@ def save_figure(figure: Figure, path_base: str | os.PathLike[str]) -> list[str]:
     Returns:
         The written paths, ``[<base>.png, <base>.pdf]``.
     """
-    figure.tight_layout()
+    TightLayoutEngine(rect=None).execute(figure)
     paths = [f"{os.fspath(path_base)}.{suffix}" for suffix in ("png", "pdf")]
     for path in paths:
         # no creation date in the PDF: the same inputs give the same bytes
