@@ -41,6 +41,42 @@ def test_save_figure_writes_png_and_pdf(tmp_path: Path) -> None:
     assert matplotlib.image.imread(paths[0]).shape == (550, 700, 4)
 
 
+
+@cms_style
+def _labelled_grid(long_label: str) -> Figure:
+    figure, axes = new_figure(2, 1, width=7.0, height=4.0)
+    for axis in axes.flat:
+        axis.set_yticks([0, 1], ["a", long_label])
+        axis.set_xlabel(r"$\Delta\hat\mu$")
+        axis.set_title("title")
+    return figure
+
+
+def test_save_figure_lays_out_as_tight_layout_and_draws_once_per_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # tight_layout's margins (the long tick label widens the left one), without the layout
+    # engine that Figure.tight_layout leaves behind: savefig draws a figure with an engine twice
+    lay_out = cms_style(Figure.tight_layout)  # its padding is in units of the style's font size
+    reference, short = _labelled_grid("a longer label"), _labelled_grid("b")
+    lay_out(reference)
+    lay_out(short)
+    figure = _labelled_grid("a longer label")
+    draws: list[str] = []
+    real_draw = Figure.draw
+
+    def counted(self: Figure, renderer: Any) -> None:
+        draws.append(type(renderer).__name__)
+        real_draw(self, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counted)
+    cms_style(save_figure)(figure, tmp_path / "grid")
+    assert len(draws) == 2  # one for the PNG, one for the PDF
+    assert figure.get_layout_engine() is None
+    wanted = reference.subplotpars
+    for key in ("left", "right", "bottom", "top", "wspace", "hspace"):
+        assert getattr(figure.subplotpars, key) == pytest.approx(getattr(wanted, key), abs=1e-12)
+    assert wanted.left > short.subplotpars.left + 0.05  # else the comparison shows nothing
+
 @cms_style
 def _line(path_base: Path, slope: float) -> list[str]:
     figure, axes = new_figure()
