@@ -375,7 +375,11 @@ class LearnedCutsSettings:
     min_signal_penalty: float = field(default=20.0, metadata=_check(0.0))
 
 
-SHIFT_SYSTEMATICS: tuple[str, ...] = ("jes", "jer")
+JES_SYSTEMATIC = "jes"
+"""The jet energy scale variation (every jet's pT scaled up/down)."""
+JER_SYSTEMATIC = "jer"
+"""The jet energy resolution variation (the reconstructed-minus-generated pT widened/narrowed)."""
+SHIFT_SYSTEMATICS: tuple[str, ...] = (JES_SYSTEMATIC, JER_SYSTEMATIC)
 """Systematics that shift objects: the skim re-selects the events (tables ``<name>_up/down``)."""
 BTAG_SYSTEMATIC = "btag"
 """The b-tag scale-factor variation (columns ``weight_btag_up/down``)."""

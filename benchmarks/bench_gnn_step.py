@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from analysis.training.models import (
+from analysis.training.architectures import (
     NODE_FEATURES,
     _edge_features,
     _mlp,

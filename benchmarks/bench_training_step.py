@@ -34,8 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.training.architectures import NODE_FEATURES  # noqa: E402
 from analysis.training.loop import LossSettings, Stage, train  # noqa: E402
-from analysis.training.models import NODE_FEATURES  # noqa: E402
 from analysis.training.network import build_network  # noqa: E402
 from analysis.training.samples import Nuisance  # noqa: E402
 

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from analysis.config import load_config
+from analysis.folds import fold_of
 from analysis.inference.mcstat import effective_event_count
 
 COLUMNS = ["event", "label", "weight"]
@@ -32,7 +33,7 @@ def fold_counts(tables: list[tuple[int, dict[str, np.ndarray]]], fold: int, n_fo
     for label, process in enumerate(processes):
         weights, ids = [], []
         for dataset, t in tables:
-            keep = (t["label"] == label) & (t["event"] % n_folds != fold)
+            keep = (t["label"] == label) & (fold_of(t["event"], n_folds) != fold)
             weights.append(t["weight"][keep])
             ids.append(np.stack([np.full(keep.sum(), dataset), t["event"][keep]], axis=1))
         counts[process] = effective_event_count(np.concatenate(weights), np.concatenate(ids))

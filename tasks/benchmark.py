@@ -24,7 +24,6 @@ from tasks.gpu import GpuWorkflow
 __all__ = ["BenchmarkGPUSharing"]
 
 
-
 class BenchmarkGPUSharing(DiffanaTask, GpuWorkflow):
     """GPU-sharing benchmark (issue 5): one branch per intensity (``low``: the DNN, ``medium``:
     the GNN), N in ``--n-jobs`` concurrent trainings in each mode; a table (JSON, Markdown) and

@@ -216,7 +216,7 @@ class BuildWorkspace(ModelTask):
             "workspaces": folds, "labels": [[h["seed"], h["fold"]] for h in histograms["folds"]]})
         write_json(outputs["binning"].abspath, details)
         write_json(outputs["provenance"].abspath,
-                          self.provenance(config.inference.pseudo_data_seed))
+                   self.provenance(config.inference.pseudo_data_seed))
 
 
 class Fit(ModelTask, BatchWorkflow):

@@ -35,6 +35,7 @@ from tasks.train import TrainModel
 
 __all__ = ["Report", "TaylorAnalysis"]
 
+
 class TaylorAnalysis(ModelTask):
     """First- and second-order Taylor coefficients (arXiv:1803.08782) of the ttH probability.
 
@@ -102,7 +103,8 @@ class Report(DiffanaTask):
         for cuts, model, strategy in self._combinations():
             params = {"learned_cuts": cuts, "model": model, "strategy": strategy}
             key = network_key(cuts, model, strategy)
-            reqs[key] = {"fit": Fit.req(self, branch=0, **params), "evaluate": Evaluate.req(self, **params),
+            reqs[key] = {"fit": Fit.req(self, branch=0, **params),
+                         "evaluate": Evaluate.req(self, **params),
                          "histograms": CreateHistograms.req(self, **params),
                          "workspace": BuildWorkspace.req(self, **params)}
             if cuts == self._variants()[0]:

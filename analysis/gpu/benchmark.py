@@ -2,7 +2,7 @@
 
 Low-intensity HEP trainings leave most of a GPU idle (KIT, arXiv:2505.08562). This module measures
 what sharing buys: ``N`` identical trainings of the pipeline's own networks
-(:func:`~analysis.training.models.sized_dnn`, :func:`~analysis.training.models.sized_gnn`) on
+(:func:`~analysis.training.architectures.sized_dnn`, :func:`~analysis.training.architectures.sized_gnn`) on
 synthetic inputs of the analysis's shapes, run
 
 - ``exclusive``: one after the other, each alone on the device (the baseline);
@@ -324,7 +324,7 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
     """One training process: the sized network, synthetic inputs, Adam on cross entropy."""
     import torch
 
-    from analysis.training.models import sized_dnn, sized_gnn
+    from analysis.training.architectures import sized_dnn, sized_gnn
 
     torch.set_num_threads(1)
     torch.manual_seed(int(spec["seed"]))
@@ -334,7 +334,7 @@ def _train(spec: Mapping[str, Any]) -> dict[str, Any]:
         model: torch.nn.Module = sized_dnn(_N_EVENT_FEATURES, _N_CLASSES, target)
         inputs: tuple[torch.Tensor, ...] = (torch.randn(n, _N_EVENT_FEATURES, device=device),)
     else:
-        from analysis.training.models import NODE_FEATURES
+        from analysis.training.architectures import NODE_FEATURES
 
         model = sized_gnn(len(NODE_FEATURES), _N_CLASSES, target)
         inputs = (torch.randn(n, _N_NODES, len(NODE_FEATURES), device=device),

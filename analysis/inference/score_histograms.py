@@ -17,6 +17,7 @@ import numpy as np
 
 from analysis.config import FIT_SYSTEMATICS, SHIFT_SYSTEMATICS, WEIGHT_SYSTEMATICS
 from analysis.errors import InputDataError
+from analysis.folds import fold_of
 from analysis.inference.mcstat import effective_event_count, replica_cross_terms
 from analysis.inference.model import ModelSpec, btag_groups
 
@@ -109,7 +110,7 @@ def fold_scores(scores: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]], fo
     for dataset, shifts in scores.items():
         out[dataset] = {}
         for shift, columns in shifts.items():
-            keep = np.asarray(columns["event"]) % n_folds == fold
+            keep = fold_of(columns["event"], n_folds) == fold
             out[dataset][shift] = {
                 name: (np.asarray(values)[keep] * factor if name.startswith("weight")
                        else np.asarray(values)[keep]) for name, values in columns.items()}

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from analysis.errors import InputDataError
+from analysis.folds import fold_of
 
 __all__ = ["fold_aucs", "merge_fold_scores", "signal_auc", "weighted_auc"]
 
@@ -110,7 +111,7 @@ def fold_aucs(scores: Scores, signal_labels: Sequence[int], score: str,
     for fold in range(n_folds):
         try:
             part = {dataset: {"nominal": {
-                name: np.asarray(values)[np.asarray(shifts["nominal"]["event"]) % n_folds == fold]
+                name: np.asarray(values)[fold_of(shifts["nominal"]["event"], n_folds) == fold]
                 for name, values in shifts["nominal"].items()}} for dataset, shifts in scores.items()}
         except KeyError as err:
             raise InputDataError(f"fold_aucs: the scores need the {err} column") from err

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from analysis.config import AnalysisConfig
+from analysis.folds import fold_mask
 from analysis.interpret.taylor import TaylorCoefficients, taylor_coefficients
-from analysis.training.models import NODE_FEATURES
-from analysis.training.skim_samples import fold_mask, model_inputs
+from analysis.training.architectures import NODE_FEATURES
+from analysis.training.skim_samples import model_inputs
 
 __all__ = ["SoftmaxProbabilities", "input_names", "signal_taylor_coefficients", "taylor_inputs"]
 
@@ -23,7 +24,7 @@ def input_names(model_kind: str, features: tuple[str, ...], n_inputs: int,
     Args:
         model_kind: ``"dnn"`` (the event features, in order) or ``"gnn"`` (the flattened graph:
             per node ``jet1..jetN``, ``lepton``, ``met`` each of
-            :data:`~analysis.training.models.NODE_FEATURES`, then one mask column per node).
+            :data:`~analysis.training.architectures.NODE_FEATURES`, then one mask column per node).
         features: the DNN's event features.
         n_inputs: width of the input rows.
         n_jets_max: jet nodes of the graph.

@@ -4,80 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 from analysis.config import REFERENCE_STRATEGY
 from analysis.plotting.figures import cms_style, new_figure, save_figure
+from analysis.report.comparison import SigmaMuPoint, mean_and_standard_error
 
-__all__ = ["SigmaMuPoint", "mean_and_standard_error", "plot_sigma_mu_comparison"]
-
-
-@dataclass(frozen=True)
-class SigmaMuPoint:
-    """One network in the figure.
-
-    Attributes:
-        group: what shares a CE reference, e.g. ``"DNN, learned cuts"``.
-        strategy: the training strategy (``"ce"`` is the group's reference).
-        values: measure label -> sigma_mu of each (seed index, fold) network (units of mu;
-            NaN: undetermined, left out).
-        clusters: the fold of each of those networks, in the same order (its seeds share the
-            held-out events: :func:`mean_and_standard_error` clusters them); None: independent.
-    """
-
-    group: str
-    strategy: str
-    values: Mapping[str, Sequence[float]]
-    clusters: Sequence[int] | None = None
-
-
-def mean_and_standard_error(values: Sequence[float], clusters: Sequence[Any] | None = None
-                            ) -> tuple[float, float]:
-    """Mean of the finite ``values`` and its standard error, clustered where values share events.
-
-    Without ``clusters`` every value is independent: ``std(ddof=1) / sqrt(n)``. With them,
-    values of one cluster (e.g. the seeds of one fold, evaluated on the same held-out events)
-    are correlated, and the error is the cluster-robust one (CR1),
-    ``sqrt(G / (G - 1) * sum_g (sum_{i in g} (v_i - mean))^2) / n`` over the ``G`` clusters
-    that hold a finite value; with one value per cluster it equals the independent formula.
-
-    Args:
-        values: ``(n,)`` numbers (NaN allowed: left out).
-        clusters: ``(n,)`` the cluster of each value (any hashable), or None.
-
-    Returns:
-        ``(mean, standard error)``; NaN mean without a finite value, NaN error with fewer
-        than two values or two clusters.
-
-    Raises:
-        ValueError: ``clusters`` and ``values`` differ in length (a programming error).
-
-    Example:
-        >>> mean_and_standard_error([1.0, 3.0, float("nan")])
-        (2.0, 1.0)
-        >>> mean_and_standard_error([1.0, 1.0, 3.0, 3.0], clusters=[0, 0, 1, 1])
-        (2.0, 1.0)
-    """
-    if clusters is None:
-        clusters = range(len(values))
-    elif len(clusters) != len(values):
-        raise ValueError(f"mean_and_standard_error: {len(clusters)} clusters for "
-                         f"{len(values)} values")
-    finite = [(v, g) for v, g in zip(values, clusters) if math.isfinite(v)]
-    n = len(finite)
-    if not n:
-        return math.nan, math.nan
-    mean = sum(v for v, _ in finite) / n
-    residuals: dict[Any, float] = {}
-    for v, g in finite:
-        residuals[g] = residuals.get(g, 0.0) + (v - mean)
-    n_clusters = len(residuals)
-    if n < 2 or n_clusters < 2:
-        return mean, math.nan
-    variance = n_clusters / (n_clusters - 1) * sum(r * r for r in residuals.values()) / n ** 2
-    return mean, math.sqrt(variance)
+__all__ = ["plot_sigma_mu_comparison"]
 
 
 @cms_style

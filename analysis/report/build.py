@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.config import INFERENCE, AnalysisConfig
-from analysis.plotting.sigma_mu import SigmaMuPoint, mean_and_standard_error
 from analysis.report.blocks import Block, Heading, Image, Paragraph, Table, image_name
 from analysis.report.comparison import (
     PairedComparison,
+    SigmaMuPoint,
     StrategyPairing,
     fold_sigma_mu,
+    mean_and_standard_error,
     strategy_pairings,
     uncertainty_breakdown,
 )
@@ -309,7 +310,7 @@ def comparison_points(summary: Mapping[str, Mapping[str, Any]]) -> list[SigmaMuP
         summary: :func:`network_key` -> :func:`network_summary` record, in display order.
 
     Returns:
-        One :class:`~analysis.plotting.sigma_mu.SigmaMuPoint` per network, grouped by
+        One :class:`~analysis.report.comparison.SigmaMuPoint` per network, grouped by
         model and selection (the networks that share a CE), values keyed by
         :data:`COMPARISON_MEASURES`' words.
     """

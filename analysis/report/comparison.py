@@ -1,5 +1,6 @@
 """The comparison of training strategies: relative changes of sigma_mu against CE, paired over
-(seed index, fold) networks."""
+(seed index, fold) networks, and the clustered mean and standard error the report and its
+figure give for each network (:func:`mean_and_standard_error`, :class:`SigmaMuPoint`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,76 @@ from typing import Any
 
 from analysis.config import REFERENCE_STRATEGY
 from analysis.errors import InputDataError
-from analysis.plotting.sigma_mu import mean_and_standard_error
 
-__all__ = ["MEASURES", "PairedComparison", "StrategyPairing", "fold_sigma_mu",
-           "paired_comparison", "strategy_pairings", "uncertainty_breakdown"]
+__all__ = ["MEASURES", "PairedComparison", "SigmaMuPoint", "StrategyPairing", "fold_sigma_mu",
+           "mean_and_standard_error", "paired_comparison", "strategy_pairings",
+           "uncertainty_breakdown"]
+
+
+@dataclass(frozen=True)
+class SigmaMuPoint:
+    """One network in the figure.
+
+    Attributes:
+        group: what shares a CE reference, e.g. ``"DNN, learned cuts"``.
+        strategy: the training strategy (``"ce"`` is the group's reference).
+        values: measure label -> sigma_mu of each (seed index, fold) network (units of mu;
+            NaN: undetermined, left out).
+        clusters: the fold of each of those networks, in the same order (its seeds share the
+            held-out events: :func:`mean_and_standard_error` clusters them); None: independent.
+    """
+
+    group: str
+    strategy: str
+    values: Mapping[str, Sequence[float]]
+    clusters: Sequence[int] | None = None
+
+
+def mean_and_standard_error(values: Sequence[float], clusters: Sequence[Any] | None = None
+                            ) -> tuple[float, float]:
+    """Mean of the finite ``values`` and its standard error, clustered where values share events.
+
+    Without ``clusters`` every value is independent: ``std(ddof=1) / sqrt(n)``. With them,
+    values of one cluster (e.g. the seeds of one fold, evaluated on the same held-out events)
+    are correlated, and the error is the cluster-robust one (CR1),
+    ``sqrt(G / (G - 1) * sum_g (sum_{i in g} (v_i - mean))^2) / n`` over the ``G`` clusters
+    that hold a finite value; with one value per cluster it equals the independent formula.
+
+    Args:
+        values: ``(n,)`` numbers (NaN allowed: left out).
+        clusters: ``(n,)`` the cluster of each value (any hashable), or None.
+
+    Returns:
+        ``(mean, standard error)``; NaN mean without a finite value, NaN error with fewer
+        than two values or two clusters.
+
+    Raises:
+        ValueError: ``clusters`` and ``values`` differ in length (a programming error).
+
+    Example:
+        >>> mean_and_standard_error([1.0, 3.0, float("nan")])
+        (2.0, 1.0)
+        >>> mean_and_standard_error([1.0, 1.0, 3.0, 3.0], clusters=[0, 0, 1, 1])
+        (2.0, 1.0)
+    """
+    if clusters is None:
+        clusters = range(len(values))
+    elif len(clusters) != len(values):
+        raise ValueError(f"mean_and_standard_error: {len(clusters)} clusters for "
+                         f"{len(values)} values")
+    finite = [(v, g) for v, g in zip(values, clusters) if math.isfinite(v)]
+    n = len(finite)
+    if not n:
+        return math.nan, math.nan
+    mean = sum(v for v, _ in finite) / n
+    residuals: dict[Any, float] = {}
+    for v, g in finite:
+        residuals[g] = residuals.get(g, 0.0) + (v - mean)
+    n_clusters = len(residuals)
+    if n < 2 or n_clusters < 2:
+        return mean, math.nan
+    variance = n_clusters / (n_clusters - 1) * sum(r * r for r in residuals.values()) / n ** 2
+    return mean, math.sqrt(variance)
 
 
 MEASURES: dict[str, str] = {"sigma_mu": "with MC stat.",
@@ -33,7 +100,7 @@ class PairedComparison:
             12 % lower); NaN without pairs.
         standard_error: the standard error of ``mean``, clustered by fold (the seeds of one
             fold share its held-out events, so their changes are correlated; see
-            :func:`~analysis.plotting.sigma_mu.mean_and_standard_error`); NaN with fewer
+            :func:`mean_and_standard_error`); NaN with fewer
             than 2 pairs or 2 folds.
         same_sign: fraction of the pairs whose change has the sign of ``mean``.
         verdict: ``"better"`` / ``"worse"`` when ``|mean| >= significance x standard_error``,

@@ -28,8 +28,9 @@ import torch
 from analysis.classes import class_index_of_labels, class_names, class_of_process
 from analysis.config import AnalysisConfig, LearnedCutsSettings
 from analysis.errors import InputDataError
+from analysis.folds import fold_mask
 from analysis.io import read_tables
-from analysis.training.skim_samples import fold_mask, training_samples
+from analysis.training.skim_samples import training_samples
 
 __all__ = ["SelectionSamples", "class_normsys", "selection_columns", "selection_samples"]
 

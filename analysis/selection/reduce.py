@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from analysis.errors import InputDataError
+from analysis.folds import fold_of
 from analysis.io import atomic_path, write_parquet
 from analysis.selection.cut_samples import SelectionSamples
 from analysis.selection.learn import (
@@ -93,7 +94,7 @@ def reduce_fold_tables(tables: Mapping[str, Mapping[str, str | os.PathLike[str]]
     for dataset, shifts in tables.items():
         for shift, path in shifts.items():
             table = ak.from_parquet(path)
-            held_out_fold = np.asarray(table["event"]) % n_folds
+            held_out_fold = fold_of(table["event"], n_folds)
             for fold, (selection, destinations) in enumerate(zip(selections, outputs,
                                                                  strict=True)):
                 try:

@@ -10,6 +10,7 @@ import awkward as ak
 import numpy as np
 
 from analysis.config import (
+    JES_SYSTEMATIC,
     OBJECT_SHIFTS,
     Detector,
     JetDefinition,
@@ -88,7 +89,7 @@ def shifted_jets_and_met(jets: PaddedJets, met_pt: np.ndarray, met_phi: np.ndarr
         return jets, met_pt, met_phi
     kind, direction = shift.split("_")
     sign = 1.0 if direction == "up" else -1.0
-    if kind == "jes":
+    if kind == JES_SYSTEMATIC:
         factor = np.full_like(jets.pt, 1.0 + sign * systematics.jes)
     else:
         gen_pt = np.where(np.isnan(jets.gen_pt), jets.pt, jets.gen_pt)

@@ -23,6 +23,7 @@ from coffea.nanoevents import BaseSchema
 
 from analysis.config import (
     BTAG_SYSTEMATIC,
+    JER_SYSTEMATIC,
     OBJECT_SHIFTS,
     PARTON_SHOWER_SYSTEMATICS,
     WEIGHT_SYSTEMATICS,
@@ -122,7 +123,7 @@ class SkimProcessor(processor.ProcessorABC):
         for shift in OBJECT_SHIFTS:
             jets, met_pt, met_phi = obj.shifted_jets_and_met(all_jets, *met, shift, cfg.systematics)
             jets = obj.good_jets(jets, lepton["eta"], lepton["phi"], cfg.objects.jets,
-                                 resort=shift.startswith("jer"))
+                                 resort=shift.startswith(JER_SYSTEMATIC))
             mask, steps = obj.select_events(n_leptons, jets, cfg.objects, cfg.selection)
             mask &= label >= 0
             cutflow = dict(all_events)

@@ -36,7 +36,7 @@ from torch import nn
 
 from analysis.errors import InputDataError, ResourceError
 from analysis.io import atomic_path
-from analysis.training.models import seeded_build
+from analysis.training.architectures import seeded_build
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,18 @@ from analysis.config import (
     Training,
 )
 from analysis.errors import ConfigError, EmptySelectionError
+from analysis.folds import fold_mask
 from analysis.inference.model import btag_groups, model_spec
 from analysis.io import atomic_path, read_tables
 from analysis.relax.cut_config import hard_cut_mask, initial_cuts
 from analysis.relax.cuts import LearnableCuts, slope_schedule
+from analysis.training.architectures import (
+    NODE_FEATURES,
+    count_parameters,
+    seeded_build,
+    sized_dnn,
+    sized_gnn,
+)
 from analysis.training.branches import JOINT_CUTS_SUFFIX, network_seed
 from analysis.training.loop import (
     STRATEGIES,
@@ -43,16 +51,8 @@ from analysis.training.loop import (
     Stage,
     train,
 )
-from analysis.training.models import (
-    NODE_FEATURES,
-    count_parameters,
-    seeded_build,
-    sized_dnn,
-    sized_gnn,
-)
 from analysis.training.skim_samples import (
     GraphAsVector,
-    fold_mask,
     model_inputs,
     training_samples,
 )
@@ -377,7 +377,7 @@ def build_network(model_kind: str, n_inputs: int, target_parameters: int,
             :func:`~analysis.training.skim_samples.graph_vector` rows of width ``n_inputs``).
         n_inputs: width of the input rows.
         target_parameters: trainable parameters to size it to (arXiv:2402.17386).
-        generator: seeds the initialisation (:func:`~analysis.training.models.seeded_build`);
+        generator: seeds the initialisation (:func:`~analysis.training.architectures.seeded_build`);
             None: seed 0. The caller's global random state is left as it was.
         n_classes: output nodes, one per class (``len(analysis.classes.class_names(config))``).
 

@@ -35,38 +35,20 @@ from analysis.config import (
     AnalysisConfig,
 )
 from analysis.errors import ConfigError, EmptySelectionError, InputDataError
-from analysis.training.models import EventGNN, graph_inputs
+from analysis.folds import fold_mask
+from analysis.training.architectures import EventGNN, graph_inputs
 from analysis.training.samples import Nuisance
 
 __all__ = [
     "EVENT_ID_DATASET_STRIDE",
     "MODEL_KINDS",
     "GraphAsVector",
-    "fold_mask",
     "graph_vector",
     "model_inputs",
     "training_samples",
 ]
 
 _Table = Any  # an awkward record array or a mapping column -> array
-
-
-def fold_mask(event: np.ndarray, fold: int, n_folds: int = 2) -> np.ndarray:
-    """Events of fold ``fold``: ``event % n_folds == fold`` (event-number parity for 2 folds).
-
-    A model of fold ``k`` is tested on fold ``k`` and trained on the others.
-
-    Raises:
-        ConfigError: for ``n_folds < 2`` or ``fold`` outside ``[0, n_folds)``.
-
-    Example:
-        >>> fold_mask(np.array([4, 7, 10]), 0)
-        array([ True, False,  True])
-    """
-    if n_folds < 2 or not 0 <= fold < n_folds:
-        raise ConfigError(f"fold_mask: fold = {fold}, n_folds = {n_folds}: need n_folds >= 2 "
-                          f"and 0 <= fold < n_folds")
-    return np.asarray(event) % n_folds == fold
 
 
 def _fields(table: _Table) -> set[str]:
@@ -85,7 +67,7 @@ def _columns(table: _Table, names: Sequence[str], where: str) -> dict[str, np.nd
 
 def graph_vector(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     """``(n_events, n_nodes * len(NODE_FEATURES) + n_nodes)`` float32 rows
-    ``concat(nodes.reshape(n, -1), mask)`` of the :func:`~analysis.training.models.graph_inputs`
+    ``concat(nodes.reshape(n, -1), mask)`` of the :func:`~analysis.training.architectures.graph_inputs`
     graph; :class:`GraphAsVector` reads them back.
 
     Raises:
@@ -97,7 +79,7 @@ def graph_vector(columns: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 class GraphAsVector(torch.nn.Module):
-    """An :class:`~analysis.training.models.EventGNN` fed by :func:`graph_vector` rows.
+    """An :class:`~analysis.training.architectures.EventGNN` fed by :func:`graph_vector` rows.
 
     ``forward(x)`` with ``x`` ``(n_events, n_nodes * n_node_features + n_nodes)`` returns the GNN
     logits of ``(nodes, mask > 0.5)``, so that
@@ -135,7 +117,7 @@ class GraphAsVector(torch.nn.Module):
         return nodes, x[:, n_nodes * self.gnn.n_node_features:] > 0.5
 
     def fit_standardisation(self, x: torch.Tensor) -> None:
-        """:meth:`~analysis.training.models.EventGNN.fit_standardisation` on the graphs of the
+        """:meth:`~analysis.training.architectures.EventGNN.fit_standardisation` on the graphs of the
         (training) rows ``x`` ``(n_events, n_nodes * (n_node_features + 1))``."""
         self.gnn.fit_standardisation(*self.graph(x))
 
@@ -271,7 +253,7 @@ def training_samples(tables: Mapping[str, Mapping[str, _Table]], config: Analysi
     Events of all datasets are pooled and assigned a class by their ``label`` (the process index
     of ``config``, :func:`~analysis.classes.class_of_process`). ``train=True`` keeps the
     training folds (every fold but ``fold``), ``train=False`` the held-out fold ``fold``
-    (:func:`fold_mask`).
+    (:func:`~analysis.folds.fold_mask`).
 
     Args:
         tables: dataset -> shift (each of ``nominal``, ``jes_up/down``, ``jer_up/down``) -> skim

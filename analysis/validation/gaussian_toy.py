@@ -42,9 +42,9 @@ import torch
 
 from analysis.config import CROSS_ENTROPY, INFERENCE, PENALTY
 from analysis.errors import ConfigError, InputDataError
+from analysis.training.architectures import seeded_build
 from analysis.training.loop import LossSettings, train_classifier
 from analysis.training.metrics import evaluate_sigma_mu
-from analysis.training.models import seeded_build
 from analysis.training.samples import Nuisance
 
 __all__ = [

@@ -25,9 +25,9 @@ import torch
 
 from analysis.config import CROSS_ENTROPY, INFERENCE
 from analysis.errors import InputDataError
+from analysis.training.architectures import seeded_build
 from analysis.training.loop import LossSettings, train_classifier
 from analysis.training.metrics import evaluate_sigma_mu
-from analysis.training.models import seeded_build
 from analysis.training.samples import Nuisance, Samples
 
 __all__ = ["N_BACKGROUND", "N_SIGNAL", "SHIFTS", "BandwidthComparison", "compare_bandwidths",

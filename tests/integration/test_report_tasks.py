@@ -20,6 +20,7 @@ from typing import TypeVar
 import numpy as np
 import pyhf
 import pytest
+import uproot
 from luigi.task import flatten
 
 from analysis.config import load_config
@@ -374,3 +375,21 @@ def test_second_store_same_results(report_store: Path, tiny_skim_store: Path,
     # reach of simulation or undetermined); with them the report carries this run's CPU time
     markdown = _dir(Report) / "report.md"
     assert (other / markdown.relative_to(report_store)).read_text() == markdown.read_text()
+    # the events and skims of the two stores, each generated and skimmed from nothing in this
+    # run (the shared store's and the report store's): byte-identical Parquet, equal ROOT
+    # branches (ROOT files carry their write time)
+    skims = [sorted(p.glob(f"{CONFIG}/Skim/**/*.parquet")) for p in (tiny_skim_store,
+                                                                       report_store)]
+    assert skims[0] and [p.relative_to(tiny_skim_store) for p in skims[0]] == [
+        p.relative_to(report_store) for p in skims[1]]
+    for a, b in zip(*skims, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a
+    generated = sorted(tiny_skim_store.glob(f"{CONFIG}/GenerateEvents/**/*.root"))
+    assert generated
+    for a in generated:
+        with uproot.open(a) as fa, uproot.open(report_store / a.relative_to(tiny_skim_store)) as fb:
+            for key, value in fa["Events"].arrays(library="np").items():
+                other_values = fb["Events"][key].array(library="np")
+                if value.dtype == object:  # jagged branches: one array per event
+                    value, other_values = np.concatenate(value), np.concatenate(other_values)
+                assert np.array_equal(value, other_values), (a.name, key)

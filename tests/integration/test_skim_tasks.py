@@ -22,7 +22,6 @@ from analysis.errors import InputDataError
 from analysis.skim.processor import run_skim
 from tasks.generate import GenerateEvents
 from tasks.skim import Skim
-from tests.conftest import fresh_law_process
 
 pytestmark = pytest.mark.slow
 
@@ -38,11 +37,6 @@ def _outputs(store: Path) -> dict[str, float]:
 def _task_dir(cls: type) -> Path:
     """The output directory of a task of the tiny config (store, version, config tag)."""
     return Path(cls(version="t1", config="tth_bb_tiny").target().abspath)
-
-
-def _skim_tiny(store: Path) -> Path:
-    assert _build(Skim(version="t1", config="tth_bb_tiny"), workers=2)
-    return store / "tth_bb_tiny"
 
 
 def test_skim_from_nothing_then_nothing_to_do(tiny_skim_store: Path,
@@ -66,27 +60,6 @@ def test_skim_from_nothing_then_nothing_to_do(tiny_skim_store: Path,
     before = _outputs(store)
     assert _build(Skim(version="t1", config="tth_bb_tiny"))
     assert _outputs(store) == before  # complete: nothing rewritten
-
-
-def test_two_stores_same_seed_identical(tiny_skim_store: Path, store: Path) -> None:
-    # the session's shared store, and this test's store, each from nothing
-    stores = [tiny_skim_store, store]
-    fresh_law_process()  # this store as a new `law run` would build it
-    _skim_tiny(store)
-    first, second = (sorted(p.glob("tth_bb_tiny/Skim/**/*.parquet")) for p in stores)
-    assert first and [p.relative_to(stores[0]) for p in first] == [
-        p.relative_to(stores[1]) for p in second]
-    for a, b in zip(first, second):
-        assert a.read_bytes() == b.read_bytes(), a
-    generated = list(stores[0].glob("tth_bb_tiny/GenerateEvents/**/*.root"))
-    assert generated
-    for a in generated:
-        b = stores[1] / a.relative_to(stores[0])
-        with uproot.open(a) as fa, uproot.open(b) as fb:
-            for key, value in fa["Events"].arrays(library="np").items():
-                other = fb["Events"][key].array(library="np")
-                flat = (lambda x: np.concatenate(x) if x.dtype == object else x)  # noqa: E731
-                assert np.array_equal(flat(value), flat(other)), key
 
 
 def _external_config(tmp_path: Path, files: list[str]) -> Path:

@@ -14,7 +14,7 @@ import torch
 from onnx.reference import ReferenceEvaluator
 
 from analysis.config import load_config, resolve_config_path
-from analysis.training.models import NODE_FEATURES
+from analysis.training.architectures import NODE_FEATURES
 from analysis.training.network import load_network
 from tasks.train import TrainModel
 from tests.conftest import fresh_law_process

@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis.config import AnalysisConfig
-from analysis.plotting.sigma_mu import (
-    mean_and_standard_error,
-    plot_sigma_mu_comparison,
-)
+from analysis.plotting.sigma_mu import plot_sigma_mu_comparison
 from analysis.report import (
     Heading,
     Image,
@@ -32,6 +29,7 @@ from analysis.report import (
     systematic_dependence,
 )
 from analysis.report.build import COMPARISON_MEASURES
+from analysis.report.comparison import mean_and_standard_error
 
 NAN = math.nan
 SEEDS, FOLDS = 3, 3

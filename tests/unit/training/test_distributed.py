@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from analysis.errors import InputDataError, ResourceError
 from analysis.threads import torch_thread_count
+from analysis.training.architectures import count_parameters, seeded_build, sized_dnn
 from analysis.training.distributed import (
     RowShardedModule,
     shard_slice,
@@ -20,7 +21,6 @@ from analysis.training.distributed import (
     train_network_data_parallel,
     train_single_process,
 )
-from analysis.training.models import count_parameters, seeded_build, sized_dnn
 
 N_FEATURES, N_CLASSES, TARGET = 6, 3, 300
 

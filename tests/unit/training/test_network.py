@@ -14,6 +14,7 @@ from test_skim_samples import DATASETS, SHIFTS, _table
 from analysis.classes import class_names, score_column, signal_class, signal_labels
 from analysis.config import AnalysisConfig, Training, load_config, resolve_config_path
 from analysis.errors import ConfigError
+from analysis.folds import fold_mask
 from analysis.inference.model import model_spec
 from analysis.inference.scores import signal_auc
 from analysis.relax.cut_config import hard_cut_mask
@@ -37,7 +38,6 @@ from analysis.training.network import (
 from analysis.training.skim_samples import (
     EVENT_ID_DATASET_STRIDE,
     GraphAsVector,
-    fold_mask,
     training_samples,
 )
 

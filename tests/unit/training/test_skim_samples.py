@@ -10,10 +10,15 @@ import torch
 from analysis.classes import class_names, class_of_process, signal_class
 from analysis.config import AnalysisConfig
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.models import NODE_FEATURES, EventGNN, graph_inputs, seeded_build
+from analysis.folds import fold_mask
+from analysis.training.architectures import (
+    NODE_FEATURES,
+    EventGNN,
+    graph_inputs,
+    seeded_build,
+)
 from analysis.training.skim_samples import (
     GraphAsVector,
-    fold_mask,
     graph_vector,
     training_samples,
 )
@@ -162,8 +167,8 @@ def test_missing_shift(tables: dict, tiny_config: AnalysisConfig) -> None:
 @pytest.mark.parametrize("kind", ["dnn", "gnn"])
 def test_train_classifier_accepts_samples(tables: dict, tiny_config: AnalysisConfig,
                                           kind: str) -> None:
+    from analysis.training.architectures import EventDNN
     from analysis.training.loop import LossSettings, train_classifier
-    from analysis.training.models import EventDNN
 
     samples, nuisances = training_samples(tables, tiny_config, FEATURES, 0, model_kind=kind)
     n_classes = len(class_names(tiny_config))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
-from analysis.training.models import (
+from analysis.training.architectures import (
     AGGREGATIONS,
     NODE_FEATURES,
     EventDNN,
