@@ -292,6 +292,25 @@ class TorchEngine:
             self._free_fits[key] = self.fit(data, bounds=bounds)
         return self._free_fits[key]
 
+    def reuse_best_fit(self, data: np.ndarray, bounds: np.ndarray, best: FitResult) -> bool:
+        """Let ``best``, the converged free fit to ``data`` within the engine's own bounds,
+        serve as the free fit within ``bounds`` too (the CLs limits' ``[0, limit_max]`` on the
+        POI): where ``bounds`` narrow only the POI's range and ``best``'s POI lies inside it,
+        the minimum over the narrower range is ``best`` itself, so the best fit is not
+        computed twice.
+
+        Returns:
+            True if it was taken, else False (the limit search fits within ``bounds`` itself).
+        """
+        others = np.arange(len(bounds)) != self.poi
+        low, high = bounds[self.poi]
+        nested = (np.array_equal(bounds[others], self.bounds[others])
+                  and self.bounds[self.poi][0] <= low and high <= self.bounds[self.poi][1])
+        if not (best.converged and nested and low <= best.pars[self.poi] <= high):
+            return False
+        self._free_fits[(data.tobytes(), bounds.tobytes())] = best
+        return True
+
     def cls(self, mu: float, data: np.ndarray, bounds: np.ndarray,
             observed: bool = True) -> tuple[float, list[float]]:
         """Observed CLs and the expected set (-2..+2 sigma order of pyhf) at ``mu``: pyhf's
@@ -414,6 +433,11 @@ class PyhfEngine:
         with _numpy_backend():
             return np.asarray(self.model.expected_data(pars), dtype=np.float64)
 
+    def reuse_best_fit(self, data: np.ndarray, bounds: np.ndarray, best: FitResult) -> bool:
+        """False: pyhf's ``hypotest`` makes its own fits (the reference is left as pyhf
+        computes it)."""
+        return False
+
     def cls(self, mu: float, data: np.ndarray, bounds: np.ndarray,
             observed: bool = True) -> tuple[float, list[float]]:
         """pyhf's own ``hypotest`` (asymptotics, ``qtilde``) at ``mu``."""
@@ -441,7 +465,7 @@ def _engine(spec: Mapping[str, Any], engine: str, validate: bool = True
 # -- procedures ----------------------------------------------------------------------------------
 
 def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max: float,
-                  observed: bool) -> tuple[float, list[float]]:
+                  observed: bool, best: FitResult | None = None) -> tuple[float, list[float]]:
     """The observed or the expected (-2..+2 sigma) 95 % CLs limits on mu in ``[0, limit_max]``.
 
     Each limit is the root of ``CLs(mu) - 0.05`` (Brent's method, to 1e-4 of the limit),
@@ -450,11 +474,16 @@ def _upper_limits(engine: TorchEngine | PyhfEngine, data: np.ndarray, limit_max:
     roots are solved: the expected band comes from background-only Asimov data, not from the
     observed data's CLs set.
 
+    ``best``: the free fit to ``data`` already made (within the engine's bounds), reused for
+    the limits' POI range where it lies inside it (:meth:`TorchEngine.reuse_best_fit`).
+
     Returns:
         ``(observed limit, [])`` with ``observed``, else ``(NaN, [5 expected limits])``.
     """
     bounds = engine.bounds.copy()
     bounds[engine.poi] = (0.0, limit_max)
+    if best is not None:
+        engine.reuse_best_fit(data, bounds, best)
     cache: dict[float, list[float]] = {}
 
     def values(mu: float) -> list[float]:
@@ -695,7 +724,7 @@ def _fit_workspace(fitter: TorchEngine | PyhfEngine, nuisances: Sequence[str],
     q0_expected = asimov_rise(0.0)
     q0_observed = observed_rise(0.0) if best_obs.pars[poi] > 0 else 0.0
     step()
-    limit, _ = _upper_limits(fitter, observed, limit_max, observed=True)
+    limit, _ = _upper_limits(fitter, observed, limit_max, observed=True, best=best_obs)
     # expected limits: on background-only Asimov data (no signal injected, nominal nuisances)
     _, band = _upper_limits(fitter, background_asimov, limit_max, observed=False)
     step()

@@ -340,3 +340,30 @@ def test_limit_search_fits_far_above_mu_hat_converge_at_minuits_goal(
         results = fit_workspace(spec, limit_max=250.0)
     assert math.isfinite(results.sigma_mu)
     assert "degenerate model" not in caplog.text  # no fallback to pyhf + MINUIT
+
+
+def test_the_observed_best_fit_is_made_once(workspace: dict[str, Any],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLs limit search takes the observed best fit (its μ̂ inside [0, limit_max]) as
+    its free fit instead of fitting the pseudo-data again in the narrower POI range; a POI
+    range that does not contain μ̂ still gets its own fit."""
+    free_fits: list[Any] = []
+    real_fit = TorchEngine.fit
+
+    def counting(self: TorchEngine, data: np.ndarray, **kwargs: Any) -> Any:
+        if kwargs.get("fixed") is None and np.array_equal(data, self.observed):
+            free_fits.append(kwargs.get("bounds"))
+        return real_fit(self, data, **kwargs)
+
+    monkeypatch.setattr(TorchEngine, "fit", counting)
+    results = fit_workspace(workspace, scan_points=3, limit_max=50.0)
+    assert 0.0 < results.mu_hat < 50.0 and math.isfinite(results.observed_limit)
+    assert free_fits == [None]  # the best fit alone, in the engine's own bounds
+    engine = TorchEngine(workspace)
+    best = engine.fit(engine.observed, uncertainties=True)
+    outside = engine.bounds.copy()
+    outside[engine.poi] = (best.pars[engine.poi] + 1.0, 50.0)
+    assert not engine.reuse_best_fit(engine.observed, outside, best)
+    inside = engine.bounds.copy()
+    inside[engine.poi] = (0.0, 50.0)
+    assert engine.reuse_best_fit(engine.observed, inside, best)
