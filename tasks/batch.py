@@ -48,7 +48,7 @@ from analysis.batch import (
 )
 from analysis.errors import BatchJobError, ConfigError, ResourceError
 from tasks.base import store_root
-from tasks.law_adapter import failed_remote_jobs, workflow_types
+from tasks.law_adapter import failed_remote_jobs, job_file_postfix, workflow_types
 
 law.contrib.load("htcondor", "slurm")
 
@@ -154,7 +154,7 @@ class BatchWorkflow(law.LocalWorkflow, law.htcondor.HTCondorWorkflow, law.slurm.
 
     def job_log_files(self, job_num: int, branches: list[int]) -> list[str]:
         """stdout and stderr files of the job that ran ``branches`` (law's postfix of them)."""
-        postfix = f"_{branches[0]}To{branches[-1] + 1}"
+        postfix = job_file_postfix(branches)
         folder = self._store_dir("jobs", self.workflow)
         return [os.path.join(folder, f"{Path(name).stem}{postfix}{Path(name).suffix}")
                 for name in _LOGS]

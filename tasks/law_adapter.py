@@ -2,7 +2,7 @@
 
 Checked against law 0.1.21 (``pip show law`` in the project's venv).
 
-law has no public API for four things the project needs:
+law has no public API for five things the project needs:
 
 - whether a local workflow has already yielded its branches (its run() is entered twice: once to
   yield them, once after they ran);
@@ -11,7 +11,9 @@ law has no public API for four things the project needs:
 - which ``--workflow`` names a workflow class defines (law only resolves one name, falling back
   to the first workflow for an unknown one);
 - which remote jobs failed after their retries, with their branches and attempts (law keeps them
-  in its job bookkeeping, whose dict layout is not a documented interface).
+  in its job bookkeeping, whose dict layout is not a documented interface);
+- the names of a remote job's files: law appends ``_<first branch>To<last branch + 1>`` to the
+  job's stdout/stderr names (law/contrib/*/workflow.py), not an exposed function.
 
 If law changes any of them, only this module has to follow.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["FailedJob", "failed_remote_jobs", "forget_yielded_local_workflows",
-           "local_workflow_has_yielded", "workflow_types"]
+           "job_file_postfix", "local_workflow_has_yielded", "workflow_types"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,15 @@ def failed_remote_jobs(workflow: Any) -> list[FailedJob]:
                       proxy.job_data.attempts.get(num, 0) + 1)
             for num, data in sorted(proxy.job_data.jobs.items())
             if data["status"] == proxy.job_manager.FAILED]
+
+
+def job_file_postfix(branches: list[int]) -> str:
+    """What law appends to a remote job's file names (stdout, stderr, the job script) for the
+    job that runs ``branches``: ``_<first>To<last + 1>`` (law 0.1.21,
+    ``law.contrib.htcondor``/``slurm`` workflows' ``create_job_file``).
+
+    Example:
+        >>> job_file_postfix([3, 4, 5])
+        '_3To6'
+    """
+    return f"_{branches[0]}To{branches[-1] + 1}"
