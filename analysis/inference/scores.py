@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from analysis.errors import InputDataError
-from analysis.folds import fold_of
+from analysis.inference.score_histograms import fold_scores
 
 __all__ = ["fold_aucs", "merge_fold_scores", "signal_auc", "weighted_auc"]
 
@@ -107,12 +107,11 @@ def fold_aucs(scores: Scores, signal_labels: Sequence[int], score: str,
     """
     if n_folds < 1:
         raise InputDataError(f"fold_aucs: n_folds = {n_folds}: must be >= 1")
+    nominal = {dataset: {"nominal": shifts["nominal"]} for dataset, shifts in scores.items()}
     out = []
     for fold in range(n_folds):
         try:
-            part = {dataset: {"nominal": {
-                name: np.asarray(values)[fold_of(shifts["nominal"]["event"], n_folds) == fold]
-                for name, values in shifts["nominal"].items()}} for dataset, shifts in scores.items()}
+            part = fold_scores(nominal, fold, n_folds, scale=False)
         except KeyError as err:
             raise InputDataError(f"fold_aucs: the scores need the {err} column") from err
         try:
