@@ -7,6 +7,7 @@ implemented in pyhf 0.7 (https://pyhf.readthedocs.io/en/v0.7.6/likelihood.html).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,6 +94,16 @@ class Sample:
     name: str
     nominal: torch.Tensor
     modifiers: tuple[Modifier, ...] = ()
+
+    def with_bins(self, keep: torch.Tensor) -> Sample:
+        """This sample on the bins where the ``(n_bins,)`` bool ``keep`` is True: its nominal
+        and every per-bin array of its modifiers (differentiable; scalars unchanged)."""
+        def cut(t: torch.Tensor | float | None) -> torch.Tensor | float | None:
+            return t[keep] if isinstance(t, torch.Tensor) and t.dim() == 1 else t
+
+        return dataclasses.replace(self, nominal=self.nominal[keep], modifiers=tuple(
+            dataclasses.replace(m, hi=cut(m.hi), lo=cut(m.lo), uncertainty=cut(m.uncertainty))
+            for m in self.modifiers))
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,6 +34,7 @@ import torch
 
 from analysis.config import INFERENCE, SIGNIFICANCE
 from analysis.errors import ConfigError, InputDataError
+from analysis.inference.mcstat import grouped_cross_terms
 from analysis.inference.model import (
     ModelSpec,
     Outputs,
@@ -42,6 +43,7 @@ from analysis.inference.model import (
 )
 from analysis.relax.histfactory import BinnedModel, Channel, Modifier, Sample
 from analysis.relax.histograms import (
+    bin_memberships,
     hard_histogram,
     soft_histogram,
     straight_through_histogram,
@@ -80,6 +82,33 @@ def _histogram(name: str, what: str, values: torch.Tensor, weights: torch.Tensor
         return hard_histogram(values, weights, edges, flow=flow)
     except InputDataError as err:
         raise InputDataError(f"{name}: {what}: {err}") from err
+
+
+#: a bin below this fraction of the largest bin's nominal total is empty (:func:`occupied_bins`)
+_EMPTY_BIN_FRACTION = 1e-9
+
+
+def occupied_bins(nominals: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(n_bins,)`` bool: the bins whose total of the ``(n_bins,)`` nominal yields (expected
+    events) is above 1e-9 of the largest bin's total.
+
+    Raises:
+        InputDataError: if no bin has events.
+    """
+    total = torch.stack(list(nominals)).detach().sum(dim=0)
+    keep = total > _EMPTY_BIN_FRACTION * total.max()
+    if not bool(keep.any()):
+        raise InputDataError("binned model: no events in any bin")
+    return keep
+
+
+def _replica_cross_terms(scores: torch.Tensor, weights: torch.Tensor, groups: torch.Tensor,
+                         edges: Edges, bandwidth: float | None, kernel: str, flow: str
+                         ) -> torch.Tensor:
+    """``(n_bins,)`` float64 replica cross terms of a histogram's MC variance: soft memberships
+    for a soft histogram, exact ones otherwise (exact counts, as the workspace)."""
+    in_bins = bin_memberships(scores, edges, bandwidth, kernel=kernel, flow=flow)
+    return grouped_cross_terms((weights[:, None] * in_bins).to(torch.float64), groups)
 
 
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor,
@@ -254,14 +283,19 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
                              normsys: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
                              staterror: bool = False, histogram: str = "soft",
                              kernel: str = "sigmoid", flow: str = "clip", channel: str = "nn",
-                             poi: str = "mu") -> BinnedModel:
+                             poi: str = "mu",
+                             event_groups: Mapping[str, torch.Tensor] | None = None,
+                             squared_weights: Mapping[str, torch.Tensor] | None = None,
+                             drop_empty: bool = False) -> BinnedModel:
     """One-channel binned model of the NN-output histograms (arXiv:2003.07186, Sec. 2).
 
     Each sample's nominal is the histogram of its scores; the signal carries the normfactor
     ``poi``; each systematic in ``shifted`` becomes a histosys with the up/down histograms of the
     shifted samples (code 4p); each entry of ``normsys`` a normsys (code 4); with ``staterror``
     every sample carries a staterror ``staterror_<channel>`` with uncertainty
-    ``sqrt(hist(scores, weights^2))``.
+    ``sqrt(hist(scores, weights^2))``, plus, for the samples in ``event_groups``, the cross
+    terms of the detector replicas of one event under the square root
+    (:func:`~analysis.inference.mcstat.grouped_cross_terms`), as the workspace has them.
 
     Args:
         scores_by_sample: sample name -> ``(n_s,)`` NN output (unitless).
@@ -279,6 +313,16 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
         flow: ``"clip"`` (default) or ``"drop"``, see :mod:`analysis.relax.histograms`.
         channel: channel name.
         poi: name of the signal-strength normfactor.
+        event_groups: sample name -> ``(n_s,)`` int64 event index of each row of that sample
+            (the replicas of one event share it), for ``staterror``; a sample not listed has
+            one row per event.
+        squared_weights: sample name -> ``(n_s,)`` what the staterror sums in place of
+            ``weights^2`` (expected events squared): ``w^2 * p`` for rows kept with probability
+            ``p`` (soft cuts), the expected ``sum w^2`` of the hard selection they stand for,
+            where ``(w p)^2`` would understate it.
+        drop_empty: leave out the bins without events (:func:`occupied_bins`), e.g. those a
+            hard selection empties, where a staterror is undefined; the model then has fewer
+            bins than ``edges``.
 
     Returns:
         The :class:`~analysis.relax.histfactory.BinnedModel`, differentiable in the scores for the
@@ -321,12 +365,21 @@ def binned_model_from_scores(scores_by_sample: Mapping[str, torch.Tensor],
                 hi, lo = normsys[syst][sample]
                 modifiers.append(Modifier.normsys(syst, hi, lo))
         if staterror:
-            variance = hist(f"sample {sample!r} (weights^2)", scores, weights**2)
+            squares = weights**2 if squared_weights is None or sample not in squared_weights \
+                else squared_weights[sample]
+            variance = hist(f"sample {sample!r} (weights^2)", scores, squares)
+            if event_groups is not None and sample in event_groups:
+                variance = variance + _replica_cross_terms(
+                    scores, weights, event_groups[sample], edges,
+                    bandwidth if histogram == "soft" else None, kernel, flow)
             # floored: d sqrt(v)/dv is infinite at an empty bin (a NaN gradient otherwise)
             modifiers.append(Modifier.staterror(f"staterror_{channel}",
                                                 torch.sqrt(variance.clamp_min(1e-30))))
         samples.append(Sample(sample, hist(f"sample {sample!r}", scores, weights),
                               tuple(modifiers)))
+    if drop_empty:
+        keep = occupied_bins([s.nominal for s in samples])
+        samples = [s.with_bins(keep) for s in samples]
     return BinnedModel((Channel(channel, tuple(samples)),), poi=poi)
 
 

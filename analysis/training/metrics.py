@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.errors import InputDataError
 from analysis.relax.histfactory import BinnedModel
 from analysis.relax.likelihood import sigma_mu
-from analysis.training.losses import binned_model_from_scores
+from analysis.training.losses import binned_model_from_scores, occupied_bins
 from analysis.training.samples import (
     ArrayLike,
     Edges,
@@ -144,38 +143,25 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
     return drop_empty_bins(binned)
 
 
-#: a bin below this fraction of the largest bin's nominal total is empty (:func:`drop_empty_bins`)
-_EMPTY_BIN_FRACTION = 1e-9
-
-
 def drop_empty_bins(binned: BinnedModel) -> BinnedModel:
     """The one-channel model without empty bins (no information at mu = 1).
 
-    A bin counts as empty below 1e-9 of the largest bin's total nominal yield: soft cuts'
-    sigmoid tails leave such bins at 1e-14 events, where ``1 / lambda`` in the Fisher
-    information and a shape variation that does not vanish there make it singular in float64.
-    Differentiable: the kept bins keep their gradients.
+    A bin counts as empty below 1e-9 of the largest bin's total nominal yield
+    (:func:`~analysis.training.losses.occupied_bins`): soft cuts' sigmoid tails leave such bins
+    at 1e-14 events, where ``1 / lambda`` in the Fisher information and a shape variation that
+    does not vanish there make it singular in float64. Differentiable: the kept bins keep their
+    gradients.
 
     Raises:
         InputDataError: if no bin has events.
     """
     channel = binned.channels[0]
-    total = torch.stack([s.nominal for s in channel.samples]).sum(dim=0)
-    keep = total > _EMPTY_BIN_FRACTION * total.detach().max()
+    keep = occupied_bins([s.nominal for s in channel.samples])
     if bool(keep.all()):
         return binned
-    if not bool(keep.any()):
-        raise InputDataError("binned_model_from_classifier: no events in any bin")
     log.info("binned_model_from_classifier: dropping empty bins %s",
              torch.nonzero(~keep).flatten().tolist())
-
-    def cut(t: torch.Tensor | float | None) -> torch.Tensor | float | None:
-        return t[keep] if isinstance(t, torch.Tensor) and t.dim() == 1 else t
-
-    samples = tuple(dataclasses.replace(s, nominal=s.nominal[keep], modifiers=tuple(
-        dataclasses.replace(m, hi=cut(m.hi), lo=cut(m.lo),
-                            uncertainty=None if m.uncertainty is None else m.uncertainty[keep])
-        for m in s.modifiers)) for s in channel.samples)
+    samples = tuple(s.with_bins(keep) for s in channel.samples)
     return dataclasses.replace(binned, channels=(dataclasses.replace(channel, samples=samples),))
 
 

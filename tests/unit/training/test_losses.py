@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from analysis.errors import ConfigError, InputDataError
+from analysis.inference.mcstat import mc_stat_variance
 from analysis.relax.likelihood import covariance, sigma_mu
 from analysis.training.losses import (
     binned_model_from_scores,
@@ -203,6 +205,30 @@ def test_hard_and_straight_through_models_agree_forward() -> None:
         assert torch.equal(a.nominal, b.nominal.detach())
     assert torch.allclose(sigma_mu(hard), sigma_mu(st).detach())
     assert [m.kind for m in hard.channels[0].samples[1].modifiers] == ["histosys"]
+
+
+@pytest.mark.parametrize("histogram", ["hard", "straight_through"])
+def test_staterror_counts_the_replicas_of_one_event_together(histogram: str) -> None:
+    """With event groups, the staterror is the workspace's sum_events (sum_replicas w)^2."""
+    scores, weights = _samples()
+    # background rows in replica pairs (events 0-3), the signal's rows each their own event
+    groups = {"bkg": torch.arange(8) // 2, "sig": torch.arange(6)}
+    model = binned_model_from_scores(scores, weights, EDGES, BANDWIDTH, "sig", staterror=True,
+                                     histogram=histogram, event_groups=groups)
+    plain = binned_model_from_scores(scores, weights, EDGES, BANDWIDTH, "sig", staterror=True,
+                                     histogram=histogram)
+    for sample, reference in zip(model.channels[0].samples, plain.channels[0].samples,
+                                 strict=True):
+        name = sample.name
+        bins = np.digitize(scores[name].numpy(), EDGES[1:-1])
+        expected = mc_stat_variance(bins, weights[name].numpy(), groups[name].numpy(), 2)
+        (error,) = [m.uncertainty for m in sample.modifiers if m.kind == "staterror"]
+        assert error.detach().numpy() ** 2 == pytest.approx(expected, rel=1e-12)
+        (alone,) = [m.uncertainty for m in reference.modifiers if m.kind == "staterror"]
+        if name == "bkg":  # replicas in one bin: the cross terms add to sum w^2
+            assert float((error**2).sum()) > 1.2 * float((alone**2).sum())
+        else:
+            assert torch.allclose(error, alone)
 
 
 def test_binned_model_bad_input() -> None:
