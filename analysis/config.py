@@ -373,6 +373,10 @@ class LearnedCutsSettings:
     # simulated signal events and no simulated background (docs/analysis.md); 0: no floor
     min_signal_efficiency: float = field(default=0.0, metadata=_check(0.0))
     min_signal_penalty: float = field(default=20.0, metadata=_check(0.0))
+    # the sigma_mu objective includes the simulated samples' statistical uncertainty (a
+    # staterror per bin, detector replicas of one event correlated), as the fit does: a cut
+    # into a corner that few simulated events populate then costs what it costs in the fit
+    mc_stat: bool = False
 
 
 JES_SYSTEMATIC = "jes"

@@ -52,6 +52,9 @@ class SelectionSamples:
         normsys: systematic -> class -> ``(hi, lo)`` normalisation factors.
         events: class -> ``(n_events,)`` int64 event numbers of the nominal rows of ``x`` (the
             record that the held-out fold is absent); empty where not recorded.
+        event_groups: class -> ``(n_events,)`` int64 index in ``[0, n_generated)`` of the
+            generated event behind each nominal row of ``x``: the detector replicas of one event
+            share it (for the MC statistical uncertainty); empty where not recorded.
     """
 
     columns: tuple[str, ...]
@@ -60,6 +63,7 @@ class SelectionSamples:
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]]
     normsys: dict[str, dict[str, tuple[float, float]]]
     events: dict[str, torch.Tensor] = field(default_factory=dict)
+    event_groups: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -185,10 +189,13 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
     tables = read_tables(tables)
     n_folds = config.training.n_folds
     samples, nuisances = training_samples(tables, config, columns, fold, n_folds, "dnn",
-                                          train=True, part="all", rescale=True)
+                                          train=True, part="all", rescale=True, event_ids=True)
     classes = class_names(config)
     x = {c: torch.as_tensor(samples[c][0], dtype=_DTYPE) for c in classes}
     w = {c: torch.as_tensor(samples[c][1], dtype=_DTYPE) for c in classes}
+    # dense indices: grouped sums need an index per generated event, not its 2^40-strided id
+    groups = {c: torch.as_tensor(np.unique(samples[c][2], return_inverse=True)[1].reshape(-1),
+                                 dtype=torch.int64) for c in classes}
     varied: dict[str, dict[str, tuple[_Pair, _Pair]]] = {}
     for nuisance in nuisances:
         if nuisance.varied is None:  # training_samples makes precomputed ones
@@ -198,7 +205,7 @@ def selection_samples(tables: Mapping[str, Mapping[str, Any]], config: AnalysisC
                                  for c in classes}
     return SelectionSamples(columns, x, w, varied,
                             class_normsys(_training_folds(tables, fold, n_folds), config),
-                            _class_events(tables, config, fold, n_folds))
+                            _class_events(tables, config, fold, n_folds), groups)
 
 
 def _pair(sample: tuple[np.ndarray, np.ndarray]) -> _Pair:

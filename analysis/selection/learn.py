@@ -8,8 +8,11 @@ either
 - ``"sigma_mu"``: the expected uncertainty of the signal strength of the binned likelihood of a
   discriminating feature (the config's ``discriminant``), with every systematic of the skim (JES
   and JER from the re-run selections, b-tag/ISR/FSR weights, as histosys) and the cross-section
-  and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``. The MC
-  statistical uncertainty is left out: hard cuts empty bins, where it is undefined; or
+  and luminosity normalisations (normsys); each event enters with weight ``w * cut(x)``. With
+  ``mc_stat`` also the simulated samples' statistical uncertainty, as the fit has it (one
+  staterror per bin, the detector replicas of one event correlated; bins the cuts empty are
+  dropped); without it, nothing stops the cuts from choosing a corner of phase space that a
+  few simulated events populate; or
 - ``"significance"``: the Asimov discovery significance of the selected yields with a relative
   background uncertainty (Cowan's formula, :func:`~analysis.selection.objectives.asimov_significance`).
 
@@ -127,7 +130,8 @@ class TradeoffPoint:
         thresholds: the cuts' thresholds (feature units).
         data_fraction: fraction of skimmed events kept (all datasets, nominal).
         signal_efficiency, background_efficiency: fraction of the expected yields kept.
-        sigma_mu_stat, sigma_mu: expected sigma_mu without and with systematics (POI units);
+        sigma_mu_stat, sigma_mu: expected sigma_mu without and with systematics (and with
+            ``cuts.mc_stat`` the MC statistical uncertainty) (POI units);
             NaN where the selection leaves a class empty.
         significance: Asimov significance of the selected yields (standard deviations).
     """
@@ -176,10 +180,20 @@ class _Objective:
                        for c, (up, down) in per.items()}
                    for n, per in s.varied.items()} if systematics else None
         bandwidth = 0.5 / self.settings.n_bins  # the straight-through gradient's width
+        mc_stat = systematics and self.settings.mc_stat
+        if mc_stat and set(s.event_groups) != set(s.classes):
+            raise InputDataError("LearnCuts: cuts.mc_stat needs each class's event groups "
+                                 "(selection_samples records them)")
+        # a soft cut keeps an event with probability sel: the variance of the hard selection
+        # it stands for is sum w^2 sel; sum (w sel)^2 would reward cuts that leave many events
+        # half-selected, and the soft optimum would close the cuts (measured on the demo)
+        squares = {c: s.w[c] ** 2 * select(s.x[c]) for c in s.classes} if mc_stat else None
         return binned_model_from_scores(scores, weights, self.edges, bandwidth, s.signal,
                                         shifted=shifted,
                                         normsys=s.normsys if systematics else None,
-                                        histogram="straight_through")
+                                        histogram="straight_through", staterror=mc_stat,
+                                        event_groups=s.event_groups if mc_stat else None,
+                                        squared_weights=squares, drop_empty=True)
 
     def sigma_mu(self, select: Callable[[torch.Tensor], torch.Tensor],
                  systematics: bool = True) -> torch.Tensor:

@@ -123,3 +123,26 @@ def test_a_fold_outside_the_configured_folds_is_refused(tiny_config: AnalysisCon
                                                          rng: np.random.Generator) -> None:
     with pytest.raises(ConfigError, match="fold = 2, n_folds = 2"):
         selection_samples(_tables(rng), tiny_config, 2)
+
+
+def test_the_detector_replicas_of_one_event_share_one_event_group(
+        tiny_config: AnalysisConfig, rng: np.random.Generator) -> None:
+    """Two replicas per generated event (rows with one event number in one dataset): one group;
+    rows of different events, or of one event number in two datasets, are different groups."""
+    tables = _tables(rng)
+    for dataset, shifts in tables.items():
+        for table in shifts.values():  # both datasets number their events from 0, in pairs
+            pair = np.arange(len(table["event"]), dtype=np.int64) // 2
+            table["event"] = pair
+            table["label"] = np.repeat(table["label"][::2], 2)
+            if dataset == "signal":  # some pairs a background process: a class of both datasets
+                table["label"] = np.where(pair % 4 == 1, 1, table["label"])
+    samples = selection_samples(tables, tiny_config, 0)
+    for c in samples.classes:
+        groups, events = samples.event_groups[c].numpy(), samples.events[c].numpy()
+        assert groups.shape == events.shape and groups.dtype == np.int64
+        assert sorted(set(groups)) == list(range(len(set(groups))))  # dense indices
+        # pairs of rows with one event number share one group, and only they
+        assert len(set(groups)) == len(groups) // 2
+        for g in set(groups):
+            assert len(set(events[groups == g])) == 1

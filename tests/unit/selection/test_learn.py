@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 
 from analysis.config import AnalysisConfig, Cut, LearnedCutsSettings
+from analysis.errors import InputDataError
 from analysis.selection.cut_samples import SelectionSamples, class_normsys
 from analysis.selection.learn import (
     LearnedSelection,
+    _Objective,
     learn_selection,
     selection_mask,
     selection_tradeoff,
@@ -143,3 +146,74 @@ def test_a_signal_efficiency_floor_keeps_the_skim_loose() -> None:
     floored = efficiency(dataclasses.replace(_settings("sigma_mu"), min_signal_efficiency=0.9))
     assert free < 0.85
     assert floored > 0.85 and floored > free + 0.05
+
+
+def _heavy_tail_samples() -> SelectionSamples:
+    """Signal at large ``a``; a background bulk at small ``a`` simulated with many light events,
+    and a few heavy simulated events at the signal's ``a`` (a filtered sample's tail)."""
+    generator = np.random.default_rng(1)
+    n = 2000
+    signal = np.column_stack([generator.normal(2.0, 1.0, n), generator.normal(0, 1, n)])
+    bulk = np.column_stack([generator.normal(0.0, 1.0, n), generator.normal(0, 1, n)])
+    tail = np.column_stack([generator.normal(2.5, 0.7, 20), generator.normal(0, 1, 20)])
+    x = {"tth": torch.tensor(signal), "ttother": torch.tensor(np.vstack([bulk, tail]))}
+    w = {"tth": torch.full((n,), 50.0 / n, dtype=torch.float64),
+         "ttother": torch.tensor(np.r_[np.full(n, 3000.0 / n), np.full(20, 10.0)])}
+    groups = {c: torch.arange(len(w[c])) for c in x}
+    return SelectionSamples(("a", "disc"), x, w, {}, {"lumi": {c: (1.02, 0.98) for c in x}},
+                            event_groups=groups)
+
+
+def test_the_mc_stat_objective_keeps_away_from_few_heavy_simulated_events() -> None:
+    samples = _heavy_tail_samples()
+    settings = {mc: LearnedCutsSettings(cuts=(Cut("a", ">"),), discriminant="disc", n_bins=4,
+                                        steps=80, learning_rate=0.1, slope_start=2.0,
+                                        slope_end=30.0, n_tradeoff_points=7, mc_stat=mc)
+                for mc in (False, True)}
+    learned = {mc: learn_selection(samples, s) for mc, s in settings.items()}
+    heavy = samples.x["ttother"][-20:, 0].numpy()
+    kept = {mc: int((heavy > sel.thresholds[0]).sum()) for mc, sel in learned.items()}
+    assert kept[False] >= 15 and kept[True] <= 3  # the plain objective cuts into them
+    # the same likelihood as the fit's: the MC-stat cuts beat the plain ones on it
+    plain_on_mc = next(p for p in selection_tradeoff(samples, learned[False], settings[True])
+                       if p.t == pytest.approx(1.0))
+    assert learned[True].hard_value < 0.95 * plain_on_mc.sigma_mu  # 1.13 against 1.27
+    assert plain_on_mc.sigma_mu > 1.3 * learned[False].hard_value  # MC stat. is in it
+
+
+def test_the_mc_stat_objective_needs_event_groups() -> None:
+    samples = _samples()
+    settings = dataclasses.replace(_settings("sigma_mu", steps=2), mc_stat=True)
+    with pytest.raises(InputDataError, match="mc_stat"):
+        learn_selection(samples, settings)
+
+
+def test_a_soft_cut_counts_the_mc_variance_of_the_hard_cut_it_stands_for() -> None:
+    """Keeping every event with weight 1/2 stands for a hard selection of half the events: the
+    staterror's variance is sum w^2 / 2, not sum (w / 2)^2 = sum w^2 / 4."""
+    samples = _heavy_tail_samples()
+    settings = LearnedCutsSettings(cuts=(Cut("a", ">"),), discriminant="disc", n_bins=4,
+                                   mc_stat=True)
+    objective = _Objective(samples, settings)
+    half = objective.binned(lambda x: torch.full((x.shape[0],), 0.5, dtype=x.dtype), True)
+    full = objective.binned(lambda x: torch.ones(x.shape[0], dtype=x.dtype), True)
+    for h, f in zip(half.channels[0].samples, full.channels[0].samples, strict=True):
+        (h_error,) = [m.uncertainty for m in h.modifiers if m.kind == "staterror"]
+        (f_error,) = [m.uncertainty for m in f.modifiers if m.kind == "staterror"]
+        torch.testing.assert_close(h.nominal, 0.5 * f.nominal)
+        torch.testing.assert_close(h_error**2, 0.5 * f_error**2)
+
+
+def test_the_mc_stat_objective_of_hard_cuts_that_empty_a_bin_is_defined() -> None:
+    """A hard selection that empties discriminant bins: sigma_mu of the other bins, finite."""
+    samples = _heavy_tail_samples()
+    settings = LearnedCutsSettings(cuts=(Cut("a", ">"),), discriminant="disc", n_bins=4,
+                                   mc_stat=True)
+    objective = _Objective(samples, settings)
+
+    def upper_disc(x: torch.Tensor) -> torch.Tensor:  # empties the lower discriminant bins
+        return (x[:, -1] > 0.5).to(x.dtype)
+
+    model = objective.binned(upper_disc, True)
+    assert model.channels[0].samples[0].nominal.shape[0] < 4
+    assert math.isfinite(float(objective.sigma_mu(upper_disc).detach()))
