@@ -25,6 +25,7 @@ from analysis.report.comparison import (
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
+from analysis.report.matched_size import AUC_TOLERANCE, dnn_gnn_auc_table, per_fold_auc
 from analysis.report.projection import GenerationCost, projection_sentence
 from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
@@ -163,11 +164,9 @@ def _mean_cell(r: Mapping[str, Any], key: str) -> str:
 def _auc_folds_cell(r: Mapping[str, Any]) -> str:
     """Mean ± standard error of the per-fold AUCs over seeds × folds (n/a before they were
     written)."""
-    values = [float(a) for a in r.get("auc_folds", [])]
-    if not values:
+    mean, error = per_fold_auc(r)
+    if not math.isfinite(mean):
         return "n/a"
-    n_folds = len(values) // max(len(r.get("auc_seeds", [])), 1) or 1
-    mean, error = mean_and_standard_error(values, [k % n_folds for k in range(len(values))])
     return f"{format_number(mean, '.4f')} ± {format_number(error, '.2g')}"
 
 
@@ -300,7 +299,9 @@ def _is_target(r: Mapping[str, Any]) -> bool:
 def _resolution_sentence(total: PairedComparison) -> str:
     """What the comparison says about a :data:`RESOLVE_CHANGE` reduction of sigma_mu total:
     excluded (how many standard errors), resolved, or what would resolve it."""
-    if total.verdict != "not resolved" or not math.isfinite(total.standard_error):
+    # a zero error: identical sigma_mu on both sides in every pair, nothing to resolve
+    if (total.verdict != "not resolved" or not math.isfinite(total.standard_error)
+            or total.standard_error <= 0):
         return ""
     factor = total.sample_factor_to_resolve(RESOLVE_CHANGE)
     percent = 100 * RESOLVE_CHANGE
@@ -405,6 +406,27 @@ def _workspace_blocks(summary: Mapping[str, Mapping[str, Any]],
                 [_label(r), str(r["n_bins"]),
                  ", ".join(f"{c}/{p}:{v}" for c, p, v in r["pruned_shapes"]) or "none"]
                 for r in summary.values()])]
+
+
+def _matched_size_blocks(summary: Mapping[str, Mapping[str, Any]],
+                         parameters: Mapping[str, int], target_parameters: int) -> list[Block]:
+    """The DNN vs GNN section: parameter counts, and the AUC table with the GNN's target
+    (:func:`~analysis.report.matched_size.dnn_gnn_auc_table`) where both models ran."""
+    blocks: list[Block] = [
+        Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
+        Paragraph("Trainable parameters: " + ", ".join(
+            f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
+            + f" (target {target_parameters}).")]
+    table = dnn_gnn_auc_table(summary)
+    if not table.rows:
+        return blocks
+    return [*blocks, Paragraph(
+        f"The target: the GNN's held-out AUC within {AUC_TOLERANCE:g} of the DNN's, or above "
+        "it. Three readings, all on held-out events: pooled (every event scored by its fold's "
+        "network, all folds ranked together, what the full fit's histograms see) of seed 0 "
+        "and the mean over seeds (± the seeds' standard error); per fold (each fold network on "
+        "its own events, mean ± standard error over seeds × folds, clustered by fold). GNN − "
+        "DNN compares the means."), table]
 
 
 def _impact_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Block]:
@@ -534,10 +556,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             "arXiv:1907.11674 trains to reduce it."), dependence_table(summary, histograms)]
           if histograms is not None else []),
         *_workspace_blocks(summary, config),
-        Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
-        Paragraph("Trainable parameters: " + ", ".join(
-            f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
-            + f" (target {config.training.target_parameters})."),
+        *_matched_size_blocks(summary, parameters, config.training.target_parameters),
         *_normalisation_blocks(summary),
         *_impact_blocks(summary)]
     if tradeoff is not None:

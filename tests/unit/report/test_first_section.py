@@ -160,6 +160,17 @@ def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
                                                                               [penalty])
 
 
+def test_identical_networks_are_not_resolved_without_a_division_by_zero() -> None:
+    summary = _summary()
+    summary[network_key(True, "dnn", "inference")]["sigma_mu_folds"] = list(CE_TOTAL)
+    pairings = strategy_pairings(summary)
+    total = pairings[0].comparisons["sigma_mu"]
+    assert (total.mean, total.standard_error, total.verdict) == (0.0, 0.0, "not resolved")
+    assert "+0.0 % ± 0.0 %, not resolved at ±0.0 %" in headline(summary, pairings)
+    text = verdict_details(summary, pairings)
+    assert "standard errors from this change" not in text and "To resolve" not in text
+
+
 def test_the_headline_answers_for_the_inference_aware_dnn_not_the_largest_change() -> None:
     """The verdict is the DNN inference's against CE (the demo's question), even where another
     comparison shows a larger reduction; that one is named after it, with the folds' degrees
