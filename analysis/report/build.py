@@ -31,8 +31,8 @@ from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
 __all__ = ["COMPARISON_MEASURES", "NetworkFigures", "build_report", "comparison_points",
            "dependence_table", "format_number", "headline", "impact_cell", "network_key",
-           "network_summary", "pairing_table", "tradeoff_table", "verdict_details",
-           "verdict_pairing"]
+           "network_summary", "pairing_table", "pruned_shapes_cell", "tradeoff_table",
+           "verdict_details", "verdict_pairing"]
 
 # what the report keeps of a Fit task's results.json
 _FIT_KEYS = ("sigma_mu", "sigma_mu_stat", "sigma_mu_syst", "expected_significance",
@@ -64,7 +64,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
             ``auc_seeds`` per seed index, folds pooled; ``auc_folds`` per seed index and fold,
             absent from results written before it).
         binning: the BuildWorkspace task's ``binning.json`` (``n_bins`` over all channels,
-            ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``).
+            ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``,
+            ``channels`` of the workspace by name).
         learned_cuts, model, strategy: what identifies the network.
 
     Returns:
@@ -77,6 +78,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
             "auc_folds": [a for seed in evaluation.get("auc_folds", []) for a in seed],
             "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
+            # the workspace's channels (empty channels dropped); absent from older binning.json
+            "workspace_channels": list(binning.get("channels", {})),
             **{key: fit[key] for key in _FIT_KEYS},
             **{key: fit.get(key, default) for key, default in _OPTIONAL_FIT_KEYS.items()}}
 
@@ -401,11 +404,46 @@ def _workspace_blocks(summary: Mapping[str, Mapping[str, Any]],
     pruning = (f"a histosys is dropped (its normsys kept) when its shape change is below "
                f"{settings.prune_shape_chi2:g} MC-stat. variances per bin"
                if settings.prune_shape_chi2 is not None else "no shape is pruned")
-    return [Paragraph(f"Workspaces: score bins {merging}; {pruning}."),
-            Table(["selection / model / strategy", "bins", "shapes pruned"], [
+    return [Paragraph(f"Workspaces: score bins {merging}; {pruning}. Histosys pruned: of the "
+                      "channels × processes × systematics, and the systematics pruned in every "
+                      "channel and process ('everywhere'); which ones per network: pruned_shapes "
+                      "in the report's summary.json and BuildWorkspace's binning.json."),
+            Table(["selection / model / strategy", "bins", "histosys pruned"], [
                 [_label(r), str(r["n_bins"]),
-                 ", ".join(f"{c}/{p}:{v}" for c, p, v in r["pruned_shapes"]) or "none"]
+                 pruned_shapes_cell(r["pruned_shapes"], r.get("workspace_channels", []),
+                                    list(config.processes), settings.systematics)]
                 for r in summary.values()])]
+
+
+def pruned_shapes_cell(pruned: Sequence[Sequence[str]], channels: Sequence[str],
+                       processes: Sequence[str], systematics: Sequence[str]) -> str:
+    """How many histosys the workspace pruned, as a table cell, and the systematics pruned in
+    every channel and process (the full list stays in ``binning.json`` and the report's
+    ``summary.json``, ``pruned_shapes``).
+
+    Args:
+        pruned: ``[channel, process, systematic]`` of each pruned histosys.
+        channels: the workspace's channels (empty: unknown, results written before they were
+            recorded).
+        processes, systematics: the config's processes and shape systematics.
+
+    Returns:
+        E.g. ``61 of 75; everywhere: jes, jer`` (75 = channels × processes × systematics, the
+        histosys before pruning; a process without events in a channel has none there, so
+        it is an upper bound), ``none of 75``, or ``61`` without ``channels``.
+
+    Example:
+        >>> pruned_shapes_cell([["a", "tt", "jes"], ["b", "tt", "jes"], ["a", "tt", "fsr"]],
+        ...                    ["a", "b"], ["tt"], ["jes", "fsr"])
+        '3 of 4; everywhere: jes'
+    """
+    if not channels:
+        return str(len(pruned)) if pruned else "none"
+    count = f"{len(pruned) or 'none'} of {len(channels) * len(processes) * len(systematics)}"
+    where = {(c, p) for c in channels for p in processes}
+    everywhere = [s for s in systematics
+                  if where <= {(c, p) for c, p, v in pruned if v == s}]
+    return count + (f"; everywhere: {', '.join(everywhere)}" if everywhere else "")
 
 
 def _matched_size_blocks(summary: Mapping[str, Mapping[str, Any]],
