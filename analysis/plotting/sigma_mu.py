@@ -6,11 +6,20 @@ import math
 import os
 from collections.abc import Sequence
 
+from matplotlib.axes import Axes
+from matplotlib.legend import Legend
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
 from analysis.config import REFERENCE_STRATEGY
 from analysis.plotting.figures import cms_style, new_figure, save_figure
 from analysis.report.comparison import SigmaMuPoint, mean_and_standard_error
 
-__all__ = ["plot_sigma_mu_comparison"]
+__all__ = ["LEGEND_WIDTH", "plot_sigma_mu_comparison"]
+
+LEGEND_WIDTH = 2.2
+"""Inches added to the figure's width for the legend, right of the panels."""
 
 
 @cms_style
@@ -21,7 +30,8 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
     Each network is a marker at the mean of its (seed index, fold) networks' sigma_mu with the
     standard error of that mean as its error bar; the CE network of its group is drawn as a
     dashed line with a band of its own standard error across the group, so a strategy
-    that reduces sigma_mu sits below its group's line.
+    that reduces sigma_mu sits below its group's line. One legend, right of the top panel and
+    outside every panel, names the strategies and the reference.
 
     Args:
         points: the networks, in display order; consecutive networks of one ``group`` are drawn
@@ -35,8 +45,10 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
         The written files, ``[<base>.png, <base>.pdf]``.
     """
     n_slots = len(points) + len({p.group for p in points})
-    # one panel per measure, stacked: the page is narrower than a row of many networks
-    figure, axes = new_figure(1, len(measures), width=max(7.0, 2.0 + 0.5 * n_slots), height=4.5)
+    # one panel per measure, stacked: the page is narrower than a row of many networks; the
+    # legend's column to the right of the panels adds LEGEND_WIDTH
+    figure, axes = new_figure(1, len(measures),
+                              width=max(7.0, 2.0 + 0.5 * n_slots) + LEGEND_WIDTH, height=4.5)
     groups = list(dict.fromkeys(p.group for p in points))
     colours = {}
     cycle = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
@@ -72,8 +84,20 @@ def plot_sigma_mu_comparison(points: Sequence[SigmaMuPoint], measures: Sequence[
         axis.set_xticklabels(labels, rotation=45, ha="right", fontsize=10)
         axis.set_xlim(-0.7, x - 0.3)
         axis.set_ylabel(measure, fontsize=13)
-        axis.legend(fontsize=10, title="dashed, band: CE ± s.e.", title_fontsize=10)
+    _legend_outside(axes[0, 0])
     # two lines: one would be wider than a figure of few networks (it was clipped)
     figure.suptitle(f"{title}\n(mean ± standard error over seeds × folds, clustered by fold)",
                     fontsize=13)
     return save_figure(figure, path_base)
+
+
+def _legend_outside(axis: Axes) -> Legend:
+    """One legend for every panel, right of ``axis`` (the top one) and outside it, so that it
+    covers no point; the layout (:func:`~analysis.plotting.figures.save_figure`) makes room
+    for it. Its last entry is the CE reference: the dashed line and its band."""
+    handles, labels = axis.get_legend_handles_labels()
+    reference = (Patch(color="grey", alpha=0.2, linewidth=0),
+                 Line2D([], [], color="grey", linestyle="--"))
+    return axis.legend([*handles, reference], [*labels, "CE of the group ± s.e."],
+                       handler_map={tuple: HandlerTuple(ndivide=1)}, fontsize=10,
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

@@ -5,6 +5,7 @@
 - :mod:`analysis.report.comparison`: sigma_mu of each strategy against CE, paired over
   (seed, fold) networks;
 - :mod:`analysis.report.dependence`: the shape change of each network's output per systematic;
+- :mod:`analysis.report.matched_size`: the DNN's and the GNN's held-out AUCs, the GNN's target;
 - :mod:`analysis.report.blocks`: headings, paragraphs, tables, images; Markdown and HTML.
 """
 

@@ -25,12 +25,14 @@ from analysis.report.comparison import (
     uncertainty_breakdown,
 )
 from analysis.report.dependence import systematic_dependence
+from analysis.report.matched_size import AUC_TOLERANCE, dnn_gnn_auc_table, per_fold_auc
 from analysis.report.projection import GenerationCost, projection_sentence
 from analysis.selection.reduce import threshold_cells, tradeoff_cells
 
 __all__ = ["COMPARISON_MEASURES", "NetworkFigures", "build_report", "comparison_points",
            "dependence_table", "format_number", "headline", "impact_cell", "network_key",
-           "network_summary", "pairing_table", "tradeoff_table"]
+           "network_summary", "pairing_table", "pruned_shapes_cell", "tradeoff_table",
+           "verdict_details", "verdict_pairing"]
 
 # what the report keeps of a Fit task's results.json
 _FIT_KEYS = ("sigma_mu", "sigma_mu_stat", "sigma_mu_syst", "expected_significance",
@@ -62,7 +64,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
             ``auc_seeds`` per seed index, folds pooled; ``auc_folds`` per seed index and fold,
             absent from results written before it).
         binning: the BuildWorkspace task's ``binning.json`` (``n_bins`` over all channels,
-            ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``).
+            ``poi_bounds``, ``pruned_shapes`` as ``[channel, process, systematic]``,
+            ``channels`` of the workspace by name).
         learned_cuts, model, strategy: what identifies the network.
 
     Returns:
@@ -75,6 +78,8 @@ def network_summary(fit: Mapping[str, Any], evaluation: Mapping[str, Any],
             "auc_folds": [a for seed in evaluation.get("auc_folds", []) for a in seed],
             "n_bins": binning["n_bins"],
             "poi_bounds": binning["poi_bounds"], "pruned_shapes": binning["pruned_shapes"],
+            # the workspace's channels (empty channels dropped); absent from older binning.json
+            "workspace_channels": list(binning.get("channels", {})),
             **{key: fit[key] for key in _FIT_KEYS},
             **{key: fit.get(key, default) for key, default in _OPTIONAL_FIT_KEYS.items()}}
 
@@ -162,11 +167,9 @@ def _mean_cell(r: Mapping[str, Any], key: str) -> str:
 def _auc_folds_cell(r: Mapping[str, Any]) -> str:
     """Mean ± standard error of the per-fold AUCs over seeds × folds (n/a before they were
     written)."""
-    values = [float(a) for a in r.get("auc_folds", [])]
-    if not values:
+    mean, error = per_fold_auc(r)
+    if not math.isfinite(mean):
         return "n/a"
-    n_folds = len(values) // max(len(r.get("auc_seeds", [])), 1) or 1
-    mean, error = mean_and_standard_error(values, [k % n_folds for k in range(len(values))])
     return f"{format_number(mean, '.4f')} ± {format_number(error, '.2g')}"
 
 
@@ -189,63 +192,105 @@ def _results_table(summary: Mapping[str, Mapping[str, Any]]) -> Table:
 
 def headline(summary: Mapping[str, Mapping[str, Any]],
              pairings: Sequence[StrategyPairing]) -> str:
-    """The report's first sentence: the best network's expected sigma_mu and the verdict.
+    """The report's first sentences: the best network's expected sigma_mu and the verdict.
 
     The best network is the one with the smallest determined ``sigma_mu`` (total: statistics,
     every systematic and the simulated samples' MC statistics; Asimov at mu = 1; seed index
-    0's networks on all events). The verdict is that of the inference-aware DNN with the
-    learned skim against its CE (:data:`TARGET_NETWORK`, the comparison the demo is built to
-    answer; without it the best network's own, else the largest reduction of the total
-    sigma_mu), for both measures, each with its standard error; where another comparison shows
-    a larger, "better" reduction it is named too, with the folds' degrees of freedom.
+    0's networks on all events). The verdict is that of :func:`verdict_pairing` (the
+    inference-aware DNN with the learned skim against its CE), for both measures: the mean
+    change ± its standard error and the verdict word. How the pairs, errors and verdicts are
+    made, and what the comparison says about CMS's 12 %, is :func:`verdict_details`' text.
 
     Args:
         summary: :func:`network_key` -> :func:`network_summary` record.
         pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``.
 
     Returns:
-        Two to five sentences of plain text; where the verdict on sigma_mu total is "not
-        resolved", one says whether a 12 % reduction is excluded or what would resolve it
-        (:meth:`~analysis.report.comparison.PairedComparison.sample_factor_to_resolve`).
+        Two sentences of plain text (the second says there is nothing to compare where
+        ``pairings`` is empty).
     """
-    determined = [k for k, r in summary.items() if math.isfinite(r["sigma_mu"])]
-    if determined:
-        best = min(determined, key=lambda k: summary[k]["sigma_mu"])
+    best = _best_network(summary)
+    if best is not None:
         text = (f"Best network: {_name(summary[best])}, expected σ_μ = "
-                f"{summary[best]['sigma_mu']:.3g} (total: statistics, every systematic and the "
-                f"MC statistical uncertainty of the simulated samples; Asimov data at μ = 1).")
+                f"{summary[best]['sigma_mu']:.3g} (total, incl. MC stat.; Asimov data at "
+                f"μ = 1).")
     else:
-        best = None
         text = ("No network has a determined expected σ_μ (every interval reaches the range "
                 "of μ).")
     if not pairings:
         return text + " No systematic-aware strategy to compare with CE."
+    chosen = verdict_pairing(summary, pairings)
+    verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.short_sentence()}"
+                         for m, c in chosen.comparisons.items())
+    return f"{text} Verdict, {_name(summary[chosen.key])} against CE: {verdicts}."
 
-    def by_change(p: StrategyPairing) -> tuple[bool, float]:
-        mean = p.comparisons["sigma_mu"].mean
-        return (not math.isfinite(mean), mean if math.isfinite(mean) else 0.0)
 
-    # the question the demo asks (CMS-PAS-MLG-23-005): the inference-aware DNN against CE;
-    # without it, the best network's own comparison, else the largest reduction
-    chosen = (next((p for p in pairings if _is_target(summary[p.key])), None)
-              or next((p for p in pairings if p.key == best), None)
-              or min(pairings, key=by_change))
+def _best_network(summary: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The key of the network with the smallest determined total sigma_mu, or None."""
+    determined = [k for k, r in summary.items() if math.isfinite(r["sigma_mu"])]
+    return min(determined, key=lambda k: summary[k]["sigma_mu"]) if determined else None
+
+
+def _by_change(p: StrategyPairing) -> tuple[bool, float]:
+    """Sort key: the change of sigma_mu total, undetermined ones last."""
+    mean = p.comparisons["sigma_mu"].mean
+    return (not math.isfinite(mean), mean if math.isfinite(mean) else 0.0)
+
+
+def verdict_pairing(summary: Mapping[str, Mapping[str, Any]],
+                    pairings: Sequence[StrategyPairing]) -> StrategyPairing:
+    """The comparison the headline gives the verdict of.
+
+    The inference-aware DNN with the learned skim against its CE (:data:`TARGET_NETWORK`, the
+    question the demo asks, after CMS-PAS-MLG-23-005); without it the best network's own
+    comparison, else the one with the largest reduction of the total sigma_mu.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``, not
+            empty.
+
+    Returns:
+        One of ``pairings``.
+    """
+    best = _best_network(summary)
+    return (next((p for p in pairings if _is_target(summary[p.key])), None)
+            or next((p for p in pairings if p.key == best), None)
+            or min(pairings, key=_by_change))
+
+
+def verdict_details(summary: Mapping[str, Mapping[str, Any]],
+                    pairings: Sequence[StrategyPairing]) -> str:
+    """The headline's verdict in full, for the section of the paired comparison.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        pairings: :func:`~analysis.report.comparison.strategy_pairings` of ``summary``.
+
+    Returns:
+        Plain text, empty without ``pairings``: the :func:`verdict_pairing`'s verdicts with
+        their pairs, folds and signs; where the verdict on sigma_mu total is "not resolved",
+        whether a 12 % reduction is excluded or what would resolve it
+        (:meth:`~analysis.report.comparison.PairedComparison.sample_factor_to_resolve`); and,
+        where another comparison shows a larger, "better" reduction, that one, with the folds'
+        degrees of freedom.
+    """
+    if not pairings:
+        return ""
+    chosen = verdict_pairing(summary, pairings)
     verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.sentence()}"
                          for m, c in chosen.comparisons.items())
-    total = chosen.comparisons["sigma_mu"]
-    closing = _resolution_sentence(total)
-    largest = min(pairings, key=by_change)
+    text = (f"The headline's verdict, {_name(summary[chosen.key])} against CE, in full: "
+            f"{verdicts}.{_resolution_sentence(chosen.comparisons['sigma_mu'])}")
+    largest = min(pairings, key=_by_change)
     if largest is not chosen and largest.comparisons["sigma_mu"].verdict == "better":
         c = largest.comparisons["sigma_mu"]
-        closing += (f" The largest reduction among the {len(pairings)} comparisons: "
-                    f"{_name(summary[largest.key])}, σ_μ total {c.sentence()}"
-                    + (f"; with {c.n_clusters} folds the clustered standard error has "
-                       f"{c.n_clusters - 1} degrees of freedom, so 2 standard errors is not a "
-                       f"95 % test" if 1 < c.n_clusters < 10 else "") + ".")
-    return (f"{text} Verdict, {_name(summary[chosen.key])} against CE, paired over seeds × "
-            f"folds (mean change ± standard error, clustered by fold; 'better'/'worse' at ≥ 2 "
-            f"standard errors): "
-            f"{verdicts}.{closing}")
+        text += (f" The largest reduction among the {len(pairings)} comparisons: "
+                 f"{_name(summary[largest.key])}, σ_μ total {c.sentence()}"
+                 + (f"; with {c.n_clusters} folds the clustered standard error has "
+                    f"{c.n_clusters - 1} degrees of freedom, so 2 standard errors is not a "
+                    f"95 % test" if 1 < c.n_clusters < 10 else "") + ".")
+    return text
 
 
 def _is_target(r: Mapping[str, Any]) -> bool:
@@ -257,7 +302,9 @@ def _is_target(r: Mapping[str, Any]) -> bool:
 def _resolution_sentence(total: PairedComparison) -> str:
     """What the comparison says about a :data:`RESOLVE_CHANGE` reduction of sigma_mu total:
     excluded (how many standard errors), resolved, or what would resolve it."""
-    if total.verdict != "not resolved" or not math.isfinite(total.standard_error):
+    # a zero error: identical sigma_mu on both sides in every pair, nothing to resolve
+    if (total.verdict != "not resolved" or not math.isfinite(total.standard_error)
+            or total.standard_error <= 0):
         return ""
     factor = total.sample_factor_to_resolve(RESOLVE_CHANGE)
     percent = 100 * RESOLVE_CHANGE
@@ -295,10 +342,8 @@ def pairing_table(summary: Mapping[str, Mapping[str, Any]],
             c = p.comparisons[measure]
             change = (f"{100 * c.mean:+.1f} %" if math.isfinite(c.mean) else "n/a") + (
                 f" ± {100 * c.standard_error:.1f} %" if math.isfinite(c.standard_error) else "")
-            verdict = (f"not resolved at ±{100 * c.significance * c.standard_error:.1f} %"
-                       if c.verdict == "not resolved" else c.verdict)
             row += [change, format_number(100 * c.same_sign, ".0f") + " %"
-                    if math.isfinite(c.same_sign) else "n/a", verdict]
+                    if math.isfinite(c.same_sign) else "n/a", c.verdict_words()]
         rows.append(row)
     return Table(header, rows)
 
@@ -359,11 +404,67 @@ def _workspace_blocks(summary: Mapping[str, Mapping[str, Any]],
     pruning = (f"a histosys is dropped (its normsys kept) when its shape change is below "
                f"{settings.prune_shape_chi2:g} MC-stat. variances per bin"
                if settings.prune_shape_chi2 is not None else "no shape is pruned")
-    return [Paragraph(f"Workspaces: score bins {merging}; {pruning}."),
-            Table(["selection / model / strategy", "bins", "shapes pruned"], [
+    return [Paragraph(f"Workspaces: score bins {merging}; {pruning}. Histosys pruned: of the "
+                      "channels × processes × systematics, and the systematics pruned in every "
+                      "channel and process ('everywhere'); which ones per network: pruned_shapes "
+                      "in the report's summary.json and BuildWorkspace's binning.json."),
+            Table(["selection / model / strategy", "bins", "histosys pruned"], [
                 [_label(r), str(r["n_bins"]),
-                 ", ".join(f"{c}/{p}:{v}" for c, p, v in r["pruned_shapes"]) or "none"]
+                 pruned_shapes_cell(r["pruned_shapes"], r.get("workspace_channels", []),
+                                    list(config.processes), settings.systematics)]
                 for r in summary.values()])]
+
+
+def pruned_shapes_cell(pruned: Sequence[Sequence[str]], channels: Sequence[str],
+                       processes: Sequence[str], systematics: Sequence[str]) -> str:
+    """How many histosys the workspace pruned, as a table cell, and the systematics pruned in
+    every channel and process (the full list stays in ``binning.json`` and the report's
+    ``summary.json``, ``pruned_shapes``).
+
+    Args:
+        pruned: ``[channel, process, systematic]`` of each pruned histosys.
+        channels: the workspace's channels (empty: unknown, results written before they were
+            recorded).
+        processes, systematics: the config's processes and shape systematics.
+
+    Returns:
+        E.g. ``61 of 75; everywhere: jes, jer`` (75 = channels × processes × systematics, the
+        histosys before pruning; a process without events in a channel has none there, so
+        it is an upper bound), ``none of 75``, or ``61`` without ``channels``.
+
+    Example:
+        >>> pruned_shapes_cell([["a", "tt", "jes"], ["b", "tt", "jes"], ["a", "tt", "fsr"]],
+        ...                    ["a", "b"], ["tt"], ["jes", "fsr"])
+        '3 of 4; everywhere: jes'
+    """
+    if not channels:
+        return str(len(pruned)) if pruned else "none"
+    count = f"{len(pruned) or 'none'} of {len(channels) * len(processes) * len(systematics)}"
+    where = {(c, p) for c in channels for p in processes}
+    everywhere = [s for s in systematics
+                  if where <= {(c, p) for c, p, v in pruned if v == s}]
+    return count + (f"; everywhere: {', '.join(everywhere)}" if everywhere else "")
+
+
+def _matched_size_blocks(summary: Mapping[str, Mapping[str, Any]],
+                         parameters: Mapping[str, int], target_parameters: int) -> list[Block]:
+    """The DNN vs GNN section: parameter counts, and the AUC table with the GNN's target
+    (:func:`~analysis.report.matched_size.dnn_gnn_auc_table`) where both models ran."""
+    blocks: list[Block] = [
+        Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
+        Paragraph("Trainable parameters: " + ", ".join(
+            f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
+            + f" (target {target_parameters}).")]
+    table = dnn_gnn_auc_table(summary)
+    if not table.rows:
+        return blocks
+    return [*blocks, Paragraph(
+        f"The target: the GNN's held-out AUC within {AUC_TOLERANCE:g} of the DNN's, or above "
+        "it. Three readings, all on held-out events: pooled (every event scored by its fold's "
+        "network, all folds ranked together, what the full fit's histograms see) of seed 0 "
+        "and the mean over seeds (± the seeds' standard error); per fold (each fold network on "
+        "its own events, mean ± standard error over seeds × folds, clustered by fold). GNN − "
+        "DNN compares the means."), table]
 
 
 def _impact_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Block]:
@@ -446,6 +547,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
     """
     training = config.training
     pairings = strategy_pairings(summary)
+    details = verdict_details(summary, pairings)
     blocks: list[Block] = [
         Heading(f"diffana: {config.description or config.name}", 1),
         Heading("Result"),
@@ -478,6 +580,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                   "were much larger than the data. CMS measured 12-16 % lower σ_μ with such "
                   "training on a real analysis."),
         pairing_table(summary, pairings),
+        *([Paragraph(details)] if details else []),
         Heading("Results per network"),
         Paragraph("σ_μ stat, total, without MC stat., Z, limits and μ̂: seed index 0's "
                   "networks on all events (the full fit); 'seeds × folds': mean ± standard "
@@ -491,10 +594,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             "arXiv:1907.11674 trains to reduce it."), dependence_table(summary, histograms)]
           if histograms is not None else []),
         *_workspace_blocks(summary, config),
-        Heading("DNN vs GNN at matched size (arXiv:2402.17386)"),
-        Paragraph("Trainable parameters: " + ", ".join(
-            f"{m.upper()} {n}" for m, n in sorted(parameters.items()))
-            + f" (target {config.training.target_parameters})."),
+        *_matched_size_blocks(summary, parameters, config.training.target_parameters),
         *_normalisation_blocks(summary),
         *_impact_blocks(summary)]
     if tradeoff is not None:

@@ -133,6 +133,21 @@ class PairedComparison:
                     f"{numbers}")
         return f"{self.verdict}: {numbers}"
 
+    def verdict_words(self) -> str:
+        """The verdict as a table cell: ``better``, ``worse``, ``undetermined``, or ``not
+        resolved at +-8.3 %`` (the resolution: ``significance`` standard errors, in %)."""
+        if self.verdict == "not resolved":
+            return f"not resolved at ±{100 * self.significance * self.standard_error:.1f} %"
+        return self.verdict
+
+    def short_sentence(self) -> str:
+        """The change and the verdict for the headline, e.g. ``-2.2 % ± 4.2 %, not resolved at
+        ±8.3 %`` or ``-14.2 % ± 3.1 %, better``; :meth:`sentence` where undetermined."""
+        if self.verdict == "undetermined":
+            return self.sentence()
+        return (f"{100 * self.mean:+.1f} % ± {100 * self.standard_error:.1f} %, "
+                f"{self.verdict_words()}")
+
     def sample_factor_to_resolve(self, change: float = 0.12) -> float:
         """How many times the independent folds (at this fold size, so this many times the
         simulated events) would resolve a relative ``change`` (dimensionless, e.g. 0.12, the

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 PLOTTING_MODULES = ("analysis.plotting.inference", "analysis.plotting.selection",
-                    "analysis.plotting.training")
+                    "analysis.plotting.sigma_mu", "analysis.plotting.training")
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from analysis.report import (
     strategy_pairings,
     systematic_dependence,
 )
-from analysis.report.build import COMPARISON_MEASURES
+from analysis.report.build import COMPARISON_MEASURES, verdict_details
 from analysis.report.comparison import mean_and_standard_error
 
 NAN = math.nan
@@ -119,11 +119,15 @@ def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
     resolution = 200 * pairings[1].comparisons["sigma_mu"].standard_error
     assert penalty[4] == f"not resolved at ±{resolution:.1f} %"
     text = headline(summary, pairings)
-    assert text.startswith("Best network: DNN inference (learned cuts), expected σ_μ = 8.7 "
-                           "(total: statistics, every systematic and the MC statistical")
+    assert text == ("Best network: DNN inference (learned cuts), expected σ_μ = 8.7 (total, "
+                    "incl. MC stat.; Asimov data at μ = 1). Verdict, DNN inference (learned "
+                    "cuts) against CE: σ_μ total (incl. MC stat.) -13.4 % ± 1.0 %, better; "
+                    "σ_μ without MC stat. -13.4 % ± 1.0 %, better.")
+    # the pairs, folds and signs are the paired section's, under the table
+    details = verdict_details(summary, pairings)
     assert ("σ_μ total (incl. MC stat.) better: -13.4 % ± 1.0 % (9 pairs in 3 folds, 100 % "
-            "same sign)" in text)
-    assert "σ_μ without MC stat. better: -13.4 % ± 1.0 %" in text
+            "same sign)" in details)
+    assert "σ_μ without MC stat. better: -13.4 % ± 1.0 %" in details
 
 
 def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
@@ -139,14 +143,32 @@ def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
     assert total.verdict == "not resolved" and factor > 1
     assert (f"To resolve a 12 % change of σ_μ total (what CMS measured) at 2 standard errors, "
             f"the standard error must fall from {100 * total.standard_error:.1f} % to 6.0 %: "
-            f"about {factor:.2g}× the independent folds") in headline(summary, [inference])
+            f"about {factor:.2g}× the independent folds") in verdict_details(summary,
+                                                                              [inference])
+    # the headline itself gives the change and its resolution only
+    assert (f"σ_μ total (incl. MC stat.) {100 * total.mean:+.1f} % ± "
+            f"{100 * total.standard_error:.1f} %, not resolved at "
+            f"±{200 * total.standard_error:.1f} %;") in headline(summary, [inference])
+    assert "To resolve" not in headline(summary, [inference])
     # a resolved verdict needs no such sentence; an unresolved one whose error already
     # resolves 12 % says so (the penalty: +-5 %, a small error)
-    assert "To resolve" not in headline(_summary(), strategy_pairings(_summary()))
+    assert "To resolve" not in verdict_details(_summary(), strategy_pairings(_summary()))
     penalty_only = {k: r for k, r in _summary().items() if r["strategy"] != "inference"}
     (penalty,) = strategy_pairings(penalty_only)
     assert penalty.comparisons["sigma_mu"].sample_factor_to_resolve(0.12) < 1
-    assert "already resolves it, and the change is smaller" in headline(penalty_only, [penalty])
+    assert "already resolves it, and the change is smaller" in verdict_details(penalty_only,
+                                                                              [penalty])
+
+
+def test_identical_networks_are_not_resolved_without_a_division_by_zero() -> None:
+    summary = _summary()
+    summary[network_key(True, "dnn", "inference")]["sigma_mu_folds"] = list(CE_TOTAL)
+    pairings = strategy_pairings(summary)
+    total = pairings[0].comparisons["sigma_mu"]
+    assert (total.mean, total.standard_error, total.verdict) == (0.0, 0.0, "not resolved")
+    assert "+0.0 % ± 0.0 %, not resolved at ±0.0 %" in headline(summary, pairings)
+    text = verdict_details(summary, pairings)
+    assert "standard errors from this change" not in text and "To resolve" not in text
 
 
 def test_the_headline_answers_for_the_inference_aware_dnn_not_the_largest_change() -> None:
@@ -163,17 +185,18 @@ def test_the_headline_answers_for_the_inference_aware_dnn_not_the_largest_change
     pairings = strategy_pairings(summary)
     dnn = next(p for p in pairings if p.key == network_key(True, "dnn", "inference"))
     assert dnn.comparisons["sigma_mu"].verdict == "not resolved"
-    text = headline(summary, pairings)
-    assert "Verdict, DNN inference (learned cuts) against CE" in text
+    assert "Verdict, DNN inference (learned cuts) against CE" in headline(summary, pairings)
+    text = verdict_details(summary, pairings)
+    assert "DNN inference (learned cuts) against CE, in full" in text
     assert "A 12 % reduction (what CMS measured) lies" in text
     assert ("The largest reduction among the 3 comparisons: GNN inference (learned cuts), σ_μ "
             "total better: -13.4 %") in text
     assert "with 3 folds the clustered standard error has 2 degrees of freedom" in text
     # without the DNN inference, the largest reduction is the verdict itself, named once
     del summary[network_key(True, "dnn", "inference")]
-    text = headline(summary, strategy_pairings(summary))
-    assert "Verdict, GNN inference (learned cuts) against CE" in text
-    assert "The largest reduction" not in text
+    assert ("Verdict, GNN inference (learned cuts) against CE"
+            in headline(summary, strategy_pairings(summary)))
+    assert "The largest reduction" not in verdict_details(summary, strategy_pairings(summary))
 
 
 def test_one_seed_and_one_fold_is_undetermined_not_an_error() -> None:
@@ -233,7 +256,7 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
     assert first[0] == Heading("Result")
     assert isinstance(first[1], Paragraph) and first[1].text.startswith("Best network: DNN "
                                                                         "inference")
-    assert "better: -13.4 % ± 1.0 %" in first[1].text
+    assert "-13.4 % ± 1.0 %, better" in first[1].text
     assert isinstance(first[2], Image) and first[2].path == str(tmp_path / "comparison.png")
     assert "standard error over seeds × folds" in first[2].caption
     # then what would resolve it: the simulation that sigma_mu <= 1 needs
@@ -245,6 +268,12 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
                              "Dependence of each network's output on the systematics"]
     tables = [b for b in blocks if isinstance(b, Table)]
     assert tables[0].rows[0][4] == "better"
+    # the headline is two short sentences; the verdict's detail is under the paired table
+    assert len(first[1].text.split()) <= 60 and first[1].text.count("Verdict, ") == 1
+    paired = blocks.index(tables[0])
+    assert isinstance(blocks[paired + 1], Paragraph)
+    assert blocks[paired + 1].text.startswith("The headline's verdict, DNN inference (learned "
+                                              "cuts) against CE, in full: ")
     # no old per-network sentence of the fold-by-fold comparison
     assert not any(isinstance(b, Paragraph) and "per fold" in b.text for b in blocks)
 
