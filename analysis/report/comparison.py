@@ -44,7 +44,12 @@ def mean_and_standard_error(values: Sequence[float], clusters: Sequence[Any] | N
     values of one cluster (e.g. the seeds of one fold, evaluated on the same held-out events)
     are correlated, and the error is the cluster-robust one (CR1),
     ``sqrt(G / (G - 1) * sum_g (sum_{i in g} (v_i - mean))^2) / n`` over the ``G`` clusters
-    that hold a finite value; with one value per cluster it equals the independent formula.
+    that hold a finite value, but never below the independent one. With few clusters CR1 is
+    itself noisy (``G - 1`` degrees of freedom) and falls far below the values' scatter when
+    the cluster means agree by chance (the demo: 9 values from 0.37 to 2.87 in 3 folds whose
+    means are 1.38-1.42, CR1 0.013 against 0.28 independent); taking the larger of the robust
+    and the conventional error is the usual guard (Angrist and Pischke, *Mostly Harmless
+    Econometrics*, 2009, ch. 8). With one value per cluster both are the same.
 
     Args:
         values: ``(n,)`` numbers (NaN allowed: left out).
@@ -79,8 +84,9 @@ def mean_and_standard_error(values: Sequence[float], clusters: Sequence[Any] | N
     n_clusters = len(residuals)
     if n < 2 or n_clusters < 2:
         return mean, math.nan
-    variance = n_clusters / (n_clusters - 1) * sum(r * r for r in residuals.values()) / n ** 2
-    return mean, math.sqrt(variance)
+    clustered = n_clusters / (n_clusters - 1) * sum(r * r for r in residuals.values()) / n ** 2
+    independent = sum((v - mean) ** 2 for v, _ in finite) / (n - 1) / n
+    return mean, math.sqrt(max(clustered, independent))
 
 
 MEASURES: dict[str, str] = {"sigma_mu": "with MC stat.",
