@@ -8,11 +8,7 @@ from typing import Any
 import law
 import luigi
 
-from analysis.interpret.network_taylor import signal_taylor_coefficients, taylor_inputs
-from analysis.interpret.taylor import write_coefficients
 from analysis.io import read_json, write_json, write_text
-from analysis.plotting.inference import plot_taylor
-from analysis.plotting.sigma_mu import plot_sigma_mu_comparison
 from analysis.report import (
     NetworkResults,
     build_report,
@@ -55,6 +51,13 @@ class TaylorAnalysis(ModelTask):
         config = self.analysis_config
         trained = self.input()["model"]
         metadata = read_json(trained["metadata"].abspath)
+        # torch and matplotlib only where a branch runs, not when law builds the graph
+        from analysis.interpret.network_taylor import (
+            signal_taylor_coefficients,
+            taylor_inputs,
+        )
+        from analysis.interpret.taylor import write_coefficients
+        from analysis.plotting.inference import plot_taylor
         from analysis.training.network import load_network
 
         network = load_network(trained["model"].abspath, metadata,
@@ -124,6 +127,8 @@ class Report(DiffanaTask):
 
     @law.decorator.safe_output
     def run(self) -> None:
+        from analysis.plotting.sigma_mu import plot_sigma_mu_comparison
+
         config, inputs, outputs = self.analysis_config, self.input(), self.output()
         summary, figures, histograms = collect_networks(
             [self._network_results(inputs[network_key(*c)], *c) for c in self._combinations()])

@@ -27,7 +27,7 @@ from analysis.report.comparison import (
 from analysis.report.dependence import systematic_dependence
 from analysis.report.matched_size import AUC_TOLERANCE, dnn_gnn_auc_table, per_fold_auc
 from analysis.report.projection import GenerationCost, projection_sentence
-from analysis.selection.reduce import threshold_cells, tradeoff_cells
+from analysis.selection.cut_tables import threshold_cells, tradeoff_cells
 
 __all__ = ["COMPARISON_MEASURES", "NetworkFigures", "build_report", "comparison_points",
            "dependence_table", "format_number", "headline", "impact_cell", "network_key",

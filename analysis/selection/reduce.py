@@ -3,8 +3,7 @@
 ReduceEvents' work outside the task: :func:`reduce_fold_tables` applies, per fold ``k``, the
 hard cuts cuts_k (a :class:`~analysis.selection.learn.LearnedSelection` learned without fold
 ``k``) to every skim table and counts the nominal events kept, in all folds and in fold ``k``;
-:func:`threshold_cells` tabulates every fold's thresholds; :func:`tradeoff_records` and
-:func:`tradeoff_markdown` give the trade-off scan of
+:func:`tradeoff_records` and :func:`tradeoff_markdown` give the trade-off scan of
 :func:`~analysis.selection.learn.selection_tradeoff` as JSON records and as a Markdown table.
 :func:`save_selection_samples` and :func:`load_selection_samples` hand the samples that
 LearnCuts built to ReduceEvents, so they are built once.
@@ -13,7 +12,6 @@ LearnCuts built to ReduceEvents, so they are built once.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import pickle
 from collections.abc import Mapping, Sequence
@@ -27,6 +25,7 @@ from analysis.errors import InputDataError
 from analysis.folds import fold_of
 from analysis.io import atomic_path, write_parquet
 from analysis.selection.cut_samples import SelectionSamples
+from analysis.selection.cut_tables import tradeoff_cells
 from analysis.selection.learn import (
     LearnedSelection,
     TradeoffPoint,
@@ -35,8 +34,7 @@ from analysis.selection.learn import (
 from analysis.tables import markdown_table
 
 __all__ = ["FoldReduction", "load_selection_samples", "reduce_fold_tables",
-           "save_selection_samples", "threshold_cells", "tradeoff_cells", "tradeoff_markdown",
-           "tradeoff_records"]
+           "save_selection_samples", "tradeoff_markdown", "tradeoff_records"]
 
 _FORMAT = "diffana-selection-samples-1"
 
@@ -120,72 +118,9 @@ def tradeoff_records(points: Sequence[TradeoffPoint]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(p) | {"thresholds": list(p.thresholds)} for p in points]
 
 
-def _number(x: float | None, digits: str = ".4g") -> str:
-    return "n/a" if x is None or not math.isfinite(x) else format(x, digits)
-
-
-def tradeoff_cells(records: Sequence[Mapping[str, Any]], features: Sequence[str],
-                   directions: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """The trade-off scan as table cells, one row per point, the learned one (t = 1) marked.
-
-    Args:
-        records: :func:`tradeoff_records` (as ``tradeoff.json`` holds them).
-        features, directions: the cut features and their directions (column headers).
-
-    Returns:
-        ``(header, rows)``: ``t``, each threshold, events kept, signal and background
-        efficiency, sigma_mu stat only and total, Z_A.
-    """
-    header = ["t", *(f"{f} {d}" for f, d in zip(features, directions, strict=True)),
-              "events kept", "signal eff.", "background eff.", "σ_μ stat", "σ_μ total", "Z_A"]
-    rows = [[f"{p['t']:.3g}" + (" (learned)" if abs(p["t"] - 1.0) < 1e-9 else ""),
-             *(_number(t) for t in p["thresholds"]), f"{p['data_fraction']:.3f}",
-             f"{p['signal_efficiency']:.3f}", f"{p['background_efficiency']:.3f}",
-             _number(p["sigma_mu_stat"]), _number(p["sigma_mu"]),
-             _number(p["significance"], ".3f")] for p in records]
-    return header, rows
-
-
-def threshold_cells(selections: Sequence[Mapping[str, Any]],
-                    reductions: Sequence[Mapping[str, Any]] | None = None
-                    ) -> tuple[list[str], list[list[str]]]:
-    """Every fold's learned thresholds as table cells, one row per fold.
-
-    Args:
-        selections: per fold, :meth:`~analysis.selection.learn.LearnedSelection.as_dict` of
-            cuts_k (``features``, ``directions``, ``thresholds``, ``objective``,
-            ``initial_hard_value``, ``hard_value``).
-        reductions: per fold, :class:`FoldReduction` as a dict; adds the held-out events kept.
-
-    Returns:
-        ``(header, rows)``: the fold, each cut's threshold (feature units), the hard objective
-        before and after learning, and (with ``reductions``) fold ``k``'s events kept by cuts_k.
-
-    Example:
-        >>> threshold_cells([{"features": ["ht"], "directions": [">"], "thresholds": [312.5],
-        ...                   "objective": "sigma_mu", "initial_hard_value": 0.5,
-        ...                   "hard_value": 0.41}])
-        (['fold k', 'ht >', 'sigma_mu start', 'sigma_mu learned'], [['0', '312.5', '0.5', '0.41']])
-    """
-    first = selections[0]
-    header = ["fold k", *(f"{f} {d}" for f, d in zip(first["features"], first["directions"],
-                                                     strict=True)),
-              f"{first['objective']} start", f"{first['objective']} learned"]
-    if reductions is not None:
-        header.append("fold k events kept")
-    rows = []
-    for k, selection in enumerate(selections):
-        row = [str(k), *(_number(t) for t in selection["thresholds"]),
-               _number(selection["initial_hard_value"]), _number(selection["hard_value"])]
-        if reductions is not None:
-            counts = reductions[k]
-            row.append(f"{counts['held_out_kept']} of {counts['held_out_total']}")
-        rows.append(row)
-    return header, rows
-
-
 def tradeoff_markdown(points: Sequence[TradeoffPoint], selection: LearnedSelection) -> str:
-    """The trade-off scan as a Markdown table (:func:`tradeoff_cells`).
+    """The trade-off scan as a Markdown table
+    (:func:`~analysis.selection.cut_tables.tradeoff_cells`).
 
     Args:
         points: from :func:`~analysis.selection.learn.selection_tradeoff`.

@@ -17,13 +17,13 @@ import torch
 from analysis.errors import InputDataError
 from analysis.relax.cut_config import hard_cut_mask
 from analysis.selection.cut_samples import SelectionSamples
+from analysis.selection.cut_tables import threshold_cells
 from analysis.selection.learn import LearnedSelection, TradeoffPoint
 from analysis.selection.reduce import (
     FoldReduction,
     load_selection_samples,
     reduce_fold_tables,
     save_selection_samples,
-    threshold_cells,
     tradeoff_markdown,
     tradeoff_records,
 )
