@@ -237,15 +237,25 @@ class DataParallel:
 
 def _batch(data: PreparedSamples, batch_size: int | None,
            generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Event indices per sample and the weight scale ``n / n_batch`` that keeps yields."""
+    """Row indices per sample and the weight scale ``n / n_batch`` that keeps yields.
+
+    A sample with event identities (``data.events``) is drawn by generated event: all the
+    detector replicas of a drawn event, so that the MC statistical variance of the batch sums
+    each event's replicas as the workspace does; ``batch_size`` then counts events, not rows.
+    """
     index, scale = {}, {}
     for name, x in data.x.items():
-        n = x.shape[0]
+        events = data.events.get(name)
+        n = x.shape[0] if events is None else (int(events.max()) + 1 if events.numel() else 0)
         if batch_size is None or batch_size >= n:
-            index[name], scale[name] = torch.arange(n, device=x.device), 1.0
-        else:
-            perm = torch.randperm(n, generator=generator, device="cpu")[:batch_size]
-            index[name], scale[name] = perm.to(x.device), n / batch_size
+            index[name], scale[name] = torch.arange(x.shape[0], device=x.device), 1.0
+            continue
+        drawn = torch.randperm(n, generator=generator, device="cpu")[:batch_size]
+        if events is not None:
+            chosen = torch.zeros(n, dtype=torch.bool)
+            chosen[drawn] = True
+            drawn = torch.nonzero(chosen[events.cpu()]).flatten()
+        index[name], scale[name] = drawn.to(x.device), n / batch_size
     return index, scale
 
 

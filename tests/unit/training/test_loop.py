@@ -318,3 +318,21 @@ def test_strategies_split_into_yield_blind_and_yield_aware() -> None:
     assert YIELD_BLIND == ("ce", "penalty") and YIELD_AWARE == ("inference", "significance")
     assert (*YIELD_BLIND, *YIELD_AWARE) == STRATEGIES
     assert REFERENCE_STRATEGY == "ce" and REFERENCE_STRATEGY in YIELD_BLIND
+
+
+def test_a_batch_draws_whole_events_with_all_their_replicas() -> None:
+    """With event identities (4 replicas per event in 'background'), a batch of 10 holds 10
+    generated events with all 4 replicas each, and weights scaled by events, not rows."""
+    from analysis.training.loop import _batch
+    from analysis.training.samples import prepare_samples
+
+    samples = _samples()
+    x, w = samples["background"]
+    samples["background"] = (x, w, np.arange(len(w)) // 4 + 1000)  # replicas: 4 rows each
+    data = prepare_samples(_model(), samples, [], "signal", None)
+    index, scale = _batch(data, 10, torch.Generator().manual_seed(0))
+    events = data.events["background"][index["background"]]
+    counts = torch.bincount(events)
+    assert int((counts > 0).sum()) == 10 and set(counts[counts > 0].tolist()) == {4}
+    assert scale["background"] == pytest.approx((len(w) // 4) / 10)
+    assert len(index["signal"]) == 10 and scale["signal"] == pytest.approx(len(w) / 10)
