@@ -21,6 +21,7 @@ from analysis.report.comparison import (
     StrategyPairing,
     fold_sigma_mu,
     mean_and_standard_error,
+    paired_comparison,
     strategy_pairings,
     uncertainty_breakdown,
 )
@@ -157,9 +158,8 @@ def _name(r: Mapping[str, Any]) -> str:
 def _mean_cell(r: Mapping[str, Any], key: str) -> str:
     """Mean ± standard error (clustered by fold) of a measure over the (seed index, fold)
     networks, and how many."""
-    per_network = fold_sigma_mu(r, key)
-    values = list(per_network.values())
-    mean, error = mean_and_standard_error(values, [fold for _, fold in per_network])
+    values = list(fold_sigma_mu(r, key).values())
+    mean, error = seeds_folds_sigma_mu(r, key)
     n = sum(math.isfinite(v) for v in values)
     return f"{format_number(mean, '.3g')} ± {format_number(error, '.2g')} ({n}/{len(values)})"
 
@@ -196,7 +196,10 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
 
     The best network is the one with the smallest determined ``sigma_mu`` (total: statistics,
     every systematic and the simulated samples' MC statistics; Asimov at mu = 1; seed index
-    0's networks on all events). The verdict is that of :func:`verdict_pairing` (the
+    0's networks on all events); its seeds × folds mean ± standard error follows, with the
+    networks it is not distinguished from, paired over seeds × folds
+    (:func:`indistinguishable_networks`): one full fit has no error bar, so a lowest value
+    alone is no ranking. The verdict is that of :func:`verdict_pairing` (the
     inference-aware DNN with the learned skim against its CE), for both measures: the mean
     change ± its standard error and the verdict word. How the pairs, errors and verdicts are
     made, and what the comparison says about CMS's 12 %, is :func:`verdict_details`' text.
@@ -211,9 +214,9 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
     """
     best = _best_network(summary)
     if best is not None:
-        text = (f"Best network: {_name(summary[best])}, expected σ_μ = "
-                f"{summary[best]['sigma_mu']:.3g} (total, incl. MC stat.; Asimov data at "
-                f"μ = 1).")
+        text = (f"Lowest expected σ_μ total: "
+                f"{_name(summary[best])}, {summary[best]['sigma_mu']:.3g} in the full fit"
+                f"{_distinction(summary, best)}.")
     else:
         text = ("No network has a determined expected σ_μ (every interval reaches the range "
                 "of μ).")
@@ -223,6 +226,61 @@ def headline(summary: Mapping[str, Mapping[str, Any]],
     verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.short_sentence()}"
                          for m, c in chosen.comparisons.items())
     return f"{text} Verdict, {_name(summary[chosen.key])} against CE: {verdicts}."
+
+
+def seeds_folds_sigma_mu(record: Mapping[str, Any], key: str = "sigma_mu"
+                         ) -> tuple[float, float]:
+    """Mean ± standard error (clustered by fold, :func:`mean_and_standard_error`) of one
+    network's ``key`` over its (seed index, fold) networks, in units of mu (NaN without)."""
+    per_network = fold_sigma_mu(record, key)
+    return mean_and_standard_error(list(per_network.values()),
+                                   [fold for _, fold in per_network])
+
+
+def paired_against(summary: Mapping[str, Mapping[str, Any]], reference: str, key: str
+                   ) -> PairedComparison:
+    """``key``'s sigma_mu total against ``reference``'s, paired over their common (seed
+    index, fold) networks (the same held-out events; clustered by fold,
+    :func:`~analysis.report.comparison.paired_comparison`): the change ``key / reference - 1``.
+    """
+    values, references = (fold_sigma_mu(summary[k], "sigma_mu") for k in (key, reference))
+    common = sorted(set(values) & set(references))
+    return paired_comparison([values[c] for c in common], [references[c] for c in common],
+                             clusters=[fold for _, fold in common])
+
+
+def indistinguishable_networks(summary: Mapping[str, Mapping[str, Any]], best: str
+                               ) -> list[tuple[str, PairedComparison]]:
+    """The networks whose sigma_mu total is not distinguished from ``best``'s: paired over
+    seeds × folds (:func:`paired_against`), the change is "not resolved" at 2 standard errors.
+
+    Args:
+        summary: :func:`network_key` -> :func:`network_summary` record.
+        best: the key of the reference network.
+
+    Returns:
+        ``(key, comparison)`` of each such network other than ``best``, smallest change
+        first.
+    """
+    close = [(key, paired_against(summary, best, key)) for key in summary if key != best]
+    close = [(k, c) for k, c in close if c.verdict == "not resolved"]
+    return sorted(close, key=lambda item: item[1].mean)
+
+
+def _distinction(summary: Mapping[str, Mapping[str, Any]], best: str) -> str:
+    """'; over seeds × folds m ± e, not distinguished from X (+c % ± e %)', or that it is
+    below every other network."""
+    mean, error = seeds_folds_sigma_mu(summary[best])
+    if not math.isfinite(error):
+        return ""
+    close = indistinguishable_networks(summary, best)
+    names = [f"{summary[k]['model'].upper()} {summary[k]['strategy']} "
+             f"({100 * c.mean:+.0f} % ± {100 * c.standard_error:.0f} %)" for k, c in close[:2]]
+    if len(close) > 2:
+        names.append(f"{len(close) - 2} more")
+    return (f", {format_number(mean, '.3g')} ± {format_number(error, '.2g')} over seeds × folds"
+            + (f"; not distinguished from {', '.join(names)}" if names
+               else "; below every other network, paired over seeds × folds"))
 
 
 def _best_network(summary: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -280,8 +338,10 @@ def verdict_details(summary: Mapping[str, Mapping[str, Any]],
     chosen = verdict_pairing(summary, pairings)
     verdicts = "; ".join(f"{COMPARISON_MEASURES[m]} {c.sentence()}"
                          for m, c in chosen.comparisons.items())
+    resolution = "".join(_resolution_sentence(c, COMPARISON_MEASURES[m])
+                         for m, c in chosen.comparisons.items())
     text = (f"The headline's verdict, {_name(summary[chosen.key])} against CE, in full: "
-            f"{verdicts}.{_resolution_sentence(chosen.comparisons['sigma_mu'])}")
+            f"{verdicts}.{resolution}")
     largest = min(pairings, key=_by_change)
     if largest is not chosen and largest.comparisons["sigma_mu"].verdict == "better":
         c = largest.comparisons["sigma_mu"]
@@ -299,25 +359,28 @@ def _is_target(r: Mapping[str, Any]) -> bool:
     return (r["model"], r["strategy"], bool(r["learned_cuts"])) == TARGET_NETWORK
 
 
-def _resolution_sentence(total: PairedComparison) -> str:
-    """What the comparison says about a :data:`RESOLVE_CHANGE` reduction of sigma_mu total:
-    excluded (how many standard errors), resolved, or what would resolve it."""
+def _resolution_sentence(comparison: PairedComparison, measure: str) -> str:
+    """What a "not resolved" comparison says about a :data:`RESOLVE_CHANGE` reduction of the
+    ``measure`` (words, e.g. "σ_μ total (incl. MC stat.)"): disfavoured (how many standard
+    errors away), or what would resolve it."""
     # a zero error: identical sigma_mu on both sides in every pair, nothing to resolve
-    if (total.verdict != "not resolved" or not math.isfinite(total.standard_error)
-            or total.standard_error <= 0):
+    if (comparison.verdict != "not resolved" or not math.isfinite(comparison.standard_error)
+            or comparison.standard_error <= 0):
         return ""
-    factor = total.sample_factor_to_resolve(RESOLVE_CHANGE)
-    percent = 100 * RESOLVE_CHANGE
+    factor = comparison.sample_factor_to_resolve(RESOLVE_CHANGE)
+    percent, error = 100 * RESOLVE_CHANGE, 100 * comparison.standard_error
     if factor <= 1.0:
-        distance = (total.mean + RESOLVE_CHANGE) / total.standard_error
-        return (f" A {percent:.0f} % reduction (what CMS measured) lies {distance:.1f} standard "
-                f"errors from this change: the standard error ({100 * total.standard_error:.1f} "
-                f"%) already resolves it, and the change is smaller.")
-    return (f" To resolve a {percent:.0f} % change of σ_μ total (what CMS measured) at "
-            f"{total.significance:g} standard errors, the standard error must fall from "
-            f"{100 * total.standard_error:.1f} % to {100 * RESOLVE_CHANGE / total.significance:.1f}"
-            f" %: about {factor:.2g}× the independent folds, i.e. × the simulated events at this "
-            f"fold size (an upper estimate: larger folds also shrink each pair's MC noise).")
+        distance = (comparison.mean + RESOLVE_CHANGE) / comparison.standard_error
+        return (f" In {measure}, a {percent:.0f} % reduction (what CMS measured) lies "
+                f"{distance:.1f} standard errors from this change: the standard error "
+                f"({error:.1f} %) is small enough to see it, and the change is smaller, which "
+                f"disfavours a {percent:.0f} % gain here (with {comparison.n_clusters} folds, "
+                f"{comparison.n_clusters - 1} degrees of freedom).")
+    return (f" To resolve a {percent:.0f} % change of {measure} (what CMS measured) at "
+            f"{comparison.significance:g} standard errors, the standard error must fall from "
+            f"{error:.1f} % to {percent / comparison.significance:.1f} %: about {factor:.2g}× "
+            f"the independent folds, i.e. × the simulated events at this fold size (an upper "
+            f"estimate: larger folds also shrink each pair's MC noise).")
 
 
 def pairing_table(summary: Mapping[str, Mapping[str, Any]],
@@ -464,7 +527,9 @@ def _matched_size_blocks(summary: Mapping[str, Mapping[str, Any]],
         "network, all folds ranked together, what the full fit's histograms see) of seed 0 "
         "and the mean over seeds (± the seeds' standard error); per fold (each fold network on "
         "its own events, mean ± standard error over seeds × folds, clustered by fold). GNN − "
-        "DNN compares the means."), table]
+        "DNN compares the means. A pooled AUC below the per-fold one means the fold networks "
+        "rank events well but output different scales, which pooling, and the full fit's "
+        "histograms, mix."), table]
 
 
 def _impact_blocks(summary: Mapping[str, Mapping[str, Any]]) -> list[Block]:
@@ -554,7 +619,7 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Paragraph(headline(summary, pairings)),
         *([Image(comparison_plot, image_name(comparison_plot, "report"),
                  "σ_μ per model × strategy: mean ± standard error over seeds × folds, "
-                 "clustered by fold (each "
+                 "clustered by fold and never below the independent one (each "
                  "fold's network on its held-out events at the full luminosity); dashed: CE")]
           if comparison_plot is not None else []),
         Paragraph(projection_sentence(summary, generation)),
@@ -572,7 +637,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
                   "changes are correlated: the standard error is clustered by fold "
                   "(cluster-robust, CR1), and the number of folds, not of pairs, limits it; with "
                   "k folds it has k − 1 degrees of freedom, so 2 standard errors is a "
-                  "convention, not a 95 % test. "
+                  "convention, not a 95 % test. With so few folds CR1 can fall below the pairs' "
+                  "scatter by chance, so the error is never taken below the independent one. "
                   "'better'/'worse' when the change is ≥ 2 standard errors from 0, "
                   "else 'not resolved at ±2 standard errors'; 'undetermined' with fewer than 2 "
                   "pairs or 2 folds with a number. 'Without MC stat.' is the same fit without the "
@@ -584,14 +650,16 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
         Heading("Results per network"),
         Paragraph("σ_μ stat, total, without MC stat., Z, limits and μ̂: seed index 0's "
                   "networks on all events (the full fit); 'seeds × folds': mean ± standard "
-                  "error, clustered by fold (determined/all), of the (seed, fold) networks' "
-                  "σ_μ."),
+                  "error, clustered by fold and never below the independent one "
+                  "(determined/all), of the (seed, fold) networks' σ_μ."),
         _results_table(summary),
         *([Heading("Dependence of each network's output on the systematics"), Paragraph(
             "Relative change of the score histograms' shape (all processes, every channel and "
             "bin; the varied histogram scaled to the nominal total) under each systematic's up "
             "and down variation: Σ|N_var − N_nom| / ΣN_nom, in %. The penalty of "
-            "arXiv:1907.11674 trains to reduce it."), dependence_table(summary, histograms)]
+            "arXiv:1907.11674 trains to reduce it. Seed index 0's networks only, without an "
+            "uncertainty: a difference between two rows is not a measured effect."),
+            dependence_table(summary, histograms)]
           if histograms is not None else []),
         *_workspace_blocks(summary, config),
         *_matched_size_blocks(summary, parameters, config.training.target_parameters),

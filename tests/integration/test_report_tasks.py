@@ -199,7 +199,7 @@ def test_report_from_nothing(report_store: Path) -> None:
     # the best network where some sigma_mu is determined; on the tiny config every interval can
     # reach mu's bounds (1-2 bins), and the headline says so instead of naming a network
     determined = any(math.isfinite(r["sigma_mu"]) for r in summary["results"].values())
-    assert ("Best network: " in first) == determined
+    assert ("Lowest expected σ_μ total: " in first) == determined
     assert ("No network has a determined expected σ_μ" in first) == (not determined)
     assert "(report_comparison.png)" in first
     paired = markdown.split("## Each strategy against CE, paired over seeds × folds", 1)[1]
@@ -290,7 +290,7 @@ def test_the_report_opens_with_its_headline_and_figure_on_the_first_screen(
     assert found, "the browser did not run the layout script"
     layout = json.loads(html_module.unescape(found.group(1)))
     assert layout["headline"] and layout["image"], layout
-    assert layout["headlineText"].startswith(("Best network", "No network has a determined"))
+    assert layout["headlineText"].startswith(("Lowest expected σ_μ", "No network has a determined"))
     assert layout["imageWidth"] > 300  # the embedded PNG decoded
     height = layout["view"][1]
     assert (layout["heading"]["top"] < layout["headline"]["top"] < layout["image"]["top"]

@@ -28,7 +28,11 @@ from analysis.report import (
     strategy_pairings,
     systematic_dependence,
 )
-from analysis.report.build import COMPARISON_MEASURES, verdict_details
+from analysis.report.build import (
+    COMPARISON_MEASURES,
+    indistinguishable_networks,
+    verdict_details,
+)
 from analysis.report.comparison import mean_and_standard_error
 
 NAN = math.nan
@@ -124,10 +128,11 @@ def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
     resolution = 200 * pairings[1].comparisons["sigma_mu"].standard_error
     assert penalty[4] == f"not resolved at ±{resolution:.1f} %"
     text = headline(summary, pairings)
-    assert text == ("Best network: DNN inference (learned cuts), expected σ_μ = 8.7 (total, "
-                    "incl. MC stat.; Asimov data at μ = 1). Verdict, DNN inference (learned "
-                    "cuts) against CE: σ_μ total (incl. MC stat.) -13.4 % ± 1.5 %, better; "
-                    "σ_μ without MC stat. -13.4 % ± 1.5 %, better.")
+    assert text == ("Lowest expected σ_μ total: DNN inference (learned cuts), 8.7 in the full "
+                    "fit, 9.24 ± 0.6 over seeds × folds; below every other network, paired "
+                    "over seeds × folds. Verdict, DNN inference (learned cuts) against CE: σ_μ "
+                    "total (incl. MC stat.) -13.4 % ± 1.5 %, better; σ_μ without MC stat. "
+                    "-13.4 % ± 1.5 %, better.")
     # the pairs, folds and signs are the paired section's, under the table
     details = verdict_details(summary, pairings)
     assert ("σ_μ total (incl. MC stat.) better: -13.4 % ± 1.5 % (9 pairs in 3 folds, 100 % "
@@ -146,8 +151,8 @@ def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
     total = inference.comparisons["sigma_mu"]
     factor = (2 * total.standard_error / 0.12) ** 2
     assert total.verdict == "not resolved" and factor > 1
-    assert (f"To resolve a 12 % change of σ_μ total (what CMS measured) at 2 standard errors, "
-            f"the standard error must fall from {100 * total.standard_error:.1f} % to 6.0 %: "
+    assert (f"To resolve a 12 % change of σ_μ total (incl. MC stat.) (what CMS measured) at "
+            f"2 standard errors, the standard error must fall from {100 * total.standard_error:.1f} % to 6.0 %: "
             f"about {factor:.2g}× the independent folds") in verdict_details(summary,
                                                                               [inference])
     # the headline itself gives the change and its resolution only
@@ -161,8 +166,15 @@ def test_an_unresolved_headline_says_what_would_resolve_12_percent() -> None:
     penalty_only = {k: r for k, r in _summary().items() if r["strategy"] != "inference"}
     (penalty,) = strategy_pairings(penalty_only)
     assert penalty.comparisons["sigma_mu"].sample_factor_to_resolve(0.12) < 1
-    assert "already resolves it, and the change is smaller" in verdict_details(penalty_only,
-                                                                              [penalty])
+    details = verdict_details(penalty_only, [penalty])
+    assert ("In σ_μ total (incl. MC stat.), a 12 % reduction (what CMS measured) lies"
+            in details)
+    assert "is small enough to see it, and the change is smaller, which disfavours" in details
+    # each measure that is not resolved gets its own sentence
+    without = penalty.comparisons["sigma_mu_no_mcstat"]
+    assert without.verdict == "not resolved"
+    assert details.count("12 %") >= 3 and "σ_μ without MC stat. (what CMS measured)" in details \
+        or "In σ_μ without MC stat., a 12 % reduction" in details
 
 
 def test_identical_networks_are_not_resolved_without_a_division_by_zero() -> None:
@@ -193,7 +205,7 @@ def test_the_headline_answers_for_the_inference_aware_dnn_not_the_largest_change
     assert "Verdict, DNN inference (learned cuts) against CE" in headline(summary, pairings)
     text = verdict_details(summary, pairings)
     assert "DNN inference (learned cuts) against CE, in full" in text
-    assert "A 12 % reduction (what CMS measured) lies" in text
+    assert "In σ_μ total (incl. MC stat.), a 12 % reduction (what CMS measured) lies" in text
     assert ("The largest reduction among the 3 comparisons: GNN inference (learned cuts), σ_μ "
             "total better: -13.4 %") in text
     assert "with 3 folds the clustered standard error has 2 degrees of freedom" in text
@@ -259,8 +271,8 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
     end = next(i for i, b in enumerate(blocks[2:], start=2) if isinstance(b, Heading))
     first = blocks[1:end]
     assert first[0] == Heading("Result")
-    assert isinstance(first[1], Paragraph) and first[1].text.startswith("Best network: DNN "
-                                                                        "inference")
+    assert isinstance(first[1], Paragraph) and first[1].text.startswith(
+        "Lowest expected σ_μ total: DNN inference")
     assert "-13.4 % ± 1.5 %, better" in first[1].text
     assert isinstance(first[2], Image) and first[2].path == str(tmp_path / "comparison.png")
     assert "standard error over seeds × folds" in first[2].caption
@@ -274,7 +286,7 @@ def test_first_section_holds_the_headline_and_the_figure(tmp_path: Path,
     tables = [b for b in blocks if isinstance(b, Table)]
     assert tables[0].rows[0][4] == "better"
     # the headline is two short sentences; the verdict's detail is under the paired table
-    assert len(first[1].text.split()) <= 60 and first[1].text.count("Verdict, ") == 1
+    assert len(first[1].text.split()) <= 75 and first[1].text.count("Verdict, ") == 1
     paired = blocks.index(tables[0])
     assert isinstance(blocks[paired + 1], Paragraph)
     assert blocks[paired + 1].text.startswith("The headline's verdict, DNN inference (learned "
@@ -344,3 +356,25 @@ def test_results_table_gives_the_pooled_and_the_per_fold_auc(tmp_path: Path,
     cells = {row[2]: row[column] for row in table.rows}
     assert cells["inference"] == "0.8000 ± 0.012"  # the fold means' spread 0.02 / sqrt(3)
     assert cells["ce"] == "n/a"  # results written before per-fold AUCs
+
+
+def test_the_headline_names_the_networks_a_lowest_sigma_mu_is_not_distinguished_from() -> None:
+    """One full fit has no error bar: where another network's sigma_mu, paired over seeds x
+    folds, is within 2 standard errors, the headline says so instead of ranking them."""
+    summary = _summary()
+    close = dict(summary[network_key(True, "dnn", "penalty")])
+    inference = summary[network_key(True, "dnn", "inference")]
+    # 2 % above the inference network in every (seed, fold) but one, 20 % below in that one
+    close["sigma_mu_folds"] = [v * (1.02 if i else 0.8)
+                               for i, v in enumerate(inference["sigma_mu_folds"])]
+    close["fold_labels"] = inference["fold_labels"]
+    close["sigma_mu"] = inference["sigma_mu"] * 1.01
+    summary[network_key(True, "dnn", "penalty")] = close
+    best = network_key(True, "dnn", "inference")
+    ((key, comparison),) = indistinguishable_networks(summary, best)
+    assert key == network_key(True, "dnn", "penalty") and comparison.verdict == "not resolved"
+    assert comparison.mean == pytest.approx((8 * 0.02 - 0.2) / 9, rel=1e-9)
+    text = headline(summary, strategy_pairings(summary))
+    assert text.startswith("Lowest expected σ_μ total: DNN inference (learned cuts), 8.7 in the "
+                           "full fit")
+    assert "; not distinguished from DNN penalty (-0 % ± 2 %). Verdict" in text

@@ -217,3 +217,39 @@ def test_the_mc_stat_objective_of_hard_cuts_that_empty_a_bin_is_defined() -> Non
     model = objective.binned(upper_disc, True)
     assert model.channels[0].samples[0].nominal.shape[0] < 4
     assert math.isfinite(float(objective.sigma_mu(upper_disc).detach()))
+
+
+def test_the_mc_stat_objective_sums_the_replicas_of_one_event_as_the_workspace() -> None:
+    """Four detector replicas per generated event: behind a hard cut, the objective's
+    staterror^2 per bin is the workspace's sum_events (sum_replicas w)^2
+    (:func:`~analysis.inference.mcstat.mc_stat_variance`), not sum w^2."""
+    from analysis.inference.mcstat import mc_stat_variance
+
+    base = _heavy_tail_samples()
+    x = {c: base.x[c][:2000] for c in base.classes}
+    # replicas: the same discriminant smeared a little, the cut feature shared
+    x = {c: v.clone() for c, v in x.items()}
+    for v in x.values():
+        v[:, 1] = v[::4, 1].repeat_interleave(4) + 0.05 * v[:, 1]
+        v[:, 0] = v[::4, 0].repeat_interleave(4)
+    w = {c: base.w[c][:2000] for c in base.classes}
+    groups = {c: torch.arange(2000) // 4 for c in base.classes}
+    samples = SelectionSamples(("a", "disc"), x, w, {}, base.normsys, event_groups=groups)
+    settings = LearnedCutsSettings(cuts=(Cut("a", ">"),), discriminant="disc", n_bins=4,
+                                   mc_stat=True)
+    objective = _Objective(samples, settings)
+
+    def cut(v: torch.Tensor) -> torch.Tensor:
+        return (v[:, 0] > 0.5).to(v.dtype)
+
+    model = objective.binned(cut, True)
+    for sample in model.channels[0].samples:
+        keep = cut(x[sample.name]).bool()
+        bins = np.digitize(objective._score(x[sample.name][keep]).numpy(),
+                           objective.edges[1:-1].numpy())
+        expected = mc_stat_variance(bins, w[sample.name][keep].numpy(),
+                                    groups[sample.name][keep].numpy(), 4)
+        (error,) = [m.uncertainty for m in sample.modifiers if m.kind == "staterror"]
+        assert error.detach().numpy() ** 2 == pytest.approx(expected, rel=1e-9)
+        alone = np.bincount(bins, weights=w[sample.name][keep].numpy() ** 2, minlength=4)
+        assert expected.sum() > 2 * alone.sum()  # the replicas mostly share a bin
