@@ -146,8 +146,22 @@ def projection_sentence(summary: Mapping[str, Mapping[str, Any]],
     determined = [r for r in summary.values() if math.isfinite(r["sigma_mu"])]
     if not determined:
         return f"σ_μ ≤ {target:g}: not projected (no network has a determined σ_μ)."
+    cpu_seconds = generation.cpu_seconds if generation is not None else None
     best = min(determined, key=lambda r: r["sigma_mu"])
-    projection = project_simulation(
-        best["sigma_mu"], best["sigma_mu_no_mcstat"], target,
-        generation.cpu_seconds if generation is not None else None)
-    return projection.sentence(generation.events if generation is not None else None)
+    projection = project_simulation(best["sigma_mu"], best["sigma_mu_no_mcstat"], target,
+                                    cpu_seconds)
+    text = projection.sentence(generation.events if generation is not None else None)
+    # one full fit per network, no error bar: how much the choice of network moves it
+    others = [project_simulation(r["sigma_mu"], r["sigma_mu_no_mcstat"], target).factor
+              for r in determined if r is not best]
+    factors = sorted(f for f in others if math.isfinite(f) and f > 1)
+    out_of_reach = sum(math.isinf(f) for f in others)
+    if projection.factor > 1 and math.isfinite(projection.factor) and others:
+        text += " Projected from each other network instead:"
+        if factors:
+            text += f" {factors[0]:.3g}–{factors[-1]:.3g}× ({len(factors)})"
+        if out_of_reach:
+            text += (f"{';' if factors else ''} out of reach for {out_of_reach} (σ_μ without "
+                     f"MC stat. ≥ {target:g})")
+        text += "."
+    return text
