@@ -327,8 +327,8 @@ def verdict_details(summary: Mapping[str, Mapping[str, Any]],
 
     Returns:
         Plain text, empty without ``pairings``: the :func:`verdict_pairing`'s verdicts with
-        their pairs, folds and signs; where the verdict on sigma_mu total is "not resolved",
-        whether a 12 % reduction is excluded or what would resolve it
+        their pairs, folds and signs; for each measure whose verdict is "not resolved",
+        whether a 12 % reduction is disfavoured or what would resolve it
         (:meth:`~analysis.report.comparison.PairedComparison.sample_factor_to_resolve`); and,
         where another comparison shows a larger, "better" reduction, that one, with the folds'
         degrees of freedom.
