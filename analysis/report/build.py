@@ -249,38 +249,64 @@ def paired_against(summary: Mapping[str, Mapping[str, Any]], reference: str, key
                              clusters=[fold for _, fold in common])
 
 
-def indistinguishable_networks(summary: Mapping[str, Mapping[str, Any]], best: str
-                               ) -> list[tuple[str, PairedComparison]]:
-    """The networks whose sigma_mu total is not distinguished from ``best``'s: paired over
-    seeds × folds (:func:`paired_against`), the change is "not resolved" at 2 standard errors.
+def paired_against_all(summary: Mapping[str, Mapping[str, Any]], best: str
+                       ) -> dict[str, list[tuple[str, PairedComparison]]]:
+    """Every other network's sigma_mu total against ``best``'s, paired over seeds × folds
+    (:func:`paired_against`), grouped by verdict.
 
     Args:
         summary: :func:`network_key` -> :func:`network_summary` record.
         best: the key of the reference network.
 
     Returns:
+        verdict (``"not resolved"``: not distinguished; ``"better"``: lower than ``best``;
+        ``"worse"``; ``"undetermined"``) -> ``(key, comparison)`` pairs, smallest change first.
+    """
+    grouped: dict[str, list[tuple[str, PairedComparison]]] = {}
+    for key in summary:
+        if key != best:
+            comparison = paired_against(summary, best, key)
+            grouped.setdefault(comparison.verdict, []).append((key, comparison))
+    return {v: sorted(items, key=lambda item: item[1].mean) for v, items in grouped.items()}
+
+
+def indistinguishable_networks(summary: Mapping[str, Mapping[str, Any]], best: str
+                               ) -> list[tuple[str, PairedComparison]]:
+    """The networks whose sigma_mu total is not distinguished from ``best``'s: paired over
+    seeds × folds (:func:`paired_against`), the change is "not resolved" at 2 standard errors.
+
+    Returns:
         ``(key, comparison)`` of each such network other than ``best``, smallest change
         first.
     """
-    close = [(key, paired_against(summary, best, key)) for key in summary if key != best]
-    close = [(k, c) for k, c in close if c.verdict == "not resolved"]
-    return sorted(close, key=lambda item: item[1].mean)
+    return paired_against_all(summary, best).get("not resolved", [])
+
+
+def _short_names(summary: Mapping[str, Mapping[str, Any]],
+                 items: Sequence[tuple[str, PairedComparison]]) -> str:
+    """'DNN penalty (+3 % ± 2 %), …' for the first two, then how many more."""
+    names = [f"{_name(summary[k])} ({100 * c.mean:+.1f} % ± {100 * c.standard_error:.1f} %)"
+             for k, c in items[:2]]
+    if len(items) > 2:
+        names.append(f"{len(items) - 2} more")
+    return ", ".join(names)
 
 
 def _distinction(summary: Mapping[str, Mapping[str, Any]], best: str) -> str:
-    """'; over seeds × folds m ± e, not distinguished from X (+c % ± e %)', or that it is
-    below every other network."""
+    """', m ± e over seeds × folds' and, paired over seeds × folds, the networks it is not
+    distinguished from, those that are lower, or that every other one is higher."""
     mean, error = seeds_folds_sigma_mu(summary[best])
     if not math.isfinite(error):
         return ""
-    close = indistinguishable_networks(summary, best)
-    names = [f"{summary[k]['model'].upper()} {summary[k]['strategy']} "
-             f"({100 * c.mean:+.0f} % ± {100 * c.standard_error:.0f} %)" for k, c in close[:2]]
-    if len(close) > 2:
-        names.append(f"{len(close) - 2} more")
-    return (f", {format_number(mean, '.3g')} ± {format_number(error, '.2g')} over seeds × folds"
-            + (f"; not distinguished from {', '.join(names)}" if names
-               else "; below every other network, paired over seeds × folds"))
+    text = f", {format_number(mean, '.3g')} ± {format_number(error, '.2g')} over seeds × folds"
+    grouped = paired_against_all(summary, best)
+    if grouped.get("not resolved"):
+        text += f"; not distinguished from {_short_names(summary, grouped['not resolved'])}"
+    if grouped.get("better"):
+        text += f"; lower, paired over seeds × folds: {_short_names(summary, grouped['better'])}"
+    if set(grouped) == {"worse"}:
+        text += "; every other network is higher, paired over seeds × folds"
+    return text
 
 
 def _best_network(summary: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -371,11 +397,15 @@ def _resolution_sentence(comparison: PairedComparison, measure: str) -> str:
     percent, error = 100 * RESOLVE_CHANGE, 100 * comparison.standard_error
     if factor <= 1.0:
         distance = (comparison.mean + RESOLVE_CHANGE) / comparison.standard_error
-        return (f" In {measure}, a {percent:.0f} % reduction (what CMS measured) lies "
-                f"{distance:.1f} standard errors from this change: the standard error "
-                f"({error:.1f} %) is small enough to see it, and the change is smaller, which "
-                f"disfavours a {percent:.0f} % gain here (with {comparison.n_clusters} folds, "
-                f"{comparison.n_clusters - 1} degrees of freedom).")
+        start = (f" In {measure}, a {percent:.0f} % reduction (what CMS measured) lies "
+                 f"{distance:.1f} standard errors from this change")
+        if distance >= comparison.significance:
+            return (f"{start}: the standard error ({error:.1f} %) is small enough to see it, "
+                    f"and the change is smaller, which disfavours a {percent:.0f} % gain here "
+                    f"(with {comparison.n_clusters} folds, {comparison.n_clusters - 1} degrees "
+                    f"of freedom).")
+        return (f"{start}: the standard error ({error:.1f} %) could resolve it, but this change "
+                f"is compatible with both no gain and a {percent:.0f} % gain.")
     return (f" To resolve a {percent:.0f} % change of {measure} (what CMS measured) at "
             f"{comparison.significance:g} standard errors, the standard error must fall from "
             f"{error:.1f} % to {percent / comparison.significance:.1f} %: about {factor:.2g}× "

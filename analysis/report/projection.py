@@ -156,7 +156,7 @@ def projection_sentence(summary: Mapping[str, Mapping[str, Any]],
               for r in determined if r is not best]
     factors = sorted(f for f in others if math.isfinite(f) and f > 1)
     out_of_reach = sum(math.isinf(f) for f in others)
-    if projection.factor > 1 and math.isfinite(projection.factor) and others:
+    if projection.factor > 1 and math.isfinite(projection.factor) and (factors or out_of_reach):
         text += " Projected from each other network instead:"
         if factors:
             text += f" {factors[0]:.3g}–{factors[-1]:.3g}× ({len(factors)})"

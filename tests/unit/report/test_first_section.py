@@ -129,7 +129,7 @@ def test_pairing_table_and_headline_give_the_verdict_with_its_error() -> None:
     assert penalty[4] == f"not resolved at ±{resolution:.1f} %"
     text = headline(summary, pairings)
     assert text == ("Lowest expected σ_μ total: DNN inference (learned cuts), 8.7 in the full "
-                    "fit, 9.24 ± 0.6 over seeds × folds; below every other network, paired "
+                    "fit, 9.24 ± 0.6 over seeds × folds; every other network is higher, paired "
                     "over seeds × folds. Verdict, DNN inference (learned cuts) against CE: σ_μ "
                     "total (incl. MC stat.) -13.4 % ± 1.5 %, better; σ_μ without MC stat. "
                     "-13.4 % ± 1.5 %, better.")
@@ -377,4 +377,26 @@ def test_the_headline_names_the_networks_a_lowest_sigma_mu_is_not_distinguished_
     text = headline(summary, strategy_pairings(summary))
     assert text.startswith("Lowest expected σ_μ total: DNN inference (learned cuts), 8.7 in the "
                            "full fit")
-    assert "; not distinguished from DNN penalty (-0 % ± 2 %). Verdict" in text
+    assert "; not distinguished from DNN penalty (learned cuts) (-0.4 % ± 2.4 %). Verdict" in text
+    # a network lower in every pair, though its one full fit is higher: named as lower
+    lower = dict(close, sigma_mu_folds=[0.74 * v for v in inference["sigma_mu_folds"]],
+                 sigma_mu=inference["sigma_mu"] * 1.2)
+    summary[network_key(True, "dnn", "penalty")] = lower
+    text = headline(summary, strategy_pairings(summary))
+    assert "; lower, paired over seeds × folds: DNN penalty (learned cuts) (-26.0 % ± 0.0 %)" \
+        in text
+    assert "every other network is higher" not in text
+
+
+def test_a_12_percent_gain_is_disfavoured_only_two_standard_errors_away() -> None:
+    from analysis.report.build import _resolution_sentence
+    from analysis.report.comparison import PairedComparison
+
+    def sentence(mean: float) -> str:
+        return _resolution_sentence(PairedComparison(9, mean, 0.05, 0.6, "not resolved", 2.0, 3),
+                                    "σ_μ total")
+
+    assert "lies 2.4 standard errors" in sentence(0.0) and "disfavours" in sentence(0.0)
+    near = sentence(-0.09)  # 0.6 standard errors from -12 %, 1.8 from 0
+    assert "lies 0.6 standard errors" in near and "disfavours" not in near
+    assert "compatible with both no gain and a 12 % gain" in near

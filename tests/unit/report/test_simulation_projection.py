@@ -49,6 +49,9 @@ def test_the_reports_sentence_uses_the_best_network_and_this_runs_cost() -> None
     other = (4.0**2 - 0.5**2) / (1.0 - 0.5**2)  # network a: 21.0
     assert text.endswith(f"Projected from each other network instead: {other:.3g}–"
                          f"{other:.3g}× (1).")
+    no_floor = {"sigma_mu": 5.0, "sigma_mu_no_mcstat": math.nan}  # a fit without its floor
+    alone = projection_sentence({"b": summary["b"], "e": no_floor}, cost)
+    assert alone.endswith("1/N.")  # no other network with a projection: nothing added
     summary["d"] = {"sigma_mu": 3.0, "sigma_mu_no_mcstat": 1.2}  # its floor is above 1
     assert projection_sentence(summary, cost).endswith(
         f"{other:.3g}–{other:.3g}× (1); out of reach for 1 (σ_μ without MC stat. ≥ 1).")
