@@ -160,11 +160,12 @@ class Report(DiffanaTask):
                          strategy: str) -> NetworkResults:
         """The outputs of one network's tasks (``network``: its part of the input), read."""
         taylor = network.get("taylor")  # only the first selection variant has one
+        histograms = read_json(network["histograms"]["histograms"].abspath)
         return NetworkResults(
             learned_cuts, model, strategy, fit=read_json(network["fit"]["results"].abspath),
             evaluation=read_json(network["evaluate"]["evaluation"].abspath),
             binning=read_json(network["workspace"]["binning"].abspath),
-            channels=read_json(network["histograms"]["histograms"].abspath)["channels"],
+            channels=histograms["channels"], fold_channels=histograms.get("folds", []),
             score_plot=network["histograms"]["plot"].abspath,
             impacts_plot=network["fit"]["impacts"].abspath,
             postfit_plot=network["fit"]["postfit"].abspath,

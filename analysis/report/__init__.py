@@ -38,7 +38,7 @@ from analysis.report.comparison import (
     strategy_pairings,
     uncertainty_breakdown,
 )
-from analysis.report.dependence import systematic_dependence
+from analysis.report.dependence import dependence_over_folds, systematic_dependence
 from analysis.report.network_results import (
     NetworkResults,
     collect_networks,
@@ -47,7 +47,7 @@ from analysis.report.network_results import (
 
 __all__ = ["Block", "Heading", "Image", "NetworkFigures", "NetworkResults", "Paragraph", "Table",
            "build_report", "collect_networks", "comparison_points", "copy_images",
-           "dependence_table", "format_number", "headline", "image_name", "impact_cell",
+           "dependence_over_folds", "dependence_table", "format_number", "headline", "image_name", "impact_cell",
            "network_key", "network_summary", "paired_comparison", "pairing_table",
            "parameter_counts", "render_html", "render_markdown", "strategy_pairings",
            "systematic_dependence", "tradeoff_table", "uncertainty_breakdown"]

@@ -478,12 +478,17 @@ def dependence_table(summary: Mapping[str, Mapping[str, Any]],
     dependence = {k: systematic_dependence(histograms[k]) for k in summary if k in histograms}
     names = list(dict.fromkeys(n for d in dependence.values() for n in d))
 
-    def cell(sides: tuple[float, float] | None) -> str:
+    def cell(sides: tuple[float, float] | None, folds: Sequence[Sequence[float]] | None) -> str:
         if sides is None:
             return "n/a"
-        return " / ".join(format_number(100 * v, ".2f") for v in sides)
+        text = " / ".join(format_number(100 * v, ".2f") for v in sides)
+        if folds:  # the seeds × folds mean ± standard error, up / down
+            text += " (" + " / ".join(f"{format_number(100 * m, '.1f')} ± "
+                                      f"{format_number(100 * e, '.1f')}" for m, e in folds) + ")"
+        return text
     return Table(["selection / model / strategy", *(f"{n} up / down (%)" for n in names)],
-                 [[_label(summary[k]), *(cell(d.get(n)) for n in names)]
+                 [[_label(summary[k]), *(cell(d.get(n), summary[k].get("dependence_folds", {})
+                                              .get(n)) for n in names)]
                   for k, d in dependence.items()])
 
 
@@ -687,8 +692,10 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             "Relative change of the score histograms' shape (all processes, every channel and "
             "bin; the varied histogram scaled to the nominal total) under each systematic's up "
             "and down variation: Σ|N_var − N_nom| / ΣN_nom, in %. The penalty of "
-            "arXiv:1907.11674 trains to reduce it. Seed index 0's networks only, without an "
-            "uncertainty: a difference between two rows is not a measured effect."),
+            "arXiv:1907.11674 trains to reduce it. First seed index 0's networks on every "
+            "event; in brackets the mean ± standard error over seeds × folds (each fold "
+            "network on its held-out fold; clustered by fold), which a difference between two "
+            "rows must exceed to be an effect."),
             dependence_table(summary, histograms)]
           if histograms is not None else []),
         *_workspace_blocks(summary, config),

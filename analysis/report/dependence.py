@@ -2,20 +2,25 @@
 
 The penalty of arXiv:1907.11674 trains the network so that its output histogram changes little
 under the systematic variations of its inputs; this is the number that shows whether it did,
-whether or not sigma_mu improves. It is read from CreateHistograms' templates (seed index 0's
-networks, every event), summed over processes, per channel and bin.
+whether or not sigma_mu improves. It is read from CreateHistograms' templates, summed over
+processes, per channel and bin: of seed index 0's networks on every event
+(:func:`systematic_dependence`), and of each (seed index, fold) network on its held-out fold, as
+a mean ± standard error over seeds × folds (:func:`dependence_over_folds`), which is what a
+difference between two networks must exceed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from analysis.errors import InputDataError
+from analysis.report.comparison import mean_and_standard_error
 
-__all__ = ["DIRECTIONS", "systematic_dependence"]
+__all__ = ["DIRECTIONS", "dependence_over_folds", "systematic_dependence"]
 
 DIRECTIONS = ("up", "down")
 """The two sides of each systematic variation, in the order of the returned pairs."""
@@ -81,4 +86,30 @@ def systematic_dependence(channels: Mapping[str, Any]) -> dict[str, tuple[float,
                 continue
             sides.append(float(np.abs(varied * (total / varied.sum()) - nominal).sum() / total))
         out[name] = (sides[0], sides[1])
+    return out
+
+
+def dependence_over_folds(folds: Sequence[Mapping[str, Any]]
+                          ) -> dict[str, list[list[float]]]:
+    """:func:`systematic_dependence` of each (seed index, fold) network's histograms, as the
+    mean ± standard error over them (clustered by fold: the seeds of a fold share its events,
+    :func:`~analysis.report.comparison.mean_and_standard_error`).
+
+    Args:
+        folds: CreateHistograms' ``histograms.json`` ``folds``: each ``{"seed", "fold",
+            "channels"}`` (a fold network on its held-out fold, at the full luminosity).
+
+    Returns:
+        systematic -> ``[[mean_up, error_up], [mean_down, error_down]]`` (dimensionless;
+        JSON-ready); empty without folds.
+    """
+    per_fold = [(int(f["fold"]), systematic_dependence(f["channels"])) for f in folds]
+    names = list(dict.fromkeys(n for _, d in per_fold for n in d))
+    out: dict[str, list[list[float]]] = {}
+    for name in names:
+        sides = []
+        for side in range(len(DIRECTIONS)):
+            values = [d[name][side] if name in d else math.nan for _, d in per_fold]
+            sides.append(list(mean_and_standard_error(values, [k for k, _ in per_fold])))
+        out[name] = sides
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis.report.build import NetworkFigures, network_key, network_summary
+from analysis.report.dependence import dependence_over_folds
 
 __all__ = ["NetworkResults", "collect_networks", "parameter_counts"]
 
@@ -23,6 +24,8 @@ class NetworkResults:
         binning: BuildWorkspace's ``binning.json``.
         channels: CreateHistograms' ``channels`` (seed index 0): channel -> process ->
             variation -> ``values``/``variances`` per bin (expected events).
+        fold_channels: CreateHistograms' ``folds``: ``{"seed", "fold", "channels"}`` of each
+            (seed index, fold) network on its held-out fold; empty where not read.
         score_plot, impacts_plot, postfit_plot: PNG paths of CreateHistograms' and Fit's figures.
         taylor_ranked: TaylorAnalysis' ``ranked`` coefficients, ``(name, value)``; None where
             the report shows no figures of this network (a second selection variant).
@@ -39,6 +42,7 @@ class NetworkResults:
     impacts_plot: str
     postfit_plot: str | None = None
     taylor_ranked: Sequence[tuple[str, float]] | None = None
+    fold_channels: Sequence[Mapping[str, Any]] = ()
 
     @property
     def key(self) -> str:
@@ -56,13 +60,16 @@ def collect_networks(networks: Sequence[NetworkResults]
 
     Returns:
         ``(summary, figures, histograms)``: network key ->
-        :func:`~analysis.report.build.network_summary` record; ``"<model>_<strategy>"`` ->
+        :func:`~analysis.report.build.network_summary` record with ``dependence_folds``
+        (:func:`~analysis.report.dependence.dependence_over_folds`); ``"<model>_<strategy>"`` ->
         :class:`~analysis.report.build.NetworkFigures` for the networks with ``taylor_ranked``;
         network key -> its ``channels``.
     """
     summary = {n.key: network_summary(n.fit, n.evaluation, n.binning,
                                       learned_cuts=n.learned_cuts, model=n.model,
                                       strategy=n.strategy) for n in networks}
+    for n in networks:  # the output's systematic dependence over seeds × folds, with its error
+        summary[n.key]["dependence_folds"] = dependence_over_folds(n.fold_channels)
     figures = {f"{n.model}_{n.strategy}": NetworkFigures(n.score_plot, n.impacts_plot,
                                                          n.taylor_ranked, n.postfit_plot)
                for n in networks if n.taylor_ranked is not None}

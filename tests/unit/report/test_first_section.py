@@ -20,6 +20,7 @@ from analysis.report import (
     build_report,
     comparison_points,
     copy_images,
+    dependence_over_folds,
     dependence_table,
     headline,
     network_key,
@@ -251,6 +252,27 @@ def test_systematic_dependence_numbers() -> None:
     assert table.header == ["selection / model / strategy", "jes up / down (%)",
                             "btag up / down (%)"]
     assert table.rows == [["cuts / dnn / ce", "0.00 / 20.00", "0.00 / 0.00"]]
+
+
+def test_the_dependence_over_seeds_and_folds_has_its_standard_error() -> None:
+    """Per (seed, fold) network the jes down dependence is 0.1 k + 0.05 s: the mean over
+    2 seeds x 3 folds and its error clustered by fold; the table shows both."""
+    folds = []
+    for seed in range(2):
+        for fold in range(3):
+            moved = 0.5 * (0.1 * fold + 0.05 * seed) * 40.0  # events moved from bin 1 to 0
+            folds.append({"seed": seed, "fold": fold, "channels": {"sr": _channels(
+                [10.0, 30.0], [20.0, 60.0], [10.0 + moved, 30.0 - moved])["sr"]}})
+    over = dependence_over_folds(folds)
+    values = [0.1 * f["fold"] + 0.05 * f["seed"] for f in folds]
+    mean, error = mean_and_standard_error(values, [f["fold"] for f in folds])
+    assert over["jes"][1] == pytest.approx([mean, error], rel=1e-9)
+    assert over["jes"][0] == pytest.approx([0.0, 0.0], abs=1e-12)  # a rate change only
+    record = dict(_record("dnn", "ce", 1.0, [1.0]), dependence_folds=over)
+    channels = _channels([10.0, 30.0], [20.0, 60.0], [10.0, 20.0])
+    (row,) = dependence_table({"a": record}, {"a": channels}).rows
+    assert row[1] == (f"0.00 / 16.67 (0.0 ± 0.0 / {100 * mean:.1f} ± {100 * error:.1f})")
+    assert dependence_over_folds([]) == {}
 
 
 def _page(tmp_path: Path, config: AnalysisConfig) -> list:

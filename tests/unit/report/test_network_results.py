@@ -35,9 +35,10 @@ def test_summary_figures_and_histograms_per_network_in_order() -> None:
                 _network(False, "gnn", "inference", 1.2, None)]
     summary, figures, histograms = collect_networks(networks)
     assert list(summary) == ["cuts_gnn_inference", "cuts_dnn_ce", "nocuts_gnn_inference"]
+    # the network's record, and its output's dependence over seeds × folds (no folds here)
     assert summary["nocuts_gnn_inference"] == network_summary(
         networks[2].fit, networks[2].evaluation, _BINNING, learned_cuts=False, model="gnn",
-        strategy="inference")
+        strategy="inference") | {"dependence_folds": {}}
     assert [r["sigma_mu"] for r in summary.values()] == [1.1, 1.3, 1.2]
     # figures only of the networks with Taylor coefficients (the first selection variant)
     assert figures == {
