@@ -695,7 +695,8 @@ def build_report(config: AnalysisConfig, summary: Mapping[str, Mapping[str, Any]
             "arXiv:1907.11674 trains to reduce it. First seed index 0's networks on every "
             "event; in brackets the mean ± standard error over seeds × folds (each fold "
             "network on its held-out fold; clustered by fold), which a difference between two "
-            "rows must exceed to be an effect."),
+            "rows must exceed to be an effect. The brackets read higher: a fold holds a third "
+            "of the events, and the MC noise of the varied histograms adds to the difference."),
             dependence_table(summary, histograms)]
           if histograms is not None else []),
         *_workspace_blocks(summary, config),
