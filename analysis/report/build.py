@@ -21,7 +21,7 @@ from analysis.report.comparison import (
     StrategyPairing,
     fold_sigma_mu,
     mean_and_standard_error,
-    paired_comparison,
+    paired_records,
     strategy_pairings,
     uncertainty_breakdown,
 )
@@ -237,22 +237,11 @@ def seeds_folds_sigma_mu(record: Mapping[str, Any], key: str = "sigma_mu"
                                    [fold for _, fold in per_network])
 
 
-def paired_against(summary: Mapping[str, Mapping[str, Any]], reference: str, key: str
-                   ) -> PairedComparison:
-    """``key``'s sigma_mu total against ``reference``'s, paired over their common (seed
-    index, fold) networks (the same held-out events; clustered by fold,
-    :func:`~analysis.report.comparison.paired_comparison`): the change ``key / reference - 1``.
-    """
-    values, references = (fold_sigma_mu(summary[k], "sigma_mu") for k in (key, reference))
-    common = sorted(set(values) & set(references))
-    return paired_comparison([values[c] for c in common], [references[c] for c in common],
-                             clusters=[fold for _, fold in common])
-
-
 def paired_against_all(summary: Mapping[str, Mapping[str, Any]], best: str
                        ) -> dict[str, list[tuple[str, PairedComparison]]]:
     """Every other network's sigma_mu total against ``best``'s, paired over seeds × folds
-    (:func:`paired_against`), grouped by verdict.
+    (:func:`~analysis.report.comparison.paired_records`: the change ``key / best - 1``),
+    grouped by verdict.
 
     Args:
         summary: :func:`network_key` -> :func:`network_summary` record.
@@ -265,7 +254,7 @@ def paired_against_all(summary: Mapping[str, Mapping[str, Any]], best: str
     grouped: dict[str, list[tuple[str, PairedComparison]]] = {}
     for key in summary:
         if key != best:
-            comparison = paired_against(summary, best, key)
+            comparison = paired_records(summary[key], summary[best], "sigma_mu")
             grouped.setdefault(comparison.verdict, []).append((key, comparison))
     return {v: sorted(items, key=lambda item: item[1].mean) for v, items in grouped.items()}
 
@@ -273,7 +262,7 @@ def paired_against_all(summary: Mapping[str, Mapping[str, Any]], best: str
 def indistinguishable_networks(summary: Mapping[str, Mapping[str, Any]], best: str
                                ) -> list[tuple[str, PairedComparison]]:
     """The networks whose sigma_mu total is not distinguished from ``best``'s: paired over
-    seeds × folds (:func:`paired_against`), the change is "not resolved" at 2 standard errors.
+    seeds × folds (:func:`paired_against_all`), the change is "not resolved" at 2 standard errors.
 
     Returns:
         ``(key, comparison)`` of each such network other than ``best``, smallest change

@@ -13,7 +13,7 @@ from analysis.config import REFERENCE_STRATEGY
 from analysis.errors import InputDataError
 
 __all__ = ["MEASURES", "PairedComparison", "SigmaMuPoint", "StrategyPairing", "fold_sigma_mu",
-           "mean_and_standard_error", "paired_comparison", "strategy_pairings",
+           "mean_and_standard_error", "paired_comparison", "paired_records", "strategy_pairings",
            "uncertainty_breakdown"]
 
 
@@ -320,12 +320,25 @@ def strategy_pairings(results: Mapping[str, Mapping[str, Any]], significance: fl
         if r["strategy"] == REFERENCE_STRATEGY or reference is None:
             continue
         reference_key = next(k for k, v in results.items() if v is reference)
-        comparisons = {}
-        for measure in MEASURES:
-            mine, theirs = fold_sigma_mu(r, measure), fold_sigma_mu(reference, measure)
-            common = [label for label in theirs if label in mine]
-            comparisons[measure] = paired_comparison([mine[c] for c in common],
-                                                     [theirs[c] for c in common], significance,
-                                                     clusters=[fold for _, fold in common])
+        comparisons = {measure: paired_records(r, reference, measure, significance)
+                       for measure in MEASURES}
         pairings.append(StrategyPairing(key, reference_key, comparisons))
     return pairings
+
+
+def paired_records(record: Mapping[str, Any], reference: Mapping[str, Any], measure: str,
+                   significance: float = 2.0) -> PairedComparison:
+    """:func:`paired_comparison` of two networks' ``measure`` over the (seed index, fold)
+    networks both have (the same seeds and held-out events), clustered by fold: the change
+    ``record / reference - 1``.
+
+    Args:
+        record, reference: network records with ``<measure>_folds`` and ``fold_labels``
+            (:func:`fold_sigma_mu`).
+        measure: a :data:`MEASURES` key.
+        significance: standard errors that a "better"/"worse" verdict needs.
+    """
+    mine, theirs = fold_sigma_mu(record, measure), fold_sigma_mu(reference, measure)
+    common = [label for label in theirs if label in mine]
+    return paired_comparison([mine[c] for c in common], [theirs[c] for c in common],
+                             significance, clusters=[fold for _, fold in common])

@@ -251,10 +251,10 @@ def _batch(data: PreparedSamples, batch_size: int | None,
             index[name], scale[name] = torch.arange(x.shape[0], device=x.device), 1.0
             continue
         drawn = torch.randperm(n, generator=generator, device="cpu")[:batch_size]
-        if events is not None:
-            chosen = torch.zeros(n, dtype=torch.bool)
-            chosen[drawn] = True
-            drawn = torch.nonzero(chosen[events.cpu()]).flatten()
+        if events is not None:  # every row of a drawn event, on the rows' device
+            chosen = torch.zeros(n, dtype=torch.bool, device=events.device)
+            chosen[drawn.to(events.device)] = True
+            drawn = torch.nonzero(chosen[events]).flatten()
         index[name], scale[name] = drawn.to(x.device), n / batch_size
     return index, scale
 

@@ -10,8 +10,6 @@ ROC AUC is :func:`analysis.inference.scores.weighted_auc`.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import torch
 
 from analysis.relax.histfactory import BinnedModel
 from analysis.relax.likelihood import sigma_mu
-from analysis.training.losses import binned_model_from_scores, occupied_bins
+from analysis.training.losses import binned_model_from_scores
 from analysis.training.samples import (
     ArrayLike,
     Edges,
@@ -38,11 +36,9 @@ __all__ = [
     "SigmaMu",
     "classifier_scores",
     "binned_model_from_classifier",
-    "drop_empty_bins",
     "evaluate_sigma_mu",
 ]
 
-log = logging.getLogger(__name__)
 
 _UNUSED_BANDWIDTH = 1.0  # hard histograms ignore the kernel width; the signature needs one
 
@@ -137,32 +133,9 @@ def binned_model_from_classifier(model: torch.nn.Module, samples: Samples,
                        for n, per_sample in varied_scores(model, data, index, scale).items()}
     finally:
         model.train(was_training)
-    binned = binned_model_from_scores(scores, weights, edges, _UNUSED_BANDWIDTH, signal,
-                                      shifted=shifted,
-                                      normsys=normsys, histogram="hard")
-    return drop_empty_bins(binned)
-
-
-def drop_empty_bins(binned: BinnedModel) -> BinnedModel:
-    """The one-channel model without empty bins (no information at mu = 1).
-
-    A bin counts as empty below 1e-9 of the largest bin's total nominal yield
-    (:func:`~analysis.training.losses.occupied_bins`): soft cuts' sigmoid tails leave such bins
-    at 1e-14 events, where ``1 / lambda`` in the Fisher information and a shape variation that
-    does not vanish there make it singular in float64. Differentiable: the kept bins keep their
-    gradients.
-
-    Raises:
-        InputDataError: if no bin has events.
-    """
-    channel = binned.channels[0]
-    keep = occupied_bins([s.nominal for s in channel.samples])
-    if bool(keep.all()):
-        return binned
-    log.info("binned_model_from_classifier: dropping empty bins %s",
-             torch.nonzero(~keep).flatten().tolist())
-    samples = tuple(s.with_bins(keep) for s in channel.samples)
-    return dataclasses.replace(binned, channels=(dataclasses.replace(channel, samples=samples),))
+    return binned_model_from_scores(scores, weights, edges, _UNUSED_BANDWIDTH, signal,
+                                    shifted=shifted, normsys=normsys, histogram="hard",
+                                    drop_empty=True)
 
 
 def evaluate_sigma_mu(model: torch.nn.Module, samples: Samples, nuisances: Sequence[Nuisance],
